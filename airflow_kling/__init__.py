@@ -1,0 +1,72 @@
+"""Apache Airflow provider for Scenario's Kling Lipsync model (``model_kling-lip-sync``).
+
+Importing this package is cheap: hooks, operators and media tools live in their own modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """What ``airflow providers`` and the connection form know about this provider."""
+    return {
+        "package-name": "airflow-provider-kling",
+        "name": "Scenario Kling Lipsync",
+        "description": "Run Scenario's Kling Lipsync model (`model_kling-lip-sync`) from Airflow DAGs.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Scenario",
+                "external-doc-url": "https://docs.scenario.com/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Scenario",
+                "python-modules": ["airflow_kling.hooks.scenario", "airflow_kling.hooks.scenario_async"],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_kling.hooks.scenario.ScenarioHook",
+                "hook-name": "Scenario",
+                "connection-type": "scenario",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {
+                        "login": "API key",
+                        "password": "API secret",
+                        "host": "API base URL",
+                    },
+                    "placeholders": {
+                        "login": "api_key from the Scenario web app (Settings > API keys)",
+                        "password": "api_secret shown once when the key was created",
+                        "host": "https://api.cloud.scenario.com/v1 (leave empty for this default)",
+                    },
+                },
+                "conn-fields": {
+                    "project_id": {
+                        "label": "Project ID",
+                        "description": "Sent as projectId: the project that owns jobs and assets "
+                        "(empty: the key's default project).",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "timeout": {
+                        "label": "Timeout (seconds)",
+                        "description": "Seconds to wait for an API answer before retrying. Default 60.",
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "max_retries": {
+                        "label": "Max retries",
+                        "description": "Retries of a failed call (connection errors, 408, 409, 429, 5xx) "
+                        "with exponential backoff. Default 4.",
+                        "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
+                    },
+                },
+            }
+        ],
+    }

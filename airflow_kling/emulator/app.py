@@ -1,0 +1,485 @@
+"""The emulator's HTTP surface: the Scenario API under ``/v1``, signed file and part URLs, and an admin
+API under ``/_emulator`` for fault injection and inspection."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import fields
+from typing import Any
+
+from aiohttp import web
+
+from airflow_kling.emulator import kling
+from airflow_kling.emulator.store import (
+    AUTHOR_ID,
+    DEFAULT_OWNER_ID,
+    ApiError,
+    Asset,
+    Fault,
+    Job,
+    Store,
+    Upload,
+    iso,
+)
+
+STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DRY_RUN_STATUS = 269
+PAGE_SIZE_RANGE = (1, 100)
+
+
+def create_app(store: Store) -> web.Application:
+    """The aiohttp application of one emulator."""
+    app = web.Application(
+        middlewares=[_log_requests, _inject_faults, _errors, _authenticate], client_max_size=0
+    )
+    app[STORE_KEY] = store
+    app.router.add_post("/v1/generate/custom/{model_id}", run_model)
+    app.router.add_get("/v1/jobs", list_jobs)
+    app.router.add_get("/v1/jobs/{job_id}", get_job)
+    app.router.add_post("/v1/jobs/{job_id}/action", job_action)
+    app.router.add_post("/v1/uploads", create_upload)
+    app.router.add_get("/v1/uploads/{upload_id}", get_upload)
+    app.router.add_post("/v1/uploads/{upload_id}/action", upload_action)
+    app.router.add_get("/v1/assets/{asset_id}", get_asset)
+    app.router.add_post("/v1/assets/{asset_id}/download", download_asset)
+    app.router.add_put("/_uploads/{upload_id}/{number}", put_part)
+    app.router.add_get("/_files/{asset_id}/{file_name}", get_file)
+    app.router.add_get("/_emulator/health", admin_health)
+    app.router.add_get("/_emulator/requests", admin_requests)
+    app.router.add_delete("/_emulator/requests", admin_reset)
+    app.router.add_post("/_emulator/reset", admin_reset)
+    app.router.add_post("/_emulator/faults", admin_faults)
+    app.router.add_post("/_emulator/jobs/next", admin_next_jobs)
+    app.router.add_post("/_emulator/jobs/{job_id}", admin_job)
+    app.router.add_post("/_emulator/settings", admin_settings)
+    return app
+
+
+def _store(request: web.Request) -> Store:
+    return request.app[STORE_KEY]
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"apiError": message, "message": message}, status=status, headers=headers)
+
+
+# -- middlewares --------------------------------------------------------------------------------------------
+
+
+@web.middleware
+async def _log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/_emulator"):
+        return await handler(request)
+    entry: dict[str, Any] = {
+        "method": request.method,
+        "path": request.path,
+        "query": dict(request.query),
+        "at": time.time(),
+        "authorization": "Authorization" in request.headers,
+        "client_port": (request.transport.get_extra_info("peername") or ("", 0))[1]
+        if request.transport
+        else 0,
+        "status": None,
+    }
+    _store(request).log_request(entry)
+    response = await handler(request)
+    entry["status"] = response.status
+    return response
+
+
+@web.middleware
+async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/_emulator"):
+        return await handler(request)
+    fault = _store(request).take_fault(request.method, request.path)
+    if fault is None:
+        return await handler(request)
+    if fault.delay:
+        await request.read()  # the server has the request, as a real one would, before the answer is late
+        await asyncio.sleep(fault.delay)
+    if fault.action == "drop":
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError
+    if fault.action == "truncate":
+        request["truncate"] = True
+        return await handler(request)
+    if fault.status is None:
+        return await handler(request)
+    if fault.body is not None:
+        return web.json_response(fault.body, status=fault.status, headers=fault.headers)
+    return _error(fault.status, f"Injected fault: HTTP {fault.status}", fault.headers)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error(exc.status, exc.message)
+
+
+@web.middleware
+async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/v1/"):
+        config = _store(request).config
+        expected = f"{config.api_key}:{config.api_secret}"
+        if not _basic_credentials_match(request.headers.get("Authorization", ""), expected):
+            return _error(401, "Unauthorized: wrong or missing API key and secret")
+    elif request.path.startswith(("/_files/", "/_uploads/")) and "Authorization" in request.headers:
+        # What S3 answers when a presigned URL also carries an Authorization header.
+        return _error(400, "InvalidArgument: Only one auth mechanism allowed")
+    return await handler(request)
+
+
+def _basic_credentials_match(header: str, expected: str) -> bool:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = base64.b64decode(token, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(given, expected)
+
+
+async def _json_body(request: web.Request) -> Any:
+    if not request.body_exists:
+        return {}
+    try:
+        return await request.json()
+    except ValueError:
+        raise ApiError(400, "The request body is not valid JSON") from None
+
+
+def _owner(request: web.Request) -> str:
+    return request.query.get("projectId") or DEFAULT_OWNER_ID
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+# -- renderers ----------------------------------------------------------------------------------------------
+
+
+def render_job(store: Store, job: Job) -> dict[str, Any]:
+    now = time.time()
+    status, progress = store.job_state(job, now)
+    history = store.status_history(job, status, now)
+    metadata: dict[str, Any] = {"input": job.inputs}
+    if status == "success" and job.output_asset_id:
+        metadata["assetIds"] = [job.output_asset_id]
+    if status == "failure":
+        metadata["error"] = job.error or "The model could not process the inputs"
+        if job.hint:
+            metadata["hint"] = job.hint
+    return {
+        "jobId": job.id,
+        "jobType": "custom",
+        "status": status,
+        "progress": progress,
+        "metadata": metadata,
+        "statusHistory": history,
+        "createdAt": iso(job.created_at),
+        "updatedAt": history[-1]["date"] if history else iso(job.created_at),
+        "authorId": AUTHOR_ID,
+        "ownerId": job.owner_id,
+        "billing": {"cuCost": 0 if status in ("failure", "canceled") else job.cost, "cuDiscount": 0},
+        "modelId": job.model_id,
+    }
+
+
+def render_asset(store: Store, asset: Asset, origin: str) -> dict[str, Any]:
+    resource = f"{asset.id}/{asset.file_name}"
+    metadata: dict[str, Any] = {
+        "kind": asset.kind,
+        "type": asset.source,
+        "name": asset.file_name,
+        "fileName": asset.file_name,
+        "size": asset.properties.get("size"),
+    }
+    if asset.parent_job_id:
+        metadata["parentJobId"] = asset.parent_job_id
+        metadata["modelId"] = kling.MODEL_ID
+    return {
+        "id": asset.id,
+        "url": f"{origin}/_files/{resource}?{store.signed_query(resource)}",
+        "mimeType": asset.mime_type,
+        "kind": asset.kind,
+        "status": "success",
+        "properties": dict(asset.properties),
+        "metadata": metadata,
+        "source": asset.source,
+        "authorId": AUTHOR_ID,
+        "ownerId": asset.owner_id,
+        "createdAt": iso(asset.created_at),
+        "updatedAt": iso(asset.created_at),
+        "privacy": "private",
+        "collectionIds": [],
+        "tags": [],
+        "editCapabilities": [],
+    }
+
+
+def render_upload(store: Store, upload: Upload, origin: str) -> dict[str, Any]:
+    rendered: dict[str, Any] = {
+        "id": upload.id,
+        "status": upload.status,
+        "kind": upload.kind,
+        "source": "multipart",
+        "fileName": upload.file_name,
+        "originalFileName": upload.file_name,
+        "contentType": upload.content_type,
+        "fileSize": upload.file_size,
+        "partsCount": upload.parts,
+        "authorId": AUTHOR_ID,
+        "ownerId": upload.owner_id,
+        "createdAt": iso(upload.created_at),
+        "updatedAt": iso(upload.updated_at),
+    }
+    if upload.status == "pending":
+        expires = iso(time.time() + store.config.url_ttl)
+        rendered["parts"] = [
+            {
+                "number": number,
+                "url": f"{origin}/_uploads/{upload.id}/{number}?{store.signed_query(f'{upload.id}/{number}')}",
+                "expires": expires,
+            }
+            for number in range(1, upload.parts + 1)
+        ]
+    if upload.entity_id and upload.status != "failed":
+        rendered["entityId"] = upload.entity_id
+    if upload.error:
+        rendered["errorMessage"] = upload.error
+    return rendered
+
+
+# -- API routes ---------------------------------------------------------------------------------------------
+
+
+async def run_model(request: web.Request) -> web.Response:
+    store = _store(request)
+    model_id = request.match_info["model_id"]
+    if model_id != kling.MODEL_ID:
+        raise ApiError(404, f"Model {model_id} not found")
+    inputs = await _json_body(request)
+    try:
+        kling.validate_inputs(inputs, store.find_asset)
+    except kling.InputError as exc:
+        raise ApiError(400, str(exc)) from None
+    cost = kling.estimate_cost(inputs, store.find_asset)
+    dry_run = request.query.get("dryRun")
+    if dry_run is not None:
+        if dry_run not in ("true", "api"):
+            raise ApiError(400, "'dryRun' must be 'true' or 'api'")
+        now = iso(time.time())
+        estimate_job = {
+            "jobId": "job_dry_run",
+            "jobType": "custom",
+            "status": "pending",
+            "progress": 0,
+            "metadata": {"input": inputs},
+            "statusHistory": [],
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        body = {"job": estimate_job, "creativeUnitsCost": cost, "costDetails": {"custom-generation": cost}}
+        return web.json_response(body, status=DRY_RUN_STATUS)
+    job = store.create_job(model_id, inputs, _owner(request), cost)
+    return web.json_response(
+        {
+            "job": render_job(store, job),
+            "creativeUnitsCost": cost,
+            "creativeUnitsDiscount": 0,
+            "costDetails": {"custom-generation": cost},
+        }
+    )
+
+
+async def get_job(request: web.Request) -> web.Response:
+    store = _store(request)
+    return web.json_response({"job": render_job(store, store.job(request.match_info["job_id"]))})
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    store = _store(request)
+    query = request.query
+    try:
+        page_size = int(query.get("pageSize", "50"))
+        offset = int(query.get("paginationToken", "0").split(":")[0] or 0)
+    except ValueError:
+        raise ApiError(400, "'pageSize' and 'paginationToken' must be valid") from None
+    low, high = PAGE_SIZE_RANGE
+    if not low <= page_size <= high:
+        raise ApiError(400, f"'pageSize' must be from {low} to {high}")
+    with store.lock:
+        jobs = sorted(store.jobs.values(), key=lambda j: j.created_at, reverse=True)
+    if "status" in query:
+        jobs = [job for job in jobs if store.job_state(job)[0] == query["status"]]
+    token = query.get("paginationToken", "")
+    if store.empty_pages and offset > 0 and not token.endswith(":shown"):
+        # The API may answer an empty page that still carries a token; clients must keep paging.
+        return web.json_response({"jobs": [], "nextPaginationToken": f"{offset}:shown"})
+    page = jobs[offset : offset + page_size]
+    body: dict[str, Any] = {"jobs": [render_job(store, job) for job in page]}
+    if offset + page_size < len(jobs):
+        body["nextPaginationToken"] = str(offset + page_size)
+    return web.json_response(body)
+
+
+async def job_action(request: web.Request) -> web.Response:
+    store = _store(request)
+    body = await _json_body(request)
+    if body.get("action") != "cancel":
+        raise ApiError(400, "'action' must be 'cancel'")
+    job = store.cancel_job(request.match_info["job_id"])
+    return web.json_response({"job": render_job(store, job)})
+
+
+async def create_upload(request: web.Request) -> web.Response:
+    store = _store(request)
+    upload = store.create_upload(await _json_body(request), _owner(request))
+    return web.json_response({"upload": render_upload(store, upload, _origin(request))})
+
+
+async def get_upload(request: web.Request) -> web.Response:
+    store = _store(request)
+    upload = store.read_upload(request.match_info["upload_id"])
+    return web.json_response({"upload": render_upload(store, upload, _origin(request))})
+
+
+async def upload_action(request: web.Request) -> web.Response:
+    store = _store(request)
+    body = await _json_body(request)
+    if body.get("action") != "complete":
+        raise ApiError(400, "'action' is required and must be 'complete'")
+    upload = store.complete_upload(request.match_info["upload_id"])
+    return web.json_response({"upload": render_upload(store, upload, _origin(request))})
+
+
+async def get_asset(request: web.Request) -> web.Response:
+    store = _store(request)
+    asset = store.asset(request.match_info["asset_id"])
+    return web.json_response({"asset": render_asset(store, asset, _origin(request))})
+
+
+async def download_asset(request: web.Request) -> web.Response:
+    store = _store(request)
+    asset = store.asset(request.match_info["asset_id"])
+    body = await _json_body(request)
+    target = body.get("targetFormat")
+    if (
+        target is not None
+        and asset.kind in ("audio", "video")
+        and target != asset.file_name.rsplit(".", 1)[-1]
+    ):
+        raise ApiError(
+            400, f"Audio and video assets can only be downloaded in their stored format, not {target}"
+        )
+    rendered = render_asset(store, asset, _origin(request))
+    return web.json_response({"url": rendered["url"], "mimeType": asset.mime_type})
+
+
+# -- storage routes (presigned URLs) ------------------------------------------------------------------------
+
+
+async def put_part(request: web.Request) -> web.Response:
+    store = _store(request)
+    upload_id, number_text = request.match_info["upload_id"], request.match_info["number"]
+    store.check_signature(
+        f"{upload_id}/{number_text}", request.query.get("expires", ""), request.query.get("signature", "")
+    )
+    upload = store.upload(upload_id)
+    number = int(number_text)
+    if upload.status != "pending" or not 1 <= number <= upload.parts:
+        raise ApiError(400, f"Part {number} cannot be uploaded to upload {upload_id} ({upload.status})")
+    path = store.new_file(".part")
+    with path.open("wb") as out:
+        async for chunk in request.content.iter_chunked(1024 * 1024):
+            out.write(chunk)
+    with store.lock:
+        previous = upload.received.get(number)
+        upload.received[number] = path
+    if previous is not None:
+        previous.unlink(missing_ok=True)
+    return web.Response(status=200, headers={"ETag": f'"{upload_id}-{number}"'})
+
+
+async def get_file(request: web.Request) -> web.StreamResponse:
+    store = _store(request)
+    asset_id, file_name = request.match_info["asset_id"], request.match_info["file_name"]
+    store.check_signature(
+        f"{asset_id}/{file_name}", request.query.get("expires", ""), request.query.get("signature", "")
+    )
+    asset = store.asset(asset_id)
+    if not request.get("truncate"):
+        return web.FileResponse(asset.path, headers={"Content-Type": asset.mime_type})
+    size = asset.path.stat().st_size
+    response = web.StreamResponse(headers={"Content-Type": asset.mime_type})
+    response.content_length = size
+    await response.prepare(request)
+    with asset.path.open("rb") as source:
+        await response.write(source.read(size // 2))
+    if request.transport is not None:
+        request.transport.abort()
+    raise asyncio.CancelledError
+
+
+# -- admin routes -------------------------------------------------------------------------------------------
+
+
+async def admin_health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def admin_requests(request: web.Request) -> web.Response:
+    return web.json_response({"requests": _store(request).requests(request.query.get("path"))})
+
+
+async def admin_reset(request: web.Request) -> web.Response:
+    _store(request).reset()
+    return web.json_response({"status": "ok"})
+
+
+async def admin_faults(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    known = {f.name for f in fields(Fault)}
+    for spec in body.get("faults", [body]):
+        unknown = set(spec) - known
+        if unknown or "path" not in spec:
+            raise ApiError(400, f"A fault needs 'path' and takes only {sorted(known)}; got {sorted(spec)}")
+        _store(request).add_fault(Fault(**spec))
+    return web.json_response({"status": "ok"})
+
+
+async def admin_next_jobs(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    details = {key: body[key] for key in ("error", "hint", "seconds") if key in body}
+    _store(request).plan_jobs(str(body.get("outcome", "success")), int(body.get("count", 1)), **details)
+    return web.json_response({"status": "ok"})
+
+
+async def admin_job(request: web.Request) -> web.Response:
+    store = _store(request)
+    body = await _json_body(request)
+    details = {key: body[key] for key in ("error", "hint", "seconds") if key in body}
+    store.set_job_outcome(request.match_info["job_id"], str(body.get("outcome", "success")), **details)
+    return web.json_response({"job": render_job(store, store.job(request.match_info["job_id"]))})
+
+
+async def admin_settings(request: web.Request) -> web.Response:
+    store = _store(request)
+    body = await _json_body(request)
+    if "empty_pages" in body:
+        store.empty_pages = bool(body["empty_pages"])
+    for name in ("job_seconds", "url_ttl"):
+        if name in body:
+            setattr(store.config, name, float(body[name]))
+    return web.json_response({"status": "ok"})

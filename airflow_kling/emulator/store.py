@@ -1,0 +1,430 @@
+"""The emulator's state: uploads, assets, jobs, signed URLs, injected faults and the request log.
+
+Job status is computed from the clock on every read, so thousands of pollers cost no background work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import secrets
+import shutil
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+AUTHOR_ID = "user_emulator"
+DEFAULT_OWNER_ID = "proj_emulator"
+TERMINAL = ("success", "failure", "canceled")
+# Share of a job's duration at which each status begins.
+PHASES = (("queued", 0.0), ("warming-up", 0.1), ("in-progress", 0.2), ("finalizing", 0.9))
+OUTCOMES = ("success", "failure", "canceled", "stuck")
+
+
+class ApiError(Exception):
+    """An answer with an error status, raised by the store and written out by the app."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class EmulatorConfig:
+    """Settings of one emulator.
+
+    :param api_key: the API key it accepts.
+    :param api_secret: the API secret it accepts.
+    :param job_seconds: how long a job takes from ``queued`` to ``success``, in seconds.
+    :param url_ttl: seconds a signed URL stays valid.
+    """
+
+    api_key: str = "emulator-key"
+    api_secret: str = "emulator-secret"
+    job_seconds: float = 6.0
+    url_ttl: float = 3600.0
+
+
+@dataclass
+class Asset:
+    id: str
+    kind: str
+    mime_type: str
+    file_name: str
+    path: Path
+    source: str
+    owner_id: str
+    created_at: float
+    properties: dict[str, Any]
+    parent_job_id: str | None = None
+
+
+@dataclass
+class Upload:
+    id: str
+    kind: str
+    file_name: str
+    content_type: str
+    file_size: int
+    parts: int
+    owner_id: str
+    created_at: float
+    updated_at: float
+    status: str = "pending"
+    entity_id: str | None = None
+    error: str | None = None
+    received: dict[int, Path] = field(default_factory=dict)
+
+
+@dataclass
+class Job:
+    id: str
+    model_id: str
+    inputs: dict[str, Any]
+    owner_id: str
+    created_at: float
+    seconds: float
+    cost: int
+    outcome: str = "success"
+    error: str | None = None
+    hint: str | None = None
+    ended_at: float | None = None
+    forced_status: str | None = None
+    output_asset_id: str | None = None
+
+
+@dataclass
+class Fault:
+    """Make the next ``times`` requests that match answer otherwise.
+
+    :param path: a regular expression searched in the request path.
+    :param method: an HTTP method, or ``*`` for any.
+    :param status: the status to answer with instead of the real one (``None``: answer normally).
+    :param headers: headers of that answer, e.g. ``{"Retry-After": "1"}``.
+    :param body: JSON body of that answer.
+    :param delay: seconds to wait before answering.
+    :param action: ``respond`` (default), ``drop`` (close the connection with no answer) or
+        ``truncate`` (file downloads: send half the body, then close).
+    """
+
+    path: str
+    method: str = "*"
+    times: int = 1
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    delay: float = 0.0
+    action: str = "respond"
+
+
+def iso(timestamp: float) -> str:
+    """ISO-8601 with milliseconds and ``Z``, as the API writes dates."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        return None
+    return int(value)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(18).replace('-', 'x').replace('_', 'y')}"
+
+
+class Store:
+    """All the emulator's state, safe to read and change from the test thread and the server loop."""
+
+    def __init__(self, config: EmulatorConfig, data_dir: Path) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.lock = threading.RLock()
+        self.assets: dict[str, Asset] = {}
+        self.uploads: dict[str, Upload] = {}
+        self.jobs: dict[str, Job] = {}
+        self.faults: list[Fault] = []
+        self.next_outcomes: deque[dict[str, Any]] = deque()
+        self.request_log: list[dict[str, Any]] = []
+        self.empty_pages = False
+        self._signing_key = secrets.token_bytes(32)
+        self._file_numbers = itertools.count()
+
+    # -- signed URLs -----------------------------------------------------------------------------------
+
+    def sign(self, resource: str, expires: int) -> str:
+        return hmac.new(self._signing_key, f"{resource}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def signed_query(self, resource: str) -> str:
+        expires = int(time.time() + self.config.url_ttl)
+        return f"expires={expires}&signature={self.sign(resource, expires)}"
+
+    def check_signature(self, resource: str, expires: str, signature: str) -> None:
+        """Raise the error a presigned-URL host gives for a bad or expired signature."""
+        try:
+            expires_at = int(expires)
+        except ValueError:
+            raise ApiError(403, "AccessDenied: malformed expiry") from None
+        if not hmac.compare_digest(self.sign(resource, expires_at), signature):
+            raise ApiError(403, "AccessDenied: signature does not match")
+        if time.time() > expires_at:
+            raise ApiError(403, "AccessDenied: Request has expired")
+
+    def new_file(self, suffix: str = "") -> Path:
+        return self.data_dir / f"{next(self._file_numbers)}{suffix}"
+
+    # -- faults and the request log ---------------------------------------------------------------------
+
+    def add_fault(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        import re
+
+        with self.lock:
+            for fault in self.faults:
+                if fault.times > 0 and fault.method in ("*", method) and re.search(fault.path, path):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def log_request(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.request_log.append(entry)
+
+    def requests(self, path: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
+        """Logged requests, oldest first, optionally those whose path matches a regular expression."""
+        import re
+
+        with self.lock:
+            return [
+                dict(entry)
+                for entry in self.request_log
+                if (path is None or re.search(path, entry["path"])) and method in (None, entry["method"])
+            ]
+
+    def reset(self) -> None:
+        with self.lock:
+            self.faults.clear()
+            self.next_outcomes.clear()
+            self.request_log.clear()
+            self.empty_pages = False
+
+    # -- uploads --------------------------------------------------------------------------------------------
+
+    def create_upload(self, body: dict[str, Any], owner_id: str) -> Upload:
+        for name in ("kind", "fileName", "contentType", "fileSize", "parts"):
+            if body.get(name) in (None, ""):
+                raise ApiError(400, f"'{name}' is required for a multipart upload")
+        if body["kind"] not in ("3d", "asset", "audio", "avatar", "image", "model", "text", "video"):
+            raise ApiError(400, f"'kind' {body['kind']!r} is not a known upload kind")
+        size, parts = _whole_number(body["fileSize"]), _whole_number(body["parts"])
+        if size is None or size <= 0:
+            raise ApiError(400, "'fileSize' must be a positive number of bytes")
+        if parts is None or not 1 <= parts <= 10000 or parts > size:
+            raise ApiError(400, "'parts' must be a whole number from 1 to 10000, at most 'fileSize'")
+        now = time.time()
+        upload = Upload(
+            id=new_id("upload"),
+            kind=body["kind"],
+            file_name=str(body["fileName"]),
+            content_type=str(body["contentType"]),
+            file_size=size,
+            parts=parts,
+            owner_id=owner_id,
+            created_at=now,
+            updated_at=now,
+        )
+        with self.lock:
+            self.uploads[upload.id] = upload
+        return upload
+
+    def upload(self, upload_id: str) -> Upload:
+        upload = self.uploads.get(upload_id)
+        if upload is None:
+            raise ApiError(404, f"Upload {upload_id} not found")
+        return upload
+
+    def complete_upload(self, upload_id: str) -> Upload:
+        upload = self.upload(upload_id)
+        with self.lock:
+            if upload.status != "pending":
+                raise ApiError(400, f"Upload {upload_id} is already {upload.status}")
+            upload.updated_at = time.time()
+            missing = [n for n in range(1, upload.parts + 1) if n not in upload.received]
+            if missing:
+                upload.status, upload.error = "failed", f"Missing part(s): {missing}"
+                return upload
+            path = self.new_file(Path(upload.file_name).suffix)
+            with path.open("wb") as out:
+                for number in range(1, upload.parts + 1):
+                    with upload.received[number].open("rb") as part:
+                        shutil.copyfileobj(part, out, 1024 * 1024)
+                    upload.received[number].unlink()
+            size = path.stat().st_size
+            if size != upload.file_size:
+                path.unlink()
+                upload.status = "failed"
+                upload.error = f"Received {size} bytes, announced fileSize was {upload.file_size}"
+                return upload
+            asset = Asset(
+                id=new_id("asset"),
+                kind=upload.kind,
+                mime_type=upload.content_type,
+                file_name=upload.file_name,
+                path=path,
+                source=f"uploaded-{upload.kind}"
+                if upload.kind in ("audio", "video", "3d", "text")
+                else "uploaded",
+                owner_id=upload.owner_id,
+                created_at=upload.updated_at,
+                properties={"size": size},
+            )
+            self.assets[asset.id] = asset
+            upload.entity_id = asset.id
+            upload.status = "validating"
+        return upload
+
+    def read_upload(self, upload_id: str) -> Upload:
+        """An upload as a GET sees it: a completed one is ``validating`` once, then ``complete``."""
+        upload = self.upload(upload_id)
+        with self.lock:
+            if upload.status == "validating":
+                upload.status = "complete"
+                upload.updated_at = time.time()
+                return Upload(**{**upload.__dict__, "status": "validating"})
+        return upload
+
+    # -- assets ---------------------------------------------------------------------------------------------
+
+    def asset(self, asset_id: str) -> Asset:
+        asset = self.assets.get(asset_id)
+        if asset is None:
+            raise ApiError(404, f"Asset {asset_id} not found")
+        return asset
+
+    def find_asset(self, asset_id: str) -> dict[str, Any] | None:
+        asset = self.assets.get(asset_id)
+        return None if asset is None else {"kind": asset.kind, "properties": asset.properties}
+
+    # -- jobs -----------------------------------------------------------------------------------------------
+
+    def create_job(self, model_id: str, inputs: dict[str, Any], owner_id: str, cost: int) -> Job:
+        with self.lock:
+            plan = self.next_outcomes.popleft() if self.next_outcomes else {}
+            job = Job(
+                id=new_id("job"),
+                model_id=model_id,
+                inputs=inputs,
+                owner_id=owner_id,
+                created_at=time.time(),
+                seconds=float(plan.get("seconds", self.config.job_seconds)),
+                cost=cost,
+                outcome=plan.get("outcome", "success"),
+                error=plan.get("error"),
+                hint=plan.get("hint"),
+            )
+            self.jobs[job.id] = job
+        return job
+
+    def job(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, f"Job {job_id} not found")
+        return job
+
+    def plan_jobs(self, outcome: str, count: int = 1, **details: Any) -> None:
+        """Make the next ``count`` jobs end in ``outcome`` (``success``, ``failure``, ``canceled``, ``stuck``)."""
+        if outcome not in OUTCOMES:
+            raise ApiError(400, f"outcome must be one of {OUTCOMES}")
+        with self.lock:
+            for _ in range(count):
+                self.next_outcomes.append({"outcome": outcome, **details})
+
+    def set_job_outcome(self, job_id: str, outcome: str, **details: Any) -> None:
+        if outcome not in OUTCOMES:
+            raise ApiError(400, f"outcome must be one of {OUTCOMES}")
+        job = self.job(job_id)
+        with self.lock:
+            job.outcome = outcome
+            job.error = details.get("error", job.error)
+            job.hint = details.get("hint", job.hint)
+            if "seconds" in details:
+                job.seconds = float(details["seconds"])
+
+    def cancel_job(self, job_id: str) -> Job:
+        job = self.job(job_id)
+        with self.lock:
+            status, _ = self.job_state(job)
+            if status in TERMINAL:
+                raise ApiError(400, f"Job {job_id} is already {status} and cannot be canceled")
+            job.forced_status = "canceled"
+            job.ended_at = time.time()
+        return job
+
+    def job_state(self, job: Job, now: float | None = None) -> tuple[str, float]:
+        """A job's (status, progress) at ``now``, from its timeline."""
+        now = time.time() if now is None else now
+        if job.forced_status:
+            return job.forced_status, self._progress(job, job.ended_at or now)
+        fraction = (now - job.created_at) / job.seconds if job.seconds > 0 else 1.0
+        if job.outcome == "stuck":
+            return "in-progress", 0.5
+        if fraction >= 1.0:
+            if job.outcome == "success":
+                self._publish_output(job)
+                return "success", 1.0
+            return job.outcome, self._progress(job, job.created_at + job.seconds * 0.9)
+        status = next(name for name, start in reversed(PHASES) if fraction >= start)
+        return status, self._progress(job, now)
+
+    @staticmethod
+    def _progress(job: Job, at: float) -> float:
+        fraction = (at - job.created_at) / job.seconds if job.seconds > 0 else 1.0
+        return round(min(max((fraction - 0.2) / 0.8, 0.0), 0.99), 2)
+
+    def status_history(self, job: Job, status: str, now: float | None = None) -> list[dict[str, str]]:
+        now = time.time() if now is None else now
+        history = []
+        for name, start in PHASES:
+            at = job.created_at + job.seconds * start
+            if at > now or (job.outcome == "stuck" and start > 0.2):
+                break
+            if job.forced_status and job.ended_at is not None and at > job.ended_at:
+                break
+            history.append({"date": iso(at), "status": name})
+        if status in TERMINAL:
+            end = job.ended_at or job.created_at + job.seconds
+            history.append({"date": iso(end), "status": status})
+        return history
+
+    def _publish_output(self, job: Job) -> None:
+        with self.lock:
+            if job.output_asset_id is not None:
+                return
+            source = self.assets.get(str(job.inputs.get("videoUrl")))
+            path = self.new_file(".mp4")
+            if source is not None:
+                shutil.copyfile(source.path, path)
+            else:
+                path.write_bytes(b"")
+            asset = Asset(
+                id=new_id("asset"),
+                kind="video",
+                mime_type="video/mp4",
+                file_name=f"{job.id}.mp4",
+                path=path,
+                source="video2video",
+                owner_id=job.owner_id,
+                created_at=job.created_at + job.seconds,
+                properties={**(source.properties if source else {}), "size": path.stat().st_size},
+                parent_job_id=job.id,
+            )
+            self.assets[asset.id] = asset
+            job.output_asset_id = asset.id

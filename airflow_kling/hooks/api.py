@@ -1,0 +1,127 @@
+"""The parts of the Scenario wire contract that both hooks share: paths, query strings and errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from airflow_kling.exceptions import (
+    ScenarioAPIError,
+    ScenarioAuthError,
+    ScenarioConfigError,
+    ScenarioNotFoundError,
+)
+from airflow_kling.hooks.retry import is_job_submission
+
+if TYPE_CHECKING:
+    from airflow_kling.hooks.connection import ScenarioConnectionConfig
+
+USER_AGENT = "airflow-provider-kling"
+MESSAGE_LIMIT = 500
+"""Characters of an error body kept in an exception message."""
+
+
+def api_path(template: str, *ids: str) -> str:
+    """Fill a path template such as ``/jobs/{}`` with percent-encoded ids; an empty id is refused."""
+    for value in ids:
+        if not isinstance(value, str) or not value.strip():
+            raise ScenarioConfigError(f"Expected a non-empty id for {template!r}, got {value!r}")
+    return template.format(*(quote(value, safe="") for value in ids))
+
+
+def query_params(filters: Mapping[str, Any]) -> dict[str, str]:
+    """Python keyword filters as the API's query string: camelCase keys, comma-joined lists,
+    lower-case booleans; ``None`` values are left out."""
+    params: dict[str, str] = {}
+    for key, value in filters.items():
+        if value is None:
+            continue
+        head, *rest = key.split("_")
+        wire_key = head + "".join(part[:1].upper() + part[1:] for part in rest)
+        if isinstance(value, bool):
+            params[wire_key] = "true" if value else "false"
+        elif isinstance(value, list | tuple | set | frozenset):
+            params[wire_key] = ",".join(str(item) for item in value)
+        else:
+            params[wire_key] = str(value)
+    return params
+
+
+def api_message(body: bytes | str) -> str:
+    """The API's message in an error body (JSON ``message``/``apiError``/``error``), else its start."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict):
+        for key in ("message", "apiError", "error", "detail"):
+            value = decoded.get(key)
+            if isinstance(value, str) and value:
+                return value[:MESSAGE_LIMIT]
+    return text.strip()[:MESSAGE_LIMIT] or "(empty body)"
+
+
+def api_error(status: int, method: str, path: str, body: bytes | str, conn_id: str) -> ScenarioAPIError:
+    """The exception for an error answer, of the class its status calls for."""
+    message = api_message(body)
+    if status in (401, 403):
+        return ScenarioAuthError(status, method, path, message, conn_id)
+    if status == 404:
+        return ScenarioNotFoundError(status, method, path, message)
+    return ScenarioAPIError(status, method, path, message)
+
+
+def decode_json(body: bytes, method: str, path: str, status: int) -> dict[str, Any]:
+    """A success body as a JSON object; anything else is an API error, not a crash further on."""
+    try:
+        decoded = json.loads(body) if body else {}
+    except ValueError:
+        raise ScenarioAPIError(
+            status, method, path, f"expected a JSON body, got {api_message(body)!r}"
+        ) from None
+    if not isinstance(decoded, dict):
+        raise ScenarioAPIError(status, method, path, "expected a JSON object")
+    return decoded
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One API call as both hooks send it: URL, query, headers (with credentials) and JSON body."""
+
+    method: str
+    path: str
+    url: str
+    params: dict[str, str]
+    headers: dict[str, str] = field(repr=False)
+    data: str | None
+    submits_job: bool
+
+
+def api_call(
+    config: ScenarioConnectionConfig,
+    method: str,
+    path: str,
+    params: Mapping[str, Any] | None,
+    body: Any,
+) -> ApiCall:
+    """Build a call: ``projectId`` from the connection unless given, and POST/PUT bodies that default to
+    ``{}`` as the official client sends them."""
+    method = method.upper()
+    headers = {"Authorization": config.authorization}
+    data = None
+    if method != "GET":
+        headers["Content-Type"] = "application/json"
+        data = json.dumps({} if body is None else body)
+    return ApiCall(
+        method=method,
+        path=path,
+        url=config.url(path),
+        params=query_params({"project_id": config.project_id, **(params or {})}),
+        headers=headers,
+        data=data,
+        submits_job=is_job_submission(method, path),
+    )

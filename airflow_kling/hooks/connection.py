@@ -1,0 +1,149 @@
+"""Turn an Airflow connection of type ``scenario`` into what a request needs.
+
+Shared by the sync and the async hook so that both read a connection the same way: the same base URL,
+the same credential fallback and the same limits.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_kling.exceptions import ScenarioConfigError, ScenarioCredentialsError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+DEFAULT_BASE_URL = "https://api.cloud.scenario.com/v1"
+DEFAULT_TIMEOUT = 60.0
+"""Seconds to wait for an answer (read, write); connecting has its own, shorter bound."""
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_MAX_RETRIES = 4
+"""Retries after the first attempt: with the backoff of :mod:`.retry` about 7 s in all."""
+API_KEY_ENV = "SCENARIO_SDK_API_KEY"
+API_SECRET_ENV = "SCENARIO_SDK_API_SECRET"
+BASE_URL_ENV = "SCENARIO_BASE_URL"
+
+
+@dataclass(frozen=True)
+class ScenarioConnectionConfig:
+    """Everything a request to the Scenario API needs, read from one connection.
+
+    :param conn_id: the Airflow connection id it came from (named in auth errors).
+    :param base_url: full base URL including ``/v1``, without a trailing slash.
+    :param project_id: sent as ``projectId`` where the API takes it; ``None`` for the key's default.
+    :param timeout: seconds to wait for an answer; default 60.
+    :param max_retries: retries after the first attempt for retryable failures; default 4.
+    """
+
+    conn_id: str
+    base_url: str
+    api_key: str
+    api_secret: str = field(repr=False)
+    project_id: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+    @property
+    def authorization(self) -> str:
+        """The ``Authorization`` header value. Never log it."""
+        token = base64.b64encode(f"{self.api_key}:{self.api_secret}".encode()).decode("ascii")
+        return f"Basic {token}"
+
+    def url(self, path: str) -> str:
+        """The absolute URL of an API path such as ``/jobs/job_x``."""
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    @classmethod
+    def from_connection(cls, conn: Connection | None, conn_id: str) -> ScenarioConnectionConfig:
+        """Read a connection; ``conn=None`` (no such connection) uses the environment variables alone.
+
+        :raises ScenarioCredentialsError: neither the connection nor the environment has a key and secret.
+        :raises ScenarioConfigError: a field has a value that cannot be used.
+        """
+        extra: dict[str, Any] = dict(conn.extra_dejson) if conn is not None else {}
+        api_key = (conn.login if conn is not None else None) or os.environ.get(API_KEY_ENV)
+        api_secret = (conn.password if conn is not None else None) or os.environ.get(API_SECRET_ENV)
+        if not api_key or not api_secret:
+            where = (
+                f"the Airflow connection {conn_id!r}"
+                if conn is not None
+                else (f"the Airflow connection {conn_id!r} (not defined)")
+            )
+            raise ScenarioCredentialsError(
+                f"No Scenario API key and secret found in {where}. Set the connection's login (API key) and "
+                f"password (API secret), e.g. through AIRFLOW_CONN_{conn_id.upper()}, or the environment "
+                f"variables {API_KEY_ENV} and {API_SECRET_ENV}."
+            )
+        return cls(
+            conn_id=conn_id,
+            base_url=_base_url(conn),
+            api_key=api_key,
+            api_secret=api_secret,
+            project_id=_optional_str(extra.get("project_id")),
+            timeout=_positive_float(extra.get("timeout"), DEFAULT_TIMEOUT, "timeout", conn_id),
+            max_retries=_retries(extra.get("max_retries"), conn_id),
+        )
+
+
+def _base_url(conn: Connection | None) -> str:
+    host = (conn.host or "").strip() if conn is not None else ""
+    if not host:
+        return os.environ.get(BASE_URL_ENV, DEFAULT_BASE_URL).rstrip("/")
+    if "://" in host:
+        url = host
+        if conn is not None and conn.port and ":" not in host.split("://", 1)[1].split("/", 1)[0]:
+            scheme, rest = host.split("://", 1)
+            netloc, _, path = rest.partition("/")
+            url = f"{scheme}://{netloc}:{conn.port}/{path}"
+        return url.rstrip("/")
+    # A URI-form connection (scenario://key:secret@host:port/v1) splits the URL into host, port and schema.
+    hostname, _, path = host.partition("/")
+    scheme = "http" if _is_loopback(hostname) else "https"
+    port = f":{conn.port}" if conn is not None and conn.port else ""
+    path = path or (conn.schema if conn is not None and conn.schema else "v1")
+    return f"{scheme}://{hostname}{port}/{path.strip('/')}".rstrip("/")
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _optional_str(value: Any) -> str | None:
+    return str(value).strip() or None if value not in (None, "") else None
+
+
+def _positive_float(value: Any, default: float, name: str, conn_id: str) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number <= 0:
+        raise ScenarioConfigError(
+            f"Connection {conn_id!r}: extra field {name!r} must be a positive number of seconds, got {value!r}"
+        )
+    return number
+
+
+def _retries(value: Any, conn_id: str) -> int:
+    if value in (None, ""):
+        return DEFAULT_MAX_RETRIES
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if not 0 <= number <= 20:
+        raise ScenarioConfigError(
+            f"Connection {conn_id!r}: extra field 'max_retries' must be a whole number from 0 to 20, got {value!r}"
+        )
+    return number

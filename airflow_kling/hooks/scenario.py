@@ -1,0 +1,294 @@
+"""The synchronous Scenario hook, for operators and for code that runs in a worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import requests
+from airflow.providers.http.hooks.http import HttpHook
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from airflow_kling.exceptions import (
+    ScenarioAmbiguousSubmitError,
+    ScenarioError,
+    ScenarioTransportError,
+)
+from airflow_kling.hooks.api import USER_AGENT, api_call, api_error, api_path, decode_json
+from airflow_kling.hooks.connection import DEFAULT_CONNECT_TIMEOUT, ScenarioConnectionConfig
+from airflow_kling.hooks.retry import (
+    Verdict,
+    retry_delay,
+    should_stop,
+    verdict_for_status,
+    verdict_for_transport_error,
+)
+
+if TYPE_CHECKING:
+    from airflow_kling.hooks.uploads import UploadSource
+
+
+class ScenarioHook(HttpHook):
+    """Call the Scenario REST API with the credentials of an Airflow connection of type ``scenario``.
+
+    The connection's login is the API key and its password the API secret (sent as HTTP Basic auth);
+    its host is the full base URL including ``/v1`` (default ``https://api.cloud.scenario.com/v1``).
+    Extra fields: ``project_id`` (sent as ``projectId``), ``timeout`` (seconds, default 60) and
+    ``max_retries`` (default 4). Without a key and secret on the connection, the environment variables
+    ``SCENARIO_SDK_API_KEY`` and ``SCENARIO_SDK_API_SECRET`` are used, as the official clients do.
+
+    Connection errors, 408, 409, 429 and 5xx answers are retried with capped exponential backoff,
+    honouring ``Retry-After``, ``retry-after-ms`` and ``x-should-retry``; a job submission whose outcome
+    is unknown is never retried (see :class:`~airflow_kling.exceptions.ScenarioAmbiguousSubmitError`).
+
+    :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
+    """
+
+    conn_name_attr = "scenario_conn_id"
+    default_conn_name = "scenario_default"
+    conn_type = "scenario"
+    hook_name = "Scenario"
+
+    def __init__(self, scenario_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(method="GET", http_conn_id=scenario_conn_id, **kwargs)
+        self.scenario_conn_id = scenario_conn_id
+
+    @cached_property
+    def config(self) -> ScenarioConnectionConfig:
+        """The connection, read once: base URL, credentials, project, timeout and retries."""
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            conn = self.get_connection(self.scenario_conn_id)
+        except AirflowNotFoundException:
+            conn = None
+        return ScenarioConnectionConfig.from_connection(conn, self.scenario_conn_id)
+
+    def get_conn(
+        self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
+    ) -> requests.Session:
+        """A keep-alive ``requests`` session for the Scenario base URL.
+
+        The session carries no credentials: they are added to API calls only, so that presigned storage
+        URLs (uploads, downloads) never receive them.
+        """
+        self.base_url = self.config.base_url
+        self._base_url_initialized = True
+        session = self._configure_session_from_mount_adapters(requests.Session())
+        session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        session.headers.update(headers or {})
+        return session
+
+    @cached_property
+    def session(self) -> requests.Session:
+        return self.get_conn()
+
+    # -- the request loop ----------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Send one API call with the retry rules of :mod:`airflow_kling.hooks.retry`.
+
+        :param method: HTTP method.
+        :param path: path relative to the base URL, e.g. ``/jobs/job_x`` (ids already encoded).
+        :param params: query parameters (Python names are turned into the API's camelCase).
+        :param body: JSON body; POST and PUT send ``{}`` when it is ``None``, as the official client does.
+        :return: the HTTP status (200, or 269 for a dry run) and the decoded JSON object.
+        """
+        call = api_call(self.config, method, path, params, body)
+        response = self.send(
+            call.method,
+            call.url,
+            label=call.path,
+            submits_job=call.submits_job,
+            make_kwargs=lambda: {"params": call.params, "data": call.data, "headers": call.headers},
+        )
+        status = response.status_code
+        if 200 <= status < 300:
+            return status, decode_json(response.content, call.method, path, status)
+        raise api_error(status, call.method, path, response.content, self.config.conn_id)
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        label: str,
+        make_kwargs: Callable[[], dict[str, Any]],
+        submits_job: bool = False,
+        stream: bool = False,
+    ) -> requests.Response:
+        """Send a request, retrying what :mod:`airflow_kling.hooks.retry` says may be retried.
+
+        Used for API calls and for presigned storage URLs alike; only API calls add credentials.
+
+        :param label: what logs and errors call the request (never a signed URL, which is a credential).
+        :param make_kwargs: builds the ``requests`` arguments afresh for each attempt (a body stream must
+            restart from its beginning).
+        :return: the last response: a success, an error another attempt would not change, or the last
+            retryable error once ``max_retries`` are used up.
+        """
+        max_retries = self.config.max_retries
+        retries = 0
+        while True:
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    timeout=(DEFAULT_CONNECT_TIMEOUT, self.config.timeout),
+                    stream=stream,
+                    **make_kwargs(),
+                )
+            except requests.exceptions.RequestException as exc:
+                verdict = verdict_for_transport_error(
+                    request_sent=request_was_sent(exc), submits_job=submits_job
+                )
+                if verdict is Verdict.AMBIGUOUS:
+                    raise ambiguous_submit_error(method, label, type(exc).__name__) from exc
+                if should_stop(verdict, retries, max_retries):
+                    raise ScenarioTransportError(
+                        f"Scenario {method} {label} failed after {retries + 1} attempts: {type(exc).__name__}"
+                    ) from exc
+                delay = retry_delay(retries)
+                self.log.warning(
+                    "Scenario %s %s: %s; retry %d in %.2f s",
+                    method,
+                    label,
+                    type(exc).__name__,
+                    retries + 1,
+                    delay,
+                )
+            else:
+                status = response.status_code
+                verdict = verdict_for_status(status, response.headers, submits_job=submits_job)
+                if verdict is Verdict.AMBIGUOUS:
+                    raise ambiguous_submit_error(method, label, f"HTTP {status}")
+                if should_stop(verdict, retries, max_retries):
+                    self.log.debug("Scenario %s %s -> %d", method, label, status)
+                    return response
+                delay = retry_delay(retries, response.headers)
+                self.log.warning(
+                    "Scenario %s %s answered HTTP %d; retry %d in %.2f s",
+                    method,
+                    label,
+                    status,
+                    retries + 1,
+                    delay,
+                )
+                response.close()
+            time.sleep(delay)
+            retries += 1
+
+    # -- jobs ----------------------------------------------------------------------------------------------
+
+    def run_model(self, model_id: str, inputs: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Submit a generation with any custom model (``POST /generate/custom/{modelId}``).
+
+        :param model_id: e.g. ``model_kling-lip-sync``.
+        :param inputs: the model's inputs by their wire names; sent as the JSON body itself.
+        :param dry_run: ask for a cost estimate at the API tier (``dryRun=api``, answered with HTTP 269)
+            instead of creating a job.
+        :return: the decoded response: the job at ``["job"]`` (id at ``["job"]["jobId"]``) and
+            ``creativeUnitsCost``.
+        """
+        params = {"dry_run": "api"} if dry_run else None
+        _, payload = self.request(
+            "POST", api_path("/generate/custom/{}", model_id), params=params, body=dict(inputs)
+        )
+        return payload
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        """The job object of ``GET /jobs/{jobId}`` (status, progress, metadata, statusHistory, ...)."""
+        _, payload = self.request("GET", api_path("/jobs/{}", job_id))
+        return dict(payload["job"])
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """Ask the API to cancel a job; returns the job object. The API may refuse (an error is raised)."""
+        _, payload = self.request("POST", api_path("/jobs/{}/action", job_id), body={"action": "cancel"})
+        return dict(payload["job"])
+
+    def list_jobs(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Iterate over jobs, page by page, until the API sends no ``nextPaginationToken``.
+
+        :param filters: ``GET /jobs`` filters by Python or wire name, e.g. ``status="success"``,
+            ``types=["custom"]``, ``page_size=100``, ``created_after="2026-01-01T00:00:00Z"``.
+        """
+        token: str | None = None
+        while True:
+            params = dict(filters)
+            if token:
+                params["pagination_token"] = token
+            _, payload = self.request("GET", "/jobs", params=params)
+            yield from payload.get("jobs") or []
+            token = payload.get("nextPaginationToken")
+            if not token:  # an empty page may still carry a token: only its absence ends the list
+                return
+
+    # -- assets --------------------------------------------------------------------------------------------
+
+    def get_asset(self, asset_id: str) -> dict[str, Any]:
+        """The asset object of ``GET /assets/{assetId}``, with its temporary signed ``url``."""
+        _, payload = self.request("GET", api_path("/assets/{}", asset_id))
+        return dict(payload["asset"])
+
+    def get_download_url(self, asset_id: str) -> str:
+        """A fresh signed URL for an asset's original file (``POST /assets/{assetId}/download``)."""
+        _, payload = self.request("POST", api_path("/assets/{}/download", asset_id), body={})
+        return str(payload["url"])
+
+    def upload_asset(
+        self,
+        source: UploadSource,
+        *,
+        kind: str | None = None,
+        file_name: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """Upload a file as a Scenario asset through ``POST /uploads`` and presigned part URLs.
+
+        Parts are streamed from the source, never held whole in memory.
+
+        :param source: a local path, an ``ObjectStoragePath`` or a seekable binary file object.
+        :param kind: ``video``, ``audio``, ``image``, ...; inferred from the file name when not given.
+        :param file_name: the name the asset gets; default the source's name.
+        :param content_type: MIME type; inferred from the file name when not given.
+        :return: the new asset id.
+        """
+        from airflow_kling.hooks.uploads import upload_asset
+
+        return upload_asset(self, source, kind=kind, file_name=file_name, content_type=content_type)
+
+    # -- Airflow UI ----------------------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated call (``GET /jobs?pageSize=1``); reports success or the API's message."""
+        try:
+            self.request("GET", "/jobs", params={"page_size": 1})
+        except ScenarioError as exc:
+            return False, str(exc)
+        return True, f"Connected to the Scenario API at {self.config.base_url}"
+
+
+def request_was_sent(exc: requests.exceptions.RequestException) -> bool:
+    """Whether a failed request may have reached the server (so a retry could repeat its effect)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return not isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
+def ambiguous_submit_error(method: str, path: str, what: str) -> ScenarioAmbiguousSubmitError:
+    return ScenarioAmbiguousSubmitError(
+        f"Scenario {method} {path} ended with {what} after the request was sent: a job may have been "
+        "created and billed. It was not resubmitted. Look for it before trying again, e.g. "
+        "ScenarioHook().list_jobs(types=['custom'], created_after=<submission time>) or the jobs page "
+        "of the Scenario web app."
+    )

@@ -1,0 +1,177 @@
+"""The asynchronous Scenario hook, for triggers running in the triggerer's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_kling.exceptions import ScenarioTransportError
+from airflow_kling.hooks.api import USER_AGENT, api_call, api_error, api_path, decode_json
+from airflow_kling.hooks.connection import DEFAULT_CONNECT_TIMEOUT, ScenarioConnectionConfig
+from airflow_kling.hooks.retry import (
+    Verdict,
+    retry_delay,
+    should_stop,
+    verdict_for_status,
+    verdict_for_transport_error,
+)
+from airflow_kling.hooks.scenario import ambiguous_submit_error
+
+if TYPE_CHECKING:
+    import aiohttp
+
+CONNECTION_POOL_LIMIT = 100
+"""Open connections at most per event loop, shared by every hook and trigger in it."""
+
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_session() -> aiohttp.ClientSession:
+    """The one ``aiohttp`` session of the running event loop, created on first use.
+
+    Every async hook (and so every trigger) in a loop shares it and its connection pool: a triggerer
+    running thousands of jobs keeps a few keep-alive connections instead of a session per poll. It
+    carries no credentials; each API call adds its own ``Authorization`` header.
+    """
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=CONNECTION_POOL_LIMIT),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
+        _sessions[loop] = session
+    return session
+
+
+async def close_shared_session() -> None:
+    """Close the running loop's shared session (for programs that own their event loop)."""
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
+
+
+class ScenarioAsyncHook(BaseHook):
+    """Async twin of :class:`~airflow_kling.hooks.scenario.ScenarioHook` for triggers.
+
+    The same connection, credentials, retry rules and errors; the connection is looked up with
+    ``BaseHook.aget_connection`` (a sync lookup inside the triggerer's loop fails spuriously) and read
+    once per hook.
+
+    :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
+    """
+
+    conn_name_attr = "scenario_conn_id"
+    default_conn_name = "scenario_default"
+    conn_type = "scenario"
+    hook_name = "Scenario (async)"
+
+    def __init__(self, scenario_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.scenario_conn_id = scenario_conn_id
+        self._config: ScenarioConnectionConfig | None = None
+
+    async def config(self) -> ScenarioConnectionConfig:
+        """The connection, read once per hook."""
+        if self._config is None:
+            from airflow.sdk.exceptions import AirflowNotFoundException
+
+            try:
+                conn = await self.aget_connection(self.scenario_conn_id)
+            except AirflowNotFoundException:
+                conn = None
+            self._config = ScenarioConnectionConfig.from_connection(conn, self.scenario_conn_id)
+        return self._config
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Send one API call; see :meth:`ScenarioHook.request` for the arguments and retry rules."""
+        import aiohttp
+
+        cfg = await self.config()
+        call = api_call(cfg, method, path, params, body)
+        method = call.method
+        timeout = aiohttp.ClientTimeout(total=None, connect=DEFAULT_CONNECT_TIMEOUT, sock_read=cfg.timeout)
+        session = shared_session()
+        retries = 0
+        while True:
+            try:
+                async with session.request(
+                    method,
+                    call.url,
+                    params=call.params,
+                    data=call.data,
+                    headers=call.headers,
+                    timeout=timeout,
+                ) as response:
+                    status = response.status
+                    content = await response.read()
+                    response_headers = response.headers
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                sent = not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+                verdict = verdict_for_transport_error(request_sent=sent, submits_job=call.submits_job)
+                if verdict is Verdict.AMBIGUOUS:
+                    raise ambiguous_submit_error(method, path, type(exc).__name__) from exc
+                if should_stop(verdict, retries, cfg.max_retries):
+                    raise ScenarioTransportError(
+                        f"Scenario {method} {path} failed after {retries + 1} attempts: {type(exc).__name__}"
+                    ) from exc
+                delay = retry_delay(retries)
+                self.log.warning(
+                    "Scenario %s %s: %s; retry %d in %.2f s",
+                    method,
+                    path,
+                    type(exc).__name__,
+                    retries + 1,
+                    delay,
+                )
+            else:
+                verdict = verdict_for_status(status, response_headers, submits_job=call.submits_job)
+                if verdict is Verdict.AMBIGUOUS:
+                    raise ambiguous_submit_error(method, path, f"HTTP {status}")
+                if should_stop(verdict, retries, cfg.max_retries):
+                    if 200 <= status < 300:
+                        return status, decode_json(content, method, path, status)
+                    raise api_error(status, method, path, content, cfg.conn_id)
+                delay = retry_delay(retries, response_headers)
+                self.log.warning(
+                    "Scenario %s %s answered HTTP %d; retry %d in %.2f s",
+                    method,
+                    path,
+                    status,
+                    retries + 1,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            retries += 1
+
+    async def get_job(self, job_id: str) -> dict[str, Any]:
+        """The job object of ``GET /jobs/{jobId}``."""
+        _, payload = await self.request("GET", api_path("/jobs/{}", job_id))
+        return dict(payload["job"])
+
+    async def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """Ask the API to cancel a job; returns the job object. The API may refuse (an error is raised)."""
+        _, payload = await self.request(
+            "POST", api_path("/jobs/{}/action", job_id), body={"action": "cancel"}
+        )
+        return dict(payload["job"])
+
+    async def get_asset(self, asset_id: str) -> dict[str, Any]:
+        """The asset object of ``GET /assets/{assetId}``."""
+        _, payload = await self.request("GET", api_path("/assets/{}", asset_id))
+        return dict(payload["asset"])

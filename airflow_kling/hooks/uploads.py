@@ -1,0 +1,165 @@
+"""The ``POST /uploads`` flow: announce a file, PUT its parts to presigned URLs, complete, wait.
+
+Parts are read from the source as they are sent, so memory use does not grow with the file size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from airflow_kling.exceptions import ScenarioUploadError
+from airflow_kling.hooks.api import api_message, api_path
+from airflow_kling.media.formats import content_type_for, kind_for
+
+if TYPE_CHECKING:
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+PART_SIZE = 64 * 1024 * 1024
+"""Bytes per part at most; more parts only for larger files (S3 wants 5 MiB or more for all but the last)."""
+READ_BLOCK = 1024 * 1024
+UPLOAD_READY = frozenset({"validated", "imported", "complete"})
+UPLOAD_WAIT_SECONDS = 600.0
+"""How long to wait for the API to validate a completed upload."""
+
+
+@runtime_checkable
+class ObjectStorageLike(Protocol):
+    """What the upload needs of an ``airflow.sdk.ObjectStoragePath``."""
+
+    @property
+    def name(self) -> str: ...
+
+    def open(self, mode: str = ...) -> Any: ...
+
+    def stat(self) -> Any: ...
+
+
+UploadSource = str | os.PathLike[str] | ObjectStorageLike | IO[bytes]
+
+
+@contextmanager
+def open_source(source: UploadSource) -> Iterator[tuple[IO[bytes], str, int]]:
+    """Open an upload source as (seekable binary stream, file name, size in bytes)."""
+    if isinstance(source, str | os.PathLike):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise ScenarioUploadError(f"Upload source {path!r} is not a file")
+        with open(path, "rb") as local:
+            yield local, os.path.basename(path), os.fstat(local.fileno()).st_size
+    elif isinstance(source, ObjectStorageLike) and not hasattr(source, "read"):
+        size = int(_stat_size(source.stat()))
+        with source.open("rb") as remote:
+            yield remote, source.name, size
+    else:
+        stream: IO[bytes] = source  # type: ignore[assignment]
+        if not stream.seekable():
+            raise ScenarioUploadError("Upload source must be seekable: its size is announced before sending")
+        start = stream.tell()
+        size = stream.seek(0, os.SEEK_END) - start
+        stream.seek(start)
+        yield stream, os.path.basename(str(getattr(stream, "name", "upload.bin"))), size
+
+
+def _stat_size(stat: Any) -> int:
+    return int(stat["size"] if isinstance(stat, dict) else stat.st_size)
+
+
+class PartReader:
+    """A file-like view of ``length`` bytes from ``offset``; ``len()`` gives requests a Content-Length."""
+
+    def __init__(self, stream: IO[bytes], offset: int, length: int) -> None:
+        self._stream = stream
+        self._offset = offset
+        self._left = length
+        self._length = length
+        stream.seek(offset)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        size = self._left if size < 0 else min(size, self._left, READ_BLOCK)
+        chunk = self._stream.read(size)
+        self._left -= len(chunk)
+        return chunk
+
+
+def upload_asset(
+    hook: ScenarioHook,
+    source: UploadSource,
+    *,
+    kind: str | None,
+    file_name: str | None,
+    content_type: str | None,
+) -> str:
+    """See :meth:`ScenarioHook.upload_asset`."""
+    with open_source(source) as (stream, source_name, size):
+        file_name = file_name or source_name
+        kind = kind or kind_for(file_name)
+        if kind is None:
+            raise ScenarioUploadError(
+                f"Cannot tell the asset kind of {file_name!r} from its extension; pass kind='video'|'audio'|..."
+            )
+        if size <= 0:
+            raise ScenarioUploadError(f"Upload source {file_name!r} is empty (0 bytes)")
+        parts = max(1, math.ceil(size / PART_SIZE))
+        _, created = hook.request(
+            "POST",
+            "/uploads",
+            body={
+                "kind": kind,
+                "fileName": file_name,
+                "contentType": content_type or content_type_for(file_name),
+                "fileSize": size,
+                "parts": parts,
+            },
+        )
+        upload = created["upload"]
+        upload_id = str(upload["id"])
+        part_length = math.ceil(size / parts)
+        for part in sorted(upload.get("parts") or [], key=lambda p: int(p["number"])):
+            number = int(part["number"])
+            offset = (number - 1) * part_length
+            _put_part(hook, str(part["url"]), stream, number, offset, min(part_length, size - offset))
+        hook.log.info("Uploaded %s (%d bytes, %d part(s)) as upload %s", file_name, size, parts, upload_id)
+        hook.request("POST", api_path("/uploads/{}/action", upload_id), body={"action": "complete"})
+        return _wait_for_asset(hook, upload_id, file_name)
+
+
+def _put_part(hook: ScenarioHook, url: str, stream: IO[bytes], number: int, offset: int, length: int) -> None:
+    label = f"upload part {number}"
+    response = hook.send(
+        "PUT", url, label=label, make_kwargs=lambda: {"data": PartReader(stream, offset, length)}
+    )
+    if not 200 <= response.status_code < 300:
+        raise ScenarioUploadError(
+            f"Storage refused {label} with HTTP {response.status_code}: {api_message(response.content)}"
+        )
+
+
+def _wait_for_asset(hook: ScenarioHook, upload_id: str, file_name: str) -> str:
+    deadline = time.monotonic() + UPLOAD_WAIT_SECONDS
+    delay = 0.2
+    while True:
+        _, payload = hook.request("GET", api_path("/uploads/{}", upload_id))
+        upload = payload["upload"]
+        status = upload.get("status")
+        if status in UPLOAD_READY and upload.get("entityId"):
+            return str(upload["entityId"])
+        if status == "failed":
+            raise ScenarioUploadError(
+                f"Scenario refused the upload of {file_name!r}: {upload.get('errorMessage') or 'no reason given'}"
+            )
+        if time.monotonic() > deadline:
+            raise ScenarioUploadError(
+                f"Upload {upload_id} of {file_name!r} still {status!r} after {UPLOAD_WAIT_SECONDS:.0f} s"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)

@@ -1,0 +1,99 @@
+"""ScenarioAsyncHook against the emulator: the same answers, retries and errors as the sync hook."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+
+from airflow_kling.exceptions import ScenarioAPIError, ScenarioAuthError, ScenarioNotFoundError
+from airflow_kling.hooks.scenario import ScenarioHook
+from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
+
+if TYPE_CHECKING:
+    from airflow_kling.emulator import EmulatorServer
+
+T = TypeVar("T")
+
+
+def run(body: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        try:
+            return await body()
+        finally:
+            await close_shared_session()
+
+    return asyncio.run(main())
+
+
+def submit(emulator: EmulatorServer, **plan: Any) -> str:
+    hook = ScenarioHook()
+    video = hook.upload_asset(io.BytesIO(b"v" * 100), file_name="a.mp4")
+    if plan:
+        emulator.plan_jobs(**plan)
+    return str(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"])
+
+
+def test_get_job_cancel_job_and_get_asset(scenario_emulator: EmulatorServer) -> None:
+    job_id = submit(scenario_emulator, outcome="stuck")
+
+    async def body() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        hook = ScenarioAsyncHook()
+        job = await hook.get_job(job_id)
+        canceled = await hook.cancel_job(job_id)
+        asset = await hook.get_asset(str(job["metadata"]["input"]["videoUrl"]))
+        return job, canceled, asset
+
+    job, canceled, asset = run(body)
+    assert job["jobId"] == job_id
+    assert job["status"] in ("queued", "warming-up", "in-progress")
+    assert canceled["status"] == "canceled"
+    assert asset["kind"] == "video"
+
+
+def test_retries_honour_retry_after(scenario_emulator: EmulatorServer) -> None:
+    job_id = submit(scenario_emulator)
+    scenario_emulator.add_fault("^/v1/jobs/job_", status=429, headers={"Retry-After": "1"})
+    scenario_emulator.add_fault("^/v1/jobs/job_", action="drop")
+    job = run(lambda: ScenarioAsyncHook().get_job(job_id))
+    assert job["jobId"] == job_id
+    attempts = scenario_emulator.store.requests("^/v1/jobs/job_")
+    assert [a["status"] for a in attempts] == [429, None, 200]
+    assert attempts[1]["at"] - attempts[0]["at"] >= 1.0
+
+
+def test_errors_match_the_sync_hook(
+    monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer
+) -> None:
+    with pytest.raises(ScenarioNotFoundError):
+        run(lambda: ScenarioAsyncHook().get_job("job_missing"))
+    scenario_emulator.add_fault("^/v1/jobs/", status=503, headers={"x-should-retry": "false"})
+    with pytest.raises(ScenarioAPIError, match="503"):
+        run(lambda: ScenarioAsyncHook().get_job("job_missing"))
+    conn = json.loads(scenario_emulator.connection_uri())
+    conn["password"] = "nope"
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_BAD", json.dumps(conn))
+    with pytest.raises(ScenarioAuthError, match="'scenario_bad'"):
+        run(lambda: ScenarioAsyncHook("scenario_bad").get_job("job_x"))
+
+
+def test_hooks_in_one_event_loop_share_one_session_and_its_connections(
+    scenario_emulator: EmulatorServer,
+) -> None:
+    job_id = submit(scenario_emulator)
+
+    async def body() -> bool:
+        first, second = ScenarioAsyncHook(), ScenarioAsyncHook()
+        for _ in range(5):
+            await first.get_job(job_id)
+            await second.get_job(job_id)
+        return await first.config() is await first.config()
+
+    assert run(body) is True  # the connection is read once per hook
+    polls = scenario_emulator.store.requests("^/v1/jobs/job_")
+    assert len(polls) == 10
+    assert len({poll["client_port"] for poll in polls}) == 1  # one keep-alive TCP connection for both hooks

@@ -1,0 +1,73 @@
+"""No log line, exception or returned value ever contains the API secret or the Authorization header."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import traceback
+from collections.abc import Callable
+
+import pytest
+
+from airflow_kling.emulator import EmulatorConfig, EmulatorServer
+from airflow_kling.exceptions import ScenarioError
+from airflow_kling.hooks.scenario import ScenarioHook
+from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
+
+SECRET = "sk-live-7f3c1e9a-DO-NOT-LEAK"
+KEY = "key-for-leak-test"
+
+
+def forbidden_texts() -> list[str]:
+    return [SECRET, base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()]
+
+
+def test_no_secret_anywhere(monkeypatch: pytest.MonkeyPatch, captured_logs: Callable[[], str]) -> None:
+    texts: list[str] = []
+    with EmulatorServer(config=EmulatorConfig(api_key=KEY, api_secret=SECRET, job_seconds=0.2)) as emulator:
+        good = {
+            "conn_type": "scenario",
+            "host": emulator.base_url,
+            "login": KEY,
+            "password": SECRET,
+            "extra": {"max_retries": 1, "timeout": 0.3},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(good))
+        monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_WRONG", json.dumps({**good, "login": "other"}))
+        hook = ScenarioHook()
+        texts.append(repr(hook.config))
+        video = hook.upload_asset(io.BytesIO(b"v" * 100), file_name="a.mp4")
+        texts.append(json.dumps(hook.get_asset(video)))
+        texts.append(json.dumps(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})))
+        emulator.add_fault("/generate/", status=500)
+        emulator.add_fault("^/v1/jobs/", status=503, times=5)
+        emulator.add_fault("^/v1/assets/", delay=1.0, times=2)
+        failing: list[Callable[[], object]] = [
+            lambda: hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"}),
+            lambda: hook.run_model("model_kling-lip-sync", {"videoUrl": video}),
+            lambda: hook.get_job("job_x"),
+            lambda: hook.get_asset(video),
+            lambda: ScenarioHook("scenario_wrong").get_job("job_x"),
+            lambda: asyncio.run(_async_call("scenario_wrong")),
+        ]
+        for call in failing:
+            with pytest.raises(ScenarioError) as raised:
+                call()
+            texts.append("".join(traceback.format_exception(raised.value)))
+            texts.append(repr(raised.value))
+        texts.append(str(ScenarioHook("scenario_wrong").test_connection()))
+    texts.append(captured_logs())
+    everything = "\n".join(texts)
+    assert "HTTP 401" in everything
+    assert "HTTP 500" in everything
+    for forbidden in forbidden_texts():
+        assert forbidden not in everything
+
+
+async def _async_call(conn_id: str) -> None:
+    try:
+        await ScenarioAsyncHook(conn_id).get_job("job_x")
+    finally:
+        await close_shared_session()
