@@ -30,6 +30,17 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_kling.hooks.scenario", "airflow_kling.hooks.scenario_async"],
             }
         ],
+        "extra-links": ["airflow_kling.links.ScenarioJobLink"],
+        "triggers": [
+            {"integration-name": "Scenario", "python-modules": ["airflow_kling.triggers.job"]},
+        ],
+        "operators": [
+            {
+                "integration-name": "Scenario",
+                "python-modules": ["airflow_kling.operators.generate"],
+            }
+        ],
+        "sensors": [{"integration-name": "Scenario", "python-modules": ["airflow_kling.sensors.job"]}],
         "connection-types": [
             {
                 "hook-class-name": "airflow_kling.hooks.scenario.ScenarioHook",
@@ -59,6 +70,12 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Timeout (seconds)",
                         "description": "Seconds to wait for an API answer before retrying. Default 60.",
                         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "web_url": {
+                        "label": "Web app URL",
+                        "description": "Base of the job links shown on task instances. "
+                        "Default https://app.scenario.com.",
+                        "schema": {"type": ["string", "null"]},
                     },
                     "max_retries": {
                         "label": "Max retries",

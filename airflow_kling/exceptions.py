@@ -7,9 +7,12 @@ the HTTP status, the method, the path and the API's own message only.
 
 from __future__ import annotations
 
+from airflow.sdk.exceptions import AirflowException
 
-class ScenarioError(Exception):
-    """Base class of every error raised by ``airflow_kling``."""
+
+class ScenarioError(AirflowException):
+    """Base class of every error raised by ``airflow_kling``; an ``AirflowException``, so that sensors'
+    ``soft_fail`` and task retries treat it as Airflow users expect."""
 
 
 class ScenarioCredentialsError(ScenarioError):

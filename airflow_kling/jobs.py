@@ -42,3 +42,71 @@ def job_error_text(job: dict[str, Any]) -> str:
 def job_asset_ids(job: dict[str, Any]) -> list[str]:
     """The output asset ids of a job (``metadata.assetIds``), empty while it has none."""
     return list((job.get("metadata") or {}).get("assetIds") or [])
+
+
+EVENT_STATUSES = frozenset({"success", "failure", "canceled", "timeout", "error"})
+"""Every ``status`` a :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` event can carry."""
+
+# Words in a job's error that say the model refused its inputs: a retry with the same inputs fails again.
+_INPUT_REJECTION_MARKERS = (
+    "face",
+    "input",
+    "invalid",
+    "unsupported",
+    "duration",
+    "resolution",
+    "too long",
+    "too short",
+    "too large",
+    "format",
+    "inaudible",
+    "no voice",
+    "no speech",
+)
+
+
+def rejects_inputs(job: dict[str, Any]) -> bool:
+    """Whether a failed job's error says the model refused its inputs (so retrying cannot help)."""
+    text = job_error_text(job).lower()
+    return any(marker in text for marker in _INPUT_REJECTION_MARKERS)
+
+
+def job_cost(job: dict[str, Any]) -> float | None:
+    """Creative units billed for a job (``billing.cuCost``), or ``None`` when the API did not say."""
+    cost = (job.get("billing") or {}).get("cuCost")
+    return float(cost) if isinstance(cost, int | float) else None
+
+
+def job_result(job: dict[str, Any], cost: float | None = None) -> dict[str, Any]:
+    """The return value (XCom) of the operators and the sensor for a job.
+
+    :param cost: creative units from the submission's answer; the job's own ``billing`` wins when present.
+    """
+    billed = job_cost(job)
+    return {
+        "job_id": job["jobId"],
+        "status": job["status"],
+        "asset_ids": job_asset_ids(job),
+        "creative_units_cost": billed if billed is not None else cost,
+    }
+
+
+def check_event(event: Any) -> dict[str, Any]:
+    """A trigger event as operators and sensors resume with it; anything malformed is an error, never a
+    success."""
+    from airflow_kling.exceptions import ScenarioJobError
+
+    if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES or not event.get("job_id"):
+        raise ScenarioJobError(
+            str(event.get("job_id") if isinstance(event, dict) else None) or "unknown",
+            "error",
+            f"Resumed with a malformed trigger event, refusing to treat it as success: {event!r}",
+        )
+    return event
+
+
+def ending_message(job: dict[str, Any]) -> str:
+    """ "Scenario job X ended with status S: <error> Hint: <hint>", for logs, events and exceptions."""
+    message = f"Scenario job {job.get('jobId')} ended with status {job.get('status')}"
+    details = job_error_text(job)
+    return f"{message}: {details}" if details else message

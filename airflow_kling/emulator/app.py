@@ -50,6 +50,7 @@ def create_app(store: Store) -> web.Application:
     app.router.add_post("/v1/assets/{asset_id}/download", download_asset)
     app.router.add_put("/_uploads/{upload_id}/{number}", put_part)
     app.router.add_get("/_files/{asset_id}/{file_name}", get_file)
+    app.router.add_get("/jobs/{job_id}", web_job_page)
     app.router.add_get("/_emulator/health", admin_health)
     app.router.add_get("/_emulator/requests", admin_requests)
     app.router.add_delete("/_emulator/requests", admin_reset)
@@ -430,6 +431,12 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     if request.transport is not None:
         request.transport.abort()
     raise asyncio.CancelledError
+
+
+async def web_job_page(request: web.Request) -> web.Response:
+    """What the operator's "Scenario job" link opens when it points at the emulator."""
+    store = _store(request)
+    return web.json_response({"job": render_job(store, store.job(request.match_info["job_id"]))})
 
 
 # -- admin routes -------------------------------------------------------------------------------------------

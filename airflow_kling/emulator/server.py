@@ -54,6 +54,7 @@ class EmulatorServer:
                 "host": self.base_url,
                 "login": self.config.api_key,
                 "password": self.config.api_secret,
+                "extra": {"web_url": self.origin},
             }
         )
 
@@ -61,7 +62,7 @@ class EmulatorServer:
         """Inject a fault; see :class:`~airflow_kling.emulator.store.Fault` for the options."""
         self.store.add_fault(Fault(path=path, **options))
 
-    def plan_jobs(self, outcome: str, count: int = 1, **details: Any) -> None:
+    def plan_jobs(self, outcome: str = "success", count: int = 1, **details: Any) -> None:
         """Make the next jobs end in ``outcome``; ``details``: ``error``, ``hint``, ``seconds``."""
         self.store.plan_jobs(outcome, count, **details)
 

@@ -26,6 +26,7 @@ DEFAULT_MAX_RETRIES = 4
 API_KEY_ENV = "SCENARIO_SDK_API_KEY"
 API_SECRET_ENV = "SCENARIO_SDK_API_SECRET"
 BASE_URL_ENV = "SCENARIO_BASE_URL"
+DEFAULT_WEB_URL = "https://app.scenario.com"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class ScenarioConnectionConfig:
     :param project_id: sent as ``projectId`` where the API takes it; ``None`` for the key's default.
     :param timeout: seconds to wait for an answer; default 60.
     :param max_retries: retries after the first attempt for retryable failures; default 4.
+    :param web_url: base of Scenario's web app, for links to jobs; default ``https://app.scenario.com``.
     """
 
     conn_id: str
@@ -46,6 +48,7 @@ class ScenarioConnectionConfig:
     project_id: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
+    web_url: str = DEFAULT_WEB_URL
 
     @property
     def authorization(self) -> str:
@@ -53,13 +56,21 @@ class ScenarioConnectionConfig:
         token = base64.b64encode(f"{self.api_key}:{self.api_secret}".encode()).decode("ascii")
         return f"Basic {token}"
 
+    def job_web_url(self, job_id: str) -> str:
+        """The job's page in Scenario's web app (the path is inferred; the API documents none)."""
+        return f"{self.web_url}/jobs/{job_id}"
+
     def url(self, path: str) -> str:
         """The absolute URL of an API path such as ``/jobs/job_x``."""
         return f"{self.base_url}/{path.lstrip('/')}"
 
     @classmethod
-    def from_connection(cls, conn: Connection | None, conn_id: str) -> ScenarioConnectionConfig:
+    def from_connection(
+        cls, conn: Connection | None, conn_id: str, *, project_id: str | None = None
+    ) -> ScenarioConnectionConfig:
         """Read a connection; ``conn=None`` (no such connection) uses the environment variables alone.
+
+        :param project_id: overrides the connection's ``project_id`` extra when given.
 
         :raises ScenarioCredentialsError: neither the connection nor the environment has a key and secret.
         :raises ScenarioConfigError: a field has a value that cannot be used.
@@ -83,9 +94,10 @@ class ScenarioConnectionConfig:
             base_url=_base_url(conn),
             api_key=api_key,
             api_secret=api_secret,
-            project_id=_optional_str(extra.get("project_id")),
+            project_id=project_id or _optional_str(extra.get("project_id")),
             timeout=_positive_float(extra.get("timeout"), DEFAULT_TIMEOUT, "timeout", conn_id),
             max_retries=_retries(extra.get("max_retries"), conn_id),
+            web_url=(_optional_str(extra.get("web_url")) or DEFAULT_WEB_URL).rstrip("/"),
         )
 
 

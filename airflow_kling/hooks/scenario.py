@@ -44,6 +44,7 @@ class ScenarioHook(HttpHook):
     is unknown is never retried (see :class:`~airflow_kling.exceptions.ScenarioAmbiguousSubmitError`).
 
     :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
+    :param project_id: the project to act in, overriding the connection's ``project_id``; default none.
     """
 
     conn_name_attr = "scenario_conn_id"
@@ -51,9 +52,12 @@ class ScenarioHook(HttpHook):
     conn_type = "scenario"
     hook_name = "Scenario"
 
-    def __init__(self, scenario_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self, scenario_conn_id: str = default_conn_name, *, project_id: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(method="GET", http_conn_id=scenario_conn_id, **kwargs)
         self.scenario_conn_id = scenario_conn_id
+        self.project_id = project_id
 
     @cached_property
     def config(self) -> ScenarioConnectionConfig:
@@ -64,7 +68,9 @@ class ScenarioHook(HttpHook):
             conn = self.get_connection(self.scenario_conn_id)
         except AirflowNotFoundException:
             conn = None
-        return ScenarioConnectionConfig.from_connection(conn, self.scenario_conn_id)
+        return ScenarioConnectionConfig.from_connection(
+            conn, self.scenario_conn_id, project_id=self.project_id
+        )
 
     def get_conn(
         self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None

@@ -67,6 +67,7 @@ class ScenarioAsyncHook(BaseHook):
     once per hook.
 
     :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
+    :param project_id: the project to act in, overriding the connection's ``project_id``; default none.
     """
 
     conn_name_attr = "scenario_conn_id"
@@ -74,9 +75,10 @@ class ScenarioAsyncHook(BaseHook):
     conn_type = "scenario"
     hook_name = "Scenario (async)"
 
-    def __init__(self, scenario_conn_id: str = default_conn_name) -> None:
+    def __init__(self, scenario_conn_id: str = default_conn_name, *, project_id: str | None = None) -> None:
         super().__init__()
         self.scenario_conn_id = scenario_conn_id
+        self.project_id = project_id
         self._config: ScenarioConnectionConfig | None = None
 
     async def config(self) -> ScenarioConnectionConfig:
@@ -88,7 +90,9 @@ class ScenarioAsyncHook(BaseHook):
                 conn = await self.aget_connection(self.scenario_conn_id)
             except AirflowNotFoundException:
                 conn = None
-            self._config = ScenarioConnectionConfig.from_connection(conn, self.scenario_conn_id)
+            self._config = ScenarioConnectionConfig.from_connection(
+                conn, self.scenario_conn_id, project_id=self.project_id
+            )
         return self._config
 
     async def request(

@@ -1,0 +1,388 @@
+"""Operators that run a Scenario generation and wait for its job: any custom model, and Kling Lipsync."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_kling.exceptions import ScenarioError, ScenarioJobError, ScenarioValidationError
+from airflow_kling.jobs import check_event, ending_message, is_terminal, job_result, rejects_inputs
+from airflow_kling.links import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, ScenarioJobLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+KLING_LIPSYNC_MODEL_ID = "model_kling-lip-sync"
+STATE_KEY = "scenario_job"
+"""``task_state_store`` key under which a try records the job it submitted."""
+DEFERRAL_GRACE = 300.0
+"""Seconds Airflow waits past the trigger's own deadline before failing a deferral that never fired."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A job this task follows: just submitted, or reattached to after an earlier try."""
+
+    job: dict[str, Any]
+    cost: float | None
+    submitted_at: float
+    """Epoch seconds; the job's deadline counts from here."""
+
+
+class ScenarioGenerateOperator(BaseOperator):
+    """Run any Scenario custom model (``POST /generate/custom/{modelId}``) and wait for its job.
+
+    Submits in the worker, records the job id in the task's ``task_state_store`` (so a retry, or a try
+    after a dead worker, reattaches to the job instead of paying for a second one), then waits:
+    deferred to :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` (no worker slot held) or by
+    polling in the worker. Returns ``{"job_id", "status", "asset_ids", "creative_units_cost"}``.
+
+    :param model_id: the model, e.g. ``model_kling-lip-sync``. Templated.
+    :param inputs: the model's inputs by their wire names. Templated.
+    :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
+    :param wait_for_completion: wait for the job to end (default); ``False`` returns right after
+        submission, for a :class:`~airflow_kling.sensors.job.ScenarioJobSensor` downstream.
+    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    :param poll_interval: seconds between status polls; default 10.
+    :param timeout: seconds the job may take from submission before it is cancelled and the task
+        fails; default 3600.
+    :param project_id: the project to run in, overriding the connection's; default none. Templated.
+    :param max_creative_units: when set, first ask for a cost estimate and refuse to submit a job that
+        would cost more; default ``None`` (no check).
+    :param reattach: on a retry, follow the job an earlier try submitted while it is still running or
+        succeeded, instead of submitting again; default ``True``.
+    """
+
+    template_fields: Sequence[str] = ("model_id", "inputs", "project_id", "max_creative_units")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
+    operator_extra_links = (ScenarioJobLink(),)
+    ui_color = "#f3e8ff"
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        scenario_conn_id: str = "scenario_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10,
+        timeout: float = 3600,
+        project_id: str | None = None,
+        max_creative_units: float | str | None = None,
+        reattach: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if poll_interval <= 0:
+            raise ScenarioValidationError(
+                f"poll_interval must be a positive number of seconds, got {poll_interval}"
+            )
+        if timeout <= 0:
+            raise ScenarioValidationError(f"timeout must be a positive number of seconds, got {timeout}")
+        self.model_id = model_id
+        self.inputs = dict(inputs or {})
+        self.scenario_conn_id = scenario_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.project_id = project_id
+        self.max_creative_units = max_creative_units
+        self.reattach = reattach
+        self.job_id: str | None = None
+
+    @cached_property
+    def hook(self) -> ScenarioHook:
+        from airflow_kling.hooks.scenario import ScenarioHook
+
+        return ScenarioHook(self.scenario_conn_id, project_id=self.project_id)
+
+    def _spend_limit(self) -> float | None:
+        if self.max_creative_units in (None, "", "None"):
+            return None
+        try:
+            return float(self.max_creative_units)
+        except (TypeError, ValueError):
+            raise ScenarioValidationError(
+                f"max_creative_units must be a number of creative units, got {self.max_creative_units!r}"
+            ) from None
+
+    def build_inputs(self) -> dict[str, Any]:
+        """The model's inputs as sent; subclasses validate and map their arguments here."""
+        if not isinstance(self.inputs, Mapping):
+            raise ScenarioValidationError(
+                f"inputs must be a mapping of input names to values, got {self.inputs!r}"
+            )
+        return dict(self.inputs)
+
+    # -- execution ------------------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        inputs = self.build_inputs()  # before any request: bad input never costs anything
+        limit = self._spend_limit()
+        digest = _digest(self.model_id, inputs)
+        submission = self._reattach(context, digest) if self.reattach else None
+        if submission is None:
+            submission = self._submit(context, inputs, digest, limit)
+        job, cost = submission.job, submission.cost
+        self.job_id = job_id = str(job["jobId"])
+        timeout_at = submission.submitted_at + float(self.timeout)
+        if not self.wait_for_completion or is_terminal(job["status"]):
+            return self._finish(job, cost)
+        if self.deferrable:
+            from airflow_kling.triggers.job import ScenarioJobTrigger
+
+            self.defer(
+                trigger=ScenarioJobTrigger(
+                    job_id=job_id,
+                    scenario_conn_id=self.scenario_conn_id,
+                    poll_interval=self.poll_interval,
+                    timeout_at=timeout_at,
+                    project_id=self.project_id,
+                ),
+                method_name="execute_complete",
+                kwargs={"cost": cost},
+                timeout=max(0.0, timeout_at - time.time()) + DEFERRAL_GRACE,
+            )
+        return self._finish(self._wait(job_id, timeout_at), cost)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, cost: float | None = None
+    ) -> dict[str, Any]:
+        """Resume after the trigger: only a well-formed ``success`` event succeeds."""
+        event = check_event(event)
+        self.job_id = str(event["job_id"])
+        job = event.get("job")
+        if event["status"] != "success" or not job:
+            raise self._failure(event["status"], job, str(event.get("message") or ""))
+        return self._finish(job, cost)
+
+    def on_kill(self) -> None:
+        """Cancel the remote job (best effort: a refusal is logged, not raised)."""
+        if self.job_id:
+            self._cancel(self.job_id, "the task was killed")
+
+    # -- steps ----------------------------------------------------------------------------------------------
+
+    def _reattach(self, context: Context, digest: str) -> Submission | None:
+        store = context.get("task_state_store")
+        record = store.get(STATE_KEY) if store is not None else None
+        if not isinstance(record, dict) or not record.get("job_id"):
+            return None
+        job_id = str(record["job_id"])
+        if record.get("inputs_digest") != digest:
+            self.log.info(
+                "Inputs changed since job %s was submitted by an earlier try: submitting anew", job_id
+            )
+            return None
+        job = self.hook.get_job(job_id)
+        if job["status"] in ("failure", "canceled"):
+            self.log.info("Job %s of an earlier try ended %s: submitting a new job", job_id, job["status"])
+            return None
+        self.log.info("Reattaching to job %s submitted by an earlier try (status %s)", job_id, job["status"])
+        self._publish_job(context, job_id)
+        cost, submitted_at = record.get("cost"), record.get("submitted_at")
+        return Submission(
+            job=job,
+            cost=float(cost) if isinstance(cost, int | float) else None,
+            submitted_at=float(submitted_at) if isinstance(submitted_at, int | float) else time.time(),
+        )
+
+    def _submit(
+        self, context: Context, inputs: dict[str, Any], digest: str, limit: float | None
+    ) -> Submission:
+        if limit is not None:
+            estimate = self.hook.run_model(self.model_id, inputs, dry_run=True).get("creativeUnitsCost")
+            if estimate is not None and float(estimate) > limit:
+                raise AirflowFailException(
+                    f"Not submitting: the estimate is {estimate} creative units, above max_creative_units={limit:g}"
+                )
+            self.log.info("Cost estimate: %s creative units (limit %g)", estimate, limit)
+        submitted_at = time.time()
+        response = self.hook.run_model(self.model_id, inputs)
+        job = dict(response["job"])
+        job_id = str(job["jobId"])
+        raw_cost = response.get("creativeUnitsCost")
+        cost = float(raw_cost) if isinstance(raw_cost, int | float) else None
+        store = context.get("task_state_store")
+        if store is not None:
+            store.set(
+                STATE_KEY,
+                {"job_id": job_id, "inputs_digest": digest, "cost": cost, "submitted_at": submitted_at},
+            )
+        self.log.info("Submitted Scenario job %s (%s); cost: %s creative units", job_id, self.model_id, cost)
+        self._publish_job(context, job_id)
+        return Submission(job=job, cost=cost, submitted_at=submitted_at)
+
+    def _publish_job(self, context: Context, job_id: str) -> None:
+        ti = context["ti"]
+        url = self.hook.config.job_web_url(job_id)
+        ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job_id)
+        ti.xcom_push(key=JOB_URL_XCOM_KEY, value=url)
+        self.log.info("Scenario job page: %s", url)
+
+    def _wait(self, job_id: str, timeout_at: float) -> dict[str, Any]:
+        from airflow_kling.polling import JobProgress, error_backoff, is_transient
+
+        progress = JobProgress(job_id)
+        failures = 0
+        while True:
+            try:
+                job = self.hook.get_job(job_id)
+            except ScenarioError as error:
+                if not is_transient(error):
+                    raise
+                failures += 1
+                delay = error_backoff(failures, self.poll_interval)
+                self.log.warning("Polling job %s failed (%s); next poll in %.1f s", job_id, error, delay)
+            else:
+                failures = 0
+                change = progress.update(job)
+                if change:
+                    self.log.info(change)
+                if is_terminal(job["status"]):
+                    if job["status"] != "success":
+                        raise self._failure(job["status"], job, "")
+                    return job
+                delay = self.poll_interval
+            left = timeout_at - time.time()
+            if left <= 0:
+                self._cancel(job_id, "its timeout passed")
+                raise ScenarioJobError(
+                    job_id, "timeout", f"Scenario job {job_id} did not finish within {self.timeout} s"
+                )
+            time.sleep(min(delay, left))
+
+    def _cancel(self, job_id: str, why: str) -> None:
+        try:
+            self.hook.cancel_job(job_id)
+        except ScenarioError as error:
+            self.log.warning("Could not cancel Scenario job %s (%s): %s", job_id, why, error)
+        else:
+            self.log.info("Cancelled Scenario job %s: %s", job_id, why)
+
+    def _failure(self, status: str, job: dict[str, Any] | None, message: str) -> Exception:
+        job_id = self.job_id or "unknown"
+        text = message or (
+            ending_message(job) if job else f"Scenario job {job_id} ended with status {status}"
+        )
+        if status == "failure" and job and rejects_inputs(job):
+            return AirflowFailException(f"{text} (the model refused the inputs: retrying cannot help)")
+        return ScenarioJobError(job_id, status, text)
+
+    def _finish(self, job: dict[str, Any], cost: float | None) -> dict[str, Any]:
+        result = job_result(job, cost)
+        self.log.info(
+            "Scenario job %s: %s, assets %s, %s creative units",
+            result["job_id"],
+            result["status"],
+            result["asset_ids"],
+            result["creative_units_cost"],
+        )
+        return result
+
+
+class KlingLipsyncOperator(ScenarioGenerateOperator):
+    """Make the face in a video speak: Kling Lipsync (``model_kling-lip-sync``) on Scenario.
+
+    Give either an audio asset, or a text with a voice. Arguments are checked before any request, and
+    every error names the argument and its limit. The media themselves (2-10 s, 720-1920 px, < 100 MB
+    video, < 5 MB audio) are the job of :mod:`airflow_kling.media` upstream.
+
+    :param video_asset_id: the video asset (``asset_...``), sent as ``videoUrl``. Templated.
+    :param audio_asset_id: an audio asset, sent as ``audioFile``. Templated.
+    :param text: 1-120 characters to speak, sent as ``text``. Templated.
+    :param voice_id: Kling voice for ``text``; default ``en_AOT``. Templated.
+    :param voice_speed: speed of that voice, 0.8-2.0 with one decimal; default 1.0. Templated.
+    :param kwargs: every argument of :class:`ScenarioGenerateOperator` but ``model_id`` and ``inputs``.
+    """
+
+    template_fields: Sequence[str] = (
+        "video_asset_id",
+        "audio_asset_id",
+        "text",
+        "voice_id",
+        "voice_speed",
+        "project_id",
+        "max_creative_units",
+    )
+    DEFAULT_VOICE_ID = "en_AOT"
+    DEFAULT_VOICE_SPEED = 1.0
+    TEXT_MAX_CHARS = 120
+    VOICE_SPEED_RANGE = (0.8, 2.0)
+
+    def __init__(
+        self,
+        *,
+        video_asset_id: str,
+        audio_asset_id: str | None = None,
+        text: str | None = None,
+        voice_id: str | None = None,
+        voice_speed: float | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model_id=KLING_LIPSYNC_MODEL_ID, **kwargs)
+        self.video_asset_id = video_asset_id
+        self.audio_asset_id = audio_asset_id
+        self.text = text
+        self.voice_id = voice_id
+        self.voice_speed = voice_speed
+
+    def build_inputs(self) -> dict[str, Any]:
+        video = _text_value(self.video_asset_id)
+        audio = _text_value(self.audio_asset_id)
+        text = self.text if self.text not in (None, "") else None
+        if not video:
+            raise ScenarioValidationError("video_asset_id is required: the id of a video asset (asset_...)")
+        if (audio is None) == (text is None):
+            raise ScenarioValidationError(
+                "Give exactly one of audio_asset_id (an audio asset) and text (1-120 characters)"
+            )
+        if audio is not None:
+            given = [name for name in ("voice_id", "voice_speed") if getattr(self, name) not in (None, "")]
+            if given:
+                raise ScenarioValidationError(
+                    f"{' and '.join(given)} apply only to text; with audio_asset_id the model speaks the audio as it is"
+                )
+            return {"videoUrl": video, "audioFile": audio}
+        if not isinstance(text, str) or not 1 <= len(text) <= self.TEXT_MAX_CHARS:
+            length = len(text) if isinstance(text, str) else type(text).__name__
+            raise ScenarioValidationError(f"text must be 1-{self.TEXT_MAX_CHARS} characters, got {length}")
+        voice_id = _text_value(self.voice_id) or self.DEFAULT_VOICE_ID
+        return {"videoUrl": video, "text": text, "voiceId": voice_id, "voiceSpeed": self._voice_speed()}
+
+    def _voice_speed(self) -> float:
+        if self.voice_speed in (None, ""):
+            return self.DEFAULT_VOICE_SPEED
+        low, high = self.VOICE_SPEED_RANGE
+        try:
+            speed = float(self.voice_speed)
+        except (TypeError, ValueError):
+            raise ScenarioValidationError(
+                f"voice_speed must be a number from {low} to {high}, got {self.voice_speed!r}"
+            ) from None
+        if not low <= speed <= high or round(speed, 1) != speed:
+            raise ScenarioValidationError(
+                f"voice_speed must be from {low} to {high} with one decimal place, got {self.voice_speed!r}"
+            )
+        return speed
+
+
+def _text_value(value: Any) -> str | None:
+    return str(value).strip() or None if value not in (None, "") else None
+
+
+def _digest(model_id: str, inputs: Mapping[str, Any]) -> str:
+    canonical = json.dumps({"model_id": model_id, "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,44 @@
+"""What every waiter on a job shares (the deferrable trigger, the synchronous operator, the sensor):
+which errors are passing, how long to wait between polls, and what to log when a job moves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_kling.exceptions import ScenarioAPIError, ScenarioError, ScenarioTransportError
+from airflow_kling.hooks.retry import RETRYABLE_STATUSES
+
+MAX_ERROR_BACKOFF = 60.0
+"""Seconds at most between polls while the API keeps failing."""
+
+
+def is_transient(error: ScenarioError) -> bool:
+    """Whether an error may pass by itself (unreachable API, 408, 409, 429, 5xx): a waiter keeps
+    waiting through it instead of ending."""
+    if isinstance(error, ScenarioTransportError):
+        return True
+    return isinstance(error, ScenarioAPIError) and (error.status in RETRYABLE_STATUSES or error.status >= 500)
+
+
+def error_backoff(failures: int, poll_interval: float) -> float:
+    """Seconds to wait after ``failures`` (1, 2, ...) failed polls in a row, each already retried by the
+    hook: the poll interval, doubling up to :data:`MAX_ERROR_BACKOFF` (or the interval, if longer)."""
+    return min(poll_interval * 2.0 ** max(failures - 1, 0), max(MAX_ERROR_BACKOFF, poll_interval))
+
+
+class JobProgress:
+    """Remembers the last status and progress seen of a job, to log each change once."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.status: str | None = None
+        self.percent: int | None = None
+
+    def update(self, job: dict[str, Any]) -> str | None:
+        """A log line when the status or the whole percentage changed since the last call, else ``None``."""
+        status = str(job.get("status"))
+        percent = round(float(job.get("progress") or 0.0) * 100)
+        if status == self.status and percent == self.percent:
+            return None
+        self.status, self.percent = status, percent
+        return f"Scenario job {self.job_id}: {status} ({percent}%)"

@@ -1,0 +1,117 @@
+"""Wait for a Scenario job submitted elsewhere: another DAG, ``wait_for_completion=False``, a web app."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_kling.exceptions import ScenarioError
+from airflow_kling.jobs import check_event, ending_message, is_terminal, job_result
+from airflow_kling.polling import JobProgress, is_transient
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+
+class ScenarioJobSensor(BaseSensorOperator):
+    """Succeed when a Scenario job succeeds; fail (or skip, with ``soft_fail``) when it fails or is canceled.
+
+    Returns the same ``{"job_id", "status", "asset_ids", "creative_units_cost"}`` as the operators.
+    Passing API errors (unreachable, 429, 5xx) count as "not yet", never as a failure.
+
+    :param job_id: the Scenario job id. Templated.
+    :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
+    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    :param project_id: the project the job belongs to, overriding the connection's; default none.
+    :param kwargs: ``poke_interval`` (seconds, default 60), ``timeout`` (seconds, default 7 days),
+        ``mode``, ``soft_fail`` and the rest of ``BaseSensorOperator``.
+    """
+
+    template_fields: Sequence[str] = ("job_id", "project_id")
+    ui_color = "#f3e8ff"
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        scenario_conn_id: str = "scenario_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        project_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.scenario_conn_id = scenario_conn_id
+        self.deferrable = deferrable
+        self.project_id = project_id
+
+    @cached_property
+    def hook(self) -> ScenarioHook:
+        from airflow_kling.hooks.scenario import ScenarioHook
+
+        return ScenarioHook(self.scenario_conn_id, project_id=self.project_id)
+
+    @cached_property
+    def _progress(self) -> JobProgress:
+        return JobProgress(self.job_id)
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        try:
+            job = self.hook.get_job(self.job_id)
+        except ScenarioError as error:
+            if is_transient(error):
+                self.log.warning("Polling job %s failed (%s); trying again next poke", self.job_id, error)
+                return False
+            raise
+        change = self._progress.update(job)
+        if change:
+            self.log.info(change)
+        if not is_terminal(job["status"]):
+            return False
+        if job["status"] != "success":
+            raise self._failed(ending_message(job))
+        return PokeReturnValue(is_done=True, xcom_value=job_result(job))
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)  # no deferral for a job that has already ended
+        if isinstance(first, PokeReturnValue):
+            return first.xcom_value
+        from airflow_kling.triggers.job import ScenarioJobTrigger
+
+        timeout_at = time.time() + float(self.timeout)
+        self.defer(
+            trigger=ScenarioJobTrigger(
+                job_id=self.job_id,
+                scenario_conn_id=self.scenario_conn_id,
+                poll_interval=float(self.poke_interval),
+                timeout_at=timeout_at,
+                project_id=self.project_id,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout) + 300),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger: only a well-formed ``success`` event succeeds."""
+        event = check_event(event)
+        job = event.get("job")
+        if event["status"] == "success" and job:
+            return job_result(job)
+        raise self._failed(
+            str(event.get("message") or f"Scenario job {self.job_id} ended: {event['status']}")
+        )
+
+    def _failed(self, message: str) -> AirflowFailException:
+        # soft_fail replaces the exception with a generic skip message: say here why the job is over.
+        self.log.error(message)
+        return AirflowFailException(message)

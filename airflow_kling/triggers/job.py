@@ -1,0 +1,124 @@
+"""The deferrable wait for a Scenario job: polls ``GET /jobs/{jobId}`` in the triggerer until the job ends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_kling.exceptions import ScenarioError
+from airflow_kling.jobs import ending_message, is_terminal
+from airflow_kling.polling import JobProgress, error_backoff, is_transient
+
+CANCEL_TIMEOUT = 30.0
+"""Seconds allowed for the best-effort cancel of a job at its deadline or when the task is killed."""
+
+
+class ScenarioJobTrigger(BaseTrigger):
+    """Wait for a Scenario job to end, holding no worker slot.
+
+    It only ever reads (``GET /v1/jobs/{jobId}``), so a trigger restarted on another triggerer repeats
+    nothing. Passing errors (unreachable API, 429, 5xx) are waited through with backoff; only a final
+    error or the deadline ends it. At ``timeout_at`` it asks the API to cancel the job and reports
+    ``timeout``: Airflow enforces no ``execution_timeout`` while a task is deferred.
+
+    Fires exactly one event: ``{"status": "success"|"failure"|"canceled"|"timeout"|"error", "job_id",
+    "job" (the last job object seen, or ``None``), "message"}``.
+
+    :param job_id: the Scenario job id.
+    :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
+    :param poll_interval: seconds between polls; default 10.
+    :param timeout_at: wall-clock deadline as epoch seconds, or ``None`` for none.
+    :param project_id: the project the job belongs to, overriding the connection's; default none.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        scenario_conn_id: str = "scenario_default",
+        poll_interval: float = 10.0,
+        timeout_at: float | None = None,
+        project_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.scenario_conn_id = scenario_conn_id
+        self.poll_interval = float(poll_interval)
+        self.timeout_at = None if timeout_at is None else float(timeout_at)
+        self.project_id = project_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_id": self.job_id,
+                "scenario_conn_id": self.scenario_conn_id,
+                "poll_interval": self.poll_interval,
+                "timeout_at": self.timeout_at,
+                "project_id": self.project_id,
+            },
+        )
+
+    def _hook(self) -> Any:
+        from airflow_kling.hooks.scenario_async import ScenarioAsyncHook
+
+        return ScenarioAsyncHook(self.scenario_conn_id, project_id=self.project_id)
+
+    def _seconds_left(self) -> float | None:
+        return None if self.timeout_at is None else self.timeout_at - time.time()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = self._hook()
+        progress = JobProgress(self.job_id)
+        job: dict[str, Any] | None = None
+        failures = 0
+        while True:
+            left = self._seconds_left()
+            if left is not None and left <= 0:
+                yield TriggerEvent(await self._timed_out(hook, job))
+                return
+            try:
+                job = await hook.get_job(self.job_id)
+            except ScenarioError as error:
+                if not is_transient(error):
+                    yield TriggerEvent(self._event("error", job, f"Cannot follow job {self.job_id}: {error}"))
+                    return
+                failures += 1
+                delay = error_backoff(failures, self.poll_interval)
+                self.log.warning("Polling job %s failed (%s); next poll in %.1f s", self.job_id, error, delay)
+            else:
+                failures = 0
+                change = progress.update(job)
+                if change:
+                    self.log.info(change)
+                if is_terminal(job["status"]):
+                    yield TriggerEvent(self._event(job["status"], job, ending_message(job)))
+                    return
+                delay = self.poll_interval
+            left = self._seconds_left()
+            await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
+
+    async def on_kill(self) -> None:
+        """Cancel the remote job when a user marks the deferred task failed, clears it or kills it."""
+        await self._cancel(self._hook(), "the task was killed")
+
+    async def _timed_out(self, hook: Any, job: dict[str, Any] | None) -> dict[str, Any]:
+        cancelled = await self._cancel(hook, "its deadline passed")
+        message = f"Scenario job {self.job_id} did not finish before its deadline"
+        message += "; it was cancelled" if cancelled else "; cancelling it was refused or failed"
+        return self._event("timeout", job, message)
+
+    async def _cancel(self, hook: Any, why: str) -> bool:
+        try:
+            await asyncio.wait_for(hook.cancel_job(self.job_id), CANCEL_TIMEOUT)
+        except (ScenarioError, TimeoutError) as error:
+            self.log.warning("Could not cancel Scenario job %s (%s): %s", self.job_id, why, error)
+            return False
+        self.log.info("Cancelled Scenario job %s: %s", self.job_id, why)
+        return True
+
+    def _event(self, status: str, job: dict[str, Any] | None, message: str) -> dict[str, Any]:
+        return {"status": status, "job_id": self.job_id, "job": job, "message": message}

@@ -1,0 +1,46 @@
+"""DAGs that the operator and sensor tests run with ``airflow dags test`` against the emulator.
+
+Every DAG comes in a synchronous and a deferrable variant; the tests pass asset ids through ``conf``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG
+
+from airflow_kling.operators.generate import KlingLipsyncOperator, ScenarioGenerateOperator
+from airflow_kling.sensors.job import ScenarioJobSensor
+
+FAST = {"poll_interval": 0.2, "retries": 1, "retry_delay": timedelta(seconds=0)}
+PARAMS = {"video": "", "audio": "", "text": "", "voice_speed": "", "max_cu": None}
+
+for mode, deferrable in (("sync", False), ("deferrable", True)):
+    with DAG(f"kling_{mode}", schedule=None, params=PARAMS, render_template_as_native_obj=True):
+        lipsync = KlingLipsyncOperator(
+            task_id="lipsync",
+            video_asset_id="{{ params.video }}",
+            audio_asset_id="{{ params.audio or None }}",
+            text="{{ params.text or None }}",
+            voice_speed="{{ params.voice_speed or None }}",
+            max_creative_units="{{ params.max_cu }}",
+            deferrable=deferrable,
+            **FAST,
+        )
+
+    with DAG(f"submit_then_sense_{mode}", schedule=None, params=PARAMS):
+        submit = ScenarioGenerateOperator(
+            task_id="submit",
+            model_id="model_kling-lip-sync",
+            inputs={"videoUrl": "{{ params.video }}", "text": "{{ params.text }}"},
+            wait_for_completion=False,
+        )
+        sense = ScenarioJobSensor(
+            task_id="sense",
+            job_id="{{ ti.xcom_pull(task_ids='submit')['job_id'] }}",
+            poke_interval=0.2,
+            timeout=60,
+            deferrable=deferrable,
+            soft_fail=True,
+        )
+        submit >> sense

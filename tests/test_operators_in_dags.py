@@ -1,0 +1,122 @@
+"""The operators and the sensor inside real DAG runs (``airflow dags test``), synchronous and deferrable,
+against the emulator; what happened is read from the emulator's request log and Airflow's database."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from airflow_kling.emulator import EmulatorServer
+from airflow_kling.hooks.scenario import ScenarioHook
+from tests.airflow_runs import dags_test, prepare_airflow_home
+
+GENERATE = "^/v1/generate/"
+MODES = ["sync", "deferrable"]
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    return prepare_airflow_home()
+
+
+@pytest.fixture
+def video(scenario_emulator: EmulatorServer, airflow_home: Path) -> str:
+    return ScenarioHook().upload_asset(io.BytesIO(b"v" * 4096), file_name="face.mp4")
+
+
+@pytest.fixture
+def audio(scenario_emulator: EmulatorServer) -> str:
+    return ScenarioHook().upload_asset(io.BytesIO(b"a" * 1024), file_name="voice.mp3")
+
+
+def generate_calls(emulator: EmulatorServer) -> list[dict[str, object]]:
+    return [r for r in emulator.store.requests(GENERATE) if "dryRun" not in r["query"]]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lipsync_success(mode: str, scenario_emulator: EmulatorServer, video: str, audio: str) -> None:
+    run = dags_test(f"kling_{mode}", {"video": video, "audio": audio})
+    assert run.states == {"lipsync": "success"}, run.output[-3000:]
+    result = run.return_values["lipsync"]
+    (job_id,) = scenario_emulator.store.jobs
+    assert result["job_id"] == job_id
+    assert result["status"] == "success"
+    assert len(result["asset_ids"]) == 1
+    assert result["creative_units_cost"] == 50
+    assert scenario_emulator.store.jobs[job_id].inputs == {"videoUrl": video, "audioFile": audio}
+    assert f"Submitted Scenario job {job_id}" in run.output
+    assert "success (100%)" in run.output
+    assert ("Pausing task as DEFERRED" in run.output) is (mode == "deferrable")
+    assert len(generate_calls(scenario_emulator)) == 1
+    job_url = f"{scenario_emulator.origin}/jobs/{job_id}"
+    assert run.xcom("lipsync", "scenario_job_url") == job_url
+    assert run.xcom("lipsync", "_link_ScenarioJobLink") == job_url  # what the "Scenario job" button opens
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_job_failure_fails_the_task_with_the_jobs_error(
+    mode: str, scenario_emulator: EmulatorServer, video: str
+) -> None:
+    scenario_emulator.plan_jobs(
+        "failure", error="No face detected in the video", hint="Use a clip with a visible face"
+    )
+    run = dags_test(f"kling_{mode}", {"video": video, "text": "hello there"})
+    assert run.states == {"lipsync": "failed"}
+    assert "No face detected in the video Hint: Use a clip with a visible face" in run.output
+    assert "retrying cannot help" in run.output
+    assert run.tries["lipsync"] == 1  # the model refused the inputs: no retry, no second bill
+    assert len(generate_calls(scenario_emulator)) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_validation_errors_never_reach_the_api(
+    mode: str, scenario_emulator: EmulatorServer, video: str
+) -> None:
+    run = dags_test(f"kling_{mode}", {"video": video, "text": "x" * 121})
+    assert run.states == {"lipsync": "failed"}
+    assert "text must be 1-120 characters, got 121" in run.output
+    assert scenario_emulator.store.requests(GENERATE) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_retry_reattaches_instead_of_submitting_again(
+    mode: str, scenario_emulator: EmulatorServer, video: str
+) -> None:
+    scenario_emulator.add_fault("^/v1/jobs/job_", status=404, times=1)  # the first try loses its job
+    run = dags_test(f"kling_{mode}", {"video": video, "text": "hello there"})
+    assert run.states == {"lipsync": "success"}, run.output[-3000:]
+    assert run.history("lipsync") == ["failed"]  # the first try failed, the second one succeeded
+    (job_id,) = scenario_emulator.store.jobs
+    assert f"Reattaching to job {job_id} submitted by an earlier try" in run.output
+    assert len(generate_calls(scenario_emulator)) == 1
+
+
+def test_spend_guard_refuses_an_expensive_job(scenario_emulator: EmulatorServer, video: str) -> None:
+    run = dags_test("kling_sync", {"video": video, "text": "hello there", "max_cu": 10})
+    assert run.states == {"lipsync": "failed"}
+    assert "the estimate is 50 creative units, above max_creative_units=10" in run.output
+    assert [r["query"].get("dryRun") for r in scenario_emulator.store.requests(GENERATE)] == ["api"]  # type: ignore[union-attr]
+    assert scenario_emulator.store.jobs == {}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_submit_without_waiting_then_sense(mode: str, scenario_emulator: EmulatorServer, video: str) -> None:
+    run = dags_test(f"submit_then_sense_{mode}", {"video": video, "text": "hello there"})
+    assert run.states == {"submit": "success", "sense": "success"}, run.output[-3000:]
+    submitted, sensed = run.return_values["submit"], run.return_values["sense"]
+    assert submitted["status"] in ("queued", "pending")
+    assert sensed["job_id"] == submitted["job_id"]
+    assert sensed["status"] == "success"
+    assert sensed["asset_ids"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sensor_soft_fails_on_a_canceled_job(
+    mode: str, scenario_emulator: EmulatorServer, video: str
+) -> None:
+    scenario_emulator.plan_jobs("canceled")
+    run = dags_test(f"submit_then_sense_{mode}", {"video": video, "text": "hello there"})
+    assert run.states == {"submit": "success", "sense": "skipped"}, run.output[-3000:]
+    assert "ended with status canceled" in run.output

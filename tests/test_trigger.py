@@ -1,0 +1,151 @@
+"""ScenarioJobTrigger.run() against the emulator: every ending, passing errors, the deadline, on_kill."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from airflow_kling.emulator import EmulatorServer
+from airflow_kling.hooks.scenario import ScenarioHook
+from airflow_kling.hooks.scenario_async import close_shared_session
+from airflow_kling.triggers.job import ScenarioJobTrigger
+
+
+def submit(emulator: EmulatorServer, **plan: Any) -> str:
+    hook = ScenarioHook()
+    video = hook.upload_asset(io.BytesIO(b"v" * 100), file_name="a.mp4")
+    if plan:
+        emulator.plan_jobs(**plan)
+    return str(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"])
+
+
+def events_of(trigger: ScenarioJobTrigger) -> list[dict[str, Any]]:
+    async def collect() -> list[dict[str, Any]]:
+        try:
+            return [event.payload async for event in trigger.run()]
+        finally:
+            await close_shared_session()
+
+    return asyncio.run(collect())
+
+
+def test_success_with_progress_logged(
+    scenario_emulator: EmulatorServer, captured_logs: Callable[[], str]
+) -> None:
+    job_id = submit(scenario_emulator)
+    (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.1))
+    assert (event["status"], event["job_id"]) == ("success", job_id)
+    assert event["job"]["metadata"]["assetIds"]
+    assert event["message"] == f"Scenario job {job_id} ended with status success"
+    logs = captured_logs()
+    assert f"Scenario job {job_id}: in-progress" in logs
+    assert f"Scenario job {job_id}: success (100%)" in logs
+    assert {r["method"] for r in scenario_emulator.store.requests("^/v1/jobs/")} == {"GET"}
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        ("failure", "ended with status failure: No face detected Hint: Show the face"),
+        ("canceled", "ended with status canceled"),
+    ],
+)
+def test_failure_and_canceled(scenario_emulator: EmulatorServer, outcome: str, expected: str) -> None:
+    job_id = submit(
+        scenario_emulator, outcome=outcome, error="No face detected", hint="Show the face", seconds=0.3
+    )
+    (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.1))
+    assert event["status"] == outcome
+    assert expected in event["message"]
+
+
+def test_stuck_job_times_out_and_is_cancelled(scenario_emulator: EmulatorServer) -> None:
+    job_id = submit(scenario_emulator, outcome="stuck")
+    started = time.time()
+    (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.2, timeout_at=started + 1.0))
+    assert event["status"] == "timeout"
+    assert "did not finish before its deadline; it was cancelled" in event["message"]
+    assert 1.0 <= time.time() - started < 2.0
+    assert ScenarioHook().get_job(job_id)["status"] == "canceled"
+
+
+def test_a_refused_cancel_still_ends_with_timeout(scenario_emulator: EmulatorServer) -> None:
+    job_id = submit(scenario_emulator, outcome="stuck")
+    scenario_emulator.add_fault(
+        "/action$", status=400, body={"message": "Only inference jobs can be canceled"}
+    )
+    (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.2, timeout_at=time.time() + 0.5))
+    assert event["status"] == "timeout"
+    assert "cancelling it was refused or failed" in event["message"]
+
+
+def test_error_bursts_mid_poll_do_not_end_the_trigger(
+    monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer, captured_logs: Callable[[], str]
+) -> None:
+    conn = json.loads(scenario_emulator.connection_uri())
+    conn["extra"]["max_retries"] = 1
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    job_id = submit(scenario_emulator, seconds=2.0)
+    scenario_emulator.add_fault("^/v1/jobs/job_", status=503, headers={"retry-after-ms": "20"}, times=4)
+    scenario_emulator.add_fault("^/v1/jobs/job_", status=429, headers={"retry-after-ms": "20"}, times=4)
+    scenario_emulator.add_fault("^/v1/jobs/job_", action="drop", times=2)
+    (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.1))
+    assert event["status"] == "success"
+    statuses = [r["status"] for r in scenario_emulator.store.requests("^/v1/jobs/job_")]
+    assert statuses.count(503) == 4
+    assert statuses.count(429) == 4
+    assert "Polling job" in captured_logs()
+
+
+def test_final_errors_end_it_with_an_error_event(scenario_emulator: EmulatorServer) -> None:
+    (event,) = events_of(ScenarioJobTrigger("job_unknown", poll_interval=0.1))
+    assert event["status"] == "error"
+    assert "HTTP 404" in event["message"]
+    assert event["job"] is None
+
+
+def test_on_kill_cancels_the_remote_job(scenario_emulator: EmulatorServer) -> None:
+    job_id = submit(scenario_emulator, outcome="stuck")
+    trigger = ScenarioJobTrigger(job_id, poll_interval=0.1)
+
+    async def kill_while_running() -> None:
+        task = asyncio.ensure_future(trigger.run().__anext__())
+        await asyncio.sleep(0.5)
+        assert not task.done()  # still waiting: the job is running
+        task.cancel()
+        await trigger.on_kill()
+        await close_shared_session()
+
+    asyncio.run(kill_while_running())
+    assert ScenarioHook().get_job(job_id)["status"] == "canceled"
+
+
+def test_serialize_round_trips_in_a_fresh_interpreter() -> None:
+    trigger = ScenarioJobTrigger(
+        "job_1", "my_conn", poll_interval=2.5, timeout_at=1_900_000_000.5, project_id="proj_x"
+    )
+    classpath, kwargs = trigger.serialize()
+    assert json.loads(json.dumps(kwargs)) == kwargs  # plain JSON
+    code = (
+        "import importlib, json, sys\n"
+        "path, kwargs = json.loads(sys.argv[1])\n"
+        "module, name = path.rsplit('.', 1)\n"
+        "trigger = getattr(importlib.import_module(module), name)(**kwargs)\n"
+        "print(json.dumps(trigger.serialize()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps([classpath, kwargs])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [classpath, kwargs]
+    assert classpath == "airflow_kling.triggers.job.ScenarioJobTrigger"
