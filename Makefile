@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
+BENCH_STAMP := $(VENV)/.bench-stamp
+
 .PHONY: install demo test lint bench clean
 
 $(STAMP): pyproject.toml
@@ -24,6 +26,13 @@ lint: $(STAMP)
 
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -7,12 +7,13 @@ the HTTP status, the method, the path and the API's own message only.
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
 
+class ScenarioError(Exception):
+    """Base class of every error raised by ``airflow_kling``.
 
-class ScenarioError(AirflowException):
-    """Base class of every error raised by ``airflow_kling``; an ``AirflowException``, so that sensors'
-    ``soft_fail`` and task retries treat it as Airflow users expect."""
+    A plain ``Exception`` (Airflow retries a task on any), so that the media tools and the emulator run
+    without importing Airflow at all.
+    """
 
 
 class ScenarioCredentialsError(ScenarioError):
@@ -89,3 +90,8 @@ class ScenarioJobError(ScenarioError):
         self.job_id = job_id
         self.status = status
         super().__init__(message)
+
+
+class MediaError(ScenarioError):
+    """A media file cannot be read or made to fit: not media, no video stream, truncated, empty, or an
+    aspect ratio no scaling can fit. The message names the file."""

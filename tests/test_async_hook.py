@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,6 +15,7 @@ from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_s
 
 if TYPE_CHECKING:
     from airflow_kling.emulator import EmulatorServer
+from tests.media_samples import sample_video
 
 T = TypeVar("T")
 
@@ -32,7 +32,7 @@ def run(body: Callable[[], Awaitable[T]]) -> T:
 
 def submit(emulator: EmulatorServer, **plan: Any) -> str:
     hook = ScenarioHook()
-    video = hook.upload_asset(io.BytesIO(b"v" * 100), file_name="a.mp4")
+    video = hook.upload_asset(sample_video())
     if plan:
         emulator.plan_jobs(**plan)
     return str(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"])

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 
 import pytest
 import requests
 from scenario_sdk import AuthenticationError, BadRequestError, Scenario
 
 from airflow_kling.emulator import EmulatorServer, run_emulator
+from airflow_kling.media.probe import probe
+from tests.media_samples import sample_audio, sample_video
 
 MODEL = "model_kling-lip-sync"
 
@@ -47,11 +50,15 @@ def sdk_upload(client: Scenario, data: bytes, file_name: str, kind: str, content
     return retrieved.entity_id
 
 
-def test_official_client_strict_round_trip(client: Scenario, scenario_emulator: EmulatorServer) -> None:
-    video = sdk_upload(client, b"v" * 4096, "face.mp4", "video", "video/mp4")
-    audio = sdk_upload(client, b"a" * 1024, "voice.mp3", "audio", "audio/mpeg")
+def test_official_client_strict_round_trip(
+    client: Scenario, scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    video_bytes = sample_video().read_bytes()
+    video = sdk_upload(client, video_bytes, "face.mp4", "video", "video/mp4")
+    audio = sdk_upload(client, sample_audio().read_bytes(), "voice.mp3", "audio", "audio/mpeg")
     asset = client.assets.retrieve(video).asset
-    assert (asset.kind, asset.mime_type, asset.properties.size) == ("video", "video/mp4", 4096)
+    assert (asset.kind, asset.mime_type, asset.properties.size) == ("video", "video/mp4", len(video_bytes))
+    assert (asset.properties.width, asset.properties.height, asset.properties.duration) == (1280, 720, 3.0)
 
     estimate = client.generate.run_model(MODEL, body={"videoUrl": video, "audioFile": audio}, dry_run="api")
     assert estimate.creative_units_cost
@@ -69,13 +76,17 @@ def test_official_client_strict_round_trip(client: Scenario, scenario_emulator: 
     assert job.metadata.asset_ids
     output = client.assets.retrieve(job.metadata.asset_ids[0]).asset
     assert output.kind == "video"
-    assert requests.get(output.url, timeout=10).content == b"v" * 4096
+    result = tmp_path / "result.mp4"
+    result.write_bytes(requests.get(output.url, timeout=10).content)
+    info = probe(result)  # a playable mp4: the input picture with the voice as its sound track
+    assert (info.has_video, info.has_audio, info.width, info.height) == (True, True, 1280, 720)
+    assert info.duration == pytest.approx(3.0, abs=0.1)
     listed = list(client.jobs.list())
     assert [j.job_id for j in listed] == [job_id]
 
 
 def test_official_client_cancel_and_errors(client: Scenario, scenario_emulator: EmulatorServer) -> None:
-    video = sdk_upload(client, b"v" * 100, "face.mp4", "video", "video/mp4")
+    video = sdk_upload(client, sample_video().read_bytes(), "face.mp4", "video", "video/mp4")
     scenario_emulator.plan_jobs("stuck")
     job_id = client.generate.run_model(MODEL, body={"videoUrl": video, "text": "hello"}).job.job_id
     assert client.jobs.trigger_action(job_id, action="cancel").job.status == "canceled"
@@ -88,7 +99,7 @@ def test_official_client_cancel_and_errors(client: Scenario, scenario_emulator: 
 
 
 def test_failed_job_carries_error_and_hint(scenario_emulator: EmulatorServer, client: Scenario) -> None:
-    video = sdk_upload(client, b"v" * 100, "face.mp4", "video", "video/mp4")
+    video = sdk_upload(client, sample_video().read_bytes(), "face.mp4", "video", "video/mp4")
     scenario_emulator.plan_jobs(
         "failure", error="No face detected", hint="Use a clip with a visible face", seconds=0.2
     )
@@ -123,7 +134,7 @@ def test_failed_job_carries_error_and_hint(scenario_emulator: EmulatorServer, cl
 def test_lipsync_inputs_are_validated(
     client: Scenario, scenario_emulator: EmulatorServer, inputs: dict[str, object], message: str
 ) -> None:
-    video = sdk_upload(client, b"v" * 100, "face.mp4", "video", "video/mp4")
+    video = sdk_upload(client, sample_video().read_bytes(), "face.mp4", "video", "video/mp4")
     body = {key: (video if value == "{video}" else value) for key, value in inputs.items()}
     with pytest.raises(BadRequestError, match=message):
         client.generate.run_model(MODEL, body=body)
@@ -141,9 +152,9 @@ def test_presigned_urls_refuse_credentials_and_expire() -> None:
             headers=headers,
             timeout=10,
             json={
-                "kind": "video",
-                "fileName": "a.mp4",
-                "contentType": "video/mp4",
+                "kind": "text",
+                "fileName": "a.txt",
+                "contentType": "text/plain",
                 "fileSize": 3,
                 "parts": 1,
             },

@@ -25,6 +25,7 @@ from airflow_kling.hooks.scenario import ScenarioHook
 
 if TYPE_CHECKING:
     from airflow_kling.emulator import EmulatorServer
+from tests.media_samples import sample_audio, sample_video
 
 MODEL = "model_kling-lip-sync"
 GENERATE = "/v1/generate/custom/"
@@ -36,8 +37,8 @@ def hook(scenario_emulator: EmulatorServer) -> ScenarioHook:
 
 
 def media_assets(hook: ScenarioHook) -> tuple[str, str]:
-    video = hook.upload_asset(io.BytesIO(b"v" * 2048), file_name="face.mp4")
-    audio = hook.upload_asset(io.BytesIO(b"a" * 512), file_name="voice.mp3")
+    video = hook.upload_asset(sample_video())
+    audio = hook.upload_asset(sample_audio())
     return video, audio
 
 
@@ -113,10 +114,10 @@ def test_list_jobs_pages_on_the_token_alone(hook: ScenarioHook, scenario_emulato
 def test_get_download_url_gives_a_working_signed_url(
     hook: ScenarioHook, scenario_emulator: EmulatorServer
 ) -> None:
-    video = hook.upload_asset(io.BytesIO(b"0123456789" * 100), file_name="clip.mp4")
+    video = hook.upload_asset(sample_video())
     url = hook.get_download_url(video)
     response = hook.session.get(url)
-    assert (response.status_code, response.content) == (200, b"0123456789" * 100)
+    assert (response.status_code, response.content) == (200, sample_video().read_bytes())
 
 
 def test_project_id_from_the_connection_is_sent(
@@ -126,7 +127,7 @@ def test_project_id_from_the_connection_is_sent(
     conn["extra"] = {"project_id": "proj_team_a"}
     monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
     hook = ScenarioHook()
-    video = hook.upload_asset(io.BytesIO(b"v" * 100), file_name="a.mp4")
+    video = hook.upload_asset(sample_video())
     assert hook.get_asset(video)["ownerId"] == "proj_team_a"
     assert all(
         r["query"].get("projectId") == "proj_team_a" for r in scenario_emulator.store.requests("^/v1/")
@@ -139,15 +140,16 @@ def test_project_id_from_the_connection_is_sent(
 def test_upload_in_parts_streams_to_presigned_urls_without_credentials(
     hook: ScenarioHook, scenario_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, tmp_path: object
 ) -> None:
-    monkeypatch.setattr(uploads, "PART_SIZE", 1000)
-    payload = bytes(range(256)) * 10  # 2560 bytes: 3 parts
+    payload = sample_video().read_bytes()
+    monkeypatch.setattr(uploads, "PART_SIZE", len(payload) // 3 + 1)  # 3 parts
     asset_id = hook.upload_asset(io.BytesIO(payload), file_name="long.mov")
     asset = hook.get_asset(asset_id)
     assert (asset["kind"], asset["mimeType"], asset["properties"]["size"]) == (
         "video",
         "video/quicktime",
-        2560,
+        len(payload),
     )
+    assert (asset["properties"]["width"], asset["properties"]["height"]) == (1280, 720)
     parts = scenario_emulator.store.requests("^/_uploads/")
     assert [p["method"] for p in parts] == ["PUT"] * 3
     assert not any(p["authorization"] for p in parts)
@@ -159,23 +161,34 @@ def test_upload_from_a_local_path_and_an_object_storage_path(hook: ScenarioHook,
 
     from airflow.sdk import ObjectStoragePath
 
-    local = Path(str(tmp_path)) / "speech.wav"
-    local.write_bytes(b"RIFF" + b"\0" * 300)
+    from airflow_kling.media.samples import make_audio
+
+    local = Path(make_audio(Path(str(tmp_path)) / "speech.wav", seconds=1))
+    size = local.stat().st_size
     from_path = hook.get_asset(hook.upload_asset(local))
     from_store = hook.get_asset(hook.upload_asset(ObjectStoragePath(f"file://{local}")))
     for asset in (from_path, from_store):
         assert (asset["kind"], asset["properties"]["size"], asset["metadata"]["fileName"]) == (
             "audio",
-            304,
+            size,
             "speech.wav",
         )
 
 
 def test_upload_part_refused_then_retried(hook: ScenarioHook, scenario_emulator: EmulatorServer) -> None:
     scenario_emulator.add_fault("^/_uploads/", status=503, times=1)
-    asset_id = hook.upload_asset(io.BytesIO(b"x" * 100), file_name="a.mp3")
-    assert hook.get_asset(asset_id)["properties"]["size"] == 100
+    asset_id = hook.upload_asset(sample_audio())
+    assert hook.get_asset(asset_id)["properties"]["size"] == sample_audio().stat().st_size
     assert [p["status"] for p in scenario_emulator.store.requests("^/_uploads/")] == [503, 200]
+
+
+def test_a_file_that_is_not_media_is_refused_by_the_api(
+    hook: ScenarioHook, scenario_emulator: EmulatorServer
+) -> None:
+    with pytest.raises(
+        ScenarioUploadError, match=r"Scenario refused the upload of 'fake\.mp4': Invalid video"
+    ):
+        hook.upload_asset(io.BytesIO(b"this is text, not a video"), file_name="fake.mp4")
 
 
 @pytest.mark.parametrize(
@@ -200,7 +213,7 @@ def gaps(requests: list[dict[str, object]]) -> list[float]:
 
 
 def test_retry_after_seconds_is_honoured(hook: ScenarioHook, scenario_emulator: EmulatorServer) -> None:
-    video = hook.upload_asset(io.BytesIO(b"v" * 100), file_name="a.mp4")
+    video = hook.upload_asset(sample_video())
     scenario_emulator.add_fault("^/v1/assets/", status=429, headers={"Retry-After": "1"}, times=1)
     assert hook.get_asset(video)["id"] == video
     attempts = scenario_emulator.store.requests("^/v1/assets/")
@@ -253,7 +266,7 @@ def test_x_should_retry_false_stops_and_true_forces(
 def test_dropped_connection_on_a_read_is_retried(
     hook: ScenarioHook, scenario_emulator: EmulatorServer
 ) -> None:
-    video = hook.upload_asset(io.BytesIO(b"v" * 100), file_name="a.mp4")
+    video = hook.upload_asset(sample_video())
     scenario_emulator.add_fault("^/v1/assets/", action="drop", times=1)
     assert hook.get_asset(video)["id"] == video
     assert len(scenario_emulator.store.requests("^/v1/assets/")) == 2

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.operators.generate import KlingLipsyncOperator
+from tests.media_samples import sample_video
 
 
 def running_job(emulator: EmulatorServer) -> str:
     hook = ScenarioHook()
-    video = hook.upload_asset(io.BytesIO(b"v" * 100), file_name="a.mp4")
+    video = hook.upload_asset(sample_video())
     emulator.plan_jobs("stuck")
     return str(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"])
 

@@ -3,7 +3,6 @@ against the emulator; what happened is read from the emulator's request log and 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from tests.airflow_runs import dags_test, prepare_airflow_home
+from tests.media_samples import sample_audio, sample_video
 
 GENERATE = "^/v1/generate/"
 MODES = ["sync", "deferrable"]
@@ -23,12 +23,12 @@ def airflow_home() -> Path:
 
 @pytest.fixture
 def video(scenario_emulator: EmulatorServer, airflow_home: Path) -> str:
-    return ScenarioHook().upload_asset(io.BytesIO(b"v" * 4096), file_name="face.mp4")
+    return ScenarioHook().upload_asset(sample_video())
 
 
 @pytest.fixture
 def audio(scenario_emulator: EmulatorServer) -> str:
-    return ScenarioHook().upload_asset(io.BytesIO(b"a" * 1024), file_name="voice.mp3")
+    return ScenarioHook().upload_asset(sample_audio())
 
 
 def generate_calls(emulator: EmulatorServer) -> list[dict[str, object]]:
@@ -44,7 +44,7 @@ def test_lipsync_success(mode: str, scenario_emulator: EmulatorServer, video: st
     assert result["job_id"] == job_id
     assert result["status"] == "success"
     assert len(result["asset_ids"]) == 1
-    assert result["creative_units_cost"] == 50
+    assert result["creative_units_cost"] == 30  # 10 CU per started second of the 3 s sample clip
     assert scenario_emulator.store.jobs[job_id].inputs == {"videoUrl": video, "audioFile": audio}
     assert f"Submitted Scenario job {job_id}" in run.output
     assert "success (100%)" in run.output
@@ -96,7 +96,7 @@ def test_retry_reattaches_instead_of_submitting_again(
 def test_spend_guard_refuses_an_expensive_job(scenario_emulator: EmulatorServer, video: str) -> None:
     run = dags_test("kling_sync", {"video": video, "text": "hello there", "max_cu": 10})
     assert run.states == {"lipsync": "failed"}
-    assert "the estimate is 50 creative units, above max_creative_units=10" in run.output
+    assert "the estimate is 30 creative units, above max_creative_units=10" in run.output
     assert [r["query"].get("dryRun") for r in scenario_emulator.store.requests(GENERATE)] == ["api"]  # type: ignore[union-attr]
     assert scenario_emulator.store.jobs == {}
 

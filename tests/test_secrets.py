@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import traceback
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from airflow_kling.emulator import EmulatorConfig, EmulatorServer
 from airflow_kling.exceptions import ScenarioError
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
+from tests.media_samples import sample_video
 
 SECRET = "sk-live-7f3c1e9a-DO-NOT-LEAK"
 KEY = "key-for-leak-test"
@@ -38,7 +38,7 @@ def test_no_secret_anywhere(monkeypatch: pytest.MonkeyPatch, captured_logs: Call
         monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_WRONG", json.dumps({**good, "login": "other"}))
         hook = ScenarioHook()
         texts.append(repr(hook.config))
-        video = hook.upload_asset(io.BytesIO(b"v" * 100), file_name="a.mp4")
+        video = hook.upload_asset(sample_video())
         texts.append(json.dumps(hook.get_asset(video)))
         texts.append(json.dumps(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})))
         emulator.add_fault("/generate/", status=500)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import subprocess
 import sys
@@ -17,11 +16,12 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.hooks.scenario_async import close_shared_session
 from airflow_kling.triggers.job import ScenarioJobTrigger
+from tests.media_samples import sample_video
 
 
 def submit(emulator: EmulatorServer, **plan: Any) -> str:
     hook = ScenarioHook()
-    video = hook.upload_asset(io.BytesIO(b"v" * 100), file_name="a.mp4")
+    video = hook.upload_asset(sample_video())
     if plan:
         emulator.plan_jobs(**plan)
     return str(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"])

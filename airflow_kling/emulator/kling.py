@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any
+
+from airflow_kling.media.limits import (
+    AUDIO_EXTENSIONS,
+    AUDIO_MAX_BYTES,
+    VIDEO_EXTENSIONS,
+    VIDEO_MAX_BYTES,
+    VIDEO_MAX_SECONDS,
+    VIDEO_MAX_SIDE,
+    VIDEO_MIN_SECONDS,
+    VIDEO_MIN_SIDE,
+)
 
 MODEL_ID = "model_kling-lip-sync"
 INPUT_NAMES = frozenset({"videoUrl", "audioFile", "text", "voiceId", "voiceSpeed"})
 TEXT_MAX_CHARS = 120
 VOICE_SPEED_RANGE = (0.8, 2.0)
-VIDEO_MAX_BYTES = 100 * 1000 * 1000
-AUDIO_MAX_BYTES = 5 * 1000 * 1000
-VIDEO_SECONDS_RANGE = (2.0, 10.0)
-VIDEO_SIDE_RANGE = (720, 1920)
 CU_PER_SECOND = 10
 """Creative units the emulator bills per started second of input video."""
 
@@ -35,6 +43,7 @@ def validate_inputs(inputs: Any, find_asset: Callable[[str], dict[str, Any] | No
         raise InputError(f"Unknown input(s) for {MODEL_ID}: {', '.join(unknown)}")
     video = _asset_input(inputs, "videoUrl", "video", find_asset, required=True)
     if video is not None:
+        _check_extension("videoUrl", video, VIDEO_EXTENSIONS)
         _check_video(video["properties"])
     has_audio = inputs.get("audioFile") not in (None, "")
     has_text = inputs.get("text") not in (None, "")
@@ -42,8 +51,10 @@ def validate_inputs(inputs: Any, find_asset: Callable[[str], dict[str, Any] | No
         raise InputError("Exactly one of 'audioFile' and 'text' is required")
     if has_audio:
         audio = _asset_input(inputs, "audioFile", "audio", find_asset, required=True)
-        if audio is not None and audio["properties"].get("size", 0) >= AUDIO_MAX_BYTES:
-            raise InputError(f"'audioFile' must be smaller than {AUDIO_MAX_BYTES} bytes")
+        if audio is not None:
+            _check_extension("audioFile", audio, AUDIO_EXTENSIONS)
+            if audio["properties"].get("size", 0) >= AUDIO_MAX_BYTES:
+                raise InputError(f"'audioFile' must be smaller than {AUDIO_MAX_BYTES} bytes")
         return
     text = inputs["text"]
     if not isinstance(text, str) or not 1 <= len(text) <= TEXT_MAX_CHARS:
@@ -82,19 +93,25 @@ def _asset_input(
     return asset
 
 
+def _check_extension(name: str, asset: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    extension = PurePath(str(asset.get("file_name", ""))).suffix.lower()
+    if extension not in allowed:
+        raise InputError(f"'{name}' must be a {' or '.join(allowed)} file, got {extension or 'no extension'}")
+
+
 def _check_video(properties: dict[str, Any]) -> None:
     size = properties.get("size", 0)
     if size >= VIDEO_MAX_BYTES:
         raise InputError(f"'videoUrl' must be smaller than {VIDEO_MAX_BYTES} bytes, got {size}")
     duration = properties.get("duration")
-    low, high = VIDEO_SECONDS_RANGE
-    if duration is not None and not low <= duration <= high:
-        raise InputError(f"'videoUrl' must last {low:g} to {high:g} s, got {duration:.2f} s")
-    side_low, side_high = VIDEO_SIDE_RANGE
+    if duration is not None and not VIDEO_MIN_SECONDS <= duration <= VIDEO_MAX_SECONDS:
+        raise InputError(
+            f"'videoUrl' must last {VIDEO_MIN_SECONDS:g} to {VIDEO_MAX_SECONDS:g} s, got {duration:.2f} s"
+        )
     for side in ("width", "height"):
         value = properties.get(side)
-        if value is not None and not side_low <= value <= side_high:
-            raise InputError(f"'videoUrl' {side} must be {side_low}-{side_high} px, got {value}")
+        if value is not None and not VIDEO_MIN_SIDE <= value <= VIDEO_MAX_SIDE:
+            raise InputError(f"'videoUrl' {side} must be {VIDEO_MIN_SIDE}-{VIDEO_MAX_SIDE} px, got {value}")
 
 
 def estimate_cost(inputs: dict[str, Any], find_asset: Callable[[str], dict[str, Any] | None]) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import json
 import secrets
 import shutil
 import threading
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from airflow_kling.exceptions import MediaError
 
 AUTHOR_ID = "user_emulator"
 DEFAULT_OWNER_ID = "proj_emulator"
@@ -154,6 +157,7 @@ class Store:
         self.empty_pages = False
         self._signing_key = secrets.token_bytes(32)
         self._file_numbers = itertools.count()
+        self._outputs: dict[str, Path] = {}
 
     # -- signed URLs -----------------------------------------------------------------------------------
 
@@ -273,6 +277,15 @@ class Store:
                 upload.status = "failed"
                 upload.error = f"Received {size} bytes, announced fileSize was {upload.file_size}"
                 return upload
+            try:
+                properties = {**media_properties(path, upload.kind), "size": size}
+            except MediaError as error:
+                path.unlink()
+                upload.status, upload.error = (
+                    "failed",
+                    f"Invalid {upload.kind} file {upload.file_name}: {error}",
+                )
+                return upload
             asset = Asset(
                 id=new_id("asset"),
                 kind=upload.kind,
@@ -284,7 +297,7 @@ class Store:
                 else "uploaded",
                 owner_id=upload.owner_id,
                 created_at=upload.updated_at,
-                properties={"size": size},
+                properties=properties,
             )
             self.assets[asset.id] = asset
             upload.entity_id = asset.id
@@ -311,7 +324,9 @@ class Store:
 
     def find_asset(self, asset_id: str) -> dict[str, Any] | None:
         asset = self.assets.get(asset_id)
-        return None if asset is None else {"kind": asset.kind, "properties": asset.properties}
+        if asset is None:
+            return None
+        return {"kind": asset.kind, "properties": asset.properties, "file_name": asset.file_name}
 
     # -- jobs -----------------------------------------------------------------------------------------------
 
@@ -408,12 +423,8 @@ class Store:
         with self.lock:
             if job.output_asset_id is not None:
                 return
+            path = self._lipsync_output(job)
             source = self.assets.get(str(job.inputs.get("videoUrl")))
-            path = self.new_file(".mp4")
-            if source is not None:
-                shutil.copyfile(source.path, path)
-            else:
-                path.write_bytes(b"")
             asset = Asset(
                 id=new_id("asset"),
                 kind="video",
@@ -428,3 +439,49 @@ class Store:
             )
             self.assets[asset.id] = asset
             job.output_asset_id = asset.id
+
+    def _lipsync_output(self, job: Job) -> Path:
+        """The input video with the audio, or a tone as long as the text takes to say, as its sound.
+
+        Jobs with the same inputs share one file, so that thousands of emulated jobs cost one mux.
+        """
+        from airflow_kling.media.mux import mux_speech, speaking_seconds
+
+        key = json.dumps(job.inputs, sort_keys=True)
+        cached = self._outputs.get(key)
+        if cached is not None:
+            return cached
+        video = self.assets[str(job.inputs["videoUrl"])]
+        audio = self.assets.get(str(job.inputs.get("audioFile")))
+        path = self.new_file(".mp4")
+        if audio is not None:
+            mux_speech(video.path, path, audio=audio.path)
+        else:
+            text, speed = str(job.inputs.get("text", "")), float(job.inputs.get("voiceSpeed", 1.0))
+            mux_speech(video.path, path, tone_seconds=speaking_seconds(text, speed))
+        self._outputs[key] = path
+        return path
+
+
+def media_properties(path: Path, kind: str) -> dict[str, Any]:
+    """What the API reports in ``asset.properties`` for an uploaded audio or video file."""
+    if kind not in ("audio", "video"):
+        return {}
+    from airflow_kling.media.probe import probe
+
+    info = probe(path)
+    if kind == "video" and not info.has_video:
+        raise MediaError("no video stream")
+    if kind == "audio" and not info.has_audio:
+        raise MediaError("no audio stream")
+    properties: dict[str, Any] = {"duration": info.duration, "bitrate": info.bitrate}
+    if info.has_video:
+        properties.update(
+            width=info.display_width,
+            height=info.display_height,
+            frameRate=info.frame_rate,
+            codecName=info.video_codec,
+        )
+    elif info.has_audio:
+        properties.update(codecName=info.audio_codec, sampleRate=info.sample_rate, channels=info.channels)
+    return properties

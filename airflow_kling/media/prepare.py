@@ -1,0 +1,352 @@
+"""Make a user's clip and voice track fit Kling Lipsync before any paid call (PyAV, imported when called).
+
+Video: H.264 + AAC ``.mp4`` (faststart), trimmed to a 2-10 s window, scaled keeping the aspect ratio so
+that both displayed sides land in 720-1920 px (rotation metadata applied to the pixels), at most 30 fps,
+with a capped bitrate. Audio: ``.m4a`` (AAC) or ``.mp3``, mono, under 5 MB. A file that already fits is
+copied as it is, never re-encoded. Outputs appear under their final name only once complete.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from airflow_kling.exceptions import MediaError
+from airflow_kling.media.limits import (
+    AUDIO_EXTENSIONS,
+    AUDIO_MAX_BYTES,
+    VIDEO_MAX_SECONDS,
+    VIDEO_MAX_SIDE,
+    VIDEO_MIN_SECONDS,
+    VIDEO_MIN_SIDE,
+    check_audio,
+    check_video,
+)
+from airflow_kling.media.output import atomic_output, copy_atomically
+from airflow_kling.media.probe import MediaInfo, probe
+
+MAX_FPS = 30.0
+VIDEO_MAX_BITRATE = 8_000_000
+"""Bits per second at most for the prepared video: 10 s stay near 10 MB, far under the 100 MB limit."""
+AUDIO_BITRATE = 128_000
+AUDIO_MIN_BITRATE = 32_000
+X264_PRESET = "veryfast"
+_TRANSPOSE = {90: ["transpose=clock"], 180: ["hflip", "vflip"], 270: ["transpose=cclock"]}
+
+
+@dataclass
+class PrepareReport:
+    """What a preparation did, in words a person reads in a task log, and what came out."""
+
+    source: str
+    output: str
+    passed_through: bool
+    changes: list[str] = field(default_factory=list)
+    output_info: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prepare_video(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    max_duration: float = VIDEO_MAX_SECONDS,
+    start: float = 0.0,
+    pad_short: bool = False,
+) -> PrepareReport:
+    """Write a version of ``src`` at ``dst`` (``.mp4``) that meets every Kling video limit.
+
+    :param max_duration: seconds to keep at most, 2-10; default 10.
+    :param start: where the kept window starts, in seconds; default 0.
+    :param pad_short: hold the last frame to reach 2 s when less is left; default ``False`` (an error).
+    :raises MediaError: unreadable input, no video stream, too short, or an aspect ratio no scaling fits.
+    """
+    source, target = os.fspath(src), Path(dst)
+    if not VIDEO_MIN_SECONDS <= max_duration <= VIDEO_MAX_SECONDS:
+        raise MediaError(
+            f"max_duration must be {VIDEO_MIN_SECONDS:g}-{VIDEO_MAX_SECONDS:g} s, got {max_duration}"
+        )
+    if start < 0:
+        raise MediaError(f"start must be 0 s or later, got {start}")
+    if target.suffix.lower() != ".mp4":
+        raise MediaError(f"{target}: the prepared video is written as .mp4")
+    info = probe(source)
+    if not info.has_video:
+        raise MediaError(f"{source}: no video stream")
+    available = info.duration - start
+    if available <= 0:
+        raise MediaError(f"{source}: start {start} s is past the end of the video ({info.duration:.2f} s)")
+    window = min(max_duration, available)
+    if window < VIDEO_MIN_SECONDS and not pad_short:
+        raise MediaError(
+            f"{source}: {window:.2f} s of video from {start:g} s, Kling needs at least {VIDEO_MIN_SECONDS:g} s "
+            "(pad_short=True holds the last frame to reach it)"
+        )
+    width, height = fit_size(info.display_width, info.display_height, source)
+    if (
+        start == 0
+        and info.duration <= max_duration
+        and info.rotation == 0
+        and info.video_codec == "h264"
+        and not check_video(info)
+    ):
+        copy_atomically(source, target)
+        return PrepareReport(
+            source, str(target), True, ["already within every limit: copied, not re-encoded"], info.as_dict()
+        )
+    changes = _video_changes(info, start, window, width, height, pad_short)
+    with atomic_output(target) as temporary:
+        _transcode(
+            source,
+            temporary,
+            info,
+            start,
+            window,
+            max(window, VIDEO_MIN_SECONDS) if pad_short else window,
+            width,
+            height,
+        )
+    output = probe(target)
+    return PrepareReport(source, str(target), False, changes, output.as_dict())
+
+
+def prepare_audio(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, max_duration: float | None = None
+) -> PrepareReport:
+    """Write ``src``'s audio (an audio file, or a video's sound track) at ``dst`` under 5 MB.
+
+    :param dst: ``.m4a`` (AAC) or ``.mp3``.
+    :param max_duration: seconds to keep at most, e.g. the prepared video's length; default all.
+    :raises MediaError: unreadable input, no audio stream, or too long to fit 5 MB even at 32 kb/s.
+    """
+    source, target = os.fspath(src), Path(dst)
+    codec = {".m4a": "aac", ".mp3": "libmp3lame"}.get(target.suffix.lower())
+    if codec is None:
+        raise MediaError(f"{target}: the prepared audio is written as .m4a or .mp3")
+    info = probe(source)
+    if not info.has_audio:
+        raise MediaError(f"{source}: no audio stream")
+    keep = info.duration if max_duration is None else min(max_duration, info.duration)
+    fits = not check_audio(info) and not info.has_video and keep >= info.duration - 0.05
+    if fits and Path(source).suffix.lower() == target.suffix.lower():
+        copy_atomically(source, target)
+        return PrepareReport(
+            source, str(target), True, ["already within every limit: copied, not re-encoded"], info.as_dict()
+        )
+    bitrate = min(AUDIO_BITRATE, int(0.9 * AUDIO_MAX_BYTES * 8 / max(keep, 0.1)) // 1000 * 1000)
+    if bitrate < AUDIO_MIN_BITRATE:
+        raise MediaError(
+            f"{source}: {keep:.1f} s of audio cannot fit {AUDIO_MAX_BYTES // 1_000_000} MB even at "
+            f"{AUDIO_MIN_BITRATE // 1000} kb/s; pass max_duration"
+        )
+    changes = []
+    if keep < info.duration - 0.05:
+        changes.append(f"trimmed {info.duration:.1f} s -> {keep:.1f} s")
+    what = "extracted the audio track of a video" if info.has_video else f"re-encoded {info.audio_codec}"
+    changes.append(f"{what} as mono {'AAC' if codec == 'aac' else 'MP3'} at {bitrate // 1000} kb/s")
+    with atomic_output(target) as temporary:
+        _encode_audio_file(source, temporary, codec, bitrate, keep)
+    return PrepareReport(source, str(target), False, changes, probe(target).as_dict())
+
+
+def fit_size(width: int, height: int, source: str = "video") -> tuple[int, int]:
+    """The displayed size, scaled keeping the aspect ratio so both sides are 720-1920 px (even numbers).
+
+    :raises MediaError: the aspect ratio is wider than 1920:720, so no scale fits both sides.
+    """
+    short, long = min(width, height), max(width, height)
+    if short <= 0:
+        raise MediaError(f"{source}: the video has no picture size")
+    if long / short > VIDEO_MAX_SIDE / VIDEO_MIN_SIDE:
+        raise MediaError(
+            f"{source}: aspect ratio {width}x{height} ({long / short:.2f}:1) cannot fit {VIDEO_MIN_SIDE}-"
+            f"{VIDEO_MAX_SIDE} px on both sides (at most {VIDEO_MAX_SIDE / VIDEO_MIN_SIDE:.2f}:1)"
+        )
+    scale = 1.0
+    if short < VIDEO_MIN_SIDE:
+        scale = VIDEO_MIN_SIDE / short
+    elif long > VIDEO_MAX_SIDE:
+        scale = VIDEO_MAX_SIDE / long
+    if scale == 1.0:
+        return width, height
+
+    def even(value: float) -> int:
+        return min(max(round(value / 2) * 2, VIDEO_MIN_SIDE), VIDEO_MAX_SIDE)
+
+    return even(width * scale), even(height * scale)
+
+
+def _video_changes(
+    info: MediaInfo, start: float, window: float, width: int, height: int, pad_short: bool
+) -> list[str]:
+    changes = []
+    if start > 0 or window < info.duration - 0.01:
+        changes.append(f"trimmed {info.duration:.1f} s -> {window:.1f} s (from {start:g} s)")
+    if pad_short and window < VIDEO_MIN_SECONDS:
+        changes.append(f"padded {window:.1f} s -> {VIDEO_MIN_SECONDS:g} s by holding the last frame")
+    if info.rotation:
+        changes.append(
+            f"rotated {info.rotation} degrees into the pixels (displayed {info.display_width}x{info.display_height})"
+        )
+    if (width, height) != (info.display_width, info.display_height):
+        changes.append(f"scaled {info.display_width}x{info.display_height} -> {width}x{height}")
+    if info.frame_rate > MAX_FPS:
+        changes.append(f"frame rate {info.frame_rate:g} -> {MAX_FPS:g} fps")
+    changes.append(
+        f"re-encoded H.264 ({X264_PRESET}, at most {VIDEO_MAX_BITRATE // 1_000_000} Mb/s) + AAC in .mp4"
+    )
+    return changes
+
+
+def _transcode(
+    source: str,
+    target: Path,
+    info: MediaInfo,
+    start: float,
+    window: float,
+    length: float,
+    width: int,
+    height: int,
+) -> None:
+    import av
+    import av.filter
+
+    fps = min(info.frame_rate or MAX_FPS, MAX_FPS)
+    rate = Fraction(fps).limit_denominator(1001)
+    slots = max(1, round(length * fps))
+    slot_limit = round(window * fps)  # slots past this hold the last frame (padding)
+    with (
+        av.open(source) as src,
+        av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+    ):
+        in_video = src.streams.video[0]
+        in_video.thread_type = "AUTO"
+        video = out.add_stream(
+            "libx264",
+            rate=rate,
+            options={
+                "preset": X264_PRESET,
+                "crf": "23",
+                "maxrate": str(VIDEO_MAX_BITRATE),
+                "bufsize": str(2 * VIDEO_MAX_BITRATE),
+            },
+        )
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.thread_count = 0
+        video.codec_context.thread_type = "FRAME"  # x264 frame threads: much faster than slices
+        audio = out.add_stream("aac", rate=48000) if info.has_audio else None  # every stream before muxing
+        graph = av.filter.Graph()
+        chain = [graph.add_buffer(template=in_video)]
+        for spec in [
+            *_TRANSPOSE.get(info.rotation, []),
+            f"scale={width}:{height}:flags=bicubic",
+            "format=yuv420p",
+        ]:
+            name, _, arguments = spec.partition("=")
+            chain.append(graph.add(name, arguments or None))
+        chain.append(graph.add("buffersink"))
+        for upstream, downstream in itertools.pairwise(chain):
+            upstream.link_to(downstream)
+        graph.configure()
+
+        def emit(frame: Any, slot: int) -> None:
+            graph.push(frame)
+            converted = graph.pull()
+            converted.pts, converted.time_base = slot, 1 / rate
+            converted.pict_type = av.video.frame.PictureType.NONE
+            out.mux(video.encode(converted))
+
+        if start > 0:
+            src.seek(int(start / in_video.time_base), stream=in_video, backward=True)
+        slot, last = 0, None
+        for frame in src.decode(in_video):
+            if frame.time is None:
+                continue
+            while slot < slot_limit and start + slot / fps < frame.time - 1e-6 and last is not None:
+                emit(last, slot)
+                slot += 1
+            if slot >= slot_limit:
+                break
+            last = frame
+        if last is None:
+            raise MediaError(f"{source}: no video frame from {start:g} s on (truncated file?)")
+        while slot < slots:
+            emit(last, slot)
+            slot += 1
+        out.mux(video.encode())
+        if audio is not None:
+            audio.codec_context.bit_rate = AUDIO_BITRATE
+            copy_audio(src, out, audio, start, min(window, length), layout="stereo")
+
+
+def _encode_audio_file(source: str, target: Path, codec: str, bitrate: int, keep: float) -> None:
+    import av
+
+    container_format = "mp4" if codec == "aac" else "mp3"
+    with (
+        av.open(source) as src,
+        av.open(
+            str(target),
+            "w",
+            format=container_format,
+            options={"movflags": "+faststart"} if codec == "aac" else {},
+        ) as out,
+    ):
+        stream = out.add_stream(codec, rate=44100)
+        stream.codec_context.bit_rate = bitrate
+        stream.codec_context.layout = "mono"
+        copy_audio(src, out, stream, 0.0, keep, layout="mono")
+
+
+def copy_audio(src: Any, out: Any, stream: Any, start: float, seconds: float, layout: str) -> None:
+    """Decode the first audio stream of the open container ``src`` from ``start`` for ``seconds``, and
+    encode it into ``stream`` of the output container ``out``."""
+    import av
+
+    in_audio = src.streams.audio[0]
+    src.seek(int(start / in_audio.time_base) if start > 0 else 0, stream=in_audio, backward=True)
+    rate = stream.codec_context.sample_rate
+    resampler = av.AudioResampler(
+        format=stream.codec_context.codec.audio_formats[0].name,
+        layout=layout,
+        rate=rate,
+        frame_size=stream.codec_context.frame_size or None,
+    )
+    wanted = math.floor(seconds * rate)
+    skip = 0
+    written = 0
+    try:
+        for frame in src.decode(in_audio):
+            if frame.time is not None and frame.time + frame.samples / frame.sample_rate <= start:
+                continue
+            if frame.time is not None and frame.time < start:
+                skip = int((start - frame.time) * rate)
+            for piece in resampler.resample(frame):
+                written = _write_samples(out, stream, piece, written, wanted, skip)
+                skip = 0
+            if written >= wanted:
+                break
+        for piece in resampler.resample(None):
+            written = _write_samples(out, stream, piece, written, wanted, 0)
+    except av.FFmpegError as error:
+        raise MediaError(f"{src.name}: the audio cannot be decoded ({error})") from None
+    out.mux(stream.encode())
+
+
+def _write_samples(out: Any, stream: Any, frame: Any, written: int, wanted: int, skip: int) -> int:
+    # Whole frames only, and never past the window: the sound track must not outlast the picture.
+    if written + frame.samples > wanted or skip >= frame.samples:
+        return written
+    frame.pts, frame.time_base = written, Fraction(1, stream.codec_context.sample_rate)
+    out.mux(stream.encode(frame))
+    return written + int(frame.samples)
+
+
+__all__ = ["AUDIO_EXTENSIONS", "PrepareReport", "fit_size", "prepare_audio", "prepare_video"]

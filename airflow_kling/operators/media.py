@@ -1,0 +1,89 @@
+"""Make a user's clip (and voice track) fit Kling Lipsync before anything is uploaded or paid for."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class KlingPrepareMediaOperator(BaseOperator):
+    """Turn any clip into one that meets Kling's limits, and its voice track into one that fits too.
+
+    The video becomes an H.264/AAC ``.mp4`` of 2-10 s with both sides 720-1920 px (see
+    :func:`airflow_kling.media.prepare.prepare_video`); the audio an ``.m4a`` under 5 MB, cut at the
+    prepared video's length. A file that already fits is copied, not re-encoded. Returns
+    ``{"video": uri, "audio": uri | None, "report": {"video": {...}, "audio": {...} | None}}``, where each
+    report says what was changed and why.
+
+    :param video: the clip: a local path or an object-storage URI (``s3://...``). Templated.
+    :param audio: the voice track (audio, or a video whose sound is used), same forms; ``None`` for
+        text-driven lipsync. Templated.
+    :param output_dir: where the prepared files go: a local directory or an object-storage URI. Templated.
+    :param start: seconds into the clip where the kept window (at most 10 s) starts; default 0. Templated.
+    :param pad_short: hold the last frame of a clip shorter than 2 s instead of failing; default ``False``.
+    :param storage_conn_id: the connection of the object store, when the URIs need one; default none.
+    """
+
+    template_fields: Sequence[str] = ("video", "audio", "output_dir", "start")
+    ui_color = "#e0f2fe"
+
+    def __init__(
+        self,
+        *,
+        video: str,
+        output_dir: str,
+        audio: str | None = None,
+        start: float | str = 0.0,
+        pad_short: bool = False,
+        storage_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.video = video
+        self.audio = audio
+        self.output_dir = output_dir
+        self.start = start
+        self.pad_short = pad_short
+        self.storage_conn_id = storage_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_kling.media.prepare import prepare_audio, prepare_video
+        from airflow_kling.storage import local_copy, publish, storage_path
+
+        output_dir = storage_path(self.output_dir, self.storage_conn_id)
+        video_source = storage_path(self.video, self.storage_conn_id)
+        with tempfile.TemporaryDirectory(prefix="kling-prepare-") as work:
+            video_name = f"{PurePosixPath(video_source.name).stem}.kling.mp4"
+            with local_copy(video_source) as local_video:
+                video_report = prepare_video(
+                    local_video, Path(work) / video_name, start=float(self.start), pad_short=self.pad_short
+                )
+            self._log_report("video", video_report.as_dict())
+            result: dict[str, Any] = {
+                "video": publish(Path(video_report.output), output_dir / video_name),
+                "audio": None,
+                "report": {"video": video_report.as_dict(), "audio": None},
+            }
+            if self.audio not in (None, ""):
+                audio_source = storage_path(str(self.audio), self.storage_conn_id)
+                audio_name = f"{PurePosixPath(audio_source.name).stem}.kling.m4a"
+                with local_copy(audio_source) as local_audio:
+                    audio_report = prepare_audio(
+                        local_audio,
+                        Path(work) / audio_name,
+                        max_duration=float(video_report.output_info["duration"]),
+                    )
+                self._log_report("audio", audio_report.as_dict())
+                result["audio"] = publish(Path(audio_report.output), output_dir / audio_name)
+                result["report"]["audio"] = audio_report.as_dict()
+        return result
+
+    def _log_report(self, what: str, report: dict[str, Any]) -> None:
+        self.log.info("Prepared %s %s: %s", what, report["source"], "; ".join(report["changes"]))

@@ -1,0 +1,21 @@
+"""``make bench``: every benchmark, each against its alternative measured in the same run."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import media
+from bench.common import describe_machine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one repetition of each, for a smoke run")
+    args = parser.parse_args()
+    repeat = ["--repeat", "1" if args.quick else "3"]
+    print(f"# airflow-provider-kling benchmarks on {describe_machine()}")
+    media.main(repeat)
+
+
+if __name__ == "__main__":
+    main()

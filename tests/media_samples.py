@@ -1,0 +1,24 @@
+"""Real, tiny media for the tests, synthesized once per test session (the emulator probes uploads as the
+API does, so a few bytes named ``.mp4`` are not a video)."""
+
+from __future__ import annotations
+
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from airflow_kling.media.samples import make_audio, make_video
+
+_DIR = Path(tempfile.mkdtemp(prefix="kling-test-media-"))
+
+
+@cache
+def sample_video() -> Path:
+    """1280x720, 3 s at 10 fps, with a sound track: within every Kling limit."""
+    return Path(make_video(_DIR / "face.mp4", width=1280, height=720, seconds=3, fps=10))
+
+
+@cache
+def sample_audio() -> Path:
+    """A 2 s tone as MP3."""
+    return Path(make_audio(_DIR / "voice.mp3", seconds=2))
