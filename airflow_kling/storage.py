@@ -61,9 +61,20 @@ def publish(local: Path, destination: ObjectStoragePath) -> str:
         target.parent.mkdir(parents=True, exist_ok=True)
         if local.resolve() != target.resolve():
             shutil.move(local, target)
-        return str(destination)
+        return plain_uri(destination)
     partial = destination.parent / f".{destination.name}.partial"
     with local.open("rb") as source, partial.open("wb") as out:
         shutil.copyfileobj(source, out, COPY_BLOCK)
     partial.rename(destination)
-    return str(destination)
+    return plain_uri(destination)
+
+
+def plain_uri(path: ObjectStoragePath) -> str:
+    """The URI of a storage path without its connection id (``s3://bucket/key``, ``file:///dir/file``)."""
+    protocol = path.protocol or "file"
+    location = path.path
+    return (
+        f"{protocol}://{location}"
+        if protocol != "file"
+        else f"file://{location if location.startswith('/') else '/' + location}"
+    )

@@ -23,15 +23,37 @@ class Measure:
 
 
 def run_measured(command: Sequence[str], env: dict[str, str] | None = None) -> Measure:
-    """Run a command to its end and measure it alone (``wait4`` gives that child's own resource use)."""
+    """Run a command to its end and measure it alone.
+
+    Peak RSS is the child's own ``VmHWM``, read from ``/proc`` while it runs: the ``ru_maxrss`` that
+    ``wait4`` reports starts from the parent's RSS at fork, which would credit the child with the parent's
+    memory.
+    """
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    peak_kib = 0
+    while True:
+        peak_kib = max(peak_kib, _high_water_kib(process.pid))
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        time.sleep(0.005)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
         raise RuntimeError(f"{command[0]} failed: {stderr[-2000:]}")
-    return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    return Measure(wall, usage.ru_utime + usage.ru_stime, peak_kib / 1024)
+
+
+def _high_water_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def median_spread(values: Sequence[float]) -> tuple[float, float, float]:

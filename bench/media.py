@@ -61,8 +61,7 @@ def ffmpeg_command(ffmpeg: str, source: Path, target: Path, width: int, height: 
 
 
 def make_clip(path: Path, clip: dict[str, int]) -> Path:
-    """Synthesize the source clip in a child process, so that this one stays small: a child's peak RSS
-    as the kernel reports it starts from its parent's at fork time."""
+    """Synthesize the source clip in a child process, so that this one stays small."""
     code = "import sys, json; from airflow_kling.media.samples import make_video; make_video(sys.argv[1], **json.loads(sys.argv[2]))"
     subprocess.run([sys.executable, "-c", code, str(path), json.dumps(clip)], check=True)
     return path

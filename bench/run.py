@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import media
+from bench import archive, media
 from bench.common import describe_machine
 
 
@@ -15,6 +15,7 @@ def main() -> None:
     repeat = ["--repeat", "1" if args.quick else "3"]
     print(f"# airflow-provider-kling benchmarks on {describe_machine()}")
     media.main(repeat)
+    archive.main(repeat)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from airflow_kling.emulator.store import (
 )
 
 STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
+TRUNCATE_KEY: web.RequestKey[bool] = web.RequestKey("truncate", bool)
+LOG_ENTRY_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("log_entry", dict)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DRY_RUN_STATUS = 269
 PAGE_SIZE_RANGE = (1, 100)
@@ -39,6 +41,7 @@ def create_app(store: Store) -> web.Application:
         middlewares=[_log_requests, _inject_faults, _errors, _authenticate], client_max_size=0
     )
     app[STORE_KEY] = store
+    app.on_response_prepare.append(_log_status)
     app.router.add_post("/v1/generate/custom/{model_id}", run_model)
     app.router.add_get("/v1/jobs", list_jobs)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
@@ -89,9 +92,15 @@ async def _log_requests(request: web.Request, handler: Handler) -> web.StreamRes
         "status": None,
     }
     _store(request).log_request(entry)
-    response = await handler(request)
-    entry["status"] = response.status
-    return response
+    request[LOG_ENTRY_KEY] = entry
+    return await handler(request)
+
+
+async def _log_status(request: web.Request, response: web.StreamResponse) -> None:
+    """Record the status actually sent (a file response decides on 200 or 206 only as it starts)."""
+    entry = request.get(LOG_ENTRY_KEY)
+    if entry is not None:
+        entry["status"] = response.status
 
 
 @web.middleware
@@ -109,7 +118,7 @@ async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamRe
             request.transport.abort()
         raise asyncio.CancelledError
     if fault.action == "truncate":
-        request["truncate"] = True
+        request[TRUNCATE_KEY] = True
         return await handler(request)
     if fault.status is None:
         return await handler(request)
@@ -420,7 +429,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         f"{asset_id}/{file_name}", request.query.get("expires", ""), request.query.get("signature", "")
     )
     asset = store.asset(asset_id)
-    if not request.get("truncate"):
+    if not request.get(TRUNCATE_KEY):
         return web.FileResponse(asset.path, headers={"Content-Type": asset.mime_type})
     size = asset.path.stat().st_size
     response = web.StreamResponse(headers={"Content-Type": asset.mime_type})
@@ -429,8 +438,8 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     with asset.path.open("rb") as source:
         await response.write(source.read(size // 2))
     if request.transport is not None:
-        request.transport.abort()
-    raise asyncio.CancelledError
+        request.transport.close()  # sends what was written, then hangs up short of Content-Length
+    return response
 
 
 async def web_job_page(request: web.Request) -> web.Response:

@@ -94,7 +94,9 @@ class EmulatorServer:
         from airflow_kling.emulator.app import create_app
 
         self._stopped = asyncio.Event()
-        runner = web.AppRunner(create_app(self.store), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            create_app(self.store), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         await site.start()

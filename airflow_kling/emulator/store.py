@@ -322,6 +322,25 @@ class Store:
             raise ApiError(404, f"Asset {asset_id} not found")
         return asset
 
+    def add_asset(
+        self, path: Path, *, kind: str, mime_type: str, properties: dict[str, Any] | None = None
+    ) -> str:
+        """Register an existing file as an asset, as if uploaded (for benchmarks and fixtures of any size)."""
+        asset = Asset(
+            id=new_id("asset"),
+            kind=kind,
+            mime_type=mime_type,
+            file_name=path.name,
+            path=path,
+            source=f"uploaded-{kind}",
+            owner_id=DEFAULT_OWNER_ID,
+            created_at=time.time(),
+            properties={**(properties or {}), "size": path.stat().st_size},
+        )
+        with self.lock:
+            self.assets[asset.id] = asset
+        return asset.id
+
     def find_asset(self, asset_id: str) -> dict[str, Any] | None:
         asset = self.assets.get(asset_id)
         if asset is None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import Asset, BaseOperator
 
 from airflow_kling.exceptions import ScenarioValidationError
 
@@ -87,3 +88,99 @@ class ScenarioUploadAssetOperator(BaseOperator):
                 f"{self.source} breaks Kling's {kind} limits: {listed} "
                 "(prepare it with KlingPrepareMediaOperator, or pass validate=False)"
             )
+
+
+LIPSYNC_VIDEOS = Asset(name="kling_lipsync_videos", uri="kling://lipsync/videos", group="kling")
+"""The Airflow asset that :class:`ScenarioArchiveAssetsOperator` updates by default: schedule a DAG on it to
+run on every new archived lipsync video (each event's ``extra`` lists the archived ``uris`` and ``job_ids``)."""
+
+
+class ScenarioArchiveAssetsOperator(BaseOperator):
+    """Copy generated assets into your own storage before their signed URLs expire.
+
+    Each file streams in chunks (memory does not grow with its size) to a temporary name, is checked
+    against the asset's size and a SHA-256 computed on the way, and only then moved to its final name.
+    An expired URL is re-signed (``POST /assets/{id}/download``), a dropped connection resumed; a file
+    already archived with the same size and checksum is skipped; a different file at the target is an
+    error unless ``overwrite=True``. A ``manifest.json`` per job beside the files records the job, its
+    inputs, sizes, checksums, MIME types, URIs and cost: never a secret or a signed URL.
+
+    Returns the archived URIs, and updates the ``outlets`` (default :data:`LIPSYNC_VIDEOS`).
+
+    :param destination: a local directory or an object-storage URI (``s3://bucket/prefix``). Templated.
+    :param asset_ids: the assets to archive (a list, or a template that renders to one). Templated.
+    :param job_id: instead of ``asset_ids``, a job whose ``metadata.assetIds`` are archived. Templated.
+    :param file_name_template: each file's path under ``destination``; default ``{job_id}/{asset_id}.{ext}``.
+    :param overwrite: replace a different file already at a target; default ``False``.
+    :param storage_conn_id: the connection of the object store; default none.
+    :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
+    """
+
+    template_fields: Sequence[str] = ("destination", "asset_ids", "job_id", "file_name_template")
+    ui_color = "#e0f2fe"
+
+    def __init__(
+        self,
+        *,
+        destination: str,
+        asset_ids: list[str] | str | None = None,
+        job_id: str | None = None,
+        file_name_template: str | None = None,
+        overwrite: bool = False,
+        storage_conn_id: str | None = None,
+        scenario_conn_id: str = "scenario_default",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("outlets", [LIPSYNC_VIDEOS])
+        super().__init__(**kwargs)
+        if (asset_ids is None) == (job_id is None):
+            raise ScenarioValidationError("Give exactly one of asset_ids and job_id")
+        self.destination = destination
+        self.asset_ids = asset_ids
+        self.job_id = job_id
+        self.file_name_template = file_name_template
+        self.overwrite = overwrite
+        self.storage_conn_id = storage_conn_id
+        self.scenario_conn_id = scenario_conn_id
+
+    @cached_property
+    def hook(self) -> ScenarioHook:
+        from airflow_kling.hooks.scenario import ScenarioHook
+
+        return ScenarioHook(self.scenario_conn_id)
+
+    def execute(self, context: Context) -> list[str]:
+        from airflow_kling.archive import DEFAULT_FILE_NAME_TEMPLATE, archive_assets
+        from airflow_kling.jobs import job_asset_ids
+        from airflow_kling.storage import storage_path
+
+        asset_ids = (
+            self._asset_ids()
+            if self.job_id in (None, "")
+            else job_asset_ids(self.hook.get_job(str(self.job_id)))
+        )
+        if not asset_ids:
+            raise ScenarioValidationError(
+                f"Nothing to archive: no asset ids (asset_ids={self.asset_ids!r}, job_id={self.job_id!r})"
+            )
+        archived = archive_assets(
+            self.hook,
+            asset_ids,
+            storage_path(self.destination, self.storage_conn_id),
+            file_name_template=self.file_name_template or DEFAULT_FILE_NAME_TEMPLATE,
+            overwrite=self.overwrite,
+        )
+        uris = [item.uri for item in archived]
+        extra: dict[str, Any] = {"uris": uris, "job_ids": sorted({item.job_id for item in archived})}
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = extra
+        return uris
+
+    def _asset_ids(self) -> list[str]:
+        value = self.asset_ids
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip().startswith("[") else [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(item, str) and item for item in value):
+            raise ScenarioValidationError(f"asset_ids must be a list of asset ids, got {self.asset_ids!r}")
+        return list(value)

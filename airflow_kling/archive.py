@@ -1,0 +1,206 @@
+"""Archive generated assets into the platform's own storage: complete, verified, findable, idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow_kling.exceptions import ScenarioDownloadError, ScenarioValidationError
+from airflow_kling.hooks.downloads import download_asset
+from airflow_kling.jobs import job_cost
+from airflow_kling.storage import plain_uri
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+DEFAULT_FILE_NAME_TEMPLATE = "{job_id}/{asset_id}.{ext}"
+MANIFEST_NAME = "manifest.json"
+_EXTENSIONS = {
+    "video/mp4": "mp4",
+    "video/quicktime": "mov",
+    "audio/mpeg": "mp3",
+    "audio/mp4": "m4a",
+    "image/png": "png",
+}
+
+
+@dataclass(frozen=True)
+class ArchivedFile:
+    asset_id: str
+    job_id: str
+    uri: str
+    size: int
+    sha256: str
+    mime_type: str
+    skipped: bool
+
+
+def archive_assets(
+    hook: ScenarioHook,
+    asset_ids: list[str],
+    destination: ObjectStoragePath,
+    *,
+    file_name_template: str = DEFAULT_FILE_NAME_TEMPLATE,
+    overwrite: bool = False,
+) -> list[ArchivedFile]:
+    """Download each asset to ``destination`` and write one ``manifest.json`` per job beside its files.
+
+    :param file_name_template: path of each file under ``destination``; fields ``{job_id}``,
+        ``{asset_id}``, ``{ext}``; default ``{job_id}/{asset_id}.{ext}``.
+    :param overwrite: replace a different file already at a target; default ``False`` (an error).
+    """
+    jobs: dict[str, dict[str, Any]] = {}
+    model_ids: dict[str, str | None] = {}
+    archived: list[ArchivedFile] = []
+    for asset_id in asset_ids:
+        asset = hook.get_asset(asset_id)
+        job_id = str((asset.get("metadata") or {}).get("parentJobId") or "no-job")
+        if job_id not in jobs:
+            jobs[job_id] = hook.get_job(job_id) if job_id != "no-job" else {}
+            model_ids[job_id] = (asset.get("metadata") or {}).get("modelId") or jobs[job_id].get("modelId")
+        target = destination / _render(file_name_template, asset, job_id)
+        archived.append(_archive_one(hook, asset, job_id, target, overwrite))
+    for job_id, job in jobs.items():
+        files = [item for item in archived if item.job_id == job_id]
+        _write_manifest(destination, file_name_template, job_id, model_ids[job_id], job, files)
+    return archived
+
+
+def _render(template: str, asset: dict[str, Any], job_id: str) -> str:
+    mime = str(asset.get("mimeType") or "")
+    ext = _EXTENSIONS.get(mime) or (mime.split("/")[-1] if "/" in mime else "bin")
+    try:
+        return template.format(job_id=job_id, asset_id=asset["id"], ext=ext)
+    except (KeyError, IndexError) as error:
+        raise ScenarioValidationError(
+            f"file_name_template {template!r} takes only {{job_id}}, {{asset_id}} and {{ext}}: {error}"
+        ) from None
+
+
+def _archive_one(
+    hook: ScenarioHook, asset: dict[str, Any], job_id: str, target: ObjectStoragePath, overwrite: bool
+) -> ArchivedFile:
+    asset_id = str(asset["id"])
+    mime = str(asset.get("mimeType") or "application/octet-stream")
+    _remove_stale_partials(target)
+    existing = _existing_checksum(target)
+    partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def open_sink() -> IO[bytes]:
+        return partial.open("wb")  # type: ignore[no-any-return]
+
+    try:
+        if (
+            existing is not None
+            and existing[0] == (asset.get("properties") or {}).get("size")
+            and _manifest_says(target, asset_id, existing[1])
+        ):
+            hook.log.info(
+                "Asset %s already archived at %s (same size and SHA-256): skipped", asset_id, target
+            )
+            return ArchivedFile(
+                asset_id, job_id, plain_uri(target), existing[0], existing[1], mime, skipped=True
+            )
+        downloaded = download_asset(hook, asset, open_sink)
+        if existing is not None:
+            if existing[1] == downloaded.sha256:
+                hook.log.info("Asset %s already archived at %s (same SHA-256): skipped", asset_id, target)
+                return ArchivedFile(
+                    asset_id, job_id, plain_uri(target), downloaded.size, downloaded.sha256, mime, True
+                )
+            if not overwrite:
+                raise ScenarioDownloadError(
+                    f"A different file is already at {target} (SHA-256 {existing[1][:12]}..., asset {asset_id} "
+                    f"is {downloaded.sha256[:12]}...); pass overwrite=True to replace it"
+                )
+        partial.rename(target)
+        hook.log.info(
+            "Archived asset %s to %s (%d bytes, SHA-256 %s)",
+            asset_id,
+            target,
+            downloaded.size,
+            downloaded.sha256,
+        )
+        return ArchivedFile(
+            asset_id, job_id, plain_uri(target), downloaded.size, downloaded.sha256, mime, skipped=False
+        )
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
+def _existing_checksum(target: ObjectStoragePath) -> tuple[int, str] | None:
+    if not target.exists():
+        return None
+    digest = hashlib.sha256()
+    size = 0
+    with target.open("rb") as existing:
+        while chunk := existing.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _manifest_says(target: ObjectStoragePath, asset_id: str, sha256: str) -> bool:
+    manifest = target.parent / MANIFEST_NAME
+    if not manifest.exists():
+        return False
+    try:
+        files = json.loads(manifest.read_text()).get("files", [])
+    except ValueError:
+        return False
+    return any(entry.get("asset_id") == asset_id and entry.get("sha256") == sha256 for entry in files)
+
+
+def _remove_stale_partials(target: ObjectStoragePath) -> None:
+    """Partial files left by a killed try: never visible under a final name, cleaned up here."""
+    if target.parent.exists():
+        for stale in target.parent.glob(f".{target.name}.partial-*"):
+            stale.unlink()
+
+
+def _write_manifest(
+    destination: ObjectStoragePath,
+    template: str,
+    job_id: str,
+    model_id: str | None,
+    job: dict[str, Any],
+    files: list[ArchivedFile],
+) -> None:
+    metadata = job.get("metadata") or {}
+    inputs = metadata.get("input") or {}
+    manifest = {
+        "job_id": job_id,
+        "model_id": model_id,
+        "inputs": {
+            key: inputs[key]
+            for key in ("videoUrl", "audioFile", "text", "voiceId", "voiceSpeed")
+            if key in inputs
+        },
+        "output_asset_ids": list(metadata.get("assetIds") or [item.asset_id for item in files]),
+        "creative_units_cost": job_cost(job),
+        "job_created_at": job.get("createdAt"),
+        "job_finished_at": job.get("updatedAt"),
+        "archived_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "files": [
+            {
+                "asset_id": item.asset_id,
+                "uri": item.uri,
+                "size": item.size,
+                "sha256": item.sha256,
+                "mime_type": item.mime_type,
+            }
+            for item in files
+        ],
+    }
+    folder = (destination / template.format(job_id=job_id, asset_id="x", ext="x")).parent
+    partial = folder / f".{MANIFEST_NAME}.partial-{uuid.uuid4().hex[:8]}"
+    partial.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    partial.rename(folder / MANIFEST_NAME)

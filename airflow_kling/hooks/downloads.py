@@ -1,0 +1,117 @@
+"""Stream an asset's file from its signed URL: resumed when the connection drops, re-signed when the URL
+has expired, checked for size and SHA-256 while it streams, never held whole in memory."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
+
+import requests
+
+from airflow_kling.exceptions import ScenarioDownloadError, ScenarioError
+from airflow_kling.hooks.retry import retry_delay
+
+if TYPE_CHECKING:
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+CHUNK = 256 * 1024
+"""Bytes read at a time; what a dropped connection loses of a partial read, so kept small."""
+MAX_ATTEMPTS = 6
+"""Attempts at one file in all (expired URLs, dropped connections, 5xx from the file host)."""
+EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
+"""What a file host answers for a signed URL that expired or was revoked: ask the API for a new one."""
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A complete, verified file: its size in bytes and its SHA-256 (hex)."""
+
+    size: int
+    sha256: str
+
+
+def download_asset(
+    hook: ScenarioHook,
+    asset: dict[str, Any],
+    open_sink: Callable[[], IO[bytes]],
+) -> Downloaded:
+    """Write an asset's bytes into sinks from ``open_sink``; a fresh sink is opened when a download must
+    restart from zero (the host ignored a ``Range`` request), the current one is appended to when it resumes.
+
+    :param asset: the asset object of ``GET /assets/{id}`` (its ``url`` and ``properties.size`` are used).
+    :raises ScenarioDownloadError: the file could not be fetched completely and verified.
+    """
+    asset_id = str(asset["id"])
+    expected = (asset.get("properties") or {}).get("size")
+    url = str(asset["url"])
+    digest = hashlib.sha256()
+    received = 0
+    sink = open_sink()
+    try:
+        for attempt in range(MAX_ATTEMPTS):
+            headers = {"Range": f"bytes={received}-"} if received else {}
+            try:
+                # No Authorization header: a signed URL carries its own credentials.
+                response = hook.session.get(
+                    url, headers=headers, stream=True, timeout=(10, hook.config.timeout)
+                )
+            except requests.RequestException as error:
+                _pause(hook, asset_id, attempt, f"{type(error).__name__}")
+                continue
+            with response:
+                status = response.status_code
+                if status in EXPIRED_STATUSES:
+                    hook.log.info(
+                        "Signed URL of asset %s refused (HTTP %d): asking for a fresh one", asset_id, status
+                    )
+                    url = _fresh_url(hook, asset_id)
+                    continue
+                if status >= 500 or status == 429:
+                    _pause(hook, asset_id, attempt, f"HTTP {status}", response.headers)
+                    continue
+                if status not in (200, 206):
+                    raise ScenarioDownloadError(f"Asset {asset_id}: the file host answered HTTP {status}")
+                if received and status == 200:  # the host ignored Range: start again from zero
+                    sink.close()
+                    sink, digest, received = open_sink(), hashlib.sha256(), 0
+                try:
+                    for chunk in response.iter_content(CHUNK):
+                        sink.write(chunk)
+                        digest.update(chunk)
+                        received += len(chunk)
+                except requests.RequestException as error:
+                    _pause(
+                        hook,
+                        asset_id,
+                        attempt,
+                        f"connection lost after {received} bytes ({type(error).__name__})",
+                    )
+                    continue
+            if expected is None or received == int(expected):
+                return Downloaded(received, digest.hexdigest())
+            if received > int(expected):
+                raise ScenarioDownloadError(f"Asset {asset_id}: got {received} bytes, its size is {expected}")
+            _pause(hook, asset_id, attempt, f"body ended after {received} of {expected} bytes")
+        raise ScenarioDownloadError(
+            f"Asset {asset_id}: not downloaded completely after {MAX_ATTEMPTS} attempts ({received} of {expected} bytes)"
+        )
+    finally:
+        sink.close()
+
+
+def _fresh_url(hook: ScenarioHook, asset_id: str) -> str:
+    try:
+        return hook.get_download_url(asset_id)
+    except ScenarioError as error:
+        raise ScenarioDownloadError(f"Asset {asset_id}: no fresh download URL: {error}") from error
+
+
+def _pause(hook: ScenarioHook, asset_id: str, attempt: int, what: str, headers: Any = None) -> None:
+    if attempt + 1 >= MAX_ATTEMPTS:
+        return
+    delay = retry_delay(attempt, headers)
+    hook.log.warning("Downloading asset %s: %s; attempt %d in %.2f s", asset_id, what, attempt + 2, delay)
+    time.sleep(delay)

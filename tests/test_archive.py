@@ -1,0 +1,251 @@
+"""Archiving generated videos: local disk and S3 (moto on loopback), faults from the emulator, checksums,
+manifests, idempotence and atomicity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_kling.archive import archive_assets
+from airflow_kling.emulator import EmulatorServer
+from airflow_kling.exceptions import ScenarioDownloadError
+from airflow_kling.hooks.scenario import ScenarioHook
+from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator
+from airflow_kling.storage import storage_path
+from tests.media_samples import sample_audio, sample_video
+
+
+def finished_job(emulator: EmulatorServer) -> tuple[str, str]:
+    """A succeeded lipsync job and its output asset id."""
+    hook = ScenarioHook()
+    video, audio = hook.upload_asset(sample_video()), hook.upload_asset(sample_audio())
+    emulator.plan_jobs(seconds=0.05)
+    job_id = hook.run_model("model_kling-lip-sync", {"videoUrl": video, "audioFile": audio})["job"]["jobId"]
+    time.sleep(0.1)
+    (asset_id,) = hook.get_job(job_id)["metadata"]["assetIds"]
+    return job_id, asset_id
+
+
+def emulator_file(emulator: EmulatorServer, asset_id: str) -> bytes:
+    return emulator.store.assets[asset_id].path.read_bytes()
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*partial*"))
+
+
+def test_archive_to_local_disk_with_a_manifest(scenario_emulator: EmulatorServer, tmp_path: Path) -> None:
+    job_id, asset_id = finished_job(scenario_emulator)
+    uris = ScenarioArchiveAssetsOperator(task_id="archive", job_id=job_id, destination=str(tmp_path)).execute(
+        {"outlet_events": _OutletEvents()}  # type: ignore[arg-type]
+    )
+    target = tmp_path / job_id / f"{asset_id}.mp4"
+    assert uris == [f"file://{target}"]
+    content = emulator_file(scenario_emulator, asset_id)
+    assert target.read_bytes() == content
+    manifest = json.loads((tmp_path / job_id / "manifest.json").read_text())
+    assert manifest["job_id"] == job_id
+    assert manifest["model_id"] == "model_kling-lip-sync"
+    assert set(manifest["inputs"]) == {"videoUrl", "audioFile"}
+    assert manifest["output_asset_ids"] == [asset_id]
+    assert manifest["creative_units_cost"] == 30
+    (entry,) = manifest["files"]
+    assert entry == {
+        "asset_id": asset_id,
+        "uri": f"file://{target}",
+        "size": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "mime_type": "video/mp4",
+    }
+    text = json.dumps(manifest)
+    assert "signature=" not in text
+    assert scenario_emulator.config.api_secret not in text
+    assert not any(r["authorization"] for r in scenario_emulator.store.requests("^/_files/"))
+    assert leftovers(tmp_path) == []
+
+
+def test_rerun_skips_and_a_different_file_is_refused(
+    scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    job_id, asset_id = finished_job(scenario_emulator)
+    hook = ScenarioHook()
+    destination = storage_path(tmp_path)
+    archive_assets(hook, [asset_id], destination)
+    downloads = len(scenario_emulator.store.requests("^/_files/"))
+    (again,) = archive_assets(hook, [asset_id], destination)
+    assert again.skipped
+    assert len(scenario_emulator.store.requests("^/_files/")) == downloads  # nothing downloaded again
+    target = tmp_path / job_id / f"{asset_id}.mp4"
+    target.write_bytes(b"someone else's file")
+    with pytest.raises(ScenarioDownloadError, match=r"different file is already at .* overwrite=True"):
+        archive_assets(hook, [asset_id], destination)
+    assert target.read_bytes() == b"someone else's file"
+    (replaced,) = archive_assets(hook, [asset_id], destination, overwrite=True)
+    assert not replaced.skipped
+    assert target.read_bytes() == emulator_file(scenario_emulator, asset_id)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "statuses"),
+    [
+        ({"status": 403, "body": {"message": "Request has expired"}}, [403, 200]),
+        ({"action": "truncate"}, [200, 206]),
+        ({"status": 503, "times": 3, "headers": {"retry-after-ms": "20"}}, [503, 503, 503, 200]),
+        ({"action": "drop", "times": 2}, [None, None, 200]),
+    ],
+)
+def test_faults_end_in_a_complete_verified_file(
+    scenario_emulator: EmulatorServer, tmp_path: Path, fault: dict[str, object], statuses: list[int | None]
+) -> None:
+    job_id, asset_id = finished_job(scenario_emulator)
+    scenario_emulator.add_fault("^/_files/", **fault)  # type: ignore[arg-type]
+    (archived,) = archive_assets(ScenarioHook(), [asset_id], storage_path(tmp_path))
+    content = emulator_file(scenario_emulator, asset_id)
+    assert (tmp_path / job_id / f"{asset_id}.mp4").read_bytes() == content
+    assert archived.sha256 == hashlib.sha256(content).hexdigest()
+    assert [r["status"] for r in scenario_emulator.store.requests("^/_files/")] == statuses
+    if fault.get("status") == 403:
+        assert len(scenario_emulator.store.requests("/download$")) == 1  # a fresh signed URL was asked for
+    assert leftovers(tmp_path) == []
+
+
+def test_an_expired_url_is_renewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_kling.emulator import run_emulator
+
+    with run_emulator(url_ttl=1, job_seconds=0.05) as emulator:
+        monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", emulator.connection_uri())
+        _, asset_id = finished_job(emulator)
+        hook = ScenarioHook()
+        asset = hook.get_asset(asset_id)
+        time.sleep(2.1)  # the URL in hand has expired
+
+        from airflow_kling.hooks.downloads import download_asset
+
+        target = tmp_path / "out.mp4"
+        result = download_asset(hook, asset, lambda: target.open("wb"))
+        assert target.read_bytes() == emulator_file(emulator, asset_id)
+        assert result.size == target.stat().st_size
+        assert [r["status"] for r in emulator.store.requests("^/_files/")] == [403, 200]
+
+
+def test_a_download_that_never_completes_fails_cleanly(
+    scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    job_id, asset_id = finished_job(scenario_emulator)
+    scenario_emulator.add_fault("^/_files/", action="truncate", times=100)
+    scenario_emulator.store.config.url_ttl = 3600
+    with pytest.raises(ScenarioDownloadError, match="not downloaded completely after 6 attempts"):
+        archive_assets(ScenarioHook(), [asset_id], storage_path(tmp_path))
+    assert not (tmp_path / job_id / f"{asset_id}.mp4").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_killed_download_leaves_nothing_under_the_final_name(
+    scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    job_id, asset_id = finished_job(scenario_emulator)
+    scenario_emulator.add_fault("^/_files/", delay=5)
+    code = (
+        "import sys; from airflow_kling.archive import archive_assets; from airflow_kling.hooks.scenario import "
+        "ScenarioHook; from airflow_kling.storage import storage_path; "
+        "archive_assets(ScenarioHook(), [sys.argv[1]], storage_path(sys.argv[2]))"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code, asset_id, str(tmp_path)])
+    deadline = time.monotonic() + 30
+    while not scenario_emulator.store.requests("^/_files/") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / job_id / f"{asset_id}.mp4").exists()
+    assert leftovers(tmp_path)  # the killed try's partial file is there, under another name...
+    scenario_emulator.store.faults.clear()
+    archive_assets(ScenarioHook(), [asset_id], storage_path(tmp_path))
+    assert (tmp_path / job_id / f"{asset_id}.mp4").read_bytes() == emulator_file(scenario_emulator, asset_id)
+    assert leftovers(tmp_path) == []  # ...and the next try cleans it up
+
+
+# -- S3, for real, through ObjectStoragePath ------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_S3_TEST",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+            }
+        ),
+    )
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="archive")
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def test_archive_to_s3(scenario_emulator: EmulatorServer, s3_bucket: str) -> None:
+    import boto3
+
+    job_id, asset_id = finished_job(scenario_emulator)
+    scenario_emulator.add_fault("^/_files/", action="truncate")
+    uris = ScenarioArchiveAssetsOperator(
+        task_id="archive", asset_ids=[asset_id], destination="s3://archive/lipsync", storage_conn_id="s3_test"
+    ).execute({"outlet_events": _OutletEvents()})  # type: ignore[arg-type]
+    assert uris == [f"s3://archive/lipsync/{job_id}/{asset_id}.mp4"]
+    s3 = boto3.client("s3", endpoint_url=s3_bucket, region_name="us-east-1")
+    keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket="archive")["Contents"])
+    assert keys == [
+        f"lipsync/{job_id}/{asset_id}.mp4",
+        f"lipsync/{job_id}/manifest.json",
+    ]  # no partial object
+    content = emulator_file(scenario_emulator, asset_id)
+    assert s3.get_object(Bucket="archive", Key=keys[0])["Body"].read() == content
+    manifest = json.loads(s3.get_object(Bucket="archive", Key=keys[1])["Body"].read())
+    assert manifest["files"][0]["sha256"] == hashlib.sha256(content).hexdigest()
+    downloads = len(scenario_emulator.store.requests("^/_files/"))
+    (again,) = archive_assets(ScenarioHook(), [asset_id], storage_path("s3://archive/lipsync", "s3_test"))
+    assert again.skipped
+    assert len(scenario_emulator.store.requests("^/_files/")) == downloads
+
+
+class _OutletEvents(dict):  # type: ignore[type-arg]
+    """What Airflow's context passes as ``outlet_events``: an accessor per asset, with ``extra``."""
+
+    def __missing__(self, key: object) -> object:
+        class Accessor:
+            def __init__(self) -> None:
+                self.extra: dict[str, object] = {}
+
+        self[key] = Accessor()
+        return self[key]
