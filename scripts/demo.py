@@ -1,55 +1,79 @@
-"""The README's demo: the provider end to end against a local Scenario emulator, offline.
+"""The README's demo: the example pipeline end to end against a local Scenario emulator, offline.
 
-Starts the emulator, uploads a clip and a voice track, runs a Kling lipsync job, waits for it and
-downloads the result, then stops the emulator.
+Starts the emulator, runs ``kling_lipsync_pipeline`` with ``airflow dags test`` on SQLite in
+``.demo/airflow``, prints where the archived video and its manifest are, and stops the emulator.
+Set AIRFLOW_CONN_SCENARIO_DEFAULT to real credentials and pass ``--real`` to run against the real API.
 """
 
 from __future__ import annotations
 
-import io
+import argparse
+import json
 import os
+import shutil
+import subprocess
 import sys
-import time
+from contextlib import ExitStack
 from pathlib import Path
 
-from airflow_kling.emulator import run_emulator
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / ".demo"
+DAG_ID = "kling_lipsync_pipeline"
 
-OUTPUT_DIR = Path(".demo")
+
+def airflow(*arguments: str, env: dict[str, str], quiet: bool = True) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).with_name("airflow")), *arguments]
+    result = subprocess.run(command, env=env, text=True, capture_output=quiet, check=False)
+    if result.returncode != 0:
+        if quiet:
+            print(result.stdout[-5000:], result.stderr[-5000:], sep="\n", file=sys.stderr)
+        raise SystemExit(f"airflow {' '.join(arguments)} failed with exit code {result.returncode}")
+    return result
 
 
 def main() -> int:
-    OUTPUT_DIR.mkdir(exist_ok=True)
-    os.environ.setdefault("AIRFLOW_HOME", str((OUTPUT_DIR / "airflow").resolve()))
-    with run_emulator(job_seconds=3) as emulator:
-        os.environ["AIRFLOW_CONN_SCENARIO_DEFAULT"] = emulator.connection_uri()
-        from airflow_kling.hooks.scenario import ScenarioHook
-        from airflow_kling.jobs import is_terminal, job_asset_ids, job_error_text
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--real", action="store_true", help="use AIRFLOW_CONN_SCENARIO_DEFAULT, not the emulator"
+    )
+    parser.add_argument("--conf", default="{}", help='DAG run conf as JSON, e.g. \'{"text": "Hello!"}\'')
+    args = parser.parse_args()
+    home = DEMO / "airflow"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    archive = DEMO / "archive"
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+    }
+    with ExitStack() as stack:
+        if not args.real:
+            from airflow_kling.emulator import run_emulator
 
-        print(f"Scenario emulator on {emulator.base_url}")
-        hook = ScenarioHook()
-        video = hook.upload_asset(io.BytesIO(b"\0" * 64_000), file_name="face.mp4")
-        audio = hook.upload_asset(io.BytesIO(b"\0" * 16_000), file_name="voice.mp3")
-        print(f"uploaded video {video} and audio {audio}")
-        inputs = {"videoUrl": video, "audioFile": audio}
-        estimate = hook.run_model("model_kling-lip-sync", inputs, dry_run=True)["creativeUnitsCost"]
-        submitted = hook.run_model("model_kling-lip-sync", inputs)
-        job_id = submitted["job"]["jobId"]
-        print(f"submitted job {job_id} (estimate {estimate} CU, billed {submitted['creativeUnitsCost']} CU)")
-        while True:
-            job = hook.get_job(job_id)
-            print(f"  {job['status']:<12} {job['progress']:.0%}")
-            if is_terminal(job["status"]):
-                break
-            time.sleep(0.5)
-        if job["status"] != "success":
-            print(f"job ended {job['status']}: {job_error_text(job)}", file=sys.stderr)
-            return 1
-        (asset_id,) = job_asset_ids(job)
-        target = OUTPUT_DIR / f"{job_id}.mp4"
-        response = hook.session.get(hook.get_download_url(asset_id), timeout=60)
-        response.raise_for_status()
-        target.write_bytes(response.content)
-        print(f"downloaded {asset_id} to {target} ({target.stat().st_size} bytes)")
+            emulator = stack.enter_context(run_emulator(job_seconds=6))
+            env["AIRFLOW_CONN_SCENARIO_DEFAULT"] = emulator.connection_uri()
+            print(f"Scenario emulator on {emulator.base_url}")
+        elif "AIRFLOW_CONN_SCENARIO_DEFAULT" not in env:
+            raise SystemExit("--real needs AIRFLOW_CONN_SCENARIO_DEFAULT with your API key and secret")
+        print(f"Airflow home {home} (SQLite); migrating the database...")
+        airflow("db", "migrate", env=env)
+        airflow("dags", "reserialize", env=env)
+        conf = {"destination": str(archive), **json.loads(args.conf)}
+        print(f"Running {DAG_ID} with airflow dags test, conf {json.dumps(conf)}")
+        airflow("dags", "test", DAG_ID, "-c", json.dumps(conf), env=env, quiet=False)
+    manifests = sorted(archive.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    if not manifests:
+        print("No archived video found: see the task logs above.", file=sys.stderr)
+        return 1
+    manifest = json.loads(manifests[-1].read_text())
+    print("\nDone.")
+    for entry in manifest["files"]:
+        print(f"  archived video: {entry['uri']} ({entry['size']} bytes, sha256 {entry['sha256'][:16]}...)")
+    print(f"  manifest:       {manifests[-1]}")
+    print(f"  job {manifest['job_id']}: {manifest['creative_units_cost']} creative units")
     return 0
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -30,6 +31,7 @@ CONNECTION_POOL_LIMIT = 100
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
     weakref.WeakKeyDictionary()
 )
+_leases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
 
 
 def shared_session() -> aiohttp.ClientSession:
@@ -50,6 +52,20 @@ def shared_session() -> aiohttp.ClientSession:
         )
         _sessions[loop] = session
     return session
+
+
+@asynccontextmanager
+async def session_lease() -> AsyncIterator[aiohttp.ClientSession]:
+    """Use the loop's shared session for the duration of a block; the last lease to end closes it, so that a
+    loop that ends (``airflow dags test``, a script) leaves no unclosed session behind."""
+    loop = asyncio.get_running_loop()
+    _leases[loop] = _leases.get(loop, 0) + 1
+    try:
+        yield shared_session()
+    finally:
+        _leases[loop] -= 1
+        if _leases[loop] == 0:
+            await close_shared_session()
 
 
 async def close_shared_session() -> None:

@@ -25,7 +25,8 @@ class ScenarioUploadAssetOperator(BaseOperator):
     ``.mov``, under 100 MB, 2-10 s, 720-1920 px; audio: ``.mp3``/``.wav``/``.m4a``/``.aac``, under 5 MB):
     a file that breaks one is refused with every violation listed, unless ``validate=False``.
 
-    :param source: a local path or an object-storage URI. Templated.
+    :param source: a local path or an object-storage URI. Templated. When it renders empty, the task is
+        skipped (an optional input, e.g. the audio of a text-driven lipsync).
     :param kind: ``video``, ``audio``, ``image``, ...; default inferred from the file name. Templated.
     :param validate: check Kling's limits first; default ``True``.
     :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
@@ -62,9 +63,13 @@ class ScenarioUploadAssetOperator(BaseOperator):
         return ScenarioHook(self.scenario_conn_id, project_id=self.project_id)
 
     def execute(self, context: Context) -> str:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from airflow_kling.media.formats import kind_for
         from airflow_kling.storage import local_copy, storage_path
 
+        if self.source in (None, "", "None"):
+            raise AirflowSkipException("No source to upload (an optional input left empty)")
         source = storage_path(self.source, self.storage_conn_id)
         kind = self.kind or kind_for(source.name)
         if not self.validate or kind not in ("video", "audio"):
@@ -90,7 +95,7 @@ class ScenarioUploadAssetOperator(BaseOperator):
             )
 
 
-LIPSYNC_VIDEOS = Asset(name="kling_lipsync_videos", uri="kling://lipsync/videos", group="kling")
+LIPSYNC_VIDEOS = Asset(name="kling_lipsync_videos", group="kling")
 """The Airflow asset that :class:`ScenarioArchiveAssetsOperator` updates by default: schedule a DAG on it to
 run on every new archived lipsync video (each event's ``extra`` lists the archived ``uris`` and ``job_ids``)."""
 

@@ -71,6 +71,13 @@ class ScenarioJobTrigger(BaseTrigger):
         return None if self.timeout_at is None else self.timeout_at - time.time()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_kling.hooks.scenario_async import session_lease
+
+        async with session_lease():
+            async for event in self._poll():
+                yield event
+
+    async def _poll(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
         progress = JobProgress(self.job_id)
         job: dict[str, Any] | None = None
@@ -103,7 +110,10 @@ class ScenarioJobTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """Cancel the remote job when a user marks the deferred task failed, clears it or kills it."""
-        await self._cancel(self._hook(), "the task was killed")
+        from airflow_kling.hooks.scenario_async import session_lease
+
+        async with session_lease():
+            await self._cancel(self._hook(), "the task was killed")
 
     async def _timed_out(self, hook: Any, job: dict[str, Any] | None) -> dict[str, Any]:
         cancelled = await self._cancel(hook, "its deadline passed")

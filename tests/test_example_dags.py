@@ -1,0 +1,97 @@
+"""The example DAGs: they load with no import error, import fast, and run end to end against the emulator."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_kling.emulator import EmulatorServer
+from tests.airflow_runs import airflow_bin, dags_test, prepare_airflow_home
+
+DAGS = Path(__file__).parent.parent / "dags"
+EXAMPLES = ["kling_lipsync_pipeline", "kling_lipsync_batch", "kling_lipsync_on_archive"]
+
+
+def test_dagbag_loads_every_example_without_errors() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    assert sorted(bag.dag_ids) == sorted(EXAMPLES)
+    assert set(bag.dags["kling_lipsync_pipeline"].task_ids) == {
+        "resolve_inputs",
+        "prepare",
+        "upload_video",
+        "upload_audio",
+        "lipsync",
+        "archive",
+    }
+
+
+@pytest.mark.parametrize("dag_file", sorted(p.name for p in DAGS.glob("*.py")))
+def test_dag_files_import_without_heavy_modules(dag_file: str) -> None:
+    code = (
+        "import sys, runpy; runpy.run_path(sys.argv[1]); "
+        "heavy = sorted(m for m in ('av', 'aiohttp', 'airflow_kling.hooks.scenario', 'boto3') if m in sys.modules); "
+        "print('HEAVY=' + ','.join(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(DAGS / dag_file)], capture_output=True, text=True, check=True
+    )
+    assert "HEAVY=\n" in result.stdout + "\n"  # none of them
+
+
+@pytest.fixture(scope="module")
+def example_home() -> Path:
+    home = prepare_airflow_home()
+    for dag_file in DAGS.glob("*.py"):
+        shutil.copy(dag_file, home / "dags" / dag_file.name)
+    subprocess.run([airflow_bin(), "dags", "reserialize"], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [airflow_bin(), "pools", "set", "kling_lipsync", "2", "Scenario parallel jobs", "--include-deferred"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return home
+
+
+def test_pipeline_with_generated_samples(
+    scenario_emulator: EmulatorServer, example_home: Path, tmp_path: Path
+) -> None:
+    run = dags_test("kling_lipsync_pipeline", {"destination": str(tmp_path)})
+    assert set(run.states.values()) == {"success"}, run.output[-4000:]
+    (uri,) = run.return_values["archive"]
+    (job_id,) = scenario_emulator.store.jobs
+    manifest = json.loads((tmp_path / job_id / "manifest.json").read_text())
+    assert manifest["files"][0]["uri"] == uri
+    assert Path(uri.removeprefix("file://")).stat().st_size == manifest["files"][0]["size"]
+    assert "Pausing task as DEFERRED" in run.output
+
+
+def test_pipeline_with_text_skips_the_audio_upload(
+    scenario_emulator: EmulatorServer, example_home: Path, tmp_path: Path
+) -> None:
+    run = dags_test(
+        "kling_lipsync_pipeline", {"destination": str(tmp_path), "text": "Hello there", "voice_speed": 1.2}
+    )
+    assert run.states["upload_audio"] == "skipped"
+    assert run.states["lipsync"] == "success", run.output[-4000:]
+    (job,) = scenario_emulator.store.jobs.values()
+    assert job.inputs["text"] == "Hello there"
+    assert job.inputs["voiceSpeed"] == 1.2
+
+
+def test_batch_reports_each_clip(
+    scenario_emulator: EmulatorServer, example_home: Path, tmp_path: Path
+) -> None:
+    run = dags_test("kling_lipsync_batch", {"destination": str(tmp_path)})
+    assert run.states["report"] == "success", run.output[-4000:]
+    assert len(scenario_emulator.store.jobs) == 3
+    assert sorted(run.return_values["report"]) == ["clip-0", "clip-1", "clip-2"]
+    assert all(result.startswith("archived") for result in run.return_values["report"].values())
