@@ -42,3 +42,21 @@ class JobProgress:
             return None
         self.status, self.percent = status, percent
         return f"Scenario job {self.job_id}: {status} ({percent}%)"
+
+
+STRETCH = 3.0
+"""How far a long job's poll interval may stretch by default: up to this many times ``poll_interval``."""
+
+
+def next_poll_delay(poll_interval: float, max_poll_interval: float, waited: float, progress: float) -> float:
+    """Seconds until the next poll of a job that has run ``waited`` seconds and reports ``progress`` (0-1).
+
+    ``poll_interval`` is the floor. A long job is polled less often, up to ``max_poll_interval``: about half
+    the time its progress says is left, so polls thin out in the middle of a job and come back to the floor
+    near its end, where its success is waited for.
+    """
+    if max_poll_interval <= poll_interval:
+        return poll_interval
+    # Queued or warming up (no progress yet): no rate to go by, so stretch with the time waited.
+    wanted = waited / 4 if progress <= 0.0 else waited * (1.0 - min(progress, 1.0)) / progress / 2
+    return min(max_poll_interval, max(poll_interval, wanted))

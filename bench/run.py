@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import archive, media
+from bench import archive, media, parse_cost, triggerer, worker_slots
 from bench.common import describe_machine
 
 
@@ -16,6 +16,9 @@ def main() -> None:
     print(f"# airflow-provider-kling benchmarks on {describe_machine()}")
     media.main(repeat)
     archive.main(repeat)
+    triggerer.main(["--jobs", "100,1000" if args.quick else "100,1000,5000"])
+    worker_slots.main(["--job-seconds", "10" if args.quick else "30"])
+    parse_cost.main(["--repeat", "3" if args.quick else "7"])
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,32 @@ async def close_shared_session() -> None:
         await session.close()
 
 
+CONNECTION_CACHE_SECONDS = 60.0
+"""How long a connection read by one async hook serves the others of the process (a rotated secret is
+picked up after at most this long)."""
+_configs: dict[tuple[str, str | None], tuple[float, asyncio.Future[ScenarioConnectionConfig]]] = {}
+
+
+async def _cached_config(
+    conn_id: str, project_id: str | None, read: Callable[[], Awaitable[ScenarioConnectionConfig]]
+) -> ScenarioConnectionConfig:
+    """One lookup per connection and period, however many hooks ask at once (they await the same one)."""
+    key = (conn_id, project_id)
+    now = time.monotonic()
+    cached = _configs.get(key)
+    if cached is not None and cached[0] > now and cached[1].get_loop() is asyncio.get_running_loop():
+        future = cached[1]
+        if not future.done() or future.exception() is None:
+            return await asyncio.shield(future)
+    future = asyncio.ensure_future(read())
+    _configs[key] = (now + CONNECTION_CACHE_SECONDS, future)
+    try:
+        return await asyncio.shield(future)
+    except BaseException:
+        _configs.pop(key, None)  # a failed lookup is not cached
+        raise
+
+
 class ScenarioAsyncHook(BaseHook):
     """Async twin of :class:`~airflow_kling.hooks.scenario.ScenarioHook` for triggers.
 
@@ -98,18 +125,22 @@ class ScenarioAsyncHook(BaseHook):
         self._config: ScenarioConnectionConfig | None = None
 
     async def config(self) -> ScenarioConnectionConfig:
-        """The connection, read once per hook."""
+        """The connection: read once per hook, and shared by every hook of the process for
+        :data:`CONNECTION_CACHE_SECONDS` (thousands of triggers do not each ask the triggerer for it)."""
         if self._config is None:
-            from airflow.sdk.exceptions import AirflowNotFoundException
-
-            try:
-                conn = await self.aget_connection(self.scenario_conn_id)
-            except AirflowNotFoundException:
-                conn = None
-            self._config = ScenarioConnectionConfig.from_connection(
-                conn, self.scenario_conn_id, project_id=self.project_id
-            )
+            self._config = await _cached_config(self.scenario_conn_id, self.project_id, self._read_config)
         return self._config
+
+    async def _read_config(self) -> ScenarioConnectionConfig:
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            conn = await self.aget_connection(self.scenario_conn_id)
+        except AirflowNotFoundException:
+            conn = None
+        return ScenarioConnectionConfig.from_connection(
+            conn, self.scenario_conn_id, project_id=self.project_id
+        )
 
     async def request(
         self,

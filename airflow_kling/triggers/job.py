@@ -11,7 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_kling.exceptions import ScenarioError
 from airflow_kling.jobs import ending_message, is_terminal
-from airflow_kling.polling import JobProgress, error_backoff, is_transient
+from airflow_kling.polling import STRETCH, JobProgress, error_backoff, is_transient, next_poll_delay
 
 CANCEL_TIMEOUT = 30.0
 """Seconds allowed for the best-effort cancel of a job at its deadline or when the task is killed."""
@@ -33,6 +33,8 @@ class ScenarioJobTrigger(BaseTrigger):
     :param poll_interval: seconds between polls; default 10.
     :param timeout_at: wall-clock deadline as epoch seconds, or ``None`` for none.
     :param project_id: the project the job belongs to, overriding the connection's; default none.
+    :param max_poll_interval: seconds the interval may stretch to while a long job is far from its end
+        (see :func:`airflow_kling.polling.next_poll_delay`); default 3 x ``poll_interval``.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class ScenarioJobTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         timeout_at: float | None = None,
         project_id: str | None = None,
+        max_poll_interval: float | None = None,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -49,6 +52,9 @@ class ScenarioJobTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.timeout_at = None if timeout_at is None else float(timeout_at)
         self.project_id = project_id
+        self.max_poll_interval = (
+            float(max_poll_interval) if max_poll_interval else self.poll_interval * STRETCH
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -59,6 +65,7 @@ class ScenarioJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "timeout_at": self.timeout_at,
                 "project_id": self.project_id,
+                "max_poll_interval": self.max_poll_interval,
             },
         )
 
@@ -82,6 +89,7 @@ class ScenarioJobTrigger(BaseTrigger):
         progress = JobProgress(self.job_id)
         job: dict[str, Any] | None = None
         failures = 0
+        started = time.time()
         while True:
             left = self._seconds_left()
             if left is not None and left <= 0:
@@ -104,7 +112,12 @@ class ScenarioJobTrigger(BaseTrigger):
                 if is_terminal(job["status"]):
                     yield TriggerEvent(self._event(job["status"], job, ending_message(job)))
                     return
-                delay = self.poll_interval
+                delay = next_poll_delay(
+                    self.poll_interval,
+                    self.max_poll_interval,
+                    time.time() - started,
+                    float(job.get("progress") or 0),
+                )
             left = self._seconds_left()
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
 

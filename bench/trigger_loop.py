@@ -1,0 +1,86 @@
+"""One event loop that waits for many Scenario jobs, as a triggerer does: run as a child process by
+``bench.triggerer``, with either this provider's trigger or polling built on the http provider.
+
+    python -m bench.trigger_loop ours|http JOBS_FILE POLL_INTERVAL RESULT_FILE
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+TERMINAL = {"success", "failure", "canceled"}
+
+
+async def ours(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str, Any], float]]:
+    from airflow_kling.triggers.job import ScenarioJobTrigger
+
+    async def wait(job_id: str) -> tuple[dict[str, Any], float]:
+        async for event in ScenarioJobTrigger(job_id, poll_interval=poll_interval).run():
+            return event.payload, time.time()
+        raise RuntimeError("the trigger fired no event")
+
+    return await asyncio.gather(*(wait(job_id) for job_id in job_ids))
+
+
+async def http_provider(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str, Any], float]]:
+    """What a user writes with the http provider: ``HttpAsyncHook`` opens a client session (and reads the
+    connection) on every poll, as ``HttpSensorTrigger`` does."""
+    from airflow.providers.http.hooks.http import HttpAsyncHook
+
+    async def wait(job_id: str) -> tuple[dict[str, Any], float]:
+        while True:
+            hook = HttpAsyncHook(method="GET", http_conn_id="scenario_http")
+            async with hook.session() as http:
+                response = await http.run(endpoint=f"jobs/{job_id}")
+                job = (await response.json())["job"]
+            if job["status"] in TERMINAL:
+                return {"status": job["status"], "job_id": job_id, "job": job}, time.time()
+            await asyncio.sleep(poll_interval)
+
+    return await asyncio.gather(*(wait(job_id) for job_id in job_ids))
+
+
+def main() -> None:
+    contender, jobs_file, poll_interval, result_file = (
+        sys.argv[1],
+        sys.argv[2],
+        float(sys.argv[3]),
+        sys.argv[4],
+    )
+    with open(jobs_file) as jobs:
+        job_ids = json.load(jobs)
+    import airflow_kling.triggers.job  # noqa: F401  (imports are start-up, not polling: keep them off the clock)
+
+    started_cpu = time.process_time()
+    started = time.time()
+    results = asyncio.run((ours if contender == "ours" else http_provider)(job_ids, poll_interval))
+    cpu = time.process_time() - started_cpu
+    delays = []
+    for payload, received in results:
+        success = next(
+            e["date"] for e in reversed(payload["job"]["statusHistory"]) if e["status"] in TERMINAL
+        )
+        from datetime import datetime
+
+        finished = datetime.fromisoformat(success.replace("Z", "+00:00")).timestamp()
+        delays.append(received - finished)
+    with open(result_file, "w") as out:
+        json.dump(
+            {
+                "cpu": cpu,
+                "wall": time.time() - started,
+                "statuses": sorted({payload["status"] for payload, _ in results}),
+                "delays": delays,
+                "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            },
+            out,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""N Scenario job waits in one event loop, as a triggerer runs them: this provider's ScenarioJobTrigger
+against polling built on the http provider (a client session per poll), in the same run, against an
+emulator in its own process (its CPU is reported apart, so that the provider's own cost is compared).
+
+Per contender and N: CPU seconds per 1 000 polls, peak RSS of the loop's process, polls per job, and the
+delay from a job's success to its event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from bench.common import describe_machine, print_table, run_measured
+
+KEY, SECRET = "bench-key", "bench-secret"
+
+
+def start_emulator(port: int, job_seconds: float) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_kling.emulator",
+            "--port",
+            str(port),
+            "--api-key",
+            KEY,
+            "--api-secret",
+            SECRET,
+            "--job-seconds",
+            str(job_seconds),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/_emulator/health", timeout=1).ok:
+                return process
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("the emulator did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", default="100,1000,5000", help="comma-separated N")
+    parser.add_argument("--poll-interval", type=float, default=5.0)
+    parser.add_argument("--job-seconds", type=float, default=15.0)
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args(argv)
+    import socket
+
+    from airflow_kling.media.samples import make_video
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/v1"
+    emulator = start_emulator(port, args.job_seconds)
+    session = requests.Session()
+    session.auth = (KEY, SECRET)
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_SCENARIO_DEFAULT": json.dumps(
+            {"conn_type": "scenario", "host": base, "login": KEY, "password": SECRET}
+        ),
+        "AIRFLOW_CONN_SCENARIO_HTTP": json.dumps(
+            {"conn_type": "http", "host": base, "login": KEY, "password": SECRET}
+        ),
+    }
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="kling-bench-triggers-") as directory:
+            work = Path(directory)
+            video = work / "face.mp4"
+            make_video(video, width=1280, height=720, seconds=3, fps=10)
+            env_hook = {**env}
+            os.environ.update({"AIRFLOW_CONN_SCENARIO_DEFAULT": env_hook["AIRFLOW_CONN_SCENARIO_DEFAULT"]})
+            from airflow_kling.hooks.scenario import ScenarioHook
+
+            video_id = ScenarioHook().upload_asset(video)
+            for n in [int(value) for value in args.jobs.split(",")]:
+                for contender in ("http", "ours"):
+                    for _ in range(args.repeat):
+                        job_ids = [
+                            session.post(
+                                f"{base}/generate/custom/model_kling-lip-sync",
+                                json={"videoUrl": video_id, "text": "Hello from the benchmark"},
+                                timeout=30,
+                            ).json()["job"]["jobId"]
+                            for _ in range(n)
+                        ]
+                        requests.delete(f"http://127.0.0.1:{port}/_emulator/requests", timeout=10)
+                        jobs_file, result_file = work / "jobs.json", work / "result.json"
+                        jobs_file.write_text(json.dumps(job_ids))
+                        emulator_cpu = cpu_seconds(emulator.pid)
+                        measure = run_measured(
+                            [
+                                sys.executable,
+                                "-m",
+                                "bench.trigger_loop",
+                                contender,
+                                str(jobs_file),
+                                str(args.poll_interval),
+                                str(result_file),
+                            ],
+                            env=env,
+                        )
+                        emulator_cpu = cpu_seconds(emulator.pid) - emulator_cpu
+                        result = json.loads(result_file.read_text())
+                        log = requests.get(f"http://127.0.0.1:{port}/_emulator/requests", timeout=60).json()[
+                            "requests"
+                        ]
+                        polls = sum(
+                            1
+                            for entry in log
+                            if entry["method"] == "GET" and entry["path"].startswith("/v1/jobs/")
+                        )
+                        delays = result["delays"]
+                        rows.append(
+                            [
+                                n,
+                                "ScenarioJobTrigger"
+                                if contender == "ours"
+                                else "http provider (session per poll)",
+                                f"{result['cpu'] / polls * 1000:.2f} s",
+                                f"{measure.peak_mib:.0f} MiB",
+                                f"{polls / n:.1f}",
+                                f"{statistics.median(delays):.2f} s / {max(delays):.2f} s",
+                                f"{emulator_cpu:.1f} s",
+                                ",".join(result["statuses"]),
+                                result["cpu"] / polls * 1000,
+                            ]
+                        )
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=10)
+    for row in rows:
+        baseline = next(r for r in rows if r[0] == row[0] and r[1].startswith("http"))
+        row.insert(3, f"{baseline[-1] / row[-1]:.2f}x")
+    print_table(
+        f"Triggerer load: N job waits in one event loop, poll every {args.poll_interval:g} s, jobs of "
+        f"{args.job_seconds:g} s, on {describe_machine()}",
+        [
+            "N",
+            "contender",
+            "CPU per 1000 polls",
+            "CPU ratio (http / this)",
+            "peak RSS",
+            "polls per job",
+            "success -> event (median / max)",
+            "emulator CPU",
+            "events",
+        ],
+        [row[:-1] for row in rows],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""How waiters pace their polls and share a connection: pure rules, and the cache seen from outside."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
+from airflow_kling.polling import error_backoff, next_poll_delay
+
+
+def test_the_poll_interval_is_a_floor_and_the_stretch_is_bounded() -> None:
+    assert next_poll_delay(10, 10, waited=600, progress=0.1) == 10  # no stretch allowed
+    assert next_poll_delay(10, 30, waited=5, progress=0.0) == 10  # just started
+    assert next_poll_delay(10, 30, waited=80, progress=0.0) == 20  # queued for long: stretch with the wait
+    assert next_poll_delay(10, 30, waited=60, progress=0.1) == 30  # far from the end: the bound
+    assert next_poll_delay(10, 30, waited=300, progress=0.8) == 30  # (300 s x 0.25) / 2 = 37.5 -> bound
+    assert next_poll_delay(10, 30, waited=100, progress=0.9) == 10  # near the end: back to the floor
+
+
+def test_error_backoff_doubles_from_the_poll_interval_to_a_minute() -> None:
+    assert [error_backoff(n, 5) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 40, 60]
+    assert error_backoff(1, 120) == 120
+
+
+def test_hooks_of_one_loop_share_one_connection_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    def connection(port: int) -> str:
+        return json.dumps(
+            {"conn_type": "scenario", "host": f"http://127.0.0.1:{port}/v1", "login": "k", "password": "s"}
+        )
+
+    async def within_one_loop() -> tuple[set[str], str]:
+        monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", connection(1111))
+        first = await asyncio.gather(*(ScenarioAsyncHook().config() for _ in range(50)))
+        monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", connection(2222))
+        later = await ScenarioAsyncHook().config()  # within the cache period: the same reading
+        await close_shared_session()
+        return {config.base_url for config in first}, later.base_url
+
+    urls, later = asyncio.run(within_one_loop())
+    assert urls == {"http://127.0.0.1:1111/v1"}
+    assert later == "http://127.0.0.1:1111/v1"
+
+    async def in_a_new_loop() -> str:
+        return (await ScenarioAsyncHook().config()).base_url
+
+    assert asyncio.run(in_a_new_loop()) == "http://127.0.0.1:2222/v1"  # a new loop reads it again
