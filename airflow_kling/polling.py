@@ -3,10 +3,12 @@ which errors are passing, how long to wait between polls, and what to log when a
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from airflow_kling.exceptions import ScenarioAPIError, ScenarioError, ScenarioTransportError
 from airflow_kling.hooks.retry import RETRYABLE_STATUSES
+from airflow_kling.jobs import is_terminal
 
 MAX_ERROR_BACKOFF = 60.0
 """Seconds at most between polls while the API keeps failing."""
@@ -60,3 +62,42 @@ def next_poll_delay(poll_interval: float, max_poll_interval: float, waited: floa
     # Queued or warming up (no progress yet): no rate to go by, so stretch with the time waited.
     wanted = waited / 4 if progress <= 0.0 else waited * (1.0 - min(progress, 1.0)) / progress / 2
     return min(max_poll_interval, max(poll_interval, wanted))
+
+
+class JobWatch:
+    """One wait for a job, shared by the trigger (async) and the synchronous operator: it logs each move
+    of the job, counts failed polls in a row, and says how long to wait before the next poll.
+
+    :param log: where moves and passing errors are logged (the task's or the trigger's logger).
+    """
+
+    def __init__(self, job_id: str, poll_interval: float, max_poll_interval: float, log: Any) -> None:
+        self.job_id = job_id
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.log = log
+        self.progress = JobProgress(job_id)
+        self.failures = 0
+        self.started = time.monotonic()
+
+    def seen(self, job: dict[str, Any]) -> float | None:
+        """Record a polled job: ``None`` when it has ended, else the seconds until the next poll."""
+        self.failures = 0
+        change = self.progress.update(job)
+        if change:
+            self.log.info(change)
+        if is_terminal(str(job.get("status"))):
+            return None
+        waited = time.monotonic() - self.started
+        return next_poll_delay(
+            self.poll_interval, self.max_poll_interval, waited, float(job.get("progress") or 0)
+        )
+
+    def failed(self, error: ScenarioError) -> float:
+        """Record a failed poll: the seconds until the next one, or ``error`` raised again when it is final."""
+        if not is_transient(error):
+            raise error
+        self.failures += 1
+        delay = error_backoff(self.failures, self.poll_interval)
+        self.log.warning("Polling job %s failed (%s); next poll in %.1f s", self.job_id, error, delay)
+        return delay

@@ -1,12 +1,14 @@
 """Real, tiny media for the tests, synthesized once per test session (the emulator probes uploads as the
-API does, so a few bytes named ``.mp4`` are not a video)."""
+API does, so a few bytes named ``.mp4`` are not a video), and jobs made from them."""
 
 from __future__ import annotations
 
 import tempfile
 from functools import cache
 from pathlib import Path
+from typing import Any
 
+from airflow_kling.emulator import EmulatorServer
 from airflow_kling.media.samples import make_audio, make_video
 
 _DIR = Path(tempfile.mkdtemp(prefix="kling-test-media-"))
@@ -22,3 +24,14 @@ def sample_video() -> Path:
 def sample_audio() -> Path:
     """A 2 s tone as MP3."""
     return Path(make_audio(_DIR / "voice.mp3", seconds=2))
+
+
+def submit_text_job(emulator: EmulatorServer, **plan: Any) -> str:
+    """Upload the sample clip and submit a text-driven lipsync job; ``plan``: its outcome and duration."""
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+    hook = ScenarioHook()
+    video = hook.upload_asset(sample_video())
+    if plan:
+        emulator.plan_jobs(**plan)
+    return str(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"])

@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
+from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioAPIError, ScenarioAuthError, ScenarioNotFoundError
-from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
-
-if TYPE_CHECKING:
-    from airflow_kling.emulator import EmulatorServer
-from tests.media_samples import sample_video
+from tests.media_samples import submit_text_job
 
 T = TypeVar("T")
 
@@ -30,16 +27,8 @@ def run(body: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def submit(emulator: EmulatorServer, **plan: Any) -> str:
-    hook = ScenarioHook()
-    video = hook.upload_asset(sample_video())
-    if plan:
-        emulator.plan_jobs(**plan)
-    return str(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"])
-
-
 def test_get_job_cancel_job_and_get_asset(scenario_emulator: EmulatorServer) -> None:
-    job_id = submit(scenario_emulator, outcome="stuck")
+    job_id = submit_text_job(scenario_emulator, outcome="stuck")
 
     async def body() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         hook = ScenarioAsyncHook()
@@ -56,7 +45,7 @@ def test_get_job_cancel_job_and_get_asset(scenario_emulator: EmulatorServer) -> 
 
 
 def test_retries_honour_retry_after(scenario_emulator: EmulatorServer) -> None:
-    job_id = submit(scenario_emulator)
+    job_id = submit_text_job(scenario_emulator)
     scenario_emulator.add_fault("^/v1/jobs/job_", status=429, headers={"Retry-After": "1"})
     scenario_emulator.add_fault("^/v1/jobs/job_", action="drop")
     job = run(lambda: ScenarioAsyncHook().get_job(job_id))
@@ -84,7 +73,7 @@ def test_errors_match_the_sync_hook(
 def test_hooks_in_one_event_loop_share_one_session_and_its_connections(
     scenario_emulator: EmulatorServer,
 ) -> None:
-    job_id = submit(scenario_emulator)
+    job_id = submit_text_job(scenario_emulator)
 
     async def body() -> bool:
         first, second = ScenarioAsyncHook(), ScenarioAsyncHook()

@@ -7,19 +7,12 @@ from collections.abc import Callable
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.operators.generate import KlingLipsyncOperator
-from tests.media_samples import sample_video
-
-
-def running_job(emulator: EmulatorServer) -> str:
-    hook = ScenarioHook()
-    video = hook.upload_asset(sample_video())
-    emulator.plan_jobs("stuck")
-    return str(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"])
+from tests.media_samples import submit_text_job
 
 
 def test_on_kill_cancels_the_job(scenario_emulator: EmulatorServer) -> None:
     operator = KlingLipsyncOperator(task_id="t", video_asset_id="asset_v", text="hi")
-    operator.job_id = running_job(scenario_emulator)
+    operator.job_id = submit_text_job(scenario_emulator, outcome="stuck")
     operator.on_kill()
     assert ScenarioHook().get_job(operator.job_id)["status"] == "canceled"
 
@@ -28,7 +21,7 @@ def test_a_refused_cancel_is_logged(
     scenario_emulator: EmulatorServer, captured_logs: Callable[[], str]
 ) -> None:
     operator = KlingLipsyncOperator(task_id="t", video_asset_id="asset_v", text="hi")
-    operator.job_id = running_job(scenario_emulator)
+    operator.job_id = submit_text_job(scenario_emulator, outcome="stuck")
     scenario_emulator.add_fault(
         "/action$", status=400, body={"message": "Only inference jobs can be canceled"}
     )

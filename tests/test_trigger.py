@@ -16,15 +16,7 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.hooks.scenario_async import close_shared_session
 from airflow_kling.triggers.job import ScenarioJobTrigger
-from tests.media_samples import sample_video
-
-
-def submit(emulator: EmulatorServer, **plan: Any) -> str:
-    hook = ScenarioHook()
-    video = hook.upload_asset(sample_video())
-    if plan:
-        emulator.plan_jobs(**plan)
-    return str(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"])
+from tests.media_samples import submit_text_job
 
 
 def events_of(trigger: ScenarioJobTrigger) -> list[dict[str, Any]]:
@@ -40,7 +32,7 @@ def events_of(trigger: ScenarioJobTrigger) -> list[dict[str, Any]]:
 def test_success_with_progress_logged(
     scenario_emulator: EmulatorServer, captured_logs: Callable[[], str]
 ) -> None:
-    job_id = submit(scenario_emulator)
+    job_id = submit_text_job(scenario_emulator)
     (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.1))
     assert (event["status"], event["job_id"]) == ("success", job_id)
     assert event["job"]["metadata"]["assetIds"]
@@ -59,7 +51,7 @@ def test_success_with_progress_logged(
     ],
 )
 def test_failure_and_canceled(scenario_emulator: EmulatorServer, outcome: str, expected: str) -> None:
-    job_id = submit(
+    job_id = submit_text_job(
         scenario_emulator, outcome=outcome, error="No face detected", hint="Show the face", seconds=0.3
     )
     (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.1))
@@ -68,7 +60,7 @@ def test_failure_and_canceled(scenario_emulator: EmulatorServer, outcome: str, e
 
 
 def test_stuck_job_times_out_and_is_cancelled(scenario_emulator: EmulatorServer) -> None:
-    job_id = submit(scenario_emulator, outcome="stuck")
+    job_id = submit_text_job(scenario_emulator, outcome="stuck")
     started = time.time()
     (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.2, timeout_at=started + 1.0))
     assert event["status"] == "timeout"
@@ -78,7 +70,7 @@ def test_stuck_job_times_out_and_is_cancelled(scenario_emulator: EmulatorServer)
 
 
 def test_a_refused_cancel_still_ends_with_timeout(scenario_emulator: EmulatorServer) -> None:
-    job_id = submit(scenario_emulator, outcome="stuck")
+    job_id = submit_text_job(scenario_emulator, outcome="stuck")
     scenario_emulator.add_fault(
         "/action$", status=400, body={"message": "Only inference jobs can be canceled"}
     )
@@ -93,7 +85,7 @@ def test_error_bursts_mid_poll_do_not_end_the_trigger(
     conn = json.loads(scenario_emulator.connection_uri())
     conn["extra"]["max_retries"] = 1
     monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
-    job_id = submit(scenario_emulator, seconds=2.0)
+    job_id = submit_text_job(scenario_emulator, seconds=2.0)
     scenario_emulator.add_fault("^/v1/jobs/job_", status=503, headers={"retry-after-ms": "20"}, times=4)
     scenario_emulator.add_fault("^/v1/jobs/job_", status=429, headers={"retry-after-ms": "20"}, times=4)
     scenario_emulator.add_fault("^/v1/jobs/job_", action="drop", times=2)
@@ -113,7 +105,7 @@ def test_final_errors_end_it_with_an_error_event(scenario_emulator: EmulatorServ
 
 
 def test_on_kill_cancels_the_remote_job(scenario_emulator: EmulatorServer) -> None:
-    job_id = submit(scenario_emulator, outcome="stuck")
+    job_id = submit_text_job(scenario_emulator, outcome="stuck")
     trigger = ScenarioJobTrigger(job_id, poll_interval=0.1)
 
     async def kill_while_running() -> None:

@@ -233,29 +233,21 @@ class ScenarioGenerateOperator(BaseOperator):
         self.log.info("Scenario job page: %s", url)
 
     def _wait(self, job_id: str, timeout_at: float) -> dict[str, Any]:
-        from airflow_kling.polling import JobProgress, error_backoff, is_transient
+        from airflow_kling.polling import JobWatch
 
-        progress = JobProgress(job_id)
-        failures = 0
+        # A worker slot is held here anyway: poll at the interval asked, with no stretching.
+        watch = JobWatch(job_id, float(self.poll_interval), float(self.poll_interval), self.log)
         while True:
             try:
                 job = self.hook.get_job(job_id)
+                delay = watch.seen(job)
             except ScenarioError as error:
-                if not is_transient(error):
-                    raise
-                failures += 1
-                delay = error_backoff(failures, self.poll_interval)
-                self.log.warning("Polling job %s failed (%s); next poll in %.1f s", job_id, error, delay)
+                delay = watch.failed(error)
             else:
-                failures = 0
-                change = progress.update(job)
-                if change:
-                    self.log.info(change)
-                if is_terminal(job["status"]):
+                if delay is None:
                     if job["status"] != "success":
                         raise self._failure(job["status"], job, "")
                     return job
-                delay = self.poll_interval
             left = timeout_at - time.time()
             if left <= 0:
                 self._cancel(job_id, "its timeout passed")

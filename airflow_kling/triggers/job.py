@@ -10,8 +10,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_kling.exceptions import ScenarioError
-from airflow_kling.jobs import ending_message, is_terminal
-from airflow_kling.polling import STRETCH, JobProgress, error_backoff, is_transient, next_poll_delay
+from airflow_kling.jobs import ending_message
+from airflow_kling.polling import STRETCH, JobWatch
 
 CANCEL_TIMEOUT = 30.0
 """Seconds allowed for the best-effort cancel of a job at its deadline or when the task is killed."""
@@ -86,10 +86,8 @@ class ScenarioJobTrigger(BaseTrigger):
 
     async def _poll(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
-        progress = JobProgress(self.job_id)
+        watch = JobWatch(self.job_id, self.poll_interval, self.max_poll_interval, self.log)
         job: dict[str, Any] | None = None
-        failures = 0
-        started = time.time()
         while True:
             left = self._seconds_left()
             if left is not None and left <= 0:
@@ -97,27 +95,17 @@ class ScenarioJobTrigger(BaseTrigger):
                 return
             try:
                 job = await hook.get_job(self.job_id)
+                delay = watch.seen(job)
             except ScenarioError as error:
-                if not is_transient(error):
+                try:
+                    delay = watch.failed(error)
+                except ScenarioError:
                     yield TriggerEvent(self._event("error", job, f"Cannot follow job {self.job_id}: {error}"))
                     return
-                failures += 1
-                delay = error_backoff(failures, self.poll_interval)
-                self.log.warning("Polling job %s failed (%s); next poll in %.1f s", self.job_id, error, delay)
-            else:
-                failures = 0
-                change = progress.update(job)
-                if change:
-                    self.log.info(change)
-                if is_terminal(job["status"]):
-                    yield TriggerEvent(self._event(job["status"], job, ending_message(job)))
-                    return
-                delay = next_poll_delay(
-                    self.poll_interval,
-                    self.max_poll_interval,
-                    time.time() - started,
-                    float(job.get("progress") or 0),
-                )
+            if delay is None:
+                assert job is not None
+                yield TriggerEvent(self._event(job["status"], job, ending_message(job)))
+                return
             left = self._seconds_left()
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
 
