@@ -3,6 +3,7 @@ against the emulator; what happened is read from the emulator's request log and 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from tests.airflow_runs import dags_test, prepare_airflow_home
-from tests.media_samples import sample_audio, sample_video
+from tests.media_samples import sample_audio, sample_video, submit_text_job
 
 GENERATE = "^/v1/generate/"
 MODES = ["sync", "deferrable"]
@@ -120,3 +121,14 @@ def test_sensor_soft_fails_on_a_canceled_job(
     run = dags_test(f"submit_then_sense_{mode}", {"video": video, "text": "hello there"})
     assert run.states == {"submit": "success", "sense": "skipped"}, run.output[-3000:]
     assert "ended with status canceled" in run.output
+
+
+def test_deferrable_sensor_soft_fails_on_a_job_that_already_failed(
+    scenario_emulator: EmulatorServer, airflow_home: Path
+) -> None:
+    job_id = submit_text_job(scenario_emulator, outcome="failure", error="No face detected", seconds=0.05)
+    time.sleep(0.1)
+    run = dags_test("sense_given_job", {"job_id": job_id})
+    assert run.states == {"sense": "skipped"}, run.output[-3000:]
+    assert "No face detected" in run.output
+    assert "Pausing task as DEFERRED" not in run.output  # the first check saw the ending: no deferral

@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_kling.exceptions import ScenarioError
 from airflow_kling.jobs import check_event, ending_message, is_terminal, job_result
@@ -83,7 +83,14 @@ class ScenarioJobSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        first = self.poke(context)  # no deferral for a job that has already ended
+        try:
+            first = self.poke(context)  # no deferral for a job that has already ended
+        except AirflowFailException as failure:
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(
+                    f"Skipping ({'soft_fail' if self.soft_fail else 'never_fail'}): {failure}"
+                ) from failure
+            raise
         if isinstance(first, PokeReturnValue):
             return first.xcom_value
         from airflow_kling.triggers.job import ScenarioJobTrigger

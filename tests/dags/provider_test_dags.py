@@ -44,3 +44,13 @@ for mode, deferrable in (("sync", False), ("deferrable", True)):
             soft_fail=True,
         )
         submit >> sense
+
+with DAG("sense_given_job", schedule=None, params={"job_id": ""}):
+    ScenarioJobSensor(
+        task_id="sense",
+        job_id="{{ params.job_id }}",
+        poke_interval=0.2,
+        timeout=60,
+        deferrable=True,
+        soft_fail=True,
+    )
