@@ -12,10 +12,8 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import requests
@@ -23,33 +21,6 @@ import requests
 from bench.common import describe_machine, print_table, run_measured
 
 KEY, SECRET = "bench-key", "bench-secret"
-
-
-def start_emulator(port: int, job_seconds: float) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_kling.emulator",
-            "--port",
-            str(port),
-            "--api-key",
-            KEY,
-            "--api-secret",
-            SECRET,
-            "--job-seconds",
-            str(job_seconds),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/_emulator/health", timeout=1).ok:
-                return process
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError("the emulator did not start")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -73,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     base = f"http://127.0.0.1:{port}/v1"
-    emulator = start_emulator(port, args.job_seconds)
+    from airflow_kling.emulator import spawn_emulator
+
+    emulator = spawn_emulator(port, api_key=KEY, api_secret=SECRET, job_seconds=args.job_seconds)
     session = requests.Session()
     session.auth = (KEY, SECRET)
     env = {

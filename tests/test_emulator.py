@@ -204,42 +204,22 @@ def test_admin_api_injects_faults_and_plans_jobs(scenario_emulator: EmulatorServ
     assert [entry["status"] for entry in logged] == [503, 200]
 
 
-def test_command_line_serves_until_stopped(tmp_path: object) -> None:
+def test_command_line_serves_until_stopped() -> None:
     import socket
-    import subprocess
-    import sys
+
+    from airflow_kling.emulator import spawn_emulator
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_kling.emulator",
-            "--port",
-            str(port),
-            "--api-key",
-            "k",
-            "--api-secret",
-            "s",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    process = spawn_emulator(port, api_key="k", api_secret="s", job_seconds=2)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if (
-                    requests.get(f"http://127.0.0.1:{port}/v1/jobs", auth=("k", "s"), timeout=1).status_code
-                    == 200
-                ):
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the emulator command did not answer within 20 s")
+        answer = requests.get(f"http://127.0.0.1:{port}/v1/jobs", auth=("k", "s"), timeout=5)
+        assert (answer.status_code, answer.json()) == (200, {"jobs": []})
+        assert (
+            requests.get(f"http://127.0.0.1:{port}/v1/jobs", auth=("k", "wrong"), timeout=5).status_code
+            == 401
+        )
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        assert process.wait(timeout=10) is not None

@@ -5,7 +5,7 @@ Run it with ``python -m airflow_kling.emulator``, or in-process with :func:`run_
 
 from __future__ import annotations
 
-from airflow_kling.emulator.server import EmulatorServer, run_emulator
+from airflow_kling.emulator.server import EmulatorServer, run_emulator, spawn_emulator
 from airflow_kling.emulator.store import EmulatorConfig, Fault
 
-__all__ = ["EmulatorConfig", "EmulatorServer", "Fault", "run_emulator"]
+__all__ = ["EmulatorConfig", "EmulatorServer", "Fault", "run_emulator", "spawn_emulator"]

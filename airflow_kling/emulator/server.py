@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -143,3 +144,32 @@ def serve_forever(host: str, port: int, config: EmulatorConfig) -> None:
         web.run_app(create_app(Store(config, data_dir)), host=host, port=port, access_log=None, print=None)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def spawn_emulator(
+    port: int, *, host: str = "127.0.0.1", wait: float = 30.0, **options: Any
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m airflow_kling.emulator`` as a child process and wait until it answers.
+
+    :param options: command-line options by their Python names, e.g. ``api_key="k"``, ``job_seconds=15``.
+    :raises RuntimeError: it did not answer within ``wait`` seconds.
+    """
+    import sys
+    import time
+    import urllib.request
+
+    command = [sys.executable, "-m", "airflow_kling.emulator", "--host", host, "--port", str(port)]
+    for name, value in options.items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/_emulator/health", timeout=1):
+                return process
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"The emulator command did not answer on port {port} within {wait:.0f} s")

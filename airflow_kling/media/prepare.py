@@ -18,7 +18,6 @@ from typing import Any
 
 from airflow_kling.exceptions import MediaError
 from airflow_kling.media.limits import (
-    AUDIO_EXTENSIONS,
     AUDIO_MAX_BYTES,
     VIDEO_MAX_SECONDS,
     VIDEO_MAX_SIDE,
@@ -347,6 +346,3 @@ def _write_samples(out: Any, stream: Any, frame: Any, written: int, wanted: int,
     frame.pts, frame.time_base = written, Fraction(1, stream.codec_context.sample_rate)
     out.mux(stream.encode(frame))
     return written + int(frame.samples)
-
-
-__all__ = ["AUDIO_EXTENSIONS", "PrepareReport", "fit_size", "prepare_audio", "prepare_video"]
