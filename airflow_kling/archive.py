@@ -7,12 +7,12 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_kling.exceptions import ScenarioDownloadError, ScenarioValidationError
-from airflow_kling.hooks.downloads import download_asset
+from airflow_kling.hooks.downloads import abandon, download_asset
 from airflow_kling.jobs import job_cost
-from airflow_kling.storage import plain_uri
+from airflow_kling.storage import is_local, plain_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -88,52 +88,48 @@ def _archive_one(
 ) -> ArchivedFile:
     asset_id = str(asset["id"])
     mime = str(asset.get("mimeType") or "application/octet-stream")
-    _remove_stale_partials(target)
+    local = is_local(target)
+    if local:
+        _remove_stale_partials(target)
     existing = _existing_checksum(target)
-    partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    if (
+        existing is not None
+        and existing[0] == (asset.get("properties") or {}).get("size")
+        and _manifest_says(target, asset_id, existing[1])
+    ):
+        hook.log.info("Asset %s already archived at %s (same size and SHA-256): skipped", asset_id, target)
+        return ArchivedFile(asset_id, job_id, plain_uri(target), existing[0], existing[1], mime, skipped=True)
+    # Locally, bytes go to a partial file renamed into place once verified. In an object store they go
+    # straight to the final key: a (multipart) upload appears only when completed, and an abandoned one
+    # never does, which is the same guarantee without copying the whole object for a "rename".
+    partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}" if local else target
     target.parent.mkdir(parents=True, exist_ok=True)
-
-    def open_sink() -> IO[bytes]:
-        return partial.open("wb")  # type: ignore[no-any-return]
-
     try:
-        if (
-            existing is not None
-            and existing[0] == (asset.get("properties") or {}).get("size")
-            and _manifest_says(target, asset_id, existing[1])
-        ):
-            hook.log.info(
-                "Asset %s already archived at %s (same size and SHA-256): skipped", asset_id, target
-            )
+        downloaded, sink = download_asset(hook, asset, lambda: partial.open("wb"))
+        if existing is not None and existing[1] == downloaded.sha256:
+            abandon(sink)
+            hook.log.info("Asset %s already archived at %s (same SHA-256): skipped", asset_id, target)
             return ArchivedFile(
-                asset_id, job_id, plain_uri(target), existing[0], existing[1], mime, skipped=True
+                asset_id, job_id, plain_uri(target), downloaded.size, downloaded.sha256, mime, True
             )
-        downloaded = download_asset(hook, asset, open_sink)
-        if existing is not None:
-            if existing[1] == downloaded.sha256:
-                hook.log.info("Asset %s already archived at %s (same SHA-256): skipped", asset_id, target)
-                return ArchivedFile(
-                    asset_id, job_id, plain_uri(target), downloaded.size, downloaded.sha256, mime, True
-                )
-            if not overwrite:
-                raise ScenarioDownloadError(
-                    f"A different file is already at {target} (SHA-256 {existing[1][:12]}..., asset {asset_id} "
-                    f"is {downloaded.sha256[:12]}...); pass overwrite=True to replace it"
-                )
-        partial.rename(target)
-        hook.log.info(
-            "Archived asset %s to %s (%d bytes, SHA-256 %s)",
-            asset_id,
-            target,
-            downloaded.size,
-            downloaded.sha256,
-        )
-        return ArchivedFile(
-            asset_id, job_id, plain_uri(target), downloaded.size, downloaded.sha256, mime, skipped=False
-        )
+        if existing is not None and not overwrite:
+            abandon(sink)
+            raise ScenarioDownloadError(
+                f"A different file is already at {target} (SHA-256 {existing[1][:12]}..., asset {asset_id} "
+                f"is {downloaded.sha256[:12]}...); pass overwrite=True to replace it"
+            )
+        sink.close()  # commits an object-store upload
+        if local:
+            partial.rename(target)
     finally:
-        if partial.exists():
+        if local and partial.exists():
             partial.unlink()
+    hook.log.info(
+        "Archived asset %s to %s (%d bytes, SHA-256 %s)", asset_id, target, downloaded.size, downloaded.sha256
+    )
+    return ArchivedFile(
+        asset_id, job_id, plain_uri(target), downloaded.size, downloaded.sha256, mime, skipped=False
+    )
 
 
 def _existing_checksum(target: ObjectStoragePath) -> tuple[int, str] | None:
@@ -201,6 +197,10 @@ def _write_manifest(
         ],
     }
     folder = (destination / template.format(job_id=job_id, asset_id="x", ext="x")).parent
+    text = json.dumps(manifest, indent=2, sort_keys=True)
+    if not is_local(folder):
+        (folder / MANIFEST_NAME).write_text(text)  # one PUT: atomic in an object store
+        return
     partial = folder / f".{MANIFEST_NAME}.partial-{uuid.uuid4().hex[:8]}"
-    partial.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    partial.write_text(text)
     partial.rename(folder / MANIFEST_NAME)

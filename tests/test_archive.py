@@ -133,7 +133,8 @@ def test_an_expired_url_is_renewed(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         from airflow_kling.hooks.downloads import download_asset
 
         target = tmp_path / "out.mp4"
-        result = download_asset(hook, asset, lambda: target.open("wb"))
+        result, sink = download_asset(hook, asset, lambda: target.open("wb"))
+        sink.close()
         assert target.read_bytes() == emulator_file(emulator, asset_id)
         assert result.size == target.stat().st_size
         assert [r["status"] for r in emulator.store.requests("^/_files/")] == [403, 200]
@@ -234,9 +235,18 @@ def test_archive_to_s3(scenario_emulator: EmulatorServer, s3_bucket: str) -> Non
     manifest = json.loads(s3.get_object(Bucket="archive", Key=keys[1])["Body"].read())
     assert manifest["files"][0]["sha256"] == hashlib.sha256(content).hexdigest()
     downloads = len(scenario_emulator.store.requests("^/_files/"))
-    (again,) = archive_assets(ScenarioHook(), [asset_id], storage_path("s3://archive/lipsync", "s3_test"))
+    destination = storage_path("s3://archive/lipsync", "s3_test")
+    (again,) = archive_assets(ScenarioHook(), [asset_id], destination)
     assert again.skipped
     assert len(scenario_emulator.store.requests("^/_files/")) == downloads
+    s3.put_object(Bucket="archive", Key=keys[0], Body=b"someone else's video")
+    with pytest.raises(ScenarioDownloadError, match="different file is already at"):
+        archive_assets(ScenarioHook(), [asset_id], destination)
+    assert s3.get_object(Bucket="archive", Key=keys[0])["Body"].read() == b"someone else's video"
+    (replaced,) = archive_assets(ScenarioHook(), [asset_id], destination, overwrite=True)
+    assert not replaced.skipped
+    assert s3.get_object(Bucket="archive", Key=keys[0])["Body"].read() == content
+    assert sorted(item["Key"] for item in s3.list_objects_v2(Bucket="archive")["Contents"]) == keys
 
 
 class _OutletEvents(dict):  # type: ignore[type-arg]

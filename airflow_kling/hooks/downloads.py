@@ -37,11 +37,13 @@ def download_asset(
     hook: ScenarioHook,
     asset: dict[str, Any],
     open_sink: Callable[[], IO[bytes]],
-) -> Downloaded:
-    """Write an asset's bytes into sinks from ``open_sink``; a fresh sink is opened when a download must
+) -> tuple[Downloaded, IO[bytes]]:
+    """Write an asset's bytes into a sink from ``open_sink``; a fresh sink is opened when a download must
     restart from zero (the host ignored a ``Range`` request), the current one is appended to when it resumes.
 
     :param asset: the asset object of ``GET /assets/{id}`` (its ``url`` and ``properties.size`` are used).
+    :return: the verified size and SHA-256, and the sink still open: the caller commits it (``close``) or
+        abandons it (:func:`abandon`) once it has decided; a sink that failed is abandoned here.
     :raises ScenarioDownloadError: the file could not be fetched completely and verified.
     """
     asset_id = str(asset["id"])
@@ -75,7 +77,7 @@ def download_asset(
                 if status not in (200, 206):
                     raise ScenarioDownloadError(f"Asset {asset_id}: the file host answered HTTP {status}")
                 if received and status == 200:  # the host ignored Range: start again from zero
-                    sink.close()
+                    abandon(sink)
                     sink, digest, received = open_sink(), hashlib.sha256(), 0
                 try:
                     for chunk in response.iter_content(CHUNK):
@@ -91,15 +93,32 @@ def download_asset(
                     )
                     continue
             if expected is None or received == int(expected):
-                return Downloaded(received, digest.hexdigest())
+                return Downloaded(received, digest.hexdigest()), sink
             if received > int(expected):
                 raise ScenarioDownloadError(f"Asset {asset_id}: got {received} bytes, its size is {expected}")
             _pause(hook, asset_id, attempt, f"body ended after {received} of {expected} bytes")
         raise ScenarioDownloadError(
             f"Asset {asset_id}: not downloaded completely after {MAX_ATTEMPTS} attempts ({received} of {expected} bytes)"
         )
-    finally:
-        sink.close()
+    except BaseException:
+        abandon(sink)
+        raise
+
+
+def abandon(sink: IO[bytes]) -> None:
+    """Give up a sink: an object-store upload is discarded (nothing appears), a local file just closed."""
+    discard = getattr(sink, "discard", None)
+    if callable(discard):
+        try:
+            discard()
+            # fsspec leaves a discarded file open but without a buffer: mark it closed, or its __del__ tries
+            # to flush it (Airflow's ObjectStoragePath wraps the file object; the flag lives on the file).
+            inner: Any = getattr(sink, "_obj", sink)
+            inner.closed = True
+            return
+        except RuntimeError:  # fsspec's local files refuse (they write in place): closing is all there is
+            pass
+    sink.close()
 
 
 def _fresh_url(hook: ScenarioHook, asset_id: str) -> str:
