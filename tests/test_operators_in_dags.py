@@ -132,3 +132,15 @@ def test_deferrable_sensor_soft_fails_on_a_job_that_already_failed(
     assert run.states == {"sense": "skipped"}, run.output[-3000:]
     assert "No face detected" in run.output
     assert "Pausing task as DEFERRED" not in run.output  # the first check saw the ending: no deferral
+
+
+def test_a_job_already_over_at_submission_is_not_waited_for(
+    scenario_emulator: EmulatorServer, video: str
+) -> None:
+    scenario_emulator.plan_jobs("failure", error="Input video is unsupported", seconds=0)
+    run = dags_test("kling_deferrable", {"video": video, "text": "hello there"})
+    assert run.states == {"lipsync": "failed"}
+    assert "Input video is unsupported" in run.output
+    assert "Pausing task as DEFERRED" not in run.output
+    (job_id,) = scenario_emulator.store.jobs
+    assert scenario_emulator.store.requests(f"^/v1/jobs/{job_id}$") == []  # never polled

@@ -138,7 +138,11 @@ class ScenarioGenerateOperator(BaseOperator):
         job, cost = submission.job, submission.cost
         self.job_id = job_id = str(job["jobId"])
         timeout_at = submission.submitted_at + float(self.timeout)
-        if not self.wait_for_completion or is_terminal(job["status"]):
+        if not self.wait_for_completion:
+            return self._finish(job, cost)
+        if is_terminal(job["status"]):  # no deferral, no wait for a job that has already ended
+            if job["status"] != "success":
+                raise self._failure(job["status"], job, "")
             return self._finish(job, cost)
         if self.deferrable:
             from airflow_kling.triggers.job import ScenarioJobTrigger
