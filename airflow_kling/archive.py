@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_kling.exceptions import ScenarioDownloadError, ScenarioValidationError
-from airflow_kling.hooks.downloads import abandon, download_asset
+from airflow_kling.hooks.downloads import download_asset
 from airflow_kling.jobs import job_cost
-from airflow_kling.storage import is_local, plain_uri
+from airflow_kling.storage import (
+    abandon,
+    atomic_writer,
+    is_local,
+    partial_path,
+    plain_uri,
+    remove_stale_partials,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -90,7 +96,7 @@ def _archive_one(
     mime = str(asset.get("mimeType") or "application/octet-stream")
     local = is_local(target)
     if local:
-        _remove_stale_partials(target)
+        remove_stale_partials(target)
     existing = _existing_checksum(target)
     if (
         existing is not None
@@ -99,10 +105,9 @@ def _archive_one(
     ):
         hook.log.info("Asset %s already archived at %s (same size and SHA-256): skipped", asset_id, target)
         return ArchivedFile(asset_id, job_id, plain_uri(target), existing[0], existing[1], mime, skipped=True)
-    # Locally, bytes go to a partial file renamed into place once verified. In an object store they go
-    # straight to the final key: a (multipart) upload appears only when completed, and an abandoned one
-    # never does, which is the same guarantee without copying the whole object for a "rename".
-    partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}" if local else target
+    # As storage.atomic_writer does (partial file locally, straight to the key in an object store), but the
+    # commit waits for the checks below, and a download that restarts from zero needs a fresh sink.
+    partial = partial_path(target) if local else target
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         downloaded, sink = download_asset(hook, asset, lambda: partial.open("wb"))
@@ -155,13 +160,6 @@ def _manifest_says(target: ObjectStoragePath, asset_id: str, sha256: str) -> boo
     return any(entry.get("asset_id") == asset_id and entry.get("sha256") == sha256 for entry in files)
 
 
-def _remove_stale_partials(target: ObjectStoragePath) -> None:
-    """Partial files left by a killed try: never visible under a final name, cleaned up here."""
-    if target.parent.exists():
-        for stale in target.parent.glob(f".{target.name}.partial-*"):
-            stale.unlink()
-
-
 def _write_manifest(
     destination: ObjectStoragePath,
     template: str,
@@ -197,10 +195,5 @@ def _write_manifest(
         ],
     }
     folder = (destination / template.format(job_id=job_id, asset_id="x", ext="x")).parent
-    text = json.dumps(manifest, indent=2, sort_keys=True)
-    if not is_local(folder):
-        (folder / MANIFEST_NAME).write_text(text)  # one PUT: atomic in an object store
-        return
-    partial = folder / f".{MANIFEST_NAME}.partial-{uuid.uuid4().hex[:8]}"
-    partial.write_text(text)
-    partial.rename(folder / MANIFEST_NAME)
+    with atomic_writer(folder / MANIFEST_NAME) as out:
+        out.write(json.dumps(manifest, indent=2, sort_keys=True).encode())

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -54,19 +55,73 @@ def local_copy(path: ObjectStoragePath) -> Iterator[Path]:
 
 
 def publish(local: Path, destination: ObjectStoragePath) -> str:
-    """Put a local file at ``destination`` (moved when local, copied through a temporary name and renamed
-    when remote, so no partial object appears under the final name); returns its URI."""
+    """Put a local file at ``destination`` (moved when local, else written with :func:`atomic_writer`);
+    returns its URI."""
     if is_local(destination):
         target = local_path(destination)
         target.parent.mkdir(parents=True, exist_ok=True)
         if local.resolve() != target.resolve():
             shutil.move(local, target)
         return plain_uri(destination)
-    partial = destination.parent / f".{destination.name}.partial"
-    with local.open("rb") as source, partial.open("wb") as out:
+    with local.open("rb") as source, atomic_writer(destination) as out:
         shutil.copyfileobj(source, out, COPY_BLOCK)
-    partial.rename(destination)
     return plain_uri(destination)
+
+
+def partial_path(path: ObjectStoragePath) -> ObjectStoragePath:
+    """A temporary name beside a local file, for writing it before it is complete."""
+    return path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale_partials(path: ObjectStoragePath) -> None:
+    """Partial files that killed writers left beside a local file (never under its name): removed."""
+    if path.parent.exists():
+        for stale in path.parent.glob(f".{path.name}.partial-*"):
+            stale.unlink()
+
+
+@contextmanager
+def atomic_writer(destination: ObjectStoragePath) -> Iterator[IO[bytes]]:
+    """Write ``destination`` so that it appears complete, or not at all, when the block ends with an error.
+
+    Locally through a partial file renamed into place. In an object store straight to the key: an upload
+    appears only once completed, and an abandoned one never does (no copy for a "rename").
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if not is_local(destination):
+        sink = destination.open("wb")
+        try:
+            yield sink
+        except BaseException:
+            abandon(sink)
+            raise
+        sink.close()
+        return
+    partial = partial_path(destination)
+    try:
+        with partial.open("wb") as sink:
+            yield sink
+        partial.rename(destination)
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
+def abandon(sink: IO[bytes]) -> None:
+    """Give up a file being written: an object-store upload is discarded (nothing appears), a local file
+    just closed (its caller removes it)."""
+    discard = getattr(sink, "discard", None)
+    if callable(discard):
+        try:
+            discard()
+            # fsspec leaves a discarded file open but without a buffer: mark it closed, or its __del__ tries
+            # to flush it (Airflow's ObjectStoragePath wraps the file object; the flag lives on the file).
+            inner: Any = getattr(sink, "_obj", sink)
+            inner.closed = True
+            return
+        except RuntimeError:  # fsspec's local files refuse (they write in place): closing is all there is
+            pass
+    sink.close()
 
 
 def plain_uri(path: ObjectStoragePath) -> str:

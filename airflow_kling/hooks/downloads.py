@@ -13,6 +13,7 @@ import requests
 
 from airflow_kling.exceptions import ScenarioDownloadError, ScenarioError
 from airflow_kling.hooks.retry import retry_delay
+from airflow_kling.storage import abandon
 
 if TYPE_CHECKING:
     from airflow_kling.hooks.scenario import ScenarioHook
@@ -43,7 +44,7 @@ def download_asset(
 
     :param asset: the asset object of ``GET /assets/{id}`` (its ``url`` and ``properties.size`` are used).
     :return: the verified size and SHA-256, and the sink still open: the caller commits it (``close``) or
-        abandons it (:func:`abandon`) once it has decided; a sink that failed is abandoned here.
+        abandons it (:func:`airflow_kling.storage.abandon`) once it has decided; a sink that failed is abandoned here.
     :raises ScenarioDownloadError: the file could not be fetched completely and verified.
     """
     asset_id = str(asset["id"])
@@ -103,22 +104,6 @@ def download_asset(
     except BaseException:
         abandon(sink)
         raise
-
-
-def abandon(sink: IO[bytes]) -> None:
-    """Give up a sink: an object-store upload is discarded (nothing appears), a local file just closed."""
-    discard = getattr(sink, "discard", None)
-    if callable(discard):
-        try:
-            discard()
-            # fsspec leaves a discarded file open but without a buffer: mark it closed, or its __del__ tries
-            # to flush it (Airflow's ObjectStoragePath wraps the file object; the flag lives on the file).
-            inner: Any = getattr(sink, "_obj", sink)
-            inner.closed = True
-            return
-        except RuntimeError:  # fsspec's local files refuse (they write in place): closing is all there is
-            pass
-    sink.close()
 
 
 def _fresh_url(hook: ScenarioHook, asset_id: str) -> str:
