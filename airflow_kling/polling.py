@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from airflow_kling.exceptions import ScenarioAPIError, ScenarioError, ScenarioTransportError
-from airflow_kling.hooks.retry import RETRYABLE_STATUSES
+from airflow_kling.hooks.retry import Verdict, verdict_for_status
 from airflow_kling.jobs import is_terminal
 
 MAX_ERROR_BACKOFF = 60.0
@@ -19,7 +19,9 @@ def is_transient(error: ScenarioError) -> bool:
     waiting through it instead of ending."""
     if isinstance(error, ScenarioTransportError):
         return True
-    return isinstance(error, ScenarioAPIError) and (error.status in RETRYABLE_STATUSES or error.status >= 500)
+    return isinstance(error, ScenarioAPIError) and (
+        verdict_for_status(error.status, {}, submits_job=False) is Verdict.RETRY
+    )
 
 
 def error_backoff(failures: int, poll_interval: float) -> float:
