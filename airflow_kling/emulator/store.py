@@ -27,6 +27,8 @@ TERMINAL = ("success", "failure", "canceled")
 # Share of a job's duration at which each status begins.
 PHASES = (("queued", 0.0), ("warming-up", 0.1), ("in-progress", 0.2), ("finalizing", 0.9))
 OUTCOMES = ("success", "failure", "canceled", "stuck")
+REQUEST_LOG_LIMIT = 200_000
+"""Requests the log keeps, newest last: a long-running emulator (docker compose) must not grow forever."""
 
 
 class ApiError(Exception):
@@ -153,7 +155,7 @@ class Store:
         self.jobs: dict[str, Job] = {}
         self.faults: list[Fault] = []
         self.next_outcomes: deque[dict[str, Any]] = deque()
-        self.request_log: list[dict[str, Any]] = []
+        self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_LIMIT)
         self.empty_pages = False
         self._signing_key = secrets.token_bytes(32)
         self._file_numbers = itertools.count()
