@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -47,28 +49,22 @@ def job_asset_ids(job: dict[str, Any]) -> list[str]:
 EVENT_STATUSES = frozenset({"success", "failure", "canceled", "timeout", "error"})
 """Every ``status`` a :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` event can carry."""
 
-# Words in a job's error that say the model refused its inputs: a retry with the same inputs fails again.
-_INPUT_REJECTION_MARKERS = (
-    "face",
-    "input",
-    "invalid",
-    "unsupported",
-    "duration",
-    "resolution",
-    "too long",
-    "too short",
-    "too large",
-    "format",
-    "inaudible",
-    "no voice",
-    "no speech",
+PERMANENT_FAILURES: tuple[str, ...] = (
+    r"\bno (visible |clear |detectable )?faces?\b",
+    r"\bfaces? (was |were |is )?not (detected|found|visible)\b",
+    r"\b(could not|cannot|can't|unable to|failed to) (detect|find|locate) (a |any |the )?faces?\b",
+    r"\b(duration|length|resolution|width|height|file size|size|dimensions?)\b[^.;]*"
+    r"\b(out of range|exceeds?|exceeded|too (long|short|large|small|big))\b",
 )
+"""Regular expressions (searched case-insensitively in a failed job's ``metadata.error`` and ``hint``)
+for the refusals that a retry with the same inputs cannot change: no face in the video, media out of
+Kling's limits. Any other failure (a temporary error, an unknown one) is worth a retry."""
 
 
-def rejects_inputs(job: dict[str, Any]) -> bool:
-    """Whether a failed job's error says the model refused its inputs (so retrying cannot help)."""
-    text = job_error_text(job).lower()
-    return any(marker in text for marker in _INPUT_REJECTION_MARKERS)
+def is_permanent_failure(job: dict[str, Any], patterns: Iterable[str] = PERMANENT_FAILURES) -> bool:
+    """Whether a failed job's error is one of the refusals in ``patterns`` (retrying cannot help)."""
+    text = job_error_text(job)
+    return bool(text) and any(re.search(pattern, text, re.IGNORECASE) for pattern in patterns)
 
 
 def job_cost(job: dict[str, Any]) -> float | None:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from airflow_kling.exceptions import ScenarioAPIError, ScenarioError, ScenarioTransportError
-from airflow_kling.hooks.retry import Verdict, verdict_for_status
+from airflow_kling.hooks.retry import is_retryable_status
 from airflow_kling.jobs import is_terminal
 
 MAX_ERROR_BACKOFF = 60.0
@@ -19,9 +19,7 @@ def is_transient(error: ScenarioError) -> bool:
     waiting through it instead of ending."""
     if isinstance(error, ScenarioTransportError):
         return True
-    return isinstance(error, ScenarioAPIError) and (
-        verdict_for_status(error.status, {}, submits_job=False) is Verdict.RETRY
-    )
+    return isinstance(error, ScenarioAPIError) and is_retryable_status(error.status)
 
 
 def error_backoff(failures: int, poll_interval: float) -> float:

@@ -32,6 +32,35 @@ def storage_path(
     return ObjectStoragePath(text, conn_id=conn_id) if conn_id else ObjectStoragePath(text)
 
 
+def check_writable(
+    location: str | os.PathLike[str] | ObjectStoragePath, argument: str, conn_id: str | None = None
+) -> ObjectStoragePath:
+    """Make sure files can be written under ``location`` before anything is paid for: its filesystem can be
+    loaded (the scheme is known, its package installed) and a probe file can be written there and removed.
+
+    :param argument: the name of the argument or param that gave ``location``, for the error message.
+    :raises ScenarioValidationError: naming ``argument``, the location and what is wrong.
+    """
+    from airflow_kling.exceptions import ScenarioValidationError
+
+    problem: str | None = None
+    try:
+        root = storage_path(location, conn_id)
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".kling-write-check-{uuid.uuid4().hex[:12]}"
+        with probe.open("wb") as out:
+            out.write(b"")
+        probe.unlink()
+    except Exception as error:  # every way a location can fail: unknown scheme, missing package, denied
+        problem = f"{type(error).__name__}: {error}"
+    if problem is not None:
+        raise ScenarioValidationError(
+            f"{argument}={str(location)!r} cannot be written to ({problem}). Give a local directory or "
+            "an object-storage URI whose filesystem is installed (e.g. s3:// with the s3 extra) and writable."
+        )
+    return root
+
+
 def is_local(path: ObjectStoragePath) -> bool:
     return path.protocol in ("file", "local", "")
 

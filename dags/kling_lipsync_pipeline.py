@@ -53,9 +53,14 @@ with DAG(
         from pathlib import Path
 
         from airflow_kling.media.samples import make_audio, make_video
+        from airflow_kling.operators.errors import invalid_input_fails_task
+        from airflow_kling.storage import check_writable
 
         assert params is not None
         home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+        destination = params["destination"] or str(home / "kling-archive")
+        with invalid_input_fails_task():  # where the video will go is checked before anything is paid for
+            check_writable(destination, "destination")
         work = home / "kling-work" / str(run_id).replace(":", "_").replace("+", "_")
         video, audio, text = params["video"], params["audio"], params["text"]
         if not video:
@@ -69,7 +74,7 @@ with DAG(
             "voice_id": params["voice_id"] if text else None,
             "voice_speed": params["voice_speed"] if text else None,
             "work_dir": str(work / "prepared"),
-            "destination": params["destination"] or str(home / "kling-archive"),
+            "destination": destination,
         }
 
     inputs = resolve_inputs()

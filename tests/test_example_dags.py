@@ -95,3 +95,14 @@ def test_batch_reports_each_clip(
     assert len(scenario_emulator.store.jobs) == 3
     assert sorted(run.return_values["report"]) == ["clip-0", "clip-1", "clip-2"]
     assert all(result.startswith("archived") for result in run.return_values["report"].values())
+
+
+def test_pipeline_refuses_a_destination_it_cannot_write_before_paying(
+    scenario_emulator: EmulatorServer, example_home: Path
+) -> None:
+    run = dags_test("kling_lipsync_pipeline", {"destination": "foo://bucket/out"})
+    assert run.states["resolve_inputs"] == "failed", run.output[-4000:]
+    assert run.states["lipsync"] == "upstream_failed"
+    assert "destination='foo://bucket/out' cannot be written to" in run.output
+    assert scenario_emulator.store.requests("^/v1/generate/") == []
+    assert scenario_emulator.store.requests("^/v1/uploads") == []

@@ -3,6 +3,7 @@ against the emulator; what happened is read from the emulator's request log and 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -137,10 +138,93 @@ def test_deferrable_sensor_soft_fails_on_a_job_that_already_failed(
 def test_a_job_already_over_at_submission_is_not_waited_for(
     scenario_emulator: EmulatorServer, video: str
 ) -> None:
-    scenario_emulator.plan_jobs("failure", error="Input video is unsupported", seconds=0)
+    scenario_emulator.plan_jobs("failure", error="No face detected in the video", seconds=0)
     run = dags_test("kling_deferrable", {"video": video, "text": "hello there"})
     assert run.states == {"lipsync": "failed"}
-    assert "Input video is unsupported" in run.output
+    assert "No face detected in the video" in run.output
     assert "Pausing task as DEFERRED" not in run.output
     (job_id,) = scenario_emulator.store.jobs
     assert scenario_emulator.store.requests(f"^/v1/jobs/{job_id}$") == []  # never polled
+
+
+# -- one paid job per task, in every failure path ------------------------------------------------------------
+
+LOST_ANSWERS = {
+    "500-after-creation": {"status": 500, "after": True},
+    "502-after-creation": {"status": 502, "after": True},
+    "504-after-creation": {"status": 504, "after": True},
+    "dropped-after-creation": {"action": "drop", "after": True},
+    "answer-past-the-read-timeout": {"delay": 3.0, "after": True},
+    "502-before-creation": {"status": 502},
+    "504-before-creation": {"status": 504},
+}
+
+
+@pytest.fixture
+def one_second_read_timeout(monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer) -> None:
+    conn = json.loads(scenario_emulator.connection_uri())
+    conn["extra"]["timeout"] = 1.0
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fault", LOST_ANSWERS)
+def test_a_lost_answer_pays_for_one_job(
+    fault: str, mode: str, scenario_emulator: EmulatorServer, video: str, one_second_read_timeout: None
+) -> None:
+    scenario_emulator.add_fault(GENERATE, method="POST", **LOST_ANSWERS[fault])
+    run = dags_test(f"kling_{mode}", {"video": video, "text": "hello there"})
+    assert run.states == {"lipsync": "success"}, run.output[-3000:]
+    (job_id,) = scenario_emulator.store.jobs  # exactly one job on the books
+    assert run.return_values["lipsync"]["job_id"] == job_id
+    assert run.tries["lipsync"] == 1  # found within the try, not by a retry
+    adopted = f"Adopting job {job_id}" in run.output
+    assert adopted is fault.endswith(("after-creation", "read-timeout")), run.output[-3000:]
+
+
+def test_a_500_on_the_estimate_is_retried_and_pays_once(
+    scenario_emulator: EmulatorServer, video: str
+) -> None:
+    scenario_emulator.add_fault(GENERATE, status=500)  # the first request is the dryRun estimate
+    run = dags_test("kling_sync", {"video": video, "text": "hello there", "max_cu": 1000})
+    assert run.states == {"lipsync": "success"}, run.output[-3000:]
+    assert [r["status"] for r in scenario_emulator.store.requests(GENERATE)] == [500, 269, 200]
+    assert len(scenario_emulator.store.jobs) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_temporary_job_failure_is_retried(mode: str, scenario_emulator: EmulatorServer, video: str) -> None:
+    scenario_emulator.plan_jobs(
+        "failure",
+        error="The lipsync could not be completed for these inputs because of a temporary error; try again later",
+    )
+    run = dags_test(f"kling_{mode}", {"video": video, "text": "hello there"})
+    assert run.states == {"lipsync": "success"}, run.output[-3000:]
+    assert run.history("lipsync") == ["failed"]
+    failed, retried = scenario_emulator.store.jobs  # the failed job (refunded) and the retry's
+    assert scenario_emulator.store.jobs[failed].outcome == "failure"
+    assert run.return_values["lipsync"]["job_id"] == retried
+    assert "retrying cannot help" not in run.output
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_invalid_voice_speed_fails_at_once_despite_retries(
+    mode: str, scenario_emulator: EmulatorServer, video: str
+) -> None:
+    run = dags_test(f"kling_{mode}", {"video": video, "text": "hello there", "voice_speed": 1.25})
+    assert run.states == {"lipsync": "failed"}
+    assert run.tries["lipsync"] == 1  # retries=1, but no retry
+    assert run.history("lipsync") == []
+    assert "voice_speed must be from 0.8 to 2.0 with one decimal place, got 1.25" in run.output
+    assert scenario_emulator.store.requests(GENERATE) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_sensor_that_times_out_on_a_stuck_job_does_not_cancel_it(
+    mode: str, scenario_emulator: EmulatorServer, airflow_home: Path
+) -> None:
+    job_id = submit_text_job(scenario_emulator, outcome="stuck")
+    run = dags_test(f"sense_briefly_{mode}", {"job_id": job_id})
+    assert run.states == {"sense": "failed"}, run.output[-3000:]
+    assert scenario_emulator.store.requests("^/v1/jobs/.*/action$") == []
+    assert ScenarioHook().get_job(job_id)["status"] == "in-progress"

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,8 +21,11 @@ import pytest
 import requests
 
 from airflow_kling.emulator import EmulatorServer
+from airflow_kling.hooks.scenario import ScenarioHook
+from tests.media_samples import sample_video, submit_text_job
 
 DAGS = Path(__file__).parent.parent / "dags"
+TEST_DAGS = Path(__file__).parent / "dags"
 DAG_ID = "kling_lipsync_pipeline"
 STARTUP_LIMIT = 240.0
 RUN_LIMIT = 240.0
@@ -61,11 +65,97 @@ class Deployment:
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
 
+    def wait_for_dag(self, dag_id: str) -> None:
+        """The dag-processor has to parse a DAG before it can be triggered."""
+        deadline = time.monotonic() + STARTUP_LIMIT
+        while time.monotonic() < deadline:
+            if self.session.get(f"{self.api}/api/v2/dags/{dag_id}", timeout=10).status_code == 200:
+                return
+            time.sleep(2)
+        pytest.fail(f"{dag_id} was not parsed within {STARTUP_LIMIT:.0f} s:\n{self.tail()}")
+
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        """Start a run through the REST API, as a user's script would; returns its run id."""
+        self.wait_for_dag(dag_id)
+        created = self.session.post(
+            f"{self.api}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf}, timeout=10
+        )
+        assert created.status_code in (200, 201), created.text
+        return str(created.json()["dag_run_id"])
+
+    def task(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"))
+
+    def wait_for_task(self, dag_id: str, run_id: str, task_id: str, states: set[str]) -> dict[str, Any]:
+        deadline = time.monotonic() + RUN_LIMIT
+        while time.monotonic() < deadline:
+            instance = self.task(dag_id, run_id, task_id)
+            if instance.get("state") in states:
+                return instance
+            time.sleep(0.5)
+        pytest.fail(f"{task_id} never reached {states}:\n{self.tail()}")
+
+    def wait_for_run(self, dag_id: str, run_id: str, task_id: str) -> tuple[str, set[str]]:
+        """The run's final state, and every state ``task_id`` was seen in on the way."""
+        seen: set[str] = set()
+        deadline = time.monotonic() + RUN_LIMIT
+        state = "queued"
+        while time.monotonic() < deadline:
+            state = self.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            instance = self.task(dag_id, run_id, task_id)
+            if instance.get("state"):
+                seen.add(instance["state"])
+            if state in ("success", "failed"):
+                break
+            time.sleep(1)
+        return state, seen
+
+    def logs_of(self, dag_id: str, limit: int = 4000) -> str:
+        """Every log file Airflow wrote for a DAG (task tries and their triggers), each cut to its last
+        ``limit`` characters, and the triggerer's last lines: for failure messages."""
+        files = sorted((self.home / "logs").glob(f"dag_id={dag_id}/**/*.log*"))  # every run and try
+        triggerer = [
+            line for line in self.log.read_text(errors="replace").splitlines() if "triggerer" in line
+        ]
+        return "\n".join(
+            [f"== {path}\n{path.read_text(errors='replace')[-limit:]}" for path in files]
+            + ["== triggerer", *triggerer[-40:]]
+        )
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+        return json.dumps(
+            self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}")
+        )
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    """One emulator for the deployment and every test run in it (the test process reaches it too)."""
+    from airflow_kling.emulator import EmulatorConfig
+
+    with (
+        EmulatorServer(config=EmulatorConfig(job_seconds=3.0)) as server,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        patch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", server.connection_uri())
+        yield server
+
 
 @pytest.fixture
-def deployment(scenario_emulator: EmulatorServer, tmp_path: Path) -> Iterator[Deployment]:
+def scenario_emulator(emulator: EmulatorServer) -> EmulatorServer:
+    """The module's emulator, with its books, faults and plans emptied for each test."""
+    emulator.store.reset()
+    with emulator.store.lock:
+        emulator.store.jobs.clear()
+    return emulator
+
+
+@pytest.fixture(scope="module")
+def deployment(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    tmp_path = tmp_path_factory.mktemp("deployment")
     home = tmp_path / "airflow"
     shutil.copytree(DAGS, home / "dags")
+    shutil.copy(TEST_DAGS / "provider_test_dags.py", home / "dags" / "provider_test_dags.py")
     (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "admin"}))
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)
@@ -85,7 +175,7 @@ def deployment(scenario_emulator: EmulatorServer, tmp_path: Path) -> Iterator[De
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW_CONN_SCENARIO_DEFAULT": scenario_emulator.connection_uri(),
+        "AIRFLOW_CONN_SCENARIO_DEFAULT": emulator.connection_uri(),
     }
     log = tmp_path / "standalone.log"
     with log.open("wb") as output:
@@ -136,32 +226,8 @@ def test_pipeline_in_a_real_airflow(
     deployment: Deployment, scenario_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     archive = tmp_path / "archive"
-    deadline = time.monotonic() + STARTUP_LIMIT
-    while time.monotonic() < deadline:  # the dag-processor has to parse the DAG first
-        answer = deployment.session.get(f"{deployment.api}/api/v2/dags/{DAG_ID}", timeout=10)
-        if answer.status_code == 200:
-            break
-        time.sleep(2)
-    else:
-        pytest.fail(f"{DAG_ID} was not parsed within {STARTUP_LIMIT:.0f} s:\n{deployment.tail()}")
-    created = deployment.session.post(
-        f"{deployment.api}/api/v2/dags/{DAG_ID}/dagRuns",
-        json={"logical_date": None, "conf": {"destination": str(archive)}},
-        timeout=10,
-    )
-    assert created.status_code in (200, 201), created.text
-    run_id = created.json()["dag_run_id"]
-    seen_lipsync_states: set[str] = set()
-    deadline = time.monotonic() + RUN_LIMIT
-    state = "queued"
-    while time.monotonic() < deadline:
-        state = deployment.get(f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
-        lipsync = deployment.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/lipsync")
-        if lipsync.get("state"):
-            seen_lipsync_states.add(lipsync["state"])
-        if state in ("success", "failed"):
-            break
-        time.sleep(1)
+    run_id = deployment.trigger(DAG_ID, {"destination": str(archive)})
+    state, seen_lipsync_states = deployment.wait_for_run(DAG_ID, run_id, "lipsync")
     instances = deployment.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
     states = {ti["task_id"]: ti["state"] for ti in instances}
     assert state == "success", f"run {state}, tasks {states}\n{deployment.tail()}"
@@ -170,7 +236,78 @@ def test_pipeline_in_a_real_airflow(
     manifest = json.loads((archive / job_id / "manifest.json").read_text())
     video = Path(manifest["files"][0]["uri"].removeprefix("file://"))
     assert video.stat().st_size == manifest["files"][0]["size"]
-    logs = json.dumps(deployment.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/lipsync/logs/1"))
+    logs = deployment.task_log(DAG_ID, run_id, "lipsync", 1)
     assert (
         f"Scenario job {job_id}: in-progress" in logs or f"Scenario job {job_id}: success (100%)" in logs
     ), logs[-3000:]
+
+
+def kill_task_process(ti_id: str) -> None:
+    """SIGKILL the process that runs a task instance (the worker's task runner, titled by Airflow)."""
+    import psutil
+
+    title = f"airflow worker -- {ti_id}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for process in psutil.process_iter(["cmdline"]):
+            if title in " ".join(process.info["cmdline"] or []):
+                process.send_signal(signal.SIGKILL)
+                return
+        time.sleep(0.2)
+    pytest.fail(f"no process titled {title!r}")
+
+
+def test_a_worker_killed_right_after_the_post_pays_once(
+    deployment: Deployment, scenario_emulator: EmulatorServer
+) -> None:
+    video = ScenarioHook().upload_asset(sample_video())
+    # The job is created at once, but its answer would take two minutes: the worker dies waiting for it.
+    scenario_emulator.add_fault("^/v1/generate/", method="POST", delay=120, after=True)
+    run_id = deployment.trigger("kling_sync", {"video": video, "text": "hello there"})
+    deadline = time.monotonic() + RUN_LIMIT
+    while not scenario_emulator.store.jobs and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (job_id,) = scenario_emulator.store.jobs
+    kill_task_process(deployment.task("kling_sync", run_id, "lipsync")["id"])
+    state, _ = deployment.wait_for_run("kling_sync", run_id, "lipsync")
+    logs = deployment.logs_of("kling_sync", limit=100_000)
+    assert state == "success", logs
+    assert list(scenario_emulator.store.jobs) == [job_id], logs  # one paid job
+    assert deployment.task("kling_sync", run_id, "lipsync")["try_number"] == 2, logs
+    assert f"Adopting job {job_id}" in logs
+
+
+@pytest.mark.parametrize(("dag_id", "cancelled"), [("kling_deferrable", True), ("sense_given_job", False)])
+def test_marking_a_deferred_task_failed_cancels_only_the_payers_job(
+    dag_id: str, cancelled: bool, deployment: Deployment, scenario_emulator: EmulatorServer
+) -> None:
+    hook = ScenarioHook()
+    if dag_id == "sense_given_job":
+        conf = {"job_id": submit_text_job(scenario_emulator, outcome="stuck")}
+        task_id = "sense"
+    else:
+        scenario_emulator.plan_jobs("stuck")
+        conf = {"video": hook.upload_asset(sample_video()), "text": "hello there"}
+        task_id = "lipsync"
+    run_id = deployment.trigger(dag_id, conf)
+    deployment.wait_for_task(dag_id, run_id, task_id, {"deferred"})
+    (job_id,) = scenario_emulator.store.jobs
+    polled = len(scenario_emulator.store.requests(f"^/v1/jobs/{job_id}$"))
+    deadline = time.monotonic() + 60
+    while len(scenario_emulator.store.requests(f"^/v1/jobs/{job_id}$")) <= polled + 1:
+        assert time.monotonic() < deadline, deployment.logs_of(dag_id)
+        time.sleep(0.2)  # the triggerer runs the trigger: only a running trigger is killed
+    marked = deployment.session.patch(
+        f"{deployment.api}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
+        json={"new_state": "failed"},
+        timeout=10,
+    )
+    assert marked.status_code == 200, marked.text
+    deadline = time.monotonic() + (60 if cancelled else 10)
+    status = hook.get_job(job_id)["status"]
+    while time.monotonic() < deadline and status != "canceled":  # a watcher's job: waited out in full
+        time.sleep(0.5)
+        status = hook.get_job(job_id)["status"]
+    assert status == ("canceled" if cancelled else "in-progress"), deployment.logs_of(dag_id)
+    cancels = scenario_emulator.store.requests("^/v1/jobs/.*/action$")
+    assert len(cancels) == (1 if cancelled else 0)

@@ -7,56 +7,89 @@ from email.utils import format_datetime
 
 import pytest
 
+from airflow_kling.exceptions import ScenarioAmbiguousSubmitError, ScenarioTransportError
 from airflow_kling.hooks.retry import (
     MAX_SERVER_DELAY,
-    Verdict,
+    Attempts,
+    Step,
     backoff_delay,
     is_job_submission,
     server_delay,
-    verdict_for_status,
-    verdict_for_transport_error,
 )
+
+
+def attempts(*, submits_job: bool = False, max_retries: int = 4) -> Attempts:
+    return Attempts("POST", "/generate/custom/m", submits_job, max_retries, jitter=lambda: 0.0)
+
+
+def outcome(step: Step) -> str:
+    if step.error is not None:
+        return type(step.error).__name__
+    return "final" if step.final else "retry"
 
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 599])
 def test_retryable_statuses_for_ordinary_calls(status: int) -> None:
-    assert verdict_for_status(status, {}, submits_job=False) is Verdict.RETRY
+    assert outcome(attempts().answered(status, {})) == "retry"
 
 
 @pytest.mark.parametrize("status", [200, 269, 400, 401, 403, 404, 422])
 def test_final_statuses(status: int) -> None:
-    assert verdict_for_status(status, {}, submits_job=False) is Verdict.DONE
+    assert outcome(attempts().answered(status, {})) == "final"
 
 
 @pytest.mark.parametrize(
-    ("status", "verdict"),
+    ("status", "expected"),
     [
-        (429, Verdict.RETRY),
-        (502, Verdict.RETRY),
-        (503, Verdict.RETRY),
-        (504, Verdict.RETRY),
-        (500, Verdict.AMBIGUOUS),
-        (408, Verdict.AMBIGUOUS),
-        (400, Verdict.DONE),
-        (409, Verdict.DONE),
+        (429, "retry"),
+        (503, "retry"),
+        (500, "ScenarioAmbiguousSubmitError"),
+        (502, "ScenarioAmbiguousSubmitError"),
+        (504, "ScenarioAmbiguousSubmitError"),
+        (408, "ScenarioAmbiguousSubmitError"),
+        (400, "final"),
+        (409, "final"),
     ],
 )
-def test_job_submissions_are_retried_only_when_nothing_can_have_been_created(
-    status: int, verdict: Verdict
-) -> None:
-    assert verdict_for_status(status, {}, submits_job=True) is verdict
+def test_job_submissions_are_resent_only_when_refused_before_any_work(status: int, expected: str) -> None:
+    assert outcome(attempts(submits_job=True).answered(status, {})) == expected
 
 
 def test_x_should_retry_wins_over_the_status() -> None:
-    assert verdict_for_status(400, {"x-should-retry": "true"}, submits_job=False) is Verdict.RETRY
-    assert verdict_for_status(503, {"x-should-retry": "false"}, submits_job=False) is Verdict.DONE
-    assert verdict_for_status(500, {"x-should-retry": "true"}, submits_job=True) is Verdict.RETRY
+    assert outcome(attempts().answered(400, {"x-should-retry": "true"})) == "retry"
+    assert outcome(attempts().answered(503, {"x-should-retry": "false"})) == "final"
+    assert outcome(attempts(submits_job=True).answered(500, {"x-should-retry": "true"})) == "retry"
 
 
 def test_transport_errors() -> None:
-    assert verdict_for_transport_error(request_sent=False, submits_job=True) is Verdict.RETRY
-    assert verdict_for_transport_error(request_sent=True, submits_job=True) is Verdict.AMBIGUOUS
-    assert verdict_for_transport_error(request_sent=True, submits_job=False) is Verdict.RETRY
+    assert outcome(attempts(submits_job=True).failed("ConnectError", request_sent=False)) == "retry"
+    assert (
+        outcome(attempts(submits_job=True).failed("ReadTimeout", request_sent=True))
+        == "ScenarioAmbiguousSubmitError"
+    )
+    assert outcome(attempts().failed("ReadTimeout", request_sent=True)) == "retry"
+
+
+def test_retries_count_up_to_the_limit_then_stop() -> None:
+    state = attempts(max_retries=2)
+    delays = [state.answered(502, {}).delay, state.answered(502, {}).delay]
+    assert delays == [0.5, 1.0]  # backoff with the injected jitter
+    assert state.answered(502, {}).final  # the last answer goes back to the caller
+    state = attempts(max_retries=1)
+    assert outcome(state.failed("ConnectionError", request_sent=False)) == "retry"
+    last = state.failed("ConnectionError", request_sent=False)
+    assert isinstance(last.error, ScenarioTransportError)
+    assert "after 2 attempts: ConnectionError" in str(last.error)
+
+
+def test_the_server_delay_wins_over_the_backoff() -> None:
+    assert attempts().answered(429, {"retry-after": "3"}).delay == 3.0
+
+
+def test_an_ambiguous_submission_says_what_may_have_happened() -> None:
+    error = attempts(submits_job=True).answered(504, {}).error
+    assert isinstance(error, ScenarioAmbiguousSubmitError)
+    assert "may have been created and billed" in str(error)
 
 
 def test_server_delay_headers() -> None:
@@ -80,3 +113,5 @@ def test_only_generate_posts_are_job_submissions() -> None:
     assert is_job_submission("POST", "/generate/custom/model_kling-lip-sync")
     assert not is_job_submission("GET", "/generate/custom/x")
     assert not is_job_submission("POST", "/jobs/job_1/action")
+    # A cost estimate creates nothing: it is a read for the retry rules.
+    assert not is_job_submission("POST", "/generate/custom/model_kling-lip-sync", {"dryRun": "api"})

@@ -71,3 +71,57 @@ async def _async_call(conn_id: str) -> None:
         await ScenarioAsyncHook(conn_id).get_job("job_x")
     finally:
         await close_shared_session()
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed again when the block ends: nothing listens there
+
+
+def whole_chain(error: BaseException) -> str:
+    """Every exception in the chain: its text, its repr and its formatted traceback."""
+    texts, seen = [], set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts += [str(current), repr(current), "".join(traceback.format_exception(current))]
+        current = current.__cause__ or current.__context__
+    return "\n".join(texts)
+
+
+def test_no_signed_url_when_the_storage_host_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object, captured_logs: Callable[[], str]
+) -> None:
+    from pathlib import Path
+
+    from airflow_kling.archive import archive_assets
+    from airflow_kling.storage import storage_path
+
+    with EmulatorServer(config=EmulatorConfig(job_seconds=0.2)) as emulator:
+        conn = json.loads(emulator.connection_uri())
+        conn["extra"]["max_retries"] = 1
+        monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+        hook = ScenarioHook()
+        video = hook.upload_asset(sample_video())
+        job_id = hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"]
+        while hook.get_job(job_id)["status"] != "success":
+            pass
+        (output,) = hook.get_job(job_id)["metadata"]["assetIds"]
+        emulator.store.config.storage_origin = f"http://127.0.0.1:{closed_port()}"
+        assert "signature=" in hook.get_asset(output)["url"]  # what must not leak
+        texts = []
+        with pytest.raises(ScenarioError) as upload_error:
+            hook.upload_asset(sample_video())
+        texts.append(whole_chain(upload_error.value))
+        with pytest.raises(ScenarioError) as download_error:
+            archive_assets(hook, [output], storage_path(Path(str(tmp_path)) / "archive"))
+        texts.append(whole_chain(download_error.value))
+    texts.append(captured_logs())
+    everything = "\n".join(texts)
+    assert "upload part 1 failed after 2 attempts: ConnectionError" in everything
+    assert f"download of asset {output} failed after 2 attempts: ConnectionError" in everything
+    assert "signature" not in everything.lower()
+    assert "expires=" not in everything

@@ -59,14 +59,28 @@ def test_failure_and_canceled(scenario_emulator: EmulatorServer, outcome: str, e
     assert expected in event["message"]
 
 
-def test_stuck_job_times_out_and_is_cancelled(scenario_emulator: EmulatorServer) -> None:
+def cancel_requests(emulator: EmulatorServer) -> list[dict[str, Any]]:
+    return emulator.store.requests("^/v1/jobs/.*/action$")
+
+
+def test_stuck_job_times_out_and_is_cancelled_by_its_owner(scenario_emulator: EmulatorServer) -> None:
     job_id = submit_text_job(scenario_emulator, outcome="stuck")
     started = time.time()
-    (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.2, timeout_at=started + 1.0))
+    trigger = ScenarioJobTrigger(job_id, poll_interval=0.2, timeout_at=started + 1.0, cancel_on_exit=True)
+    (event,) = events_of(trigger)
     assert event["status"] == "timeout"
     assert "did not finish before its deadline; it was cancelled" in event["message"]
-    assert 1.0 <= time.time() - started < 2.0
+    assert time.time() - started >= 1.0
     assert ScenarioHook().get_job(job_id)["status"] == "canceled"
+
+
+def test_a_watcher_that_times_out_leaves_the_job_running(scenario_emulator: EmulatorServer) -> None:
+    job_id = submit_text_job(scenario_emulator, outcome="stuck")
+    (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.2, timeout_at=time.time() + 0.5))
+    assert event["status"] == "timeout"
+    assert "left running" in event["message"]
+    assert cancel_requests(scenario_emulator) == []
+    assert ScenarioHook().get_job(job_id)["status"] == "in-progress"
 
 
 def test_a_refused_cancel_still_ends_with_timeout(scenario_emulator: EmulatorServer) -> None:
@@ -74,7 +88,8 @@ def test_a_refused_cancel_still_ends_with_timeout(scenario_emulator: EmulatorSer
     scenario_emulator.add_fault(
         "/action$", status=400, body={"message": "Only inference jobs can be canceled"}
     )
-    (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.2, timeout_at=time.time() + 0.5))
+    trigger = ScenarioJobTrigger(job_id, poll_interval=0.2, timeout_at=time.time() + 0.5, cancel_on_exit=True)
+    (event,) = events_of(trigger)
     assert event["status"] == "timeout"
     assert "cancelling it was refused or failed" in event["message"]
 
@@ -104,11 +119,8 @@ def test_final_errors_end_it_with_an_error_event(scenario_emulator: EmulatorServ
     assert event["job"] is None
 
 
-def test_on_kill_cancels_the_remote_job(scenario_emulator: EmulatorServer) -> None:
-    job_id = submit_text_job(scenario_emulator, outcome="stuck")
-    trigger = ScenarioJobTrigger(job_id, poll_interval=0.1)
-
-    async def kill_while_running() -> None:
+def kill_while_running(trigger: ScenarioJobTrigger) -> None:
+    async def kill() -> None:
         task = asyncio.ensure_future(trigger.run().__anext__())
         await asyncio.sleep(0.5)
         assert not task.done()  # still waiting: the job is running
@@ -116,13 +128,30 @@ def test_on_kill_cancels_the_remote_job(scenario_emulator: EmulatorServer) -> No
         await trigger.on_kill()
         await close_shared_session()
 
-    asyncio.run(kill_while_running())
+    asyncio.run(kill())
+
+
+def test_on_kill_cancels_the_remote_job_of_its_owner(scenario_emulator: EmulatorServer) -> None:
+    job_id = submit_text_job(scenario_emulator, outcome="stuck")
+    kill_while_running(ScenarioJobTrigger(job_id, poll_interval=0.1, cancel_on_exit=True))
     assert ScenarioHook().get_job(job_id)["status"] == "canceled"
+
+
+def test_on_kill_of_a_watcher_sends_no_cancel(scenario_emulator: EmulatorServer) -> None:
+    job_id = submit_text_job(scenario_emulator, outcome="stuck")
+    kill_while_running(ScenarioJobTrigger(job_id, poll_interval=0.1))
+    assert cancel_requests(scenario_emulator) == []
+    assert ScenarioHook().get_job(job_id)["status"] == "in-progress"
 
 
 def test_serialize_round_trips_in_a_fresh_interpreter() -> None:
     trigger = ScenarioJobTrigger(
-        "job_1", "my_conn", poll_interval=2.5, timeout_at=1_900_000_000.5, project_id="proj_x"
+        "job_1",
+        "my_conn",
+        poll_interval=2.5,
+        timeout_at=1_900_000_000.5,
+        project_id="proj_x",
+        cancel_on_exit=True,
     )
     classpath, kwargs = trigger.serialize()
     assert json.loads(json.dumps(kwargs)) == kwargs  # plain JSON

@@ -10,6 +10,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -110,6 +111,8 @@ async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamRe
     fault = _store(request).take_fault(request.method, request.path)
     if fault is None:
         return await handler(request)
+    if fault.after:
+        return await _after_effect(request, handler, fault)
     if fault.delay:
         await request.read()  # the server has the request, as a real one would, before the answer is late
         await asyncio.sleep(fault.delay)
@@ -125,6 +128,24 @@ async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamRe
     if fault.body is not None:
         return web.json_response(fault.body, status=fault.status, headers=fault.headers)
     return _error(fault.status, f"Injected fault: HTTP {fault.status}", fault.headers)
+
+
+async def _after_effect(request: web.Request, handler: Handler, fault: Fault) -> web.StreamResponse:
+    """Let the request take effect, then lose, delay or replace its answer."""
+    response = await handler(request)
+    if fault.delay:
+        await asyncio.sleep(fault.delay)
+    if fault.action == "drop":
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError
+    if fault.status is None:
+        return response
+    if fault.body is not None:
+        return web.json_response(fault.body, status=fault.status, headers=fault.headers)
+    return _error(
+        fault.status, f"Injected fault after the request took effect: HTTP {fault.status}", fault.headers
+    )
 
 
 @web.middleware
@@ -174,6 +195,11 @@ def _owner(request: web.Request) -> str:
 
 def _origin(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
+
+
+def _storage_origin(request: web.Request) -> str:
+    """Where signed file and part URLs point: the emulator itself unless configured otherwise."""
+    return _store(request).config.storage_origin or _origin(request)
 
 
 # -- renderers ----------------------------------------------------------------------------------------------
@@ -329,8 +355,13 @@ async def list_jobs(request: web.Request) -> web.Response:
     low, high = PAGE_SIZE_RANGE
     if not low <= page_size <= high:
         raise ApiError(400, f"'pageSize' must be from {low} to {high}")
+    created_after = _created_after(query)
     with store.lock:
         jobs = sorted(store.jobs.values(), key=lambda j: j.created_at, reverse=True)
+    if "projectId" in query:
+        jobs = [job for job in jobs if job.owner_id == query["projectId"]]
+    if created_after is not None:
+        jobs = [job for job in jobs if job.created_at > created_after]
     if "status" in query:
         jobs = [job for job in jobs if store.job_state(job)[0] == query["status"]]
     token = query.get("paginationToken", "")
@@ -342,6 +373,23 @@ async def list_jobs(request: web.Request) -> web.Response:
     if offset + page_size < len(jobs):
         body["nextPaginationToken"] = str(offset + page_size)
     return web.json_response(body)
+
+
+SORTED_BY_UPDATE = ("status", "type", "types", "workflowId")
+
+
+def _created_after(query: Any) -> float | None:
+    """``createdAfter`` as epoch seconds; refused beside the filters that sort by update date, as the API does."""
+    raw = query.get("createdAfter")
+    if raw is None:
+        return None
+    clashing = [name for name in SORTED_BY_UPDATE if name in query]
+    if clashing:
+        raise ApiError(400, f"'createdAfter' cannot be combined with {clashing}: use 'updatedAfter'")
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ApiError(400, f"'createdAfter' must be an ISO-8601 date, got {raw!r}") from None
 
 
 async def job_action(request: web.Request) -> web.Response:
@@ -356,13 +404,13 @@ async def job_action(request: web.Request) -> web.Response:
 async def create_upload(request: web.Request) -> web.Response:
     store = _store(request)
     upload = store.create_upload(await _json_body(request), _owner(request))
-    return web.json_response({"upload": render_upload(store, upload, _origin(request))})
+    return web.json_response({"upload": render_upload(store, upload, _storage_origin(request))})
 
 
 async def get_upload(request: web.Request) -> web.Response:
     store = _store(request)
     upload = store.read_upload(request.match_info["upload_id"])
-    return web.json_response({"upload": render_upload(store, upload, _origin(request))})
+    return web.json_response({"upload": render_upload(store, upload, _storage_origin(request))})
 
 
 async def upload_action(request: web.Request) -> web.Response:
@@ -371,13 +419,13 @@ async def upload_action(request: web.Request) -> web.Response:
     if body.get("action") != "complete":
         raise ApiError(400, "'action' is required and must be 'complete'")
     upload = store.complete_upload(request.match_info["upload_id"])
-    return web.json_response({"upload": render_upload(store, upload, _origin(request))})
+    return web.json_response({"upload": render_upload(store, upload, _storage_origin(request))})
 
 
 async def get_asset(request: web.Request) -> web.Response:
     store = _store(request)
     asset = store.asset(request.match_info["asset_id"])
-    return web.json_response({"asset": render_asset(store, asset, _origin(request))})
+    return web.json_response({"asset": render_asset(store, asset, _storage_origin(request))})
 
 
 async def download_asset(request: web.Request) -> web.Response:
@@ -393,7 +441,7 @@ async def download_asset(request: web.Request) -> web.Response:
         raise ApiError(
             400, f"Audio and video assets can only be downloaded in their stored format, not {target}"
         )
-    rendered = render_asset(store, asset, _origin(request))
+    rendered = render_asset(store, asset, _storage_origin(request))
     return web.json_response({"url": rendered["url"], "mimeType": asset.mime_type})
 
 
@@ -498,4 +546,6 @@ async def admin_settings(request: web.Request) -> web.Response:
     for name in ("job_seconds", "url_ttl"):
         if name in body:
             setattr(store.config, name, float(body[name]))
+    if "storage_origin" in body:
+        store.config.storage_origin = body["storage_origin"] or None
     return web.json_response({"status": "ok"})

@@ -48,12 +48,16 @@ class EmulatorConfig:
     :param api_secret: the API secret it accepts.
     :param job_seconds: how long a job takes from ``queued`` to ``success``, in seconds.
     :param url_ttl: seconds a signed URL stays valid.
+    :param storage_origin: see below.
     """
 
     api_key: str = "emulator-key"
     api_secret: str = "emulator-secret"
     job_seconds: float = 6.0
     url_ttl: float = 3600.0
+    storage_origin: str | None = None
+    """Scheme and host of the signed file and part URLs; default the API's own (set it to an unreachable
+    host to see how clients fail when the storage cannot be reached)."""
 
 
 @dataclass
@@ -116,6 +120,9 @@ class Fault:
     :param delay: seconds to wait before answering.
     :param action: ``respond`` (default), ``drop`` (close the connection with no answer) or
         ``truncate`` (file downloads: send half the body, then close).
+    :param after: apply the fault *after* the request took effect (a job is created, an upload completed):
+        the lost answer of a gateway that timed out in front of a busy backend; default ``False`` (the
+        request is refused before any work).
     """
 
     path: str
@@ -126,6 +133,7 @@ class Fault:
     body: Any = None
     delay: float = 0.0
     action: str = "respond"
+    after: bool = False
 
 
 def iso(timestamp: float) -> str:

@@ -116,12 +116,13 @@ def api_call(
     if method != "GET":
         headers["Content-Type"] = "application/json"
         data = json.dumps({} if body is None else body)
+    wire_params = query_params({"project_id": config.project_id, **(params or {})})
     return ApiCall(
         method=method,
         path=path,
         url=config.url(path),
-        params=query_params({"project_id": config.project_id, **(params or {})}),
+        params=wire_params,
         headers=headers,
         data=data,
-        submits_job=is_job_submission(method, path),
+        submits_job=is_job_submission(method, path, wire_params),
     )

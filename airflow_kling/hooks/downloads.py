@@ -3,6 +3,7 @@ has expired, checked for size and SHA-256 while it streams, never held whole in 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 import requests
 
 from airflow_kling.exceptions import ScenarioDownloadError, ScenarioError
-from airflow_kling.hooks.retry import retry_delay
+from airflow_kling.hooks.retry import backoff_delay
 from airflow_kling.storage import abandon
 
 if TYPE_CHECKING:
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 CHUNK = 256 * 1024
 """Bytes read at a time; what a dropped connection loses of a partial read, so kept small."""
 MAX_ATTEMPTS = 6
-"""Attempts at one file in all (expired URLs, dropped connections, 5xx from the file host)."""
+"""Attempts at one file in all (expired URLs, connections lost mid-body); each attempt's request is itself
+retried on connection errors, 429 and 5xx by the hook."""
 EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
 """What a file host answers for a signed URL that expired or was revoked: ask the API for a new one."""
 
@@ -55,15 +57,16 @@ def download_asset(
     sink = open_sink()
     try:
         for attempt in range(MAX_ATTEMPTS):
-            headers = {"Range": f"bytes={received}-"} if received else {}
-            try:
-                # No Authorization header: a signed URL carries its own credentials.
-                response = hook.session.get(
-                    url, headers=headers, stream=True, timeout=(10, hook.config.timeout)
-                )
-            except requests.RequestException as error:
-                _pause(hook, asset_id, attempt, f"{type(error).__name__}")
-                continue
+            range_header = {"Range": f"bytes={received}-"} if received else {}
+            # No Authorization header: a signed URL carries its own credentials. Connection errors, 429 and
+            # 5xx are retried by the hook's one retry path; what is left here is what only a download has.
+            response = hook.send(
+                "GET",
+                url,
+                label=f"download of asset {asset_id}",
+                make_kwargs=functools.partial(dict, headers=range_header),
+                stream=True,
+            )
             with response:
                 status = response.status_code
                 if status in EXPIRED_STATUSES:
@@ -72,27 +75,22 @@ def download_asset(
                     )
                     url = _fresh_url(hook, asset_id)
                     continue
-                if status >= 500 or status == 429:
-                    _pause(hook, asset_id, attempt, f"HTTP {status}", response.headers)
-                    continue
                 if status not in (200, 206):
                     raise ScenarioDownloadError(f"Asset {asset_id}: the file host answered HTTP {status}")
                 if received and status == 200:  # the host ignored Range: start again from zero
                     abandon(sink)
                     sink, digest, received = open_sink(), hashlib.sha256(), 0
+                lost: str | None = None
                 try:
                     for chunk in response.iter_content(CHUNK):
                         sink.write(chunk)
                         digest.update(chunk)
                         received += len(chunk)
                 except requests.RequestException as error:
-                    _pause(
-                        hook,
-                        asset_id,
-                        attempt,
-                        f"connection lost after {received} bytes ({type(error).__name__})",
-                    )
-                    continue
+                    lost = type(error).__name__
+            if lost is not None:
+                _pause(hook, asset_id, attempt, f"connection lost after {received} bytes ({lost})")
+                continue
             if expected is None or received == int(expected):
                 return Downloaded(received, digest.hexdigest()), sink
             if received > int(expected):
@@ -110,12 +108,12 @@ def _fresh_url(hook: ScenarioHook, asset_id: str) -> str:
     try:
         return hook.get_download_url(asset_id)
     except ScenarioError as error:
-        raise ScenarioDownloadError(f"Asset {asset_id}: no fresh download URL: {error}") from error
+        raise ScenarioDownloadError(f"Asset {asset_id}: no fresh download URL: {error}") from None
 
 
-def _pause(hook: ScenarioHook, asset_id: str, attempt: int, what: str, headers: Any = None) -> None:
+def _pause(hook: ScenarioHook, asset_id: str, attempt: int, what: str) -> None:
     if attempt + 1 >= MAX_ATTEMPTS:
         return
-    delay = retry_delay(attempt, headers)
+    delay = backoff_delay(attempt)
     hook.log.warning("Downloading asset %s: %s; attempt %d in %.2f s", asset_id, what, attempt + 2, delay)
     time.sleep(delay)

@@ -1,8 +1,12 @@
-"""When to retry a request to the Scenario API, and how long to wait first.
+"""When to retry a request to the Scenario API, and how long to wait first: one state machine that both
+hooks drive, for API calls and presigned storage URLs alike.
 
 The rules of the official client (``scenario-sdk`` 2.4.0), with one exception it lacks: a request that
-submits a job is never retried when its outcome is unknown, since the API has no idempotency key and a
-second attempt can create, and bill, a second job.
+submits a job is never resent when its outcome is unknown, since the API has no idempotency key and a
+second attempt can create, and bill, a second job. Only 429 and 503 prove that a submission was refused
+before any work; a 500, 502 or 504, a dropped connection or a read timeout after the request was sent
+prove nothing, so they end in :class:`~airflow_kling.exceptions.ScenarioAmbiguousSubmitError` (the
+caller then looks for the job: :mod:`airflow_kling.submission`).
 """
 
 from __future__ import annotations
@@ -10,8 +14,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from enum import Enum
+from typing import Any
+
+from airflow_kling.exceptions import ScenarioAmbiguousSubmitError, ScenarioError, ScenarioTransportError
 
 INITIAL_BACKOFF = 0.5
 """Seconds before the first retry when the server does not say."""
@@ -21,45 +28,20 @@ MAX_SERVER_DELAY = 60.0
 """Seconds: the longest ``Retry-After`` honoured; a longer one is cut to this."""
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
-SAFE_SUBMIT_STATUSES = frozenset({429, 502, 503, 504})
-"""Answers that prove a job submission was not processed, so it may be sent again."""
+SAFE_SUBMIT_STATUSES = frozenset({429, 503})
+"""Answers that prove a job submission was refused before any work, so it may be sent again."""
 
 
-class Verdict(Enum):
-    """What to do with the outcome of one attempt."""
-
-    DONE = "done"
-    """Success, or an error that another attempt would not change."""
-    RETRY = "retry"
-    AMBIGUOUS = "ambiguous"
-    """A job submission whose outcome is unknown: report it, never resend it."""
+def is_retryable_status(status: int) -> bool:
+    """Whether an answer to a read (or any call that creates nothing) is worth another attempt."""
+    return status in RETRYABLE_STATUSES or status >= 500
 
 
-def verdict_for_status(status: int, headers: Mapping[str, str], *, submits_job: bool) -> Verdict:
-    """Classify an HTTP answer. ``x-should-retry`` from the server wins over the status code."""
-    if 200 <= status < 300:
-        return Verdict.DONE
-    should_retry = headers.get("x-should-retry", "").strip().lower()
-    if should_retry == "true":
-        return Verdict.RETRY
-    if should_retry == "false":
-        return Verdict.DONE
-    if submits_job:
-        if status in SAFE_SUBMIT_STATUSES:
-            return Verdict.RETRY
-        if status >= 500 or status == 408:
-            return Verdict.AMBIGUOUS
-        return Verdict.DONE
-    if status in RETRYABLE_STATUSES or status >= 500:
-        return Verdict.RETRY
-    return Verdict.DONE
-
-
-def verdict_for_transport_error(*, request_sent: bool, submits_job: bool) -> Verdict:
-    """Classify a failure with no HTTP answer. Before the request was sent, every call may be retried."""
-    if request_sent and submits_job:
-        return Verdict.AMBIGUOUS
-    return Verdict.RETRY
+def is_job_submission(method: str, path: str, params: Mapping[str, Any] | None = None) -> bool:
+    """Whether a request creates a billable job: ``POST /generate/...`` that is not a ``dryRun`` estimate."""
+    if method.upper() != "POST" or not path.lstrip("/").startswith("generate/"):
+        return False
+    return not (params or {}).get("dryRun") and not (params or {}).get("dry_run")
 
 
 def server_delay(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
@@ -92,17 +74,73 @@ def backoff_delay(retries_done: int, jitter: Callable[[], float] = random.random
     return base * (1 - 0.25 * jitter())
 
 
-def retry_delay(retries_done: int, headers: Mapping[str, str] | None = None) -> float:
-    """Seconds to wait before the next attempt: the server's wish when it has one, else the backoff."""
-    wished = server_delay(headers) if headers else None
-    return wished if wished is not None else backoff_delay(retries_done)
+@dataclass(frozen=True)
+class Step:
+    """What to do after one attempt: return its answer, raise ``error``, or wait ``delay`` seconds and
+    send again (``reason`` says why, for the log)."""
+
+    delay: float = 0.0
+    error: ScenarioError | None = None
+    reason: str = ""
+    final: bool = False
 
 
-def is_job_submission(method: str, path: str) -> bool:
-    """Whether a request creates a billable job (``POST /generate/...``)."""
-    return method.upper() == "POST" and path.lstrip("/").startswith("generate/")
+@dataclass
+class Attempts:
+    """The retry state of one request. Each hook sends, reports the outcome here, and does what the
+    returned :class:`Step` says; no other code decides whether to retry.
 
+    :param method: HTTP method.
+    :param label: what logs and errors call the request: an API path, or a name such as ``upload part 2``
+        for a presigned URL (a signed URL is a credential and never named).
+    :param submits_job: the request creates a billable job (see :func:`is_job_submission`).
+    :param max_retries: retries after the first attempt.
+    :param jitter: a source of numbers in ``[0, 1)`` for the backoff; tests inject a fixed one.
+    """
 
-def should_stop(verdict: Verdict, retries_done: int, max_retries: int) -> bool:
-    """Whether an attempt's outcome is final: done, or retryable with no retry left."""
-    return verdict is Verdict.DONE or (verdict is Verdict.RETRY and retries_done >= max_retries)
+    method: str
+    label: str
+    submits_job: bool
+    max_retries: int
+    jitter: Callable[[], float] = field(default=random.random, repr=False)
+    retries: int = 0
+
+    def answered(self, status: int, headers: Mapping[str, str]) -> Step:
+        """An HTTP answer came back. A final step means: hand this answer to the caller."""
+        if 200 <= status < 300:
+            return Step(final=True)
+        should_retry = headers.get("x-should-retry", "").strip().lower()
+        if should_retry == "false":
+            return Step(final=True)
+        if should_retry != "true" and self.submits_job and status not in SAFE_SUBMIT_STATUSES:
+            if status >= 500 or status == 408:
+                return Step(error=self._ambiguous(f"HTTP {status}"))
+            return Step(final=True)
+        if should_retry != "true" and not is_retryable_status(status):
+            return Step(final=True)
+        if self.retries >= self.max_retries:
+            return Step(final=True)
+        return self._again(f"answered HTTP {status}", server_delay(headers))
+
+    def failed(self, error_name: str, *, request_sent: bool) -> Step:
+        """No answer: ``error_name`` is the transport error's class name (its text may hold a signed URL)."""
+        if request_sent and self.submits_job:
+            return Step(error=self._ambiguous(error_name))
+        if self.retries >= self.max_retries:
+            return Step(
+                error=ScenarioTransportError(
+                    f"Scenario {self.method} {self.label} failed after {self.retries + 1} attempts: {error_name}"
+                )
+            )
+        return self._again(f"failed: {error_name}", None)
+
+    def _again(self, reason: str, wished: float | None) -> Step:
+        delay = wished if wished is not None else backoff_delay(self.retries, self.jitter)
+        self.retries += 1
+        return Step(delay=delay, reason=f"Scenario {self.method} {self.label} {reason}; retry {self.retries}")
+
+    def _ambiguous(self, what: str) -> ScenarioAmbiguousSubmitError:
+        return ScenarioAmbiguousSubmitError(
+            f"Scenario {self.method} {self.label} ended with {what} after the request was sent: a job may "
+            "have been created and billed, so it was not sent again."
+        )

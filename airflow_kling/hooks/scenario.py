@@ -11,23 +11,16 @@ import requests
 from airflow.providers.http.hooks.http import HttpHook
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from airflow_kling.exceptions import (
-    ScenarioAmbiguousSubmitError,
-    ScenarioError,
-    ScenarioTransportError,
-)
+from airflow_kling.exceptions import ScenarioError
 from airflow_kling.hooks.api import USER_AGENT, api_call, api_error, api_path, decode_json
 from airflow_kling.hooks.connection import DEFAULT_CONNECT_TIMEOUT, ScenarioConnectionConfig
-from airflow_kling.hooks.retry import (
-    Verdict,
-    retry_delay,
-    should_stop,
-    verdict_for_status,
-    verdict_for_transport_error,
-)
+from airflow_kling.hooks.retry import Attempts
+from airflow_kling.redaction import redact_http_library_logs
+from airflow_kling.submission import DEFAULT_SETTLE_SECONDS
 
 if TYPE_CHECKING:
     from airflow_kling.hooks.uploads import UploadSource
+    from airflow_kling.submission import RecordStore, Submission
 
 
 class ScenarioHook(HttpHook):
@@ -80,6 +73,7 @@ class ScenarioHook(HttpHook):
         The session carries no credentials: they are added to API calls only, so that presigned storage
         URLs (uploads, downloads) never receive them.
         """
+        redact_http_library_logs()  # presigned part and file URLs go through this session too
         self.base_url = self.config.base_url
         self._base_url_initialized = True
         session = self._configure_session_from_mount_adapters(requests.Session())
@@ -142,8 +136,7 @@ class ScenarioHook(HttpHook):
         :return: the last response: a success, an error another attempt would not change, or the last
             retryable error once ``max_retries`` are used up.
         """
-        max_retries = self.config.max_retries
-        retries = 0
+        attempts = Attempts(method, label, submits_job, self.config.max_retries)
         while True:
             try:
                 response = self.session.request(
@@ -154,44 +147,18 @@ class ScenarioHook(HttpHook):
                     **make_kwargs(),
                 )
             except requests.exceptions.RequestException as exc:
-                verdict = verdict_for_transport_error(
-                    request_sent=request_was_sent(exc), submits_job=submits_job
-                )
-                if verdict is Verdict.AMBIGUOUS:
-                    raise ambiguous_submit_error(method, label, type(exc).__name__) from exc
-                if should_stop(verdict, retries, max_retries):
-                    raise ScenarioTransportError(
-                        f"Scenario {method} {label} failed after {retries + 1} attempts: {type(exc).__name__}"
-                    ) from exc
-                delay = retry_delay(retries)
-                self.log.warning(
-                    "Scenario %s %s: %s; retry %d in %.2f s",
-                    method,
-                    label,
-                    type(exc).__name__,
-                    retries + 1,
-                    delay,
-                )
+                # Only the class name goes on: the exception's text holds the URL, which may be signed.
+                step = attempts.failed(type(exc).__name__, request_sent=request_was_sent(exc))
             else:
-                status = response.status_code
-                verdict = verdict_for_status(status, response.headers, submits_job=submits_job)
-                if verdict is Verdict.AMBIGUOUS:
-                    raise ambiguous_submit_error(method, label, f"HTTP {status}")
-                if should_stop(verdict, retries, max_retries):
-                    self.log.debug("Scenario %s %s -> %d", method, label, status)
+                step = attempts.answered(response.status_code, response.headers)
+                if step.final:
+                    self.log.debug("Scenario %s %s -> %d", method, label, response.status_code)
                     return response
-                delay = retry_delay(retries, response.headers)
-                self.log.warning(
-                    "Scenario %s %s answered HTTP %d; retry %d in %.2f s",
-                    method,
-                    label,
-                    status,
-                    retries + 1,
-                    delay,
-                )
                 response.close()
-            time.sleep(delay)
-            retries += 1
+            if step.error is not None:
+                raise step.error  # outside the except block: no chain back to a requests error
+            self.log.warning("%s in %.2f s", step.reason, step.delay)
+            time.sleep(step.delay)
 
     # -- jobs ----------------------------------------------------------------------------------------------
 
@@ -210,6 +177,45 @@ class ScenarioHook(HttpHook):
             "POST", api_path("/generate/custom/{}", model_id), params=params, body=dict(inputs)
         )
         return payload
+
+    def submit_once(
+        self,
+        model_id: str,
+        inputs: Mapping[str, Any],
+        *,
+        store: RecordStore | None = None,
+        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+        adopt_since: float | None = None,
+        reattach: bool = True,
+    ) -> Submission:
+        """Submit a generation and pay for one job at most, even when the answer to the ``POST`` is lost.
+
+        :meth:`run_model` never resends a submission whose outcome is unknown (HTTP 500/502/504, a dropped
+        connection, a read timeout after sending): it raises
+        :class:`~airflow_kling.exceptions.ScenarioAmbiguousSubmitError`. This method then looks for the job
+        that submission may have created (``GET /jobs?createdAfter=...``, matched on the model and inputs)
+        for up to ``settle_seconds``, adopts it when found, and submits again only when none appeared.
+        See :mod:`airflow_kling.submission` for the guarantee and its one limit.
+
+        :param store: where the intent and the job id are recorded, so that a later call (a task's retry)
+            with the same store follows the same job; default in memory, for this call only.
+        :param settle_seconds: seconds to keep looking for the job of a lost answer; default 90.
+        :param adopt_since: with an empty store, adopt a matching job created after this time (epoch
+            seconds) that has not failed; default none.
+        :param reattach: follow the job a record in ``store`` names, while it runs or once it succeeded;
+            default ``True``.
+        :return: the :class:`~airflow_kling.submission.Submission`: the job, its cost, and ``how`` it was
+            obtained (``submitted``, ``adopted`` or ``reattached``).
+        """
+        from airflow_kling.submission import MemoryRecordStore, SubmitOnce
+
+        return SubmitOnce(
+            self,
+            store if store is not None else MemoryRecordStore(),
+            settle_seconds=settle_seconds,
+            adopt_since=adopt_since,
+            reattach=reattach,
+        )(model_id, inputs)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """The job object of ``GET /jobs/{jobId}`` (status, progress, metadata, statusHistory, ...)."""
@@ -289,12 +295,3 @@ def request_was_sent(exc: requests.exceptions.RequestException) -> bool:
         return False
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return not isinstance(reason, NewConnectionError | ConnectTimeoutError)
-
-
-def ambiguous_submit_error(method: str, path: str, what: str) -> ScenarioAmbiguousSubmitError:
-    return ScenarioAmbiguousSubmitError(
-        f"Scenario {method} {path} ended with {what} after the request was sent: a job may have been "
-        "created and billed. It was not resubmitted. Look for it before trying again, e.g. "
-        "ScenarioHook().list_jobs(types=['custom'], created_after=<submission time>) or the jobs page "
-        "of the Scenario web app."
-    )

@@ -11,17 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_kling.exceptions import ScenarioTransportError
 from airflow_kling.hooks.api import USER_AGENT, api_call, api_error, api_path, decode_json
 from airflow_kling.hooks.connection import DEFAULT_CONNECT_TIMEOUT, ScenarioConnectionConfig
-from airflow_kling.hooks.retry import (
-    Verdict,
-    retry_delay,
-    should_stop,
-    verdict_for_status,
-    verdict_for_transport_error,
-)
-from airflow_kling.hooks.scenario import ambiguous_submit_error
+from airflow_kling.hooks.retry import Attempts
 
 if TYPE_CHECKING:
     import aiohttp
@@ -158,7 +150,7 @@ class ScenarioAsyncHook(BaseHook):
         method = call.method
         timeout = aiohttp.ClientTimeout(total=None, connect=DEFAULT_CONNECT_TIMEOUT, sock_read=cfg.timeout)
         session = shared_session()
-        retries = 0
+        attempts = Attempts(method, path, call.submits_job, cfg.max_retries)
         while True:
             try:
                 async with session.request(
@@ -174,41 +166,17 @@ class ScenarioAsyncHook(BaseHook):
                     response_headers = response.headers
             except (aiohttp.ClientError, TimeoutError) as exc:
                 sent = not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
-                verdict = verdict_for_transport_error(request_sent=sent, submits_job=call.submits_job)
-                if verdict is Verdict.AMBIGUOUS:
-                    raise ambiguous_submit_error(method, path, type(exc).__name__) from exc
-                if should_stop(verdict, retries, cfg.max_retries):
-                    raise ScenarioTransportError(
-                        f"Scenario {method} {path} failed after {retries + 1} attempts: {type(exc).__name__}"
-                    ) from exc
-                delay = retry_delay(retries)
-                self.log.warning(
-                    "Scenario %s %s: %s; retry %d in %.2f s",
-                    method,
-                    path,
-                    type(exc).__name__,
-                    retries + 1,
-                    delay,
-                )
+                step = attempts.failed(type(exc).__name__, request_sent=sent)
             else:
-                verdict = verdict_for_status(status, response_headers, submits_job=call.submits_job)
-                if verdict is Verdict.AMBIGUOUS:
-                    raise ambiguous_submit_error(method, path, f"HTTP {status}")
-                if should_stop(verdict, retries, cfg.max_retries):
+                step = attempts.answered(status, response_headers)
+                if step.final:
                     if 200 <= status < 300:
                         return status, decode_json(content, method, path, status)
                     raise api_error(status, method, path, content, cfg.conn_id)
-                delay = retry_delay(retries, response_headers)
-                self.log.warning(
-                    "Scenario %s %s answered HTTP %d; retry %d in %.2f s",
-                    method,
-                    path,
-                    status,
-                    retries + 1,
-                    delay,
-                )
-            await asyncio.sleep(delay)
-            retries += 1
+            if step.error is not None:
+                raise step.error
+            self.log.warning("%s in %.2f s", step.reason, step.delay)
+            await asyncio.sleep(step.delay)
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
         """The job object of ``GET /jobs/{jobId}``."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_kling.exceptions import ScenarioValidationError
+from airflow_kling.operators.errors import invalid_input_fails_task
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -76,7 +77,8 @@ class ScenarioUploadAssetOperator(BaseOperator):
             asset_id = self.hook.upload_asset(source, kind=kind)
         else:
             with local_copy(source) as local:
-                self._check(local, kind)
+                with invalid_input_fails_task():
+                    self._check(local, kind)
                 asset_id = self.hook.upload_asset(local, kind=kind, file_name=source.name)
         self.log.info("Uploaded %s as %s asset %s", source, kind, asset_id)
         return asset_id
@@ -157,21 +159,23 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
     def execute(self, context: Context) -> list[str]:
         from airflow_kling.archive import DEFAULT_FILE_NAME_TEMPLATE, archive_assets
         from airflow_kling.jobs import job_asset_ids
-        from airflow_kling.storage import storage_path
+        from airflow_kling.storage import check_writable
 
-        asset_ids = (
-            self._asset_ids()
-            if self.job_id in (None, "")
-            else job_asset_ids(self.hook.get_job(str(self.job_id)))
-        )
-        if not asset_ids:
-            raise ScenarioValidationError(
-                f"Nothing to archive: no asset ids (asset_ids={self.asset_ids!r}, job_id={self.job_id!r})"
+        with invalid_input_fails_task():
+            destination = check_writable(self.destination, "destination", self.storage_conn_id)
+            asset_ids = (
+                self._asset_ids()
+                if self.job_id in (None, "")
+                else job_asset_ids(self.hook.get_job(str(self.job_id)))
             )
+            if not asset_ids:
+                raise ScenarioValidationError(
+                    f"Nothing to archive: no asset ids (asset_ids={self.asset_ids!r}, job_id={self.job_id!r})"
+                )
         archived = archive_assets(
             self.hook,
             asset_ids,
-            storage_path(self.destination, self.storage_conn_id),
+            destination,
             file_name_template=self.file_name_template or DEFAULT_FILE_NAME_TEMPLATE,
             overwrite=self.overwrite,
         )

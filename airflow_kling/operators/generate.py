@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,13 +11,23 @@ from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_kling.exceptions import ScenarioError, ScenarioJobError, ScenarioValidationError
-from airflow_kling.jobs import check_event, ending_message, is_terminal, job_result, rejects_inputs
+from airflow_kling.jobs import (
+    PERMANENT_FAILURES,
+    check_event,
+    ending_message,
+    is_permanent_failure,
+    is_terminal,
+    job_result,
+)
 from airflow_kling.links import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, ScenarioJobLink
+from airflow_kling.operators.errors import invalid_input_fails_task
+from airflow_kling.submission import DEFAULT_SETTLE_SECONDS, SubmitRecord
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_kling.hooks.scenario import ScenarioHook
+    from airflow_kling.submission import Submission
 
 KLING_LIPSYNC_MODEL_ID = "model_kling-lip-sync"
 STATE_KEY = "scenario_job"
@@ -29,23 +36,32 @@ DEFERRAL_GRACE = 300.0
 """Seconds Airflow waits past the trigger's own deadline before failing a deferral that never fired."""
 
 
-@dataclass(frozen=True)
-class Submission:
-    """A job this task follows: just submitted, or reattached to after an earlier try."""
+class TaskStateRecords:
+    """A submission's record in the task's ``task_state_store``, which outlives a try (Airflow 3.3+)."""
 
-    job: dict[str, Any]
-    cost: float | None
-    submitted_at: float
-    """Epoch seconds; the job's deadline counts from here."""
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def load(self) -> SubmitRecord | None:
+        return SubmitRecord.from_json(self._store.get(STATE_KEY))
+
+    def save(self, record: SubmitRecord) -> None:
+        self._store.set(STATE_KEY, record.to_json())
 
 
 class ScenarioGenerateOperator(BaseOperator):
     """Run any Scenario custom model (``POST /generate/custom/{modelId}``) and wait for its job.
 
-    Submits in the worker, records the job id in the task's ``task_state_store`` (so a retry, or a try
-    after a dead worker, reattaches to the job instead of paying for a second one), then waits:
-    deferred to :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` (no worker slot held) or by
+    Submits in the worker so that one task pays for one job, in every failure path (see
+    :mod:`airflow_kling.submission`): the intent is recorded in the task's ``task_state_store`` before the
+    ``POST`` and the job id after it, so a retry, or a try after a dead worker, follows that job; a
+    submission whose answer was lost is looked for, and adopted, before anything is sent again. Then it
+    waits: deferred to :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` (no worker slot held) or by
     polling in the worker. Returns ``{"job_id", "status", "asset_ids", "creative_units_cost"}``.
+
+    A job that fails with one of the refusals in ``permanent_failures`` (no face, media out of limits)
+    fails the task at once; any other failure fails the try, and ``retries`` apply. Invalid arguments fail
+    the task at once, before any request.
 
     :param model_id: the model, e.g. ``model_kling-lip-sync``. Templated.
     :param inputs: the model's inputs by their wire names. Templated.
@@ -61,6 +77,10 @@ class ScenarioGenerateOperator(BaseOperator):
         would cost more; default ``None`` (no check).
     :param reattach: on a retry, follow the job an earlier try submitted while it is still running or
         succeeded, instead of submitting again; default ``True``.
+    :param settle_seconds: after a submission whose answer was lost, how long to keep looking for its job
+        before submitting again; default 90.
+    :param permanent_failures: regular expressions for job errors that no retry can fix; default
+        :data:`airflow_kling.jobs.PERMANENT_FAILURES`.
     """
 
     template_fields: Sequence[str] = ("model_id", "inputs", "project_id", "max_creative_units")
@@ -81,9 +101,13 @@ class ScenarioGenerateOperator(BaseOperator):
         project_id: str | None = None,
         max_creative_units: float | str | None = None,
         reattach: bool = True,
+        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+        permanent_failures: Sequence[str] = PERMANENT_FAILURES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if settle_seconds < 0:
+            raise ScenarioValidationError(f"settle_seconds must be 0 or more seconds, got {settle_seconds}")
         if poll_interval <= 0:
             raise ScenarioValidationError(
                 f"poll_interval must be a positive number of seconds, got {poll_interval}"
@@ -100,6 +124,8 @@ class ScenarioGenerateOperator(BaseOperator):
         self.project_id = project_id
         self.max_creative_units = max_creative_units
         self.reattach = reattach
+        self.settle_seconds = settle_seconds
+        self.permanent_failures = tuple(permanent_failures)
         self.job_id: str | None = None
 
     @cached_property
@@ -129,14 +155,15 @@ class ScenarioGenerateOperator(BaseOperator):
     # -- execution ------------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        inputs = self.build_inputs()  # before any request: bad input never costs anything
-        limit = self._spend_limit()
-        digest = _digest(self.model_id, inputs)
-        submission = self._reattach(context, digest) if self.reattach else None
-        if submission is None:
-            submission = self._submit(context, inputs, digest, limit)
+        with invalid_input_fails_task():  # before any request: bad input never costs anything
+            inputs = self.build_inputs()
+            limit = self._spend_limit()
+        if limit is not None:
+            self._check_estimate(inputs, limit)
+        submission = self._submit(context, inputs)
         job, cost = submission.job, submission.cost
-        self.job_id = job_id = str(job["jobId"])
+        self.job_id = job_id = submission.job_id
+        self._publish_job(context, job_id)
         timeout_at = submission.submitted_at + float(self.timeout)
         if not self.wait_for_completion:
             return self._finish(job, cost)
@@ -154,6 +181,7 @@ class ScenarioGenerateOperator(BaseOperator):
                     poll_interval=self.poll_interval,
                     timeout_at=timeout_at,
                     project_id=self.project_id,
+                    cancel_on_exit=True,  # this task submitted the job and pays for it
                 ),
                 method_name="execute_complete",
                 kwargs={"cost": cost},
@@ -179,55 +207,36 @@ class ScenarioGenerateOperator(BaseOperator):
 
     # -- steps ----------------------------------------------------------------------------------------------
 
-    def _reattach(self, context: Context, digest: str) -> Submission | None:
-        store = context.get("task_state_store")
-        record = store.get(STATE_KEY) if store is not None else None
-        if not isinstance(record, dict) or not record.get("job_id"):
-            return None
-        job_id = str(record["job_id"])
-        if record.get("inputs_digest") != digest:
-            self.log.info(
-                "Inputs changed since job %s was submitted by an earlier try: submitting anew", job_id
+    def _check_estimate(self, inputs: dict[str, Any], limit: float) -> None:
+        estimate = self.hook.run_model(self.model_id, inputs, dry_run=True).get("creativeUnitsCost")
+        if estimate is not None and float(estimate) > limit:
+            raise AirflowFailException(
+                f"Not submitting: the estimate is {estimate} creative units, above max_creative_units={limit:g}"
             )
-            return None
-        job = self.hook.get_job(job_id)
-        if job["status"] in ("failure", "canceled"):
-            self.log.info("Job %s of an earlier try ended %s: submitting a new job", job_id, job["status"])
-            return None
-        self.log.info("Reattaching to job %s submitted by an earlier try (status %s)", job_id, job["status"])
-        self._publish_job(context, job_id)
-        cost, submitted_at = record.get("cost"), record.get("submitted_at")
-        return Submission(
-            job=job,
-            cost=float(cost) if isinstance(cost, int | float) else None,
-            submitted_at=float(submitted_at) if isinstance(submitted_at, int | float) else time.time(),
-        )
+        self.log.info("Cost estimate: %s creative units (limit %g)", estimate, limit)
 
-    def _submit(
-        self, context: Context, inputs: dict[str, Any], digest: str, limit: float | None
-    ) -> Submission:
-        if limit is not None:
-            estimate = self.hook.run_model(self.model_id, inputs, dry_run=True).get("creativeUnitsCost")
-            if estimate is not None and float(estimate) > limit:
-                raise AirflowFailException(
-                    f"Not submitting: the estimate is {estimate} creative units, above max_creative_units={limit:g}"
-                )
-            self.log.info("Cost estimate: %s creative units (limit %g)", estimate, limit)
-        submitted_at = time.time()
-        response = self.hook.run_model(self.model_id, inputs)
-        job = dict(response["job"])
-        job_id = str(job["jobId"])
-        raw_cost = response.get("creativeUnitsCost")
-        cost = float(raw_cost) if isinstance(raw_cost, int | float) else None
-        store = context.get("task_state_store")
-        if store is not None:
-            store.set(
-                STATE_KEY,
-                {"job_id": job_id, "inputs_digest": digest, "cost": cost, "submitted_at": submitted_at},
+    def _submit(self, context: Context, inputs: dict[str, Any]) -> Submission:
+        task_state = context.get("task_state_store")
+        adopt_since = None
+        if task_state is None and context["ti"].try_number > 1:
+            # Without a store that outlives a try, what an earlier try sent is found by its inputs alone.
+            adopt_since = _run_start(context)
+        submission = self.hook.submit_once(
+            self.model_id,
+            inputs,
+            store=TaskStateRecords(task_state) if task_state is not None else None,
+            settle_seconds=float(self.settle_seconds),
+            adopt_since=adopt_since,
+            reattach=self.reattach,
+        )
+        if submission.how == "submitted":
+            self.log.info(
+                "Submitted Scenario job %s (%s); cost: %s creative units",
+                submission.job_id,
+                self.model_id,
+                submission.cost,
             )
-        self.log.info("Submitted Scenario job %s (%s); cost: %s creative units", job_id, self.model_id, cost)
-        self._publish_job(context, job_id)
-        return Submission(job=job, cost=cost, submitted_at=submitted_at)
+        return submission
 
     def _publish_job(self, context: Context, job_id: str) -> None:
         ti = context["ti"]
@@ -273,7 +282,7 @@ class ScenarioGenerateOperator(BaseOperator):
         text = message or (
             ending_message(job) if job else f"Scenario job {job_id} ended with status {status}"
         )
-        if status == "failure" and job and rejects_inputs(job):
+        if status == "failure" and job and is_permanent_failure(job, self.permanent_failures):
             return AirflowFailException(f"{text} (the model refused the inputs: retrying cannot help)")
         return ScenarioJobError(job_id, status, text)
 
@@ -379,6 +388,7 @@ def _text_value(value: Any) -> str | None:
     return str(value).strip() or None if value not in (None, "") else None
 
 
-def _digest(model_id: str, inputs: Mapping[str, Any]) -> str:
-    canonical = json.dumps({"model_id": model_id, "inputs": inputs}, sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def _run_start(context: Context) -> float | None:
+    """Epoch seconds when this DAG run started: no try of this task can have submitted before it."""
+    started = getattr(context.get("dag_run"), "start_date", None)
+    return started.timestamp() if started is not None else None

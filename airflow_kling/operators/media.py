@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_kling.operators.errors import invalid_input_fails_task
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -54,6 +56,10 @@ class KlingPrepareMediaOperator(BaseOperator):
         self.storage_conn_id = storage_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        with invalid_input_fails_task():  # a file that is not media, or cannot fit, fails on every try
+            return self._prepare()
+
+    def _prepare(self) -> dict[str, Any]:
         from airflow_kling.media.prepare import prepare_audio, prepare_video
         from airflow_kling.storage import local_copy, publish, storage_path
 

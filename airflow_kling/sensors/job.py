@@ -31,6 +31,9 @@ class ScenarioJobSensor(BaseSensorOperator):
     :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
     :param project_id: the project the job belongs to, overriding the connection's; default none.
+    :param cancel_on_exit: cancel the job when the deferred sensor times out or is killed; default
+        ``False``: a sensor watches a job that someone else submitted and pays for, and leaves it alone.
+        The synchronous sensor (poke or reschedule mode) never cancels.
     :param kwargs: ``poke_interval`` (seconds, default 60), ``timeout`` (seconds, default 7 days),
         ``mode``, ``soft_fail`` and the rest of ``BaseSensorOperator``.
     """
@@ -45,9 +48,11 @@ class ScenarioJobSensor(BaseSensorOperator):
         scenario_conn_id: str = "scenario_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         project_id: str | None = None,
+        cancel_on_exit: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.cancel_on_exit = cancel_on_exit
         self.job_id = job_id
         self.scenario_conn_id = scenario_conn_id
         self.deferrable = deferrable
@@ -103,6 +108,7 @@ class ScenarioJobSensor(BaseSensorOperator):
                 poll_interval=float(self.poke_interval),
                 timeout_at=timeout_at,
                 project_id=self.project_id,
+                cancel_on_exit=self.cancel_on_exit,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout) + 300),

@@ -22,8 +22,12 @@ class ScenarioJobTrigger(BaseTrigger):
 
     It only ever reads (``GET /v1/jobs/{jobId}``), so a trigger restarted on another triggerer repeats
     nothing. Passing errors (unreachable API, 429, 5xx) are waited through with backoff; only a final
-    error or the deadline ends it. At ``timeout_at`` it asks the API to cancel the job and reports
-    ``timeout``: Airflow enforces no ``execution_timeout`` while a task is deferred.
+    error or the deadline ends it, with a ``timeout`` event at ``timeout_at`` (Airflow enforces no
+    ``execution_timeout`` while a task is deferred).
+
+    It cancels the job only with ``cancel_on_exit=True``, which the operators that submitted (and pay for)
+    the job set: then at its deadline and when a user kills the deferred task. A watcher of someone else's
+    job (:class:`~airflow_kling.sensors.job.ScenarioJobSensor`) leaves it alone.
 
     Fires exactly one event: ``{"status": "success"|"failure"|"canceled"|"timeout"|"error", "job_id",
     "job" (the last job object seen, or ``None``), "message"}``.
@@ -35,6 +39,7 @@ class ScenarioJobTrigger(BaseTrigger):
     :param project_id: the project the job belongs to, overriding the connection's; default none.
     :param max_poll_interval: seconds the interval may stretch to while a long job is far from its end
         (see :func:`airflow_kling.polling.next_poll_delay`); default 3 x ``poll_interval``.
+    :param cancel_on_exit: cancel the job at the deadline and when the task is killed; default ``False``.
     """
 
     def __init__(
@@ -45,6 +50,7 @@ class ScenarioJobTrigger(BaseTrigger):
         timeout_at: float | None = None,
         project_id: str | None = None,
         max_poll_interval: float | None = None,
+        cancel_on_exit: bool = False,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -55,6 +61,7 @@ class ScenarioJobTrigger(BaseTrigger):
         self.max_poll_interval = (
             float(max_poll_interval) if max_poll_interval else self.poll_interval * STRETCH
         )
+        self.cancel_on_exit = bool(cancel_on_exit)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -66,6 +73,7 @@ class ScenarioJobTrigger(BaseTrigger):
                 "timeout_at": self.timeout_at,
                 "project_id": self.project_id,
                 "max_poll_interval": self.max_poll_interval,
+                "cancel_on_exit": self.cancel_on_exit,
             },
         )
 
@@ -110,15 +118,20 @@ class ScenarioJobTrigger(BaseTrigger):
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
 
     async def on_kill(self) -> None:
-        """Cancel the remote job when a user marks the deferred task failed, clears it or kills it."""
+        """With ``cancel_on_exit``: cancel the remote job when a user marks the deferred task failed, clears
+        it or kills it."""
+        if not self.cancel_on_exit:
+            return
         from airflow_kling.hooks.scenario_async import session_lease
 
         async with session_lease():
             await self._cancel(self._hook(), "the task was killed")
 
     async def _timed_out(self, hook: Any, job: dict[str, Any] | None) -> dict[str, Any]:
-        cancelled = await self._cancel(hook, "its deadline passed")
         message = f"Scenario job {self.job_id} did not finish before its deadline"
+        if not self.cancel_on_exit:
+            return self._event("timeout", job, message + "; it was left running (not this task's to cancel)")
+        cancelled = await self._cancel(hook, "its deadline passed")
         message += "; it was cancelled" if cancelled else "; cancelling it was refused or failed"
         return self._event("timeout", job, message)
 

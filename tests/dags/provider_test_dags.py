@@ -12,7 +12,7 @@ from airflow.sdk import DAG
 from airflow_kling.operators.generate import KlingLipsyncOperator, ScenarioGenerateOperator
 from airflow_kling.sensors.job import ScenarioJobSensor
 
-FAST = {"poll_interval": 0.2, "retries": 1, "retry_delay": timedelta(seconds=0)}
+FAST = {"poll_interval": 0.2, "settle_seconds": 1.0, "retries": 1, "retry_delay": timedelta(seconds=0)}
 PARAMS = {"video": "", "audio": "", "text": "", "voice_speed": "", "max_cu": None}
 
 for mode, deferrable in (("sync", False), ("deferrable", True)):
@@ -44,6 +44,15 @@ for mode, deferrable in (("sync", False), ("deferrable", True)):
             soft_fail=True,
         )
         submit >> sense
+
+    with DAG(f"sense_briefly_{mode}", schedule=None, params={"job_id": ""}):
+        ScenarioJobSensor(
+            task_id="sense",
+            job_id="{{ params.job_id }}",
+            poke_interval=0.2,
+            timeout=1.5,
+            deferrable=deferrable,
+        )
 
 with DAG("sense_given_job", schedule=None, params={"job_id": ""}):
     ScenarioJobSensor(

@@ -1,0 +1,21 @@
+"""Errors that no retry can fix end the task at once, whatever its ``retries``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_kling.exceptions import MediaError, ScenarioValidationError
+
+
+@contextmanager
+def invalid_input_fails_task() -> Iterator[None]:
+    """Raise :class:`ScenarioValidationError` (bad arguments) and :class:`MediaError` (a file that is not
+    media or cannot be made to fit) as ``AirflowFailException``: the same input fails the same way on every
+    try, so the task fails on this one instead of sitting through its retries and their delays."""
+    try:
+        yield
+    except (ScenarioValidationError, MediaError) as error:
+        raise AirflowFailException(str(error)) from None

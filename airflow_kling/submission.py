@@ -1,0 +1,305 @@
+"""Submit a Scenario job once, and find it again when its answer was lost.
+
+The API has no idempotency key: a ``POST /generate/...`` whose answer never came (HTTP 500, 502 or 504, a
+dropped connection, a read timeout) may or may not have created a billed job. So before each ``POST`` an
+*intent* is recorded (model, a digest of the inputs, the time), and after an ambiguous outcome, or when a
+later try finds an intent with no job id (a worker died between the ``POST`` and the write of the id), the
+job is looked for: ``GET /jobs?createdAfter=<intent time>`` paged to the end, a job of that model whose
+``metadata.input`` holds every input that was sent, with the same values, not already claimed by another
+try. Found: it is adopted. Not found: the lookup goes on for a settle window (a request still in flight
+creates its job late), then the job is submitted.
+
+The one case this cannot tell apart: two submissions of identical inputs to the same model within the same
+window (e.g. two DAG runs of the same clip in the same second): one may adopt the other's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_kling.exceptions import ScenarioAmbiguousSubmitError, ScenarioNotFoundError
+from airflow_kling.jobs import JobStatus
+
+if TYPE_CHECKING:
+    from logging import Logger
+
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+DEFAULT_SETTLE_SECONDS = 90.0
+"""Seconds to keep looking for the job of a lost answer before submitting again: longer than the API's
+read timeout (60 s by default), so that a request still in flight has created its job by then."""
+LOOKUP_INTERVAL = 5.0
+"""Seconds between two lookups within the settle window."""
+CLOCK_SKEW = 5.0
+"""Seconds the lookup reaches back before the intent's time, for a server clock behind this machine's."""
+MAX_SUBMISSIONS = 3
+"""Ambiguous submissions one call makes at most before it gives up (the task's retry looks again)."""
+
+
+def inputs_digest(model_id: str, inputs: Mapping[str, Any]) -> str:
+    """A stable digest of a model and its inputs: the same submission has the same digest."""
+    canonical = json.dumps({"model_id": model_id, "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SubmitRecord:
+    """What a try writes down about its submission, for a later try to read.
+
+    :param inputs_digest: :func:`inputs_digest` of what was (or was about to be) sent.
+    :param intent_at: epoch seconds just before the ``POST``.
+    :param job_id: the job, once known; ``None`` while the ``POST`` has not answered.
+    :param cost: creative units the submission's answer gave.
+    :param claimed: jobs of earlier tries that a lookup must not adopt (they failed or were given up).
+    """
+
+    inputs_digest: str
+    intent_at: float
+    job_id: str | None = None
+    cost: float | None = None
+    claimed: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "claimed": list(self.claimed)}
+
+    @classmethod
+    def from_json(cls, value: Any) -> SubmitRecord | None:
+        """A record read back, or ``None`` for anything that is not one (an older format, a foreign key)."""
+        if not isinstance(value, Mapping) or not isinstance(value.get("inputs_digest"), str):
+            return None
+        intent_at = value.get("intent_at")
+        cost = value.get("cost")
+        return cls(
+            inputs_digest=value["inputs_digest"],
+            intent_at=float(intent_at) if isinstance(intent_at, int | float) else 0.0,
+            job_id=str(value["job_id"]) if value.get("job_id") else None,
+            cost=float(cost) if isinstance(cost, int | float) else None,
+            claimed=tuple(str(job) for job in value.get("claimed") or ()),
+        )
+
+
+class RecordStore(Protocol):
+    """Where a submission's record lives between tries (the task's ``task_state_store``, a dict in tests)."""
+
+    def load(self) -> SubmitRecord | None: ...
+
+    def save(self, record: SubmitRecord) -> None: ...
+
+
+@dataclass
+class MemoryRecordStore:
+    """A :class:`RecordStore` in memory: what a plain hook user gets by default (one process, one try)."""
+
+    record: SubmitRecord | None = None
+
+    def load(self) -> SubmitRecord | None:
+        return self.record
+
+    def save(self, record: SubmitRecord) -> None:
+        self.record = record
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The job a submission ended with.
+
+    :param job: the job object (as the submission answered, or as last read).
+    :param cost: creative units billed, when the API said.
+    :param submitted_at: epoch seconds of the intent behind it (a deadline counts from here).
+    :param how: ``submitted``, ``adopted`` (found after a lost answer) or ``reattached`` (an earlier
+        try's job, still running or done).
+    """
+
+    job: dict[str, Any]
+    cost: float | None
+    submitted_at: float
+    how: str = "submitted"
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job["jobId"])
+
+
+def iso_utc(timestamp: float) -> str:
+    """Epoch seconds as the API writes dates: ISO-8601 with milliseconds and ``Z``."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def holds_inputs(job: Mapping[str, Any], model_id: str, inputs: Mapping[str, Any]) -> bool:
+    """Whether a listed job is a submission of ``inputs`` to ``model_id``: every input sent is in its
+    ``metadata.input`` with the same value (the API may add defaults), and its model, when the job names
+    one, is the same."""
+    named_model = job.get("modelId") or (job.get("metadata") or {}).get("modelId")
+    if named_model and named_model != model_id:
+        return False
+    recorded = (job.get("metadata") or {}).get("input")
+    if not isinstance(recorded, Mapping):
+        return False
+    return all(key in recorded and recorded[key] == value for key, value in inputs.items())
+
+
+def find_submitted_job(
+    hook: ScenarioHook,
+    model_id: str,
+    inputs: Mapping[str, Any],
+    *,
+    created_after: float,
+    exclude: Collection[str] = (),
+    skip_ended_unsuccessfully: bool = False,
+) -> dict[str, Any] | None:
+    """The oldest job created after ``created_after`` (epoch seconds, less :data:`CLOCK_SKEW`) that holds
+    these inputs and is not in ``exclude``; ``None`` when there is none.
+
+    :param skip_ended_unsuccessfully: pass over jobs that failed or were canceled (used when no record
+        says which jobs earlier tries had already given up on).
+    """
+    found: list[dict[str, Any]] = []
+    for job in hook.list_jobs(created_after=iso_utc(created_after - CLOCK_SKEW), page_size=100):
+        if str(job.get("jobId")) in exclude or not holds_inputs(job, model_id, inputs):
+            continue
+        if skip_ended_unsuccessfully and job.get("status") in (JobStatus.FAILURE, JobStatus.CANCELED):
+            continue
+        found.append(job)
+    return min(found, key=lambda job: str(job.get("createdAt") or "")) if found else None
+
+
+@dataclass
+class SubmitOnce:
+    """Submit ``inputs`` to ``model_id`` so that one call, and the tries after it that share ``store``,
+    pay for one job at most. See the module's description for how, and its one limit.
+
+    :param hook: the sync hook that sends the requests.
+    :param store: where the record lives between tries; default one in memory (this call only).
+    :param settle_seconds: how long to keep looking for the job of a lost answer before submitting again;
+        default :data:`DEFAULT_SETTLE_SECONDS`.
+    :param adopt_since: with no record from an earlier try (a store that does not outlive a try), adopt a
+        matching job created after this time (epoch seconds) that has not failed; default none.
+    :param reattach: follow the job an earlier try recorded, while it runs or once it succeeded; default
+        ``True``.
+    """
+
+    hook: ScenarioHook
+    store: RecordStore = field(default_factory=MemoryRecordStore)
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    adopt_since: float | None = None
+    reattach: bool = True
+    log: Logger | Any = None
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            self.log = self.hook.log
+
+    def __call__(self, model_id: str, inputs: Mapping[str, Any]) -> Submission:
+        inputs = dict(inputs)
+        digest = inputs_digest(model_id, inputs)
+        record = self.store.load()
+        if record is not None and record.inputs_digest != digest:
+            self.log.info("Inputs changed since an earlier try: its job is not followed")
+            record = None
+        claimed: tuple[str, ...] = record.claimed if record else ()
+        if record is not None and self.reattach:
+            if record.job_id:
+                followed = self._follow(record)
+                if followed is not None:
+                    return followed
+                claimed = (*claimed, record.job_id)
+            else:
+                self.log.warning(
+                    "An earlier try sent a submission at %s whose answer was never recorded: looking for its job",
+                    iso_utc(record.intent_at),
+                )
+                job = self._look(model_id, inputs, record.intent_at, claimed, record.intent_at)
+                if job is not None:
+                    return self._adopt(job, record, claimed)
+        elif self.adopt_since is not None:
+            self.log.warning(
+                "No record of earlier tries is kept here: looking for a job with these inputs created since %s",
+                iso_utc(self.adopt_since),
+            )
+            job = find_submitted_job(
+                self.hook, model_id, inputs, created_after=self.adopt_since, skip_ended_unsuccessfully=True
+            )
+            if job is not None:
+                return self._adopt(job, SubmitRecord(digest, self.adopt_since), claimed)
+        return self._submit(model_id, inputs, digest, claimed)
+
+    def _follow(self, record: SubmitRecord) -> Submission | None:
+        job_id = str(record.job_id)
+        try:
+            job = self.hook.get_job(job_id)
+        except ScenarioNotFoundError:
+            self.log.warning(
+                "Job %s of an earlier try is not known to the API (another project, or purged): submitting anew",
+                job_id,
+            )
+            return None
+        if job.get("status") in (JobStatus.FAILURE, JobStatus.CANCELED):
+            self.log.info("Job %s of an earlier try ended %s: submitting a new job", job_id, job["status"])
+            return None
+        self.log.info("Reattaching to job %s submitted by an earlier try (status %s)", job_id, job["status"])
+        return Submission(job, record.cost, record.intent_at, "reattached")
+
+    def _submit(
+        self, model_id: str, inputs: dict[str, Any], digest: str, claimed: tuple[str, ...]
+    ) -> Submission:
+        for _ in range(MAX_SUBMISSIONS):
+            intent = SubmitRecord(digest, self.clock(), claimed=claimed)
+            self.store.save(intent)  # before the POST: a try that dies after it knows to look
+            try:
+                response = self.hook.run_model(model_id, inputs)
+            except ScenarioAmbiguousSubmitError as error:
+                self.log.warning("%s Looking for the job for up to %.0f s.", error, self.settle_seconds)
+                job = self._look(model_id, inputs, intent.intent_at, claimed, self.clock())
+                if job is not None:
+                    return self._adopt(job, intent, claimed)
+                self.log.warning("No job was created by the lost submission: submitting again")
+                continue
+            job = dict(response["job"])
+            raw_cost = response.get("creativeUnitsCost")
+            cost = float(raw_cost) if isinstance(raw_cost, int | float) else None
+            submission = Submission(job, cost, intent.intent_at)
+            self.store.save(SubmitRecord(digest, intent.intent_at, submission.job_id, cost, claimed))
+            return submission
+        raise ScenarioAmbiguousSubmitError(
+            f"{MAX_SUBMISSIONS} submissions to {model_id} in a row lost their answer and no job was found: "
+            "not submitting again in this try (a retry looks for the job first)"
+        )
+
+    def _look(
+        self,
+        model_id: str,
+        inputs: Mapping[str, Any],
+        since: float,
+        claimed: Collection[str],
+        settle_from: float,
+    ) -> dict[str, Any] | None:
+        """Look for the job until one is found or the settle window after ``settle_from`` has passed."""
+        settle_until = settle_from + self.settle_seconds
+        while True:
+            job = find_submitted_job(self.hook, model_id, inputs, created_after=since, exclude=claimed)
+            left = settle_until - self.clock()
+            if job is not None or left <= 0:
+                return job
+            self.sleep(min(LOOKUP_INTERVAL, left))
+
+    def _adopt(self, job: dict[str, Any], intent: SubmitRecord, claimed: tuple[str, ...]) -> Submission:
+        job_id = str(job["jobId"])
+        self.log.warning(
+            "Adopting job %s (created %s): it holds these inputs, so it is the job of the submission whose "
+            "answer was lost; no second job is submitted",
+            job_id,
+            job.get("createdAt"),
+        )
+        from airflow_kling.jobs import job_cost
+
+        cost = job_cost(job)
+        self.store.save(SubmitRecord(intent.inputs_digest, intent.intent_at, job_id, cost, claimed))
+        return Submission(job, cost, intent.intent_at, "adopted")
