@@ -37,7 +37,11 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Scenario",
-                "python-modules": ["airflow_kling.operators.generate"],
+                "python-modules": [
+                    "airflow_kling.operators.assets",
+                    "airflow_kling.operators.generate",
+                    "airflow_kling.operators.media",
+                ],
             }
         ],
         "sensors": [{"integration-name": "Scenario", "python-modules": ["airflow_kling.sensors.job"]}],

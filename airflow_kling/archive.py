@@ -63,6 +63,7 @@ def archive_assets(
     """
     jobs: dict[str, dict[str, Any]] = {}
     model_ids: dict[str, str | None] = {}
+    folders: dict[str, list[ObjectStoragePath]] = {}
     archived: list[ArchivedFile] = []
     for asset_id in asset_ids:
         asset = hook.get_asset(asset_id)
@@ -72,9 +73,12 @@ def archive_assets(
             model_ids[job_id] = (asset.get("metadata") or {}).get("modelId") or jobs[job_id].get("modelId")
         target = destination / _render(file_name_template, asset, job_id)
         archived.append(_archive_one(hook, asset, job_id, target, overwrite))
+        if target.parent not in folders.setdefault(job_id, []):
+            folders[job_id].append(target.parent)
     for job_id, job in jobs.items():
         files = [item for item in archived if item.job_id == job_id]
-        _write_manifest(destination, file_name_template, job_id, model_ids[job_id], job, files)
+        for folder in folders[job_id]:  # beside the job's files, wherever the template put them
+            _write_manifest(folder, job_id, model_ids[job_id], job, files)
     return archived
 
 
@@ -161,8 +165,7 @@ def _manifest_says(target: ObjectStoragePath, asset_id: str, sha256: str) -> boo
 
 
 def _write_manifest(
-    destination: ObjectStoragePath,
-    template: str,
+    folder: ObjectStoragePath,
     job_id: str,
     model_id: str | None,
     job: dict[str, Any],
@@ -194,6 +197,5 @@ def _write_manifest(
             for item in files
         ],
     }
-    folder = (destination / template.format(job_id=job_id, asset_id="x", ext="x")).parent
     with atomic_writer(folder / MANIFEST_NAME) as out:
         out.write(json.dumps(manifest, indent=2, sort_keys=True).encode())

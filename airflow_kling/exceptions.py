@@ -7,6 +7,8 @@ the HTTP status, the method, the path and the API's own message only.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ScenarioError(Exception):
     """Base class of every error raised by ``airflow_kling``.
@@ -82,13 +84,15 @@ class ScenarioJobError(ScenarioError):
     """A job ended in ``failure`` or ``canceled``, or could not be waited for.
 
     :param job_id: the Scenario job id.
-    :param status: the job's last status.
+    :param status: the job's last status (or ``timeout``/``error`` when it could not be waited for).
     :param message: what went wrong, including the job's ``metadata.error`` and ``metadata.hint``.
+    :param job: the last job object seen, when there is one.
     """
 
-    def __init__(self, job_id: str, status: str, message: str) -> None:
+    def __init__(self, job_id: str, status: str, message: str, job: dict[str, Any] | None = None) -> None:
         self.job_id = job_id
         self.status = status
+        self.job = job
         super().__init__(message)
 
 

@@ -87,6 +87,29 @@ def job_result(job: dict[str, Any], cost: float | None = None) -> dict[str, Any]
     }
 
 
+def successful_job(news: Any) -> dict[str, Any]:
+    """What every waiter does with its last news of a job (the operators synchronous and deferred, the
+    sensor poking and deferred): the job when it succeeded, else :class:`ScenarioJobError`.
+
+    :param news: a job object that has ended (``jobId``, ``status``, ...) or a trigger event
+        (``status``, ``job_id``, ``job``, ``message``; a malformed one is an error, never a success).
+    :raises ScenarioJobError: the job failed, was canceled, timed out or could not be followed; it carries
+        the job's error and hint in its message and the last job object seen as ``job``.
+    """
+    from airflow_kling.exceptions import ScenarioJobError
+
+    if isinstance(news, dict) and "jobId" in news:
+        job: dict[str, Any] | None = news
+        job_id, status, message = str(news["jobId"]), str(news.get("status")), ending_message(news)
+    else:
+        event = check_event(news)
+        job, job_id, status = event.get("job"), str(event["job_id"]), str(event["status"])
+        message = str(event.get("message") or f"Scenario job {job_id} ended with status {status}")
+    if status == JobStatus.SUCCESS and job:
+        return dict(job)
+    raise ScenarioJobError(job_id, status, message, job)
+
+
 def check_event(event: Any) -> dict[str, Any]:
     """A trigger event as operators and sensors resume with it; anything malformed is an error, never a
     success."""

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-TERMINAL = {"success", "failure", "canceled"}
+from airflow_kling.jobs import TERMINAL_STATUSES
 
 
 async def ours(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str, Any], float]]:
@@ -38,7 +38,7 @@ async def http_provider(job_ids: list[str], poll_interval: float) -> list[tuple[
             async with hook.session() as http:
                 response = await http.run(endpoint=f"jobs/{job_id}")
                 job = (await response.json())["job"]
-            if job["status"] in TERMINAL:
+            if job["status"] in TERMINAL_STATUSES:
                 return {"status": job["status"], "job_id": job_id, "job": job}, time.time()
             await asyncio.sleep(poll_interval)
 
@@ -63,7 +63,7 @@ def main() -> None:
     delays = []
     for payload, received in results:
         success = next(
-            e["date"] for e in reversed(payload["job"]["statusHistory"]) if e["status"] in TERMINAL
+            e["date"] for e in reversed(payload["job"]["statusHistory"]) if e["status"] in TERMINAL_STATUSES
         )
         from datetime import datetime
 

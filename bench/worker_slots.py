@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from airflow_kling.jobs import TERMINAL_STATUSES
 from bench.common import describe_machine, print_table
 
 
@@ -80,7 +81,7 @@ def sleep_loop_task(video: str, poll: float) -> float:
     started = time.perf_counter()
     hook = ScenarioHook()
     job_id = hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "Hello"})["job"]["jobId"]
-    while hook.get_job(job_id)["status"] not in ("success", "failure", "canceled"):
+    while hook.get_job(job_id)["status"] not in TERMINAL_STATUSES:
         time.sleep(poll)
     return time.perf_counter() - started
 

@@ -18,12 +18,11 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
+from airflow_kling.media.limits import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator
 from airflow_kling.operators.generate import KlingLipsyncOperator
 
 POOL = "kling_lipsync"
-VIDEO_SUFFIXES = (".mp4", ".mov")
-AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".aac")
 
 with DAG(
     dag_id="kling_lipsync_batch",
@@ -66,9 +65,9 @@ with DAG(
         clips = []
         for name, path in sorted(files.items()):
             stem, suffix = os.path.splitext(name)
-            if suffix.lower() not in VIDEO_SUFFIXES:
+            if suffix.lower() not in VIDEO_EXTENSIONS:
                 continue
-            audio = next((files[stem + s] for s in AUDIO_SUFFIXES if stem + s in files), None)
+            audio = next((files[stem + s] for s in AUDIO_EXTENSIONS if stem + s in files), None)
             clips.append({"name": stem, "video": str(path), "audio": str(audio) if audio else None})
         if not clips:
             raise ValueError(f"No .mp4 or .mov clip in {source}")

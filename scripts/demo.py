@@ -2,7 +2,8 @@
 
 Starts the emulator, runs ``kling_lipsync_pipeline`` with ``airflow dags test`` on SQLite in
 ``.demo/airflow``, prints where the archived video and its manifest are, and stops the emulator.
-Set AIRFLOW_CONN_SCENARIO_DEFAULT to real credentials and pass ``--real`` to run against the real API.
+Set AIRFLOW_CONN_SCENARIO_DEFAULT (or SCENARIO_SDK_API_KEY and SCENARIO_SDK_API_SECRET) to real credentials and
+pass ``--real`` to run against the real API.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+
+from airflow_kling.hooks.connection import API_KEY_ENV, API_SECRET_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -34,7 +37,9 @@ def airflow(*arguments: str, env: dict[str, str], quiet: bool = True) -> subproc
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--real", action="store_true", help="use AIRFLOW_CONN_SCENARIO_DEFAULT, not the emulator"
+        "--real",
+        action="store_true",
+        help="use the real API (AIRFLOW_CONN_SCENARIO_DEFAULT or SCENARIO_SDK_API_KEY/_SECRET), not the emulator",
     )
     parser.add_argument("--conf", default="{}", help='DAG run conf as JSON, e.g. \'{"text": "Hello!"}\'')
     args = parser.parse_args()
@@ -56,8 +61,13 @@ def main() -> int:
             emulator = stack.enter_context(run_emulator(job_seconds=6))
             env["AIRFLOW_CONN_SCENARIO_DEFAULT"] = emulator.connection_uri()
             print(f"Scenario emulator on {emulator.base_url}")
-        elif "AIRFLOW_CONN_SCENARIO_DEFAULT" not in env:
-            raise SystemExit("--real needs AIRFLOW_CONN_SCENARIO_DEFAULT with your API key and secret")
+        elif "AIRFLOW_CONN_SCENARIO_DEFAULT" not in env and not (
+            env.get(API_KEY_ENV) and env.get(API_SECRET_ENV)
+        ):
+            raise SystemExit(
+                f"--real needs your API key and secret: AIRFLOW_CONN_SCENARIO_DEFAULT, or {API_KEY_ENV} and "
+                f"{API_SECRET_ENV} (as the hook reads them)"
+            )
         print(f"Airflow home {home} (SQLite); migrating the database...")
         airflow("db", "migrate", env=env)
         airflow("dags", "reserialize", env=env)

@@ -74,6 +74,20 @@ def test_archive_to_local_disk_with_a_manifest(scenario_emulator: EmulatorServer
     assert leftovers(tmp_path) == []
 
 
+def test_the_manifest_goes_beside_the_files_whatever_the_template(
+    scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    job_id, asset_id = finished_job(scenario_emulator)
+    (archived,) = archive_assets(
+        ScenarioHook(), [asset_id], storage_path(tmp_path), file_name_template="{asset_id}/{job_id}.{ext}"
+    )
+    assert archived.uri == f"file://{tmp_path / asset_id / job_id}.mp4"
+    manifest = json.loads((tmp_path / asset_id / "manifest.json").read_text())
+    assert manifest["job_id"] == job_id
+    assert manifest["files"][0]["uri"] == archived.uri
+    assert sorted(p.name for p in tmp_path.iterdir()) == [asset_id]  # nothing written to a made-up folder
+
+
 def test_rerun_skips_and_a_different_file_is_refused(
     scenario_emulator: EmulatorServer, tmp_path: Path
 ) -> None:

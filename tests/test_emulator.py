@@ -11,7 +11,7 @@ import requests
 from scenario_sdk import AuthenticationError, BadRequestError, Scenario
 
 from airflow_kling.emulator import EmulatorServer, run_emulator
-from airflow_kling.media.probe import probe
+from airflow_kling.media.probing import probe
 from tests.media_samples import sample_audio, sample_video
 
 MODEL = "model_kling-lip-sync"

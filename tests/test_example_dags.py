@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -106,3 +107,22 @@ def test_pipeline_refuses_a_destination_it_cannot_write_before_paying(
     assert "destination='foo://bucket/out' cannot be written to" in run.output
     assert scenario_emulator.store.requests("^/v1/generate/") == []
     assert scenario_emulator.store.requests("^/v1/uploads") == []
+
+
+def test_demo_real_mode_names_both_ways_to_give_credentials() -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AIRFLOW_CONN_SCENARIO_DEFAULT", "SCENARIO_SDK_API_KEY", "SCENARIO_SDK_API_SECRET")
+    }
+    result = subprocess.run(
+        [sys.executable, str(DAGS.parent / "scripts" / "demo.py"), "--real"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert (
+        "AIRFLOW_CONN_SCENARIO_DEFAULT, or SCENARIO_SDK_API_KEY and SCENARIO_SDK_API_SECRET" in result.stderr
+    )

@@ -10,7 +10,7 @@ import pytest
 from airflow_kling.exceptions import MediaError
 from airflow_kling.media.limits import check_audio, check_video
 from airflow_kling.media.prepare import fit_size, prepare_audio, prepare_video
-from airflow_kling.media.probe import probe
+from airflow_kling.media.probing import probe
 from airflow_kling.media.samples import make_audio, make_video
 
 

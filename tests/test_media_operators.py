@@ -12,7 +12,7 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioAPIError
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.media.limits import check_audio, check_video
-from airflow_kling.media.probe import probe
+from airflow_kling.media.probing import probe
 from airflow_kling.media.samples import make_audio, make_video
 from airflow_kling.operators.assets import ScenarioUploadAssetOperator
 from airflow_kling.operators.media import KlingPrepareMediaOperator

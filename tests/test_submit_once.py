@@ -56,27 +56,30 @@ def test_a_connection_dropped_after_creation_adopts_the_job(
     assert submission.how == "adopted"
 
 
-def test_an_answer_past_the_read_timeout_adopts_the_job(
-    monkeypatch: pytest.MonkeyPatch, inputs: dict[str, object], scenario_emulator: EmulatorServer
-) -> None:
+@pytest.fixture
+def impatient_hook(monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer) -> ScenarioHook:
+    """A hook that stops waiting for an answer after half a second."""
     conn = json.loads(scenario_emulator.connection_uri())
     conn["extra"] = {"timeout": 0.5}
     monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    return ScenarioHook()
+
+
+def test_an_answer_past_the_read_timeout_adopts_the_job(
+    impatient_hook: ScenarioHook, inputs: dict[str, object], scenario_emulator: EmulatorServer
+) -> None:
     scenario_emulator.add_fault(GENERATE, delay=2.0, after=True)
-    submission = ScenarioHook().submit_once(MODEL, inputs, settle_seconds=0)
+    submission = impatient_hook.submit_once(MODEL, inputs, settle_seconds=0)
     time.sleep(2.0)  # the late answer has come and gone: still one job
     assert list(scenario_emulator.store.jobs) == [submission.job_id]
     assert len(generate_posts(scenario_emulator)) == 1
 
 
 def test_a_request_in_flight_that_creates_its_job_late_is_waited_for(
-    monkeypatch: pytest.MonkeyPatch, inputs: dict[str, object], scenario_emulator: EmulatorServer
+    impatient_hook: ScenarioHook, inputs: dict[str, object], scenario_emulator: EmulatorServer
 ) -> None:
-    conn = json.loads(scenario_emulator.connection_uri())
-    conn["extra"] = {"timeout": 0.5}
-    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
     scenario_emulator.add_fault(GENERATE, delay=1.5)  # the job appears 1.5 s after the request
-    submission = ScenarioHook().submit_once(MODEL, inputs, settle_seconds=10)
+    submission = impatient_hook.submit_once(MODEL, inputs, settle_seconds=10)
     assert list(scenario_emulator.store.jobs) == [submission.job_id]
     assert submission.how == "adopted"
     assert len(generate_posts(scenario_emulator)) == 1

@@ -27,6 +27,7 @@ from airflow_kling.emulator.store import (
     Upload,
     iso,
 )
+from airflow_kling.media.limits import KLING_LIPSYNC_MODEL_ID
 
 STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
 TRUNCATE_KEY: web.RequestKey[bool] = web.RequestKey("truncate", bool)
@@ -243,7 +244,7 @@ def render_asset(store: Store, asset: Asset, origin: str) -> dict[str, Any]:
     }
     if asset.parent_job_id:
         metadata["parentJobId"] = asset.parent_job_id
-        metadata["modelId"] = kling.MODEL_ID
+        metadata["modelId"] = KLING_LIPSYNC_MODEL_ID
     return {
         "id": asset.id,
         "url": f"{origin}/_files/{resource}?{store.signed_query(resource)}",
@@ -303,7 +304,7 @@ def render_upload(store: Store, upload: Upload, origin: str) -> dict[str, Any]:
 async def run_model(request: web.Request) -> web.Response:
     store = _store(request)
     model_id = request.match_info["model_id"]
-    if model_id != kling.MODEL_ID:
+    if model_id != KLING_LIPSYNC_MODEL_ID:
         raise ApiError(404, f"Model {model_id} not found")
     inputs = await _json_body(request)
     try:

@@ -10,18 +10,18 @@ from typing import Any
 from airflow_kling.media.limits import (
     AUDIO_EXTENSIONS,
     AUDIO_MAX_BYTES,
+    KLING_LIPSYNC_MODEL_ID,
+    TEXT_MAX_CHARS,
     VIDEO_EXTENSIONS,
     VIDEO_MAX_BYTES,
     VIDEO_MAX_SECONDS,
     VIDEO_MAX_SIDE,
     VIDEO_MIN_SECONDS,
     VIDEO_MIN_SIDE,
+    VOICE_SPEED_RANGE,
 )
 
-MODEL_ID = "model_kling-lip-sync"
 INPUT_NAMES = frozenset({"videoUrl", "audioFile", "text", "voiceId", "voiceSpeed"})
-TEXT_MAX_CHARS = 120
-VOICE_SPEED_RANGE = (0.8, 2.0)
 CU_PER_SECOND = 10
 """Creative units the emulator bills per started second of input video."""
 
@@ -40,7 +40,7 @@ def validate_inputs(inputs: Any, find_asset: Callable[[str], dict[str, Any] | No
         raise InputError("The request body must be a JSON object of the model's inputs")
     unknown = sorted(set(inputs) - INPUT_NAMES)
     if unknown:
-        raise InputError(f"Unknown input(s) for {MODEL_ID}: {', '.join(unknown)}")
+        raise InputError(f"Unknown input(s) for {KLING_LIPSYNC_MODEL_ID}: {', '.join(unknown)}")
     video = _asset_input(inputs, "videoUrl", "video", find_asset, required=True)
     if video is not None:
         _check_extension("videoUrl", video, VIDEO_EXTENSIONS)

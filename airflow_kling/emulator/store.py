@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from airflow_kling.exceptions import MediaError
+from airflow_kling.jobs import TERMINAL_STATUSES, JobStatus
 
 AUTHOR_ID = "user_emulator"
 DEFAULT_OWNER_ID = "proj_emulator"
-TERMINAL = ("success", "failure", "canceled")
 # Share of a job's duration at which each status begins.
 PHASES = (("queued", 0.0), ("warming-up", 0.1), ("in-progress", 0.2), ("finalizing", 0.9))
 OUTCOMES = ("success", "failure", "canceled", "stuck")
@@ -406,9 +406,9 @@ class Store:
         job = self.job(job_id)
         with self.lock:
             status, _ = self.job_state(job)
-            if status in TERMINAL:
+            if status in TERMINAL_STATUSES:
                 raise ApiError(400, f"Job {job_id} is already {status} and cannot be canceled")
-            job.forced_status = "canceled"
+            job.forced_status = JobStatus.CANCELED
             job.ended_at = time.time()
         return job
 
@@ -443,7 +443,7 @@ class Store:
             if job.forced_status and job.ended_at is not None and at > job.ended_at:
                 break
             history.append({"date": iso(at), "status": name})
-        if status in TERMINAL:
+        if status in TERMINAL_STATUSES:
             end = job.ended_at or job.created_at + job.seconds
             history.append({"date": iso(end), "status": status})
         return history
@@ -496,7 +496,7 @@ def media_properties(path: Path, kind: str) -> dict[str, Any]:
     """What the API reports in ``asset.properties`` for an uploaded audio or video file."""
     if kind not in ("audio", "video"):
         return {}
-    from airflow_kling.media.probe import probe
+    from airflow_kling.media.probing import probe
 
     info = probe(path)
     if kind == "video" and not info.has_video:

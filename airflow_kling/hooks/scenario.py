@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from airflow_kling.submission import RecordStore, Submission
 
 
+_USE_REQUEST = (
+    "ScenarioHook does not offer HttpHook's run methods (they would send no credentials): use "
+    "hook.request(method, path, params=..., body=...) or the hook's API methods"
+)
+
+
 class ScenarioHook(HttpHook):
     """Call the Scenario REST API with the credentials of an Airflow connection of type ``scenario``.
 
@@ -45,10 +51,8 @@ class ScenarioHook(HttpHook):
     conn_type = "scenario"
     hook_name = "Scenario"
 
-    def __init__(
-        self, scenario_conn_id: str = default_conn_name, *, project_id: str | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(method="GET", http_conn_id=scenario_conn_id, **kwargs)
+    def __init__(self, scenario_conn_id: str = default_conn_name, *, project_id: str | None = None) -> None:
+        super().__init__(method="GET", http_conn_id=scenario_conn_id)
         self.scenario_conn_id = scenario_conn_id
         self.project_id = project_id
 
@@ -83,7 +87,23 @@ class ScenarioHook(HttpHook):
 
     @cached_property
     def session(self) -> requests.Session:
+        """The hook's one keep-alive session (see :meth:`get_conn`)."""
         return self.get_conn()
+
+    # HttpHook's generic calls go through get_conn()'s session, which carries no credentials: a call such as
+    # hook.run("jobs") would silently send an unauthenticated request. The hook does not offer them.
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available on this hook: use :meth:`request` (authenticated, with the retry rules)."""
+        raise NotImplementedError(_USE_REQUEST)
+
+    def run_and_check(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available on this hook: use :meth:`request` (authenticated, with the retry rules)."""
+        raise NotImplementedError(_USE_REQUEST)
+
+    def run_with_advanced_retry(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available on this hook: use :meth:`request` (authenticated, with the retry rules)."""
+        raise NotImplementedError(_USE_REQUEST)
 
     # -- the request loop ----------------------------------------------------------------------------------
 

@@ -1,4 +1,22 @@
-"""Media handling: formats, Kling's limits and (with PyAV) probing and preparing clips.
+"""Media for Kling Lipsync: probe a clip, check it against Kling's limits, and make it fit.
 
-Importing this package is cheap; PyAV is imported only by the functions that decode or encode.
+Importing this package is cheap: PyAV (and the FFmpeg in its wheels) loads only when a function decodes or
+encodes.
 """
+
+from __future__ import annotations
+
+from airflow_kling.media.limits import Violation, check_audio, check_video
+from airflow_kling.media.prepare import PrepareReport, prepare_audio, prepare_video
+from airflow_kling.media.probing import MediaInfo, probe
+
+__all__ = [
+    "MediaInfo",
+    "PrepareReport",
+    "Violation",
+    "check_audio",
+    "check_video",
+    "prepare_audio",
+    "prepare_video",
+    "probe",
+]

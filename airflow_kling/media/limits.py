@@ -1,4 +1,5 @@
-"""Kling Lipsync's limits on its inputs, and the checks against them (no decoding here)."""
+"""Kling Lipsync's inputs and their limits, defined once for the operators, the media code, the DAGs and
+the emulator; and the checks of a probed file against them (no decoding here)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_kling.media.probe import MediaInfo
+    from airflow_kling.media.probing import MediaInfo
 
+KLING_LIPSYNC_MODEL_ID = "model_kling-lip-sync"
+"""The Scenario model id of Kling Lipsync."""
 VIDEO_EXTENSIONS = (".mp4", ".mov")
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".aac")
 VIDEO_MAX_BYTES = 100 * 1000 * 1000
@@ -20,6 +23,12 @@ VIDEO_MAX_SECONDS = 10.0
 VIDEO_MIN_SIDE = 720
 VIDEO_MAX_SIDE = 1920
 """Width and height, each, in pixels, as displayed (after rotation)."""
+TEXT_MAX_CHARS = 120
+"""Characters of ``text`` at most (text-driven lipsync)."""
+DEFAULT_VOICE_ID = "en_AOT"
+DEFAULT_VOICE_SPEED = 1.0
+VOICE_SPEED_RANGE = (0.8, 2.0)
+"""``voiceSpeed`` from, to (inclusive), with one decimal place."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from airflow_kling.media.limits import (
     check_video,
 )
 from airflow_kling.media.output import atomic_output, copy_atomically
-from airflow_kling.media.probe import MediaInfo, probe
+from airflow_kling.media.probing import MediaInfo, probe
 
 MAX_FPS = 30.0
 VIDEO_MAX_BITRATE = 8_000_000

@@ -85,7 +85,7 @@ class ScenarioUploadAssetOperator(BaseOperator):
 
     def _check(self, local: Path, kind: str) -> None:
         from airflow_kling.media.limits import check_audio, check_video
-        from airflow_kling.media.probe import probe
+        from airflow_kling.media.probing import probe
 
         info = probe(local)
         violations = check_video(info) if kind == "video" else check_audio(info)

@@ -13,13 +13,20 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_kling.exceptions import ScenarioError, ScenarioJobError, ScenarioValidationError
 from airflow_kling.jobs import (
     PERMANENT_FAILURES,
-    check_event,
-    ending_message,
+    JobStatus,
     is_permanent_failure,
     is_terminal,
     job_result,
+    successful_job,
 )
 from airflow_kling.links import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, ScenarioJobLink
+from airflow_kling.media.limits import (
+    DEFAULT_VOICE_ID,
+    DEFAULT_VOICE_SPEED,
+    KLING_LIPSYNC_MODEL_ID,
+    TEXT_MAX_CHARS,
+    VOICE_SPEED_RANGE,
+)
 from airflow_kling.operators.errors import invalid_input_fails_task
 from airflow_kling.submission import DEFAULT_SETTLE_SECONDS, SubmitRecord
 
@@ -29,7 +36,6 @@ if TYPE_CHECKING:
     from airflow_kling.hooks.scenario import ScenarioHook
     from airflow_kling.submission import Submission
 
-KLING_LIPSYNC_MODEL_ID = "model_kling-lip-sync"
 STATE_KEY = "scenario_job"
 """``task_state_store`` key under which a try records the job it submitted."""
 DEFERRAL_GRACE = 300.0
@@ -168,9 +174,7 @@ class ScenarioGenerateOperator(BaseOperator):
         if not self.wait_for_completion:
             return self._finish(job, cost)
         if is_terminal(job["status"]):  # no deferral, no wait for a job that has already ended
-            if job["status"] != "success":
-                raise self._failure(job["status"], job, "")
-            return self._finish(job, cost)
+            return self._finish(self._outcome(job), cost)
         if self.deferrable:
             from airflow_kling.triggers.job import ScenarioJobTrigger
 
@@ -193,12 +197,8 @@ class ScenarioGenerateOperator(BaseOperator):
         self, context: Context, event: dict[str, Any] | None = None, cost: float | None = None
     ) -> dict[str, Any]:
         """Resume after the trigger: only a well-formed ``success`` event succeeds."""
-        event = check_event(event)
-        self.job_id = str(event["job_id"])
-        job = event.get("job")
-        if event["status"] != "success" or not job:
-            raise self._failure(event["status"], job, str(event.get("message") or ""))
-        return self._finish(job, cost)
+        self.job_id = str(event.get("job_id")) if isinstance(event, dict) else None
+        return self._finish(self._outcome(event), cost)
 
     def on_kill(self) -> None:
         """Cancel the remote job (best effort: a refusal is logged, not raised)."""
@@ -258,9 +258,7 @@ class ScenarioGenerateOperator(BaseOperator):
                 delay = watch.failed(error)
             else:
                 if delay is None:
-                    if job["status"] != "success":
-                        raise self._failure(job["status"], job, "")
-                    return job
+                    return self._outcome(job)
             left = timeout_at - time.time()
             if left <= 0:
                 self._cancel(job_id, "its timeout passed")
@@ -277,14 +275,17 @@ class ScenarioGenerateOperator(BaseOperator):
         else:
             self.log.info("Cancelled Scenario job %s: %s", job_id, why)
 
-    def _failure(self, status: str, job: dict[str, Any] | None, message: str) -> Exception:
-        job_id = self.job_id or "unknown"
-        text = message or (
-            ending_message(job) if job else f"Scenario job {job_id} ended with status {status}"
-        )
-        if status == "failure" and job and is_permanent_failure(job, self.permanent_failures):
-            return AirflowFailException(f"{text} (the model refused the inputs: retrying cannot help)")
-        return ScenarioJobError(job_id, status, text)
+    def _outcome(self, news: Any) -> dict[str, Any]:
+        """The succeeded job; a refusal no retry can change fails the task, any other ending the try."""
+        try:
+            return successful_job(news)
+        except ScenarioJobError as error:
+            refused = error.status == JobStatus.FAILURE and error.job is not None
+            if refused and is_permanent_failure(error.job or {}, self.permanent_failures):
+                raise AirflowFailException(
+                    f"{error} (the model refused the inputs: retrying cannot help)"
+                ) from None
+            raise
 
     def _finish(self, job: dict[str, Any], cost: float | None) -> dict[str, Any]:
         result = job_result(job, cost)
@@ -322,10 +323,10 @@ class KlingLipsyncOperator(ScenarioGenerateOperator):
         "project_id",
         "max_creative_units",
     )
-    DEFAULT_VOICE_ID = "en_AOT"
-    DEFAULT_VOICE_SPEED = 1.0
-    TEXT_MAX_CHARS = 120
-    VOICE_SPEED_RANGE = (0.8, 2.0)
+    DEFAULT_VOICE_ID = DEFAULT_VOICE_ID
+    DEFAULT_VOICE_SPEED = DEFAULT_VOICE_SPEED
+    TEXT_MAX_CHARS = TEXT_MAX_CHARS
+    VOICE_SPEED_RANGE = VOICE_SPEED_RANGE
 
     def __init__(
         self,

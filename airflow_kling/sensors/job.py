@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_kling.exceptions import ScenarioError
-from airflow_kling.jobs import check_event, ending_message, is_terminal, job_result
+from airflow_kling.exceptions import ScenarioError, ScenarioJobError
+from airflow_kling.jobs import is_terminal, job_result, successful_job
 from airflow_kling.polling import JobProgress, is_transient
 
 if TYPE_CHECKING:
@@ -81,9 +81,7 @@ class ScenarioJobSensor(BaseSensorOperator):
             self.log.info(change)
         if not is_terminal(job["status"]):
             return False
-        if job["status"] != "success":
-            raise self._failed(ending_message(job))
-        return PokeReturnValue(is_done=True, xcom_value=job_result(job))
+        return PokeReturnValue(is_done=True, xcom_value=job_result(self._outcome(job)))
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -116,15 +114,13 @@ class ScenarioJobSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: only a well-formed ``success`` event succeeds."""
-        event = check_event(event)
-        job = event.get("job")
-        if event["status"] == "success" and job:
-            return job_result(job)
-        raise self._failed(
-            str(event.get("message") or f"Scenario job {self.job_id} ended: {event['status']}")
-        )
+        return job_result(self._outcome(event))
 
-    def _failed(self, message: str) -> AirflowFailException:
-        # soft_fail replaces the exception with a generic skip message: say here why the job is over.
-        self.log.error(message)
-        return AirflowFailException(message)
+    def _outcome(self, news: Any) -> dict[str, Any]:
+        """The succeeded job; any other ending fails the sensor (or skips it, with ``soft_fail``)."""
+        try:
+            return successful_job(news)
+        except ScenarioJobError as error:
+            # soft_fail replaces the exception with a generic skip message: say here why the job is over.
+            self.log.error(str(error))
+            raise AirflowFailException(str(error)) from None
