@@ -6,12 +6,18 @@ STAMP := $(VENV)/.installed-stamp
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: install demo test lint bench clean
+# Supported Airflow lines, oldest first; each has its pinned constraints in constraints/airflow-<line>.txt.
+AIRFLOW_LINES := 3.1 3.2 3.3
+AIRFLOW_OLDEST := 3.1
+AIRFLOW_MIDDLE := 3.2
+AIRFLOW_NEWEST := 3.3
 
-$(STAMP): pyproject.toml
+.PHONY: install demo test test-matrix test-airflow lint bench clean
+
+$(STAMP): pyproject.toml constraints/airflow-$(AIRFLOW_NEWEST).txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints/airflow-$(AIRFLOW_NEWEST).txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,8 +30,27 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The whole suite on the newest and the oldest supported Airflow, and the real deployment on a middle one.
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_OLDEST)
+	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_MIDDLE) TESTS=tests/test_real_deployment.py
+
+# The whole suite on every supported Airflow line.
+test-matrix: lint
+	for line in $(AIRFLOW_LINES); do $(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$$line || exit 1; done
+
+# One Airflow line in its own virtualenv (.venv-airflow-<line>), built with uv from its constraints.
+test-airflow: $(STAMP)
+	test -n "$(AIRFLOW_LINE)"
+	test -f .venv-airflow-$(AIRFLOW_LINE)/.stamp -a .venv-airflow-$(AIRFLOW_LINE)/.stamp -nt constraints/airflow-$(AIRFLOW_LINE).txt \
+		-a .venv-airflow-$(AIRFLOW_LINE)/.stamp -nt pyproject.toml || ( \
+		$(BIN)/uv venv --quiet --clear --python $(PYTHON) .venv-airflow-$(AIRFLOW_LINE) && \
+		$(BIN)/uv pip install --quiet --python .venv-airflow-$(AIRFLOW_LINE)/bin/python \
+			-c constraints/airflow-$(AIRFLOW_LINE).txt -e '.[dev]' && \
+		touch .venv-airflow-$(AIRFLOW_LINE)/.stamp )
+	@echo "== Airflow $$(.venv-airflow-$(AIRFLOW_LINE)/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')"
+	PATH="$(CURDIR)/.venv-airflow-$(AIRFLOW_LINE)/bin:$$PATH" .venv-airflow-$(AIRFLOW_LINE)/bin/pytest $(TESTS)
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,bench]'
@@ -35,4 +60,4 @@ bench: $(BENCH_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-airflow-* .demo .pytest_cache .mypy_cache .ruff_cache

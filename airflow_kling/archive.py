@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_kling.exceptions import ScenarioDownloadError, ScenarioValidationError
-from airflow_kling.hooks.downloads import download_asset
 from airflow_kling.jobs import job_cost
 from airflow_kling.storage import (
     abandon,
@@ -19,6 +18,7 @@ from airflow_kling.storage import (
     plain_uri,
     remove_stale_partials,
 )
+from airflow_kling.transfers.downloads import download_asset
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

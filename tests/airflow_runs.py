@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_kling.version_compat import AIRFLOW_V_3_2_PLUS
+
 TEST_DAGS = Path(__file__).parent / "dags"
+
+if AIRFLOW_V_3_2_PLUS:
+    from airflow.dag_processing.dagbag import DagBag
+else:  # Airflow 3.1 keeps it with the models
+    from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+
+__all__ = ["DagBag", "DagRunOutcome", "airflow_bin", "dags_test", "prepare_airflow_home"]
 
 
 def airflow_bin() -> str:

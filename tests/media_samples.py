@@ -35,3 +35,18 @@ def submit_text_job(emulator: EmulatorServer, **plan: Any) -> str:
     if plan:
         emulator.plan_jobs(**plan)
     return str(hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"])
+
+
+def output_assets(job_id: str, limit: float = 30.0) -> list[str]:
+    """The output asset ids of a job that succeeds, once it has (polled: the emulator makes the file first)."""
+    import time
+
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+    hook, deadline = ScenarioHook(), time.monotonic() + limit
+    while time.monotonic() < deadline:
+        job = hook.get_job(job_id)
+        if job["status"] == "success":
+            return list(job["metadata"]["assetIds"])
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not succeed within {limit} s")

@@ -15,14 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_kling.archive import archive_assets
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioDownloadError
 from airflow_kling.hooks.scenario import ScenarioHook
-from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator
+from airflow_kling.operators.assets import LIPSYNC_VIDEOS, ScenarioArchiveAssetsOperator
 from airflow_kling.storage import storage_path
-from tests.media_samples import sample_audio, sample_video
+from tests.media_samples import output_assets, sample_audio, sample_video
 
 
 def finished_job(emulator: EmulatorServer) -> tuple[str, str]:
@@ -31,8 +32,7 @@ def finished_job(emulator: EmulatorServer) -> tuple[str, str]:
     video, audio = hook.upload_asset(sample_video()), hook.upload_asset(sample_audio())
     emulator.plan_jobs(seconds=0.05)
     job_id = hook.run_model("model_kling-lip-sync", {"videoUrl": video, "audioFile": audio})["job"]["jobId"]
-    time.sleep(0.1)
-    (asset_id,) = hook.get_job(job_id)["metadata"]["assetIds"]
+    (asset_id,) = output_assets(job_id)
     return job_id, asset_id
 
 
@@ -46,11 +46,13 @@ def leftovers(root: Path) -> list[str]:
 
 def test_archive_to_local_disk_with_a_manifest(scenario_emulator: EmulatorServer, tmp_path: Path) -> None:
     job_id, asset_id = finished_job(scenario_emulator)
+    events = OutletEventAccessors()
     uris = ScenarioArchiveAssetsOperator(task_id="archive", job_id=job_id, destination=str(tmp_path)).execute(
-        {"outlet_events": _OutletEvents()}  # type: ignore[arg-type]
+        {"outlet_events": events}  # type: ignore[arg-type]
     )
     target = tmp_path / job_id / f"{asset_id}.mp4"
     assert uris == [f"file://{target}"]
+    assert events[LIPSYNC_VIDEOS].extra == {"uris": uris, "job_ids": [job_id]}  # for downstream DAGs
     content = emulator_file(scenario_emulator, asset_id)
     assert target.read_bytes() == content
     manifest = json.loads((tmp_path / job_id / "manifest.json").read_text())
@@ -144,7 +146,7 @@ def test_an_expired_url_is_renewed(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         asset = hook.get_asset(asset_id)
         time.sleep(2.1)  # the URL in hand has expired
 
-        from airflow_kling.hooks.downloads import download_asset
+        from airflow_kling.transfers.downloads import download_asset
 
         target = tmp_path / "out.mp4"
         result, sink = download_asset(hook, asset, lambda: target.open("wb"))
@@ -236,7 +238,7 @@ def test_archive_to_s3(scenario_emulator: EmulatorServer, s3_bucket: str) -> Non
     scenario_emulator.add_fault("^/_files/", action="truncate")
     uris = ScenarioArchiveAssetsOperator(
         task_id="archive", asset_ids=[asset_id], destination="s3://archive/lipsync", storage_conn_id="s3_test"
-    ).execute({"outlet_events": _OutletEvents()})  # type: ignore[arg-type]
+    ).execute({"outlet_events": OutletEventAccessors()})  # type: ignore[arg-type]
     assert uris == [f"s3://archive/lipsync/{job_id}/{asset_id}.mp4"]
     s3 = boto3.client("s3", endpoint_url=s3_bucket, region_name="us-east-1")
     keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket="archive")["Contents"])
@@ -261,15 +263,3 @@ def test_archive_to_s3(scenario_emulator: EmulatorServer, s3_bucket: str) -> Non
     assert not replaced.skipped
     assert s3.get_object(Bucket="archive", Key=keys[0])["Body"].read() == content
     assert sorted(item["Key"] for item in s3.list_objects_v2(Bucket="archive")["Contents"]) == keys
-
-
-class _OutletEvents(dict):  # type: ignore[type-arg]
-    """What Airflow's context passes as ``outlet_events``: an accessor per asset, with ``extra``."""
-
-    def __missing__(self, key: object) -> object:
-        class Accessor:
-            def __init__(self) -> None:
-                self.extra: dict[str, object] = {}
-
-        self[key] = Accessor()
-        return self[key]

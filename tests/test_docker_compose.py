@@ -81,7 +81,7 @@ def test_init_creates_the_pool_the_batch_dag_uses() -> None:
     assert "airflow db migrate" in init
     assert "pools set kling_lipsync" in init
     assert "--include-deferred" in init
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.airflow_runs import DagBag
 
     bag = DagBag(dag_folder=str(ROOT / "dags" / "kling_lipsync_batch.py"))
     pools = {task.pool for task in bag.dags["kling_lipsync_batch"].tasks if task.pool != "default_pool"}

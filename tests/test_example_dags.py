@@ -19,7 +19,7 @@ EXAMPLES = ["kling_lipsync_pipeline", "kling_lipsync_batch", "kling_lipsync_on_a
 
 
 def test_dagbag_loads_every_example_without_errors() -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.airflow_runs import DagBag
 
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}

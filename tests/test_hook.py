@@ -19,8 +19,8 @@ from airflow_kling.exceptions import (
     ScenarioTransportError,
     ScenarioUploadError,
 )
-from airflow_kling.hooks import uploads
 from airflow_kling.hooks.scenario import ScenarioHook
+from airflow_kling.transfers import uploads
 
 if TYPE_CHECKING:
     from airflow_kling.emulator import EmulatorServer

@@ -95,6 +95,33 @@ def test_a_compliant_clip_is_copied_not_re_encoded(tmp_path: Path) -> None:
     assert Path(report.output).read_bytes() == Path(source).read_bytes()
 
 
+def test_a_compliant_clip_reports_its_output(tmp_path: Path) -> None:
+    source = make_video(tmp_path / "ready.mp4", width=1280, height=720, seconds=3, fps=25)
+    report = prepare_video(source, tmp_path / "out.mp4")
+    assert report.output_info["path"] == report.output  # the prepared file, not the source
+
+
+@pytest.mark.parametrize(
+    ("name", "audio_codec", "change"),
+    [
+        ("take.mov", "aac", "H.264 picture moved from .mov into .mp4 without re-encoding"),
+        ("take.mp4", "libmp3lame", "sound encoded to AAC (it was mp3float)"),
+    ],
+)
+def test_an_h264_clip_that_is_not_an_h264_aac_mp4_is_remuxed(
+    tmp_path: Path, name: str, audio_codec: str, change: str
+) -> None:
+    source = make_video(tmp_path / name, width=1280, height=720, seconds=3, fps=10, audio_codec=audio_codec)
+    report = prepare_video(source, tmp_path / "out.mp4")
+    assert change in report.changes
+    assert report.passed_through  # the picture was not re-encoded
+    out = probe(report.output)
+    assert (out.video_codec, out.audio_codec) == ("h264", "aac")
+    assert out.duration == pytest.approx(3.0, abs=0.1)
+    assert Path(report.output).read_bytes()[8:12] != b"qt  "  # an .mp4, not a QuickTime file
+    assert_fits_kling(report.output)
+
+
 def test_audio_only_wav_of_40s_is_cut_and_shrunk(tmp_path: Path) -> None:
     source = make_audio(tmp_path / "interview.wav", seconds=40)
     assert probe(source).size_bytes > 3_000_000

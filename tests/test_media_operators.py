@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioAPIError
@@ -16,6 +15,8 @@ from airflow_kling.media.probing import probe
 from airflow_kling.media.samples import make_audio, make_video
 from airflow_kling.operators.assets import ScenarioUploadAssetOperator
 from airflow_kling.operators.media import KlingPrepareMediaOperator
+from airflow_kling.version_compat import AirflowFailException
+from tests.media_samples import output_assets
 
 
 def test_prepare_a_4k_take_and_a_long_wav(tmp_path: Path) -> None:
@@ -89,10 +90,7 @@ def test_the_emulator_result_is_the_clip_speaking_the_audio(
     audio = hook.upload_asset(make_audio(tmp_path / "voice.m4a", seconds=2))
     scenario_emulator.plan_jobs(seconds=0.1)
     job_id = hook.run_model("model_kling-lip-sync", {"videoUrl": video, "audioFile": audio})["job"]["jobId"]
-    import time
-
-    time.sleep(0.2)
-    (output,) = hook.get_job(job_id)["metadata"]["assetIds"]
+    (output,) = output_assets(job_id)
     result = tmp_path / "result.mp4"
     result.write_bytes(hook.session.get(hook.get_asset(output)["url"]).content)
     info = probe(result)

@@ -12,31 +12,46 @@ import pytest
 from airflow_kling import get_provider_info
 
 
-def test_connection_form_through_providers_manager() -> None:
-    from airflow.providers_manager import ProvidersManager
+def test_connection_form_as_the_api_server_serves_it() -> None:
+    """What the UI's connection form shows for the type Scenario, read the way the api-server reads it (on 3.1
+    from the hook's methods, on 3.2+ from get_provider_info)."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
 
-    manager = ProvidersManager()
-    assert "airflow-provider-kling" in manager.providers
-    assert manager.providers["airflow-provider-kling"].data["connection-types"][0]["hook-class-name"] == (
-        "airflow_kling.hooks.scenario.ScenarioHook"
+    (meta,) = [m.model_dump() for m in HookMetaService.hook_meta_data() if m.connection_type == "scenario"]
+    assert meta["hook_name"] == "Scenario"
+    standard = meta["standard_fields"]
+    assert standard["login"]["title"] == "API key"
+    assert standard["password"]["title"] == "API secret"
+    assert standard["host"]["title"] == "API base URL"
+    assert standard["port"]["hidden"] is True
+    assert standard["url_schema"]["hidden"] is True
+    extra = meta["extra_fields"]
+    assert set(extra) == {"project_id", "timeout", "web_url", "max_retries"}
+    assert extra["timeout"]["schema"]["title"] == "Timeout (seconds)"
+    assert "integer" in extra["max_retries"]["schema"]["type"]
+    assert extra["project_id"]["description"].startswith("Sent as projectId")
+
+
+def test_no_deprecated_connection_form_on_newer_airflow() -> None:
+    """Airflow 3.2+ reads the form from get_provider_info (3.3 warns about a hook that declares it)."""
+    from airflow_kling.hooks.scenario import ScenarioHook
+    from airflow_kling.version_compat import AIRFLOW_V_3_2_PLUS
+
+    declared_on_hook = {"get_ui_field_behaviour", "get_connection_form_widgets"} & set(vars(ScenarioHook))
+    assert declared_on_hook == (
+        set() if AIRFLOW_V_3_2_PLUS else {"get_ui_field_behaviour", "get_connection_form_widgets"}
     )
-    behaviour = manager.field_behaviours["scenario"]
-    assert behaviour["relabeling"] == {"login": "API key", "password": "API secret", "host": "API base URL"}
-    assert set(behaviour["hidden_fields"]) == {"schema", "port"}
-    widgets = manager.connection_form_widgets
-    assert {"extra__scenario__project_id", "extra__scenario__timeout", "extra__scenario__max_retries"} <= set(
-        widgets
-    )
-    timeout = widgets["extra__scenario__timeout"]
-    assert timeout.field_name == "timeout"
-    assert timeout.field["schema"]["title"] == "Timeout (seconds)"
-    assert timeout.field["schema"]["type"] == ["number", "null"]
 
 
 def test_hook_is_found_by_the_task_runtime_for_the_connection_type() -> None:
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+    from importlib.util import find_spec
 
-    hook_info = ProvidersManagerTaskRuntime().hooks["scenario"]
+    if find_spec("airflow.sdk.providers_manager_runtime"):  # the task runtime's own manager (newer lines)
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime as Manager
+    else:  # Airflow 3.1: the task runtime uses the core one
+        from airflow.providers_manager import ProvidersManager as Manager  # type: ignore[assignment]
+
+    hook_info = Manager().hooks["scenario"]
     assert hook_info is not None
     assert hook_info.hook_class_name == "airflow_kling.hooks.scenario.ScenarioHook"
     assert hook_info.connection_id_attribute_name == "scenario_conn_id"

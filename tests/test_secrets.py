@@ -14,7 +14,7 @@ from airflow_kling.emulator import EmulatorConfig, EmulatorServer
 from airflow_kling.exceptions import ScenarioError
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
-from tests.media_samples import sample_video
+from tests.media_samples import output_assets, sample_video
 
 SECRET = "sk-live-7f3c1e9a-DO-NOT-LEAK"
 KEY = "key-for-leak-test"
@@ -107,9 +107,7 @@ def test_no_signed_url_when_the_storage_host_cannot_be_reached(
         hook = ScenarioHook()
         video = hook.upload_asset(sample_video())
         job_id = hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"]
-        while hook.get_job(job_id)["status"] != "success":
-            pass
-        (output,) = hook.get_job(job_id)["metadata"]["assetIds"]
+        (output,) = output_assets(job_id)
         emulator.store.config.storage_origin = f"http://127.0.0.1:{closed_port()}"
         assert "signature=" in hook.get_asset(output)["url"]  # what must not leak
         texts = []

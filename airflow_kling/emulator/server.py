@@ -112,6 +112,7 @@ class EmulatorServer:
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stopped.set)
             self._thread.join(timeout=30)
+        self.store.close()
         shutil.rmtree(self._data_dir, ignore_errors=True)
 
     def __enter__(self) -> EmulatorServer:
@@ -139,10 +140,12 @@ def serve_forever(host: str, port: int, config: EmulatorConfig) -> None:
     from airflow_kling.emulator.app import create_app
 
     data_dir = Path(tempfile.mkdtemp(prefix="scenario-emulator-"))
+    store = Store(config, data_dir)
     try:
         print(f"Scenario API emulator on http://{host}:{port}/v1 (key {config.api_key!r})", flush=True)
-        web.run_app(create_app(Store(config, data_dir)), host=host, port=port, access_log=None, print=None)
+        web.run_app(create_app(store), host=host, port=port, access_log=None, print=None)
     finally:
+        store.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,7 +168,8 @@ class Store:
         self.empty_pages = False
         self._signing_key = secrets.token_bytes(32)
         self._file_numbers = itertools.count()
-        self._outputs: dict[str, Path] = {}
+        self._outputs: dict[str, Future[Path]] = {}
+        self._muxer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emulator-output")
 
     # -- signed URLs -----------------------------------------------------------------------------------
 
@@ -375,6 +377,8 @@ class Store:
                 hint=plan.get("hint"),
             )
             self.jobs[job.id] = job
+        if job.outcome == "success":
+            self._output_file(job)  # made while the job "runs", ready by its end
         return job
 
     def job(self, job_id: str) -> Job:
@@ -422,7 +426,8 @@ class Store:
             return "in-progress", 0.5
         if fraction >= 1.0:
             if job.outcome == "success":
-                self._publish_output(job)
+                if not self._publish_output(job):  # still being made: the job is not over yet
+                    return "finalizing", self._progress(job, now)
                 return "success", 1.0
             return job.outcome, self._progress(job, job.created_at + job.seconds * 0.9)
         status = next(name for name, start in reversed(PHASES) if fraction >= start)
@@ -448,11 +453,15 @@ class Store:
             history.append({"date": iso(end), "status": status})
         return history
 
-    def _publish_output(self, job: Job) -> None:
+    def _publish_output(self, job: Job) -> bool:
+        """Register a succeeded job's output asset once its file is made; whether it is there now."""
         with self.lock:
             if job.output_asset_id is not None:
-                return
-            path = self._lipsync_output(job)
+                return True
+            made = self._output_file(job)
+            if not made.done():
+                return False
+            path = made.result()
             source = self.assets.get(str(job.inputs.get("videoUrl")))
             asset = Asset(
                 id=new_id("asset"),
@@ -468,28 +477,40 @@ class Store:
             )
             self.assets[asset.id] = asset
             job.output_asset_id = asset.id
+            return True
 
-    def _lipsync_output(self, job: Job) -> Path:
-        """The input video with the audio, or a tone as long as the text takes to say, as its sound.
+    def _output_file(self, job: Job) -> Future[Path]:
+        """The job's output file, made in a worker thread (never in the server's event loop, never under the
+        store's lock): the input video with the audio, or a tone as long as the text takes to say.
 
         Jobs with the same inputs share one file, so that thousands of emulated jobs cost one mux.
         """
-        from airflow_kling.media.mux import mux_speech, speaking_seconds
-
         key = json.dumps(job.inputs, sort_keys=True)
-        cached = self._outputs.get(key)
-        if cached is not None:
-            return cached
-        video = self.assets[str(job.inputs["videoUrl"])]
-        audio = self.assets.get(str(job.inputs.get("audioFile")))
-        path = self.new_file(".mp4")
-        if audio is not None:
-            mux_speech(video.path, path, audio=audio.path)
-        else:
-            text, speed = str(job.inputs.get("text", "")), float(job.inputs.get("voiceSpeed", 1.0))
-            mux_speech(video.path, path, tone_seconds=speaking_seconds(text, speed))
-        self._outputs[key] = path
-        return path
+        with self.lock:
+            made = self._outputs.get(key)
+            if made is None:
+                video = self.assets[str(job.inputs["videoUrl"])].path
+                audio = self.assets.get(str(job.inputs.get("audioFile")))
+                text, speed = str(job.inputs.get("text", "")), float(job.inputs.get("voiceSpeed", 1.0))
+                made = self._muxer.submit(
+                    _make_output, video, self.new_file(".mp4"), audio.path if audio else None, text, speed
+                )
+                self._outputs[key] = made
+        return made
+
+    def close(self) -> None:
+        """Stop the worker threads (outputs being made are finished first)."""
+        self._muxer.shutdown(wait=True)
+
+
+def _make_output(video: Path, path: Path, audio: Path | None, text: str, speed: float) -> Path:
+    from airflow_kling.emulator.output_video import mux_speech, speaking_seconds
+
+    if audio is not None:
+        mux_speech(video, path, audio=audio)
+    else:
+        mux_speech(video, path, tone_seconds=speaking_seconds(text, speed))
+    return path
 
 
 def media_properties(path: Path, kind: str) -> dict[str, Any]:

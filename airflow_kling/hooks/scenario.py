@@ -17,10 +17,11 @@ from airflow_kling.hooks.connection import DEFAULT_CONNECT_TIMEOUT, ScenarioConn
 from airflow_kling.hooks.retry import Attempts
 from airflow_kling.redaction import redact_http_library_logs
 from airflow_kling.submission import DEFAULT_SETTLE_SECONDS
+from airflow_kling.version_compat import AIRFLOW_V_3_2_PLUS
 
 if TYPE_CHECKING:
-    from airflow_kling.hooks.uploads import UploadSource
     from airflow_kling.submission import RecordStore, Submission
+    from airflow_kling.transfers.uploads import UploadSource
 
 
 _USE_REQUEST = (
@@ -56,10 +57,38 @@ class ScenarioHook(HttpHook):
         self.scenario_conn_id = scenario_conn_id
         self.project_id = project_id
 
+    if not AIRFLOW_V_3_2_PLUS:  # Airflow 3.1 reads the connection form from the hook, newer lines from
+        # get_provider_info(), where it is declared once (and where 3.3 wants it, without a warning).
+
+        @classmethod
+        def get_ui_field_behaviour(cls) -> dict[str, Any]:
+            """The connection form's standard fields (Airflow 3.1): hidden, relabelled, with placeholders."""
+            behaviour = _connection_type()["ui-field-behaviour"]
+            return {
+                "hidden_fields": list(behaviour["hidden-fields"]),
+                "relabeling": dict(behaviour["relabeling"]),
+                "placeholders": dict(behaviour["placeholders"]),
+            }
+
+        @classmethod
+        def get_connection_form_widgets(cls) -> dict[str, Any]:
+            """The connection form's extra fields (Airflow 3.1), from the same declaration."""
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+            from flask_babel import lazy_gettext
+            from wtforms import IntegerField, StringField
+
+            widgets: dict[str, Any] = {}
+            for name, spec in _connection_type()["conn-fields"].items():
+                field = IntegerField if "integer" in spec["schema"]["type"] else StringField
+                widgets[name] = field(
+                    lazy_gettext(spec["label"]), widget=BS3TextFieldWidget(), description=spec["description"]
+                )
+            return widgets
+
     @cached_property
     def config(self) -> ScenarioConnectionConfig:
         """The connection, read once: base URL, credentials, project, timeout and retries."""
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow_kling.version_compat import AirflowNotFoundException
 
         try:
             conn = self.get_connection(self.scenario_conn_id)
@@ -294,7 +323,7 @@ class ScenarioHook(HttpHook):
         :param content_type: MIME type; inferred from the file name when not given.
         :return: the new asset id.
         """
-        from airflow_kling.hooks.uploads import upload_asset
+        from airflow_kling.transfers.uploads import upload_asset
 
         return upload_asset(self, source, kind=kind, file_name=file_name, content_type=content_type)
 
@@ -307,6 +336,12 @@ class ScenarioHook(HttpHook):
         except ScenarioError as exc:
             return False, str(exc)
         return True, f"Connected to the Scenario API at {self.config.base_url}"
+
+
+def _connection_type() -> dict[str, Any]:
+    from airflow_kling import get_provider_info
+
+    return dict(get_provider_info()["connection-types"][0])
 
 
 def request_was_sent(exc: requests.exceptions.RequestException) -> bool:

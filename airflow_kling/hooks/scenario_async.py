@@ -124,7 +124,7 @@ class ScenarioAsyncHook(BaseHook):
         return self._config
 
     async def _read_config(self) -> ScenarioConnectionConfig:
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow_kling.version_compat import AirflowNotFoundException
 
         try:
             conn = await self.aget_connection(self.scenario_conn_id)

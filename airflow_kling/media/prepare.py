@@ -3,7 +3,8 @@
 Video: H.264 + AAC ``.mp4`` (faststart), trimmed to a 2-10 s window, scaled keeping the aspect ratio so
 that both displayed sides land in 720-1920 px (rotation metadata applied to the pixels), at most 30 fps,
 with a capped bitrate. Audio: ``.m4a`` (AAC) or ``.mp3``, mono, under 5 MB. A file that already fits is
-copied as it is, never re-encoded. Outputs appear under their final name only once complete.
+copied as it is; an H.264 clip that fits but is not an H.264/AAC ``.mp4`` (a ``.mov``, other sound) is
+remuxed, its picture never re-encoded. Outputs appear under their final name only once complete.
 """
 
 from __future__ import annotations
@@ -95,11 +96,14 @@ def prepare_video(
         and info.rotation == 0
         and info.video_codec == "h264"
         and not check_video(info)
-    ):
-        copy_atomically(source, target)
-        return PrepareReport(
-            source, str(target), True, ["already within every limit: copied, not re-encoded"], info.as_dict()
-        )
+    ):  # the picture fits as it is: never re-encoded
+        if Path(source).suffix.lower() == ".mp4" and info.audio_codec in (None, "aac"):
+            copy_atomically(source, target)
+            changes = ["already an H.264/AAC .mp4 within every limit: copied, not re-encoded"]
+        else:
+            with atomic_output(target) as temporary:
+                changes = _remux(source, temporary, info)
+        return PrepareReport(source, str(target), True, changes, probe(target).as_dict())
     changes = _video_changes(info, start, window, width, height, pad_short)
     with atomic_output(target) as temporary:
         _transcode(
@@ -137,7 +141,11 @@ def prepare_audio(
     if fits and Path(source).suffix.lower() == target.suffix.lower():
         copy_atomically(source, target)
         return PrepareReport(
-            source, str(target), True, ["already within every limit: copied, not re-encoded"], info.as_dict()
+            source,
+            str(target),
+            True,
+            ["already within every limit: copied, not re-encoded"],
+            probe(target).as_dict(),
         )
     bitrate = min(AUDIO_BITRATE, int(0.9 * AUDIO_MAX_BYTES * 8 / max(keep, 0.1)) // 1000 * 1000)
     if bitrate < AUDIO_MIN_BITRATE:
@@ -201,6 +209,41 @@ def _video_changes(
     changes.append(
         f"re-encoded H.264 ({X264_PRESET}, at most {VIDEO_MAX_BITRATE // 1_000_000} Mb/s) + AAC in .mp4"
     )
+    return changes
+
+
+def _remux(source: str, target: Path, info: MediaInfo) -> list[str]:
+    """Put an H.264 picture into ``.mp4`` packet by packet; the sound too when it is AAC, else encoded to AAC."""
+    import av
+
+    with (
+        av.open(source) as src,
+        av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+    ):
+        in_video = src.streams.video[0]
+        picture = out.add_stream_from_template(in_video)
+        in_audio = src.streams.audio[0] if info.has_audio else None
+        copy_sound = in_audio is not None and info.audio_codec == "aac"
+        if copy_sound:
+            sound = out.add_stream_from_template(in_audio)
+        elif in_audio is not None:
+            sound = out.add_stream("aac", rate=48000)
+            sound.codec_context.bit_rate = AUDIO_BITRATE
+        for packet in src.demux(*([in_video, in_audio] if copy_sound else [in_video])):
+            if packet.dts is None:
+                continue
+            packet.stream = picture if packet.stream.index == in_video.index else sound
+            out.mux(packet)
+        if in_audio is not None and not copy_sound:
+            copy_audio(src, out, sound, 0.0, info.duration, layout="stereo")
+    suffix = Path(source).suffix.lower()
+    changes = [
+        f"H.264 picture moved from {suffix or 'its container'} into .mp4 without re-encoding"
+        if suffix != ".mp4"
+        else "H.264 picture kept as it is, not re-encoded"
+    ]
+    if in_audio is not None and not copy_sound:
+        changes.append(f"sound encoded to AAC (it was {info.audio_codec})")
     return changes
 
 

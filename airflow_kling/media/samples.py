@@ -21,6 +21,7 @@ def make_video(
     rotation: int = 0,
     audio: bool = True,
     codec: str = "libx264",
+    audio_codec: str = "aac",
 ) -> str:
     """Write a test-pattern video (with a 440 Hz tone unless ``audio=False``) and return its path.
 
@@ -36,7 +37,7 @@ def make_video(
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         if rotation:
             video.set_display_rotation(rotation)
-        tone = out.add_stream("aac", rate=48000) if audio else None
+        tone = out.add_stream(audio_codec, rate=48000) if audio else None
         graph = av.filter.Graph()
         source = graph.add("testsrc2", f"size={width}x{height}:rate={fps}:duration={seconds}")
         convert = graph.add("format", "yuv420p")

@@ -64,10 +64,9 @@ class ScenarioUploadAssetOperator(BaseOperator):
         return ScenarioHook(self.scenario_conn_id, project_id=self.project_id)
 
     def execute(self, context: Context) -> str:
-        from airflow.sdk.exceptions import AirflowSkipException
-
         from airflow_kling.media.formats import kind_for
         from airflow_kling.storage import local_copy, storage_path
+        from airflow_kling.version_compat import AirflowSkipException
 
         if self.source in (None, "", "None"):
             raise AirflowSkipException("No source to upload (an optional input left empty)")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_kling.exceptions import MediaError, ScenarioValidationError
+from airflow_kling.version_compat import AirflowFailException
 
 
 @contextmanager

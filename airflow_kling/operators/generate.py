@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import BaseOperator
 
 from airflow_kling.exceptions import ScenarioError, ScenarioJobError, ScenarioValidationError
 from airflow_kling.jobs import (
@@ -29,6 +28,7 @@ from airflow_kling.media.limits import (
 )
 from airflow_kling.operators.errors import invalid_input_fails_task
 from airflow_kling.submission import DEFAULT_SETTLE_SECONDS, SubmitRecord
+from airflow_kling.version_compat import AirflowFailException, conf
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

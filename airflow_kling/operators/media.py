@@ -20,7 +20,8 @@ class KlingPrepareMediaOperator(BaseOperator):
 
     The video becomes an H.264/AAC ``.mp4`` of 2-10 s with both sides 720-1920 px (see
     :func:`airflow_kling.media.prepare.prepare_video`); the audio an ``.m4a`` under 5 MB, cut at the
-    prepared video's length. A file that already fits is copied, not re-encoded. Returns
+    prepared video's length. A file that already fits is copied (an H.264 clip in another container, or with
+    other sound, is remuxed: its picture is never re-encoded). Returns
     ``{"video": uri, "audio": uri | None, "report": {"video": {...}, "audio": {...} | None}}``, where each
     report says what was changed and why.
 

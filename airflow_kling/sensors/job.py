@@ -8,12 +8,12 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_kling.exceptions import ScenarioError, ScenarioJobError
 from airflow_kling.jobs import is_terminal, job_result, successful_job
 from airflow_kling.polling import JobProgress, is_transient
+from airflow_kling.version_compat import AirflowFailException, AirflowSkipException, conf
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

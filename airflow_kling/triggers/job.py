@@ -12,6 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_kling.exceptions import ScenarioError
 from airflow_kling.jobs import ending_message
 from airflow_kling.polling import STRETCH, JobWatch
+from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
 
 CANCEL_TIMEOUT = 30.0
 """Seconds allowed for the best-effort cancel of a job at its deadline or when the task is killed."""
@@ -88,9 +89,16 @@ class ScenarioJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_kling.hooks.scenario_async import session_lease
 
-        async with session_lease():
-            async for event in self._poll():
-                yield event
+        try:
+            async with session_lease():
+                async for event in self._poll():
+                    yield event
+        except asyncio.CancelledError:
+            # Airflow 3.3+ calls on_kill() when a user ends the task. Before, a cancelled trigger asks what
+            # became of its task: a triggerer that stops or hands the trigger over leaves it deferred.
+            if self.cancel_on_exit and not AIRFLOW_V_3_3_PLUS and await self._task_was_ended():
+                await self.on_kill()
+            raise
 
     async def _poll(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
@@ -119,13 +127,36 @@ class ScenarioJobTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """With ``cancel_on_exit``: cancel the remote job when a user marks the deferred task failed, clears
-        it or kills it."""
+        it or kills it (called by the triggerer on Airflow 3.3+, by :meth:`run` before)."""
         if not self.cancel_on_exit:
             return
         from airflow_kling.hooks.scenario_async import session_lease
 
         async with session_lease():
             await self._cancel(self._hook(), "the task was killed")
+
+    async def _task_was_ended(self) -> bool:
+        """Whether this trigger's task instance has left ``deferred`` (a user marked, cleared or killed it).
+        Any doubt (no task instance known, the lookup failed) answers no: the job is not cancelled."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return False
+        try:
+            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+            from asgiref.sync import sync_to_async
+
+            states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+            )
+        except Exception as error:  # the triggerer may be going away: never cancel on a guess
+            self.log.warning(
+                "Could not read the state of task %s: %s; job %s left running", ti.task_id, error, self.job_id
+            )
+            return False
+        by_task = states.get(ti.run_id) or {}
+        state = by_task.get(ti.task_id, by_task.get(f"{ti.task_id}_{ti.map_index}"))
+        self.log.info("Trigger of job %s cancelled; its task is %s", self.job_id, state)
+        return state is not None and str(getattr(state, "value", state)) != "deferred"
 
     async def _timed_out(self, hook: Any, job: dict[str, Any] | None) -> dict[str, Any]:
         message = f"Scenario job {self.job_id} did not finish before its deadline"

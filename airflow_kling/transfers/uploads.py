@@ -17,7 +17,7 @@ from airflow_kling.hooks.api import api_message, api_path
 from airflow_kling.media.formats import content_type_for, kind_for
 
 if TYPE_CHECKING:
-    from airflow_kling.hooks.scenario import ScenarioHook
+    from airflow_kling.transfers import TransferClient
 
 PART_SIZE = 64 * 1024 * 1024
 """Bytes per part at most; more parts only for larger files (S3 wants 5 MiB or more for all but the last)."""
@@ -45,16 +45,17 @@ UploadSource = str | os.PathLike[str] | ObjectStorageLike | IO[bytes]
 @contextmanager
 def open_source(source: UploadSource) -> Iterator[tuple[IO[bytes], str, int]]:
     """Open an upload source as (seekable binary stream, file name, size in bytes)."""
-    if isinstance(source, str | os.PathLike):
+    if hasattr(source, "protocol") and isinstance(source, ObjectStorageLike):
+        # An ObjectStoragePath (checked first: on Airflow 3.1 it is also os.PathLike, as its URI).
+        size = int(_stat_size(source.stat()))
+        with source.open("rb") as remote:
+            yield remote, source.name, size
+    elif isinstance(source, str | os.PathLike):
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise ScenarioUploadError(f"Upload source {path!r} is not a file")
         with open(path, "rb") as local:
             yield local, os.path.basename(path), os.fstat(local.fileno()).st_size
-    elif isinstance(source, ObjectStorageLike) and not hasattr(source, "read"):
-        size = int(_stat_size(source.stat()))
-        with source.open("rb") as remote:
-            yield remote, source.name, size
     else:
         stream: IO[bytes] = source  # type: ignore[assignment]
         if not stream.seekable():
@@ -92,14 +93,14 @@ class PartReader:
 
 
 def upload_asset(
-    hook: ScenarioHook,
+    hook: TransferClient,
     source: UploadSource,
     *,
     kind: str | None,
     file_name: str | None,
     content_type: str | None,
 ) -> str:
-    """See :meth:`ScenarioHook.upload_asset`."""
+    """See :meth:`airflow_kling.hooks.scenario.ScenarioHook.upload_asset`."""
     with open_source(source) as (stream, source_name, size):
         file_name = file_name or source_name
         kind = kind or kind_for(file_name)
@@ -133,7 +134,9 @@ def upload_asset(
         return _wait_for_asset(hook, upload_id, file_name)
 
 
-def _put_part(hook: ScenarioHook, url: str, stream: IO[bytes], number: int, offset: int, length: int) -> None:
+def _put_part(
+    hook: TransferClient, url: str, stream: IO[bytes], number: int, offset: int, length: int
+) -> None:
     label = f"upload part {number}"
     response = hook.send(
         "PUT", url, label=label, make_kwargs=lambda: {"data": PartReader(stream, offset, length)}
@@ -144,7 +147,7 @@ def _put_part(hook: ScenarioHook, url: str, stream: IO[bytes], number: int, offs
         )
 
 
-def _wait_for_asset(hook: ScenarioHook, upload_id: str, file_name: str) -> str:
+def _wait_for_asset(hook: TransferClient, upload_id: str, file_name: str) -> str:
     deadline = time.monotonic() + UPLOAD_WAIT_SECONDS
     delay = 0.2
     while True:

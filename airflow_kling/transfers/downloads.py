@@ -17,7 +17,7 @@ from airflow_kling.hooks.retry import backoff_delay
 from airflow_kling.storage import abandon
 
 if TYPE_CHECKING:
-    from airflow_kling.hooks.scenario import ScenarioHook
+    from airflow_kling.transfers import TransferClient
 
 CHUNK = 256 * 1024
 """Bytes read at a time; what a dropped connection loses of a partial read, so kept small."""
@@ -37,7 +37,7 @@ class Downloaded:
 
 
 def download_asset(
-    hook: ScenarioHook,
+    hook: TransferClient,
     asset: dict[str, Any],
     open_sink: Callable[[], IO[bytes]],
 ) -> tuple[Downloaded, IO[bytes]]:
@@ -104,14 +104,14 @@ def download_asset(
         raise
 
 
-def _fresh_url(hook: ScenarioHook, asset_id: str) -> str:
+def _fresh_url(hook: TransferClient, asset_id: str) -> str:
     try:
         return hook.get_download_url(asset_id)
     except ScenarioError as error:
         raise ScenarioDownloadError(f"Asset {asset_id}: no fresh download URL: {error}") from None
 
 
-def _pause(hook: ScenarioHook, asset_id: str, attempt: int, what: str) -> None:
+def _pause(hook: TransferClient, asset_id: str, attempt: int, what: str) -> None:
     if attempt + 1 >= MAX_ATTEMPTS:
         return
     delay = backoff_delay(attempt)

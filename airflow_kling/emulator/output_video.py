@@ -1,4 +1,4 @@
-"""Put a new sound track under a video without re-encoding the picture (what a lipsync result looks like)."""
+"""The emulator's lipsync result: the input picture (not re-encoded) under a new sound track."""
 
 from __future__ import annotations
 

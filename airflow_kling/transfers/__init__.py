@@ -1,0 +1,37 @@
+"""Moving files between your storage and Scenario: upload a file as an asset, download an asset's file.
+
+Both take a :class:`TransferClient`, what they need of :class:`~airflow_kling.hooks.scenario.ScenarioHook`:
+its API calls and its one request path (with the retry rules) for presigned URLs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import requests
+
+
+class TransferClient(Protocol):
+    """The narrow part of the sync hook that transfers use."""
+
+    @property
+    def log(self) -> Any: ...
+
+    def request(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = ..., body: Any = ...
+    ) -> tuple[int, dict[str, Any]]: ...
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        label: str,
+        make_kwargs: Callable[[], dict[str, Any]],
+        submits_job: bool = ...,
+        stream: bool = ...,
+    ) -> requests.Response: ...
+
+    def get_download_url(self, asset_id: str) -> str: ...

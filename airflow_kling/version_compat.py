@@ -1,0 +1,49 @@
+"""What differs between the Airflow lines this provider supports (3.1 and newer), decided in this one place.
+
+Every name Airflow moved between releases is imported here from where the running release keeps it, and
+every feature that needs a newer release is switched on by a flag below, never by a ``try: import`` guess
+elsewhere.
+
+- ``AIRFLOW_V_3_2_PLUS``: ``airflow.sdk`` has ``conf`` and the task exceptions (3.1 keeps them in
+  ``airflow.configuration`` and ``airflow.exceptions``).
+- ``AIRFLOW_V_3_3_PLUS``: the task's ``task_state_store`` (a submission's record outlives a try) and a
+  trigger's ``async on_kill()`` (called when a user ends a deferred task). Before 3.3 the operators find
+  an earlier try's job by its inputs, and the trigger asks for the task instance's state when it is
+  cancelled (see :mod:`airflow_kling.triggers.job`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow import __version__ as _airflow_version
+from packaging.version import Version
+
+AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
+AIRFLOW_V_3_2_PLUS = Version("3.2.0") <= AIRFLOW_VERSION
+AIRFLOW_V_3_3_PLUS = Version("3.3.0") <= AIRFLOW_VERSION
+
+if TYPE_CHECKING or AIRFLOW_V_3_2_PLUS:  # type-checked against the newest line
+    from airflow.sdk import conf
+    from airflow.sdk.exceptions import (
+        AirflowFailException,
+        AirflowNotFoundException,
+        AirflowSkipException,
+    )
+else:
+    from airflow.configuration import conf
+    from airflow.exceptions import (
+        AirflowFailException,
+        AirflowNotFoundException,
+        AirflowSkipException,
+    )
+
+__all__ = [
+    "AIRFLOW_VERSION",
+    "AIRFLOW_V_3_2_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
+    "AirflowFailException",
+    "AirflowNotFoundException",
+    "AirflowSkipException",
+    "conf",
+]
