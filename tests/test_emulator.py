@@ -11,8 +11,9 @@ import requests
 from scenario_sdk import AuthenticationError, BadRequestError, Scenario
 
 from airflow_kling.emulator import EmulatorServer, run_emulator
+from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.media.probing import probe
-from tests.media_samples import sample_audio, sample_video
+from tests.media_samples import sample_audio, sample_video, submit_text_job
 
 MODEL = "model_kling-lip-sync"
 
@@ -202,6 +203,41 @@ def test_admin_api_injects_faults_and_plans_jobs(scenario_emulator: EmulatorServ
     assert scenario_emulator.store.next_outcomes[0]["outcome"] == "stuck"
     logged = requests.get(f"{admin}/requests", timeout=10).json()["requests"]
     assert [entry["status"] for entry in logged] == [503, 200]
+
+
+def test_jobs_list_honours_created_after_as_the_api_does(scenario_emulator: EmulatorServer) -> None:
+    from datetime import UTC, datetime
+
+    auth = (scenario_emulator.config.api_key, scenario_emulator.config.api_secret)
+    before = submit_text_job(scenario_emulator)
+    since = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    time.sleep(0.01)
+    after = submit_text_job(scenario_emulator)
+    listed = requests.get(
+        f"{scenario_emulator.base_url}/jobs", params={"createdAfter": since}, auth=auth, timeout=10
+    ).json()["jobs"]
+    assert [job["jobId"] for job in listed] == [after]
+    assert before != after
+    assert listed[0]["metadata"]["input"]["text"] == "hi"
+    clash = requests.get(
+        f"{scenario_emulator.base_url}/jobs",
+        params={"createdAfter": since, "status": "success"},
+        auth=auth,
+        timeout=10,
+    )
+    assert clash.status_code == 400
+    assert "updatedAfter" in clash.json()["message"]
+
+
+def test_storage_origin_points_signed_urls_elsewhere(scenario_emulator: EmulatorServer) -> None:
+    admin = f"{scenario_emulator.origin}/_emulator"
+    assert requests.post(f"{admin}/settings", json={"storage_origin": "http://127.0.0.1:9"}, timeout=10).ok
+    upload = ScenarioHook().request(
+        "POST",
+        "/uploads",
+        body={"kind": "video", "fileName": "a.mp4", "contentType": "video/mp4", "fileSize": 10, "parts": 1},
+    )[1]["upload"]
+    assert upload["parts"][0]["url"].startswith("http://127.0.0.1:9/_uploads/")
 
 
 def test_command_line_serves_until_stopped() -> None:
