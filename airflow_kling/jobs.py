@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -27,6 +28,11 @@ class JobStatus(StrEnum):
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.CANCELED})
 NON_TERMINAL_STATUSES = frozenset(JobStatus) - TERMINAL_STATUSES
+
+
+def api_date(timestamp: float) -> str:
+    """Epoch seconds as the API writes dates: ISO-8601 with milliseconds and ``Z``."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def is_terminal(status: str) -> bool:

@@ -20,11 +20,10 @@ import json
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_kling.exceptions import ScenarioAmbiguousSubmitError, ScenarioNotFoundError
-from airflow_kling.jobs import JobStatus
+from airflow_kling.jobs import JobStatus, api_date, job_cost
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -126,11 +125,6 @@ class Submission:
         return str(self.job["jobId"])
 
 
-def iso_utc(timestamp: float) -> str:
-    """Epoch seconds as the API writes dates: ISO-8601 with milliseconds and ``Z``."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def holds_inputs(job: Mapping[str, Any], model_id: str, inputs: Mapping[str, Any]) -> bool:
     """Whether a listed job is a submission of ``inputs`` to ``model_id``: every input sent is in its
     ``metadata.input`` with the same value (the API may add defaults), and its model, when the job names
@@ -160,7 +154,7 @@ def find_submitted_job(
         says which jobs earlier tries had already given up on).
     """
     found: list[dict[str, Any]] = []
-    for job in hook.list_jobs(created_after=iso_utc(created_after - CLOCK_SKEW), page_size=100):
+    for job in hook.list_jobs(created_after=api_date(created_after - CLOCK_SKEW), page_size=100):
         if str(job.get("jobId")) in exclude or not holds_inputs(job, model_id, inputs):
             continue
         if skip_ended_unsuccessfully and job.get("status") in (JobStatus.FAILURE, JobStatus.CANCELED):
@@ -214,7 +208,7 @@ class SubmitOnce:
             else:
                 self.log.warning(
                     "An earlier try sent a submission at %s whose answer was never recorded: looking for its job",
-                    iso_utc(record.intent_at),
+                    api_date(record.intent_at),
                 )
                 job = self._look(model_id, inputs, record.intent_at, claimed, record.intent_at)
                 if job is not None:
@@ -222,7 +216,7 @@ class SubmitOnce:
         elif self.adopt_since is not None:
             self.log.warning(
                 "No record of earlier tries is kept here: looking for a job with these inputs created since %s",
-                iso_utc(self.adopt_since),
+                api_date(self.adopt_since),
             )
             job = find_submitted_job(
                 self.hook, model_id, inputs, created_after=self.adopt_since, skip_ended_unsuccessfully=True
@@ -298,8 +292,6 @@ class SubmitOnce:
             job_id,
             job.get("createdAt"),
         )
-        from airflow_kling.jobs import job_cost
-
         cost = job_cost(job)
         self.store.save(SubmitRecord(intent.inputs_digest, intent.intent_at, job_id, cost, claimed))
         return Submission(job, cost, intent.intent_at, "adopted")

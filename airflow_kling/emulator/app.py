@@ -25,8 +25,8 @@ from airflow_kling.emulator.store import (
     Job,
     Store,
     Upload,
-    iso,
 )
+from airflow_kling.jobs import api_date
 from airflow_kling.media.limits import KLING_LIPSYNC_MODEL_ID
 
 STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
@@ -224,8 +224,8 @@ def render_job(store: Store, job: Job) -> dict[str, Any]:
         "progress": progress,
         "metadata": metadata,
         "statusHistory": history,
-        "createdAt": iso(job.created_at),
-        "updatedAt": history[-1]["date"] if history else iso(job.created_at),
+        "createdAt": api_date(job.created_at),
+        "updatedAt": history[-1]["date"] if history else api_date(job.created_at),
         "authorId": AUTHOR_ID,
         "ownerId": job.owner_id,
         "billing": {"cuCost": 0 if status in ("failure", "canceled") else job.cost, "cuDiscount": 0},
@@ -256,8 +256,8 @@ def render_asset(store: Store, asset: Asset, origin: str) -> dict[str, Any]:
         "source": asset.source,
         "authorId": AUTHOR_ID,
         "ownerId": asset.owner_id,
-        "createdAt": iso(asset.created_at),
-        "updatedAt": iso(asset.created_at),
+        "createdAt": api_date(asset.created_at),
+        "updatedAt": api_date(asset.created_at),
         "privacy": "private",
         "collectionIds": [],
         "tags": [],
@@ -278,11 +278,11 @@ def render_upload(store: Store, upload: Upload, origin: str) -> dict[str, Any]:
         "partsCount": upload.parts,
         "authorId": AUTHOR_ID,
         "ownerId": upload.owner_id,
-        "createdAt": iso(upload.created_at),
-        "updatedAt": iso(upload.updated_at),
+        "createdAt": api_date(upload.created_at),
+        "updatedAt": api_date(upload.updated_at),
     }
     if upload.status == "pending":
-        expires = iso(time.time() + store.config.url_ttl)
+        expires = api_date(time.time() + store.config.url_ttl)
         rendered["parts"] = [
             {
                 "number": number,
@@ -316,7 +316,7 @@ async def run_model(request: web.Request) -> web.Response:
     if dry_run is not None:
         if dry_run not in ("true", "api"):
             raise ApiError(400, "'dryRun' must be 'true' or 'api'")
-        now = iso(time.time())
+        now = api_date(time.time())
         estimate_job = {
             "jobId": "job_dry_run",
             "jobType": "custom",

@@ -16,12 +16,11 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from airflow_kling.exceptions import MediaError
-from airflow_kling.jobs import TERMINAL_STATUSES, JobStatus
+from airflow_kling.jobs import TERMINAL_STATUSES, JobStatus, api_date
 
 AUTHOR_ID = "user_emulator"
 DEFAULT_OWNER_ID = "proj_emulator"
@@ -135,11 +134,6 @@ class Fault:
     delay: float = 0.0
     action: str = "respond"
     after: bool = False
-
-
-def iso(timestamp: float) -> str:
-    """ISO-8601 with milliseconds and ``Z``, as the API writes dates."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _whole_number(value: Any) -> int | None:
@@ -447,10 +441,10 @@ class Store:
                 break
             if job.forced_status and job.ended_at is not None and at > job.ended_at:
                 break
-            history.append({"date": iso(at), "status": name})
+            history.append({"date": api_date(at), "status": name})
         if status in TERMINAL_STATUSES:
             end = job.ended_at or job.created_at + job.seconds
-            history.append({"date": iso(end), "status": status})
+            history.append({"date": api_date(end), "status": status})
         return history
 
     def _publish_output(self, job: Job) -> bool:
