@@ -4,6 +4,7 @@ which errors are passing, how long to wait between polls, and what to log when a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from airflow_kling.exceptions import ScenarioAPIError, ScenarioError, ScenarioTransportError
@@ -28,21 +29,47 @@ def error_backoff(failures: int, poll_interval: float) -> float:
     return min(poll_interval * 2.0 ** max(failures - 1, 0), max(MAX_ERROR_BACKOFF, poll_interval))
 
 
-class JobProgress:
-    """Remembers the last status and progress seen of a job, to log each change once."""
+PROGRESS_LOG_SECONDS = 30.0
+"""Seconds at least between two log lines of a job that goes on (its first and last states are logged at once)."""
 
-    def __init__(self, job_id: str) -> None:
+
+class JobProgress:
+    """Decides when a job's status and progress are worth a log line: its end, and while it goes on a
+    change at most every ``min_interval`` seconds (a triggerer follows thousands of jobs: a line per poll
+    would cost more than the poll itself).
+
+    :param min_interval: seconds between lines while the job goes on; default :data:`PROGRESS_LOG_SECONDS`.
+    :param log_first: log the first state seen at once (default); ``False`` when the caller has just
+        logged the job (its submission), so that the first line comes ``min_interval`` later.
+    :param clock: monotonic seconds; tests inject one.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        min_interval: float = PROGRESS_LOG_SECONDS,
+        *,
+        log_first: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.job_id = job_id
+        self.min_interval = min_interval
+        self.clock = clock
         self.status: str | None = None
         self.percent: int | None = None
+        self.logged_at: float | None = None if log_first else clock()
 
     def update(self, job: dict[str, Any]) -> str | None:
-        """A log line when the status or the whole percentage changed since the last call, else ``None``."""
+        """The line to log for this poll of the job, or ``None``."""
         status = str(job.get("status"))
         percent = round(float(job.get("progress") or 0.0) * 100)
         if status == self.status and percent == self.percent:
             return None
-        self.status, self.percent = status, percent
+        now = self.clock()
+        recent = self.logged_at is not None and now - self.logged_at < self.min_interval
+        if recent and not is_terminal(status):
+            return None
+        self.status, self.percent, self.logged_at = status, percent, now
         return f"Scenario job {self.job_id}: {status} ({percent}%)"
 
 
@@ -76,7 +103,7 @@ class JobWatch:
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.log = log
-        self.progress = JobProgress(job_id)
+        self.progress = JobProgress(job_id, log_first=False)  # the submission was just logged
         self.failures = 0
         self.started = time.monotonic()
 

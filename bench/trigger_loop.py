@@ -1,7 +1,7 @@
 """One event loop that waits for many Scenario jobs, as a triggerer does: run as a child process by
-``bench.triggerer``, with either this provider's trigger or polling built on the http provider.
+``bench.triggerer``, with this provider's trigger, polling built on the http provider, or the raw ``aiohttp`` floor.
 
-    python -m bench.trigger_loop ours|http JOBS_FILE POLL_INTERVAL RESULT_FILE
+    python -m bench.trigger_loop ours|http|floor JOBS_FILE POLL_INTERVAL RESULT_FILE
 """
 
 from __future__ import annotations
@@ -45,6 +45,31 @@ async def http_provider(job_ids: list[str], poll_interval: float) -> list[tuple[
     return await asyncio.gather(*(wait(job_id) for job_id in job_ids))
 
 
+async def floor(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str, Any], float]]:
+    """The least a poll can cost: raw ``aiohttp``, one shared session with Basic auth, GET and parse the
+    job at a fixed interval; no retries, no logging, no connection lookup."""
+    import os
+
+    import aiohttp
+
+    conn = json.loads(os.environ["AIRFLOW_CONN_SCENARIO_DEFAULT"])
+    auth = aiohttp.BasicAuth(conn["login"], conn["password"])
+    async with aiohttp.ClientSession(auth=auth, connector=aiohttp.TCPConnector(limit=100)) as session:
+
+        async def wait(job_id: str) -> tuple[dict[str, Any], float]:
+            while True:
+                async with session.get(f"{conn['host']}/jobs/{job_id}") as response:
+                    job = json.loads(await response.read())["job"]
+                if job["status"] in TERMINAL_STATUSES:
+                    return {"status": job["status"], "job_id": job_id, "job": job}, time.time()
+                await asyncio.sleep(poll_interval)
+
+        return await asyncio.gather(*(wait(job_id) for job_id in job_ids))
+
+
+CONTENDERS = {"ours": ours, "http": http_provider, "floor": floor}
+
+
 def main() -> None:
     contender, jobs_file, poll_interval, result_file = (
         sys.argv[1],
@@ -54,11 +79,14 @@ def main() -> None:
     )
     with open(jobs_file) as jobs:
         job_ids = json.load(jobs)
-    import airflow_kling.triggers.job  # noqa: F401  (imports are start-up, not polling: keep them off the clock)
+    import aiohttp  # noqa: F401  (imports are start-up, not polling: keep them off the clock)
+
+    import airflow_kling.hooks.scenario_async
+    import airflow_kling.triggers.job  # noqa: F401
 
     started_cpu = time.process_time()
     started = time.time()
-    results = asyncio.run((ours if contender == "ours" else http_provider)(job_ids, poll_interval))
+    results = asyncio.run(CONTENDERS[contender](job_ids, poll_interval))
     cpu = time.process_time() - started_cpu
     delays = []
     for payload, received in results:

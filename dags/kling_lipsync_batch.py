@@ -1,28 +1,53 @@
-"""Kling Lipsync over a folder of clips: one mapped task instance per clip, bounded by a pool.
+"""Kling Lipsync over a folder of clips: one mapped task group per clip, so that a bad clip fails alone.
 
 Each ``<name>.mp4``/``.mov`` in ``source`` (a directory or an object-storage prefix) is paired with the audio
 file of the same name (``.mp3``, ``.wav``, ``.m4a``, ``.aac``) or, when there is none, speaks ``text``.
+
+    list_clips -> clip[i]: prepare_and_upload -> lipsync -> archive -> report
+                                      \\-> check_budget -/
+
+- A clip that cannot be used (not media, too short, ...) fails its own group; the other clips go on and are
+  archived. ``report`` names each failed clip and why, and fails the run when any clip failed.
+- Before the first paid job, ``check_budget`` asks for the estimate of every clip (``dryRun``: nothing is
+  paid) and refuses the whole batch, with the total, above ``max_total_creative_units``.
+- Files pass between tasks only through ``source`` and the ``work`` location, which every worker must see: the
+  default (``$AIRFLOW_HOME/kling-work``) fits one machine; on Celery or Kubernetes workers give an object-storage
+  URI (``s3://bucket/kling-work``). Local temporary files never leave the task that made them.
+
 Lipsync tasks run in the pool ``kling_lipsync``: create it with ``include_deferred`` so that deferred tasks
 count against it and the API's parallel-job limit is respected::
 
     airflow pools set kling_lipsync 4 "Scenario parallel custom jobs" --include-deferred
-
-A failed clip does not stop the others; ``report`` lists what happened to each.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, task, task_group
 
+from airflow_kling.links import JOB_ID_XCOM_KEY
 from airflow_kling.media.limits import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator
 from airflow_kling.operators.generate import KlingLipsyncOperator
 
 POOL = "kling_lipsync"
+SAMPLE_CLIPS = 3
+
+
+def _home_location(folder: str) -> str:
+    return os.path.join(os.path.expanduser(os.environ.get("AIRFLOW_HOME", "~/airflow")), folder)
+
+
+def _record_failure(context: Any) -> None:
+    """Keep why a clip's task failed (its final try), for the report."""
+    error = context.get("exception")
+    context["ti"].xcom_push(
+        key="error", value=f"{type(error).__name__}: {error}"[:500] if error else "failed"
+    )
+
 
 with DAG(
     dag_id="kling_lipsync_batch",
@@ -34,108 +59,208 @@ with DAG(
     doc_md=__doc__,
     params={
         "source": Param(
-            "", type="string", description="Folder or prefix of clips. Empty: 3 generated samples."
+            None,
+            type=["null", "string"],
+            title="Clips",
+            description="Folder or object-storage prefix of clips (.mp4/.mov, each with an optional audio file "
+            "of the same name). Empty: 3 generated samples.",
         ),
         "text": Param(
-            "Hello from Airflow!", type="string", maxLength=120, description="Spoken without audio."
+            "Hello from Airflow!",
+            type="string",
+            minLength=1,
+            maxLength=120,
+            title="Text",
+            description="Spoken by clips that have no audio file of their own.",
+        ),
+        "work": Param(
+            None,
+            type=["null", "string"],
+            title="Work location",
+            description="Where files pass between tasks: a folder every worker sees, or an object-storage URI "
+            "(s3://bucket/kling-work). Empty: $AIRFLOW_HOME/kling-work (one machine).",
         ),
         "destination": Param(
-            "", type="string", description="Archive root. Empty: $AIRFLOW_HOME/kling-archive."
+            None,
+            type=["null", "string"],
+            title="Archive location",
+            description="Folder or object-storage URI of the archive. Empty: $AIRFLOW_HOME/kling-archive.",
+        ),
+        "max_total_creative_units": Param(
+            2000,
+            type="number",
+            minimum=0,
+            title="Budget (creative units)",
+            description="Refuse the whole batch, before any paid job, when the clips' estimates add up to more.",
         ),
     },
 ):
 
     @task
-    def list_clips(params: dict[str, Any] | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
-        """One entry per clip: its prepared video and audio, uploaded, ready for the lipsync."""
+    def list_clips(params: dict[str, Any] | None = None, ti: Any = None) -> list[dict[str, Any]]:
+        """One entry per clip: its name and the URIs of its video and audio (``None``: speak ``text``).
+        Pushes the archive location as ``destination``."""
+        import tempfile
         from pathlib import Path
 
         from airflow_kling.media.samples import make_video
-        from airflow_kling.storage import storage_path
+        from airflow_kling.operators.errors import invalid_input_fails_task
+        from airflow_kling.storage import check_writable, plain_uri, publish, storage_path
 
         assert params is not None
+        with invalid_input_fails_task():  # checked before anything is paid for
+            destination = check_writable(
+                params["destination"] or _home_location("kling-archive"), "destination"
+            )
+            work = check_writable(params["work"] or _home_location("kling-work"), "work")
         source = params["source"]
         if not source:
-            samples = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "kling-work" / "batch"
-            for number in range(3):
-                make_video(samples / f"clip-{number}.mp4", width=1280, height=720, seconds=3, fps=25)
-            source = str(samples)
-        folder = storage_path(source)
-        files = {path.name: path for path in folder.iterdir()}
+            samples = work / "batch-samples"
+            with tempfile.TemporaryDirectory(prefix="kling-samples-") as scratch:
+                for number in range(SAMPLE_CLIPS):
+                    target = samples / f"clip-{number}.mp4"
+                    if not target.exists():
+                        local = make_video(
+                            Path(scratch) / target.name, width=1280, height=720, seconds=3, fps=25
+                        )
+                        publish(Path(local), target)
+            source = plain_uri(samples)
+        files = {path.name: path for path in storage_path(source).iterdir()}
         clips = []
         for name, path in sorted(files.items()):
             stem, suffix = os.path.splitext(name)
             if suffix.lower() not in VIDEO_EXTENSIONS:
                 continue
             audio = next((files[stem + s] for s in AUDIO_EXTENSIONS if stem + s in files), None)
-            clips.append({"name": stem, "video": str(path), "audio": str(audio) if audio else None})
+            clips.append(
+                {"name": stem, "video": plain_uri(path), "audio": plain_uri(audio) if audio else None}
+            )
         if not clips:
-            raise ValueError(f"No .mp4 or .mov clip in {source}")
+            raise ValueError(f"No {' or '.join(sorted(VIDEO_EXTENSIONS))} clip in {source}")
+        ti.xcom_push(key="destination", value=plain_uri(destination))
         return clips
 
-    @task(map_index_template="{{ clip['name'] }}")
-    def prepare_and_upload(clip: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Fit the clip (and its audio) to Kling's limits and upload them; returns the lipsync arguments."""
-        import tempfile
-        from pathlib import Path
-
+    @task(trigger_rule="all_done", on_failure_callback=_record_failure)
+    def check_budget(
+        clips: list[dict[str, Any]], params: dict[str, Any] | None = None, ti: Any = None
+    ) -> float:
+        """The estimate of every clip that was prepared, before any of them is paid for; the total in
+        creative units. Fails the batch (and so every lipsync) above ``max_total_creative_units``."""
         from airflow_kling.hooks.scenario import ScenarioHook
-        from airflow_kling.media.prepare import prepare_audio, prepare_video
-        from airflow_kling.storage import local_copy, storage_path
+        from airflow_kling.media.limits import KLING_LIPSYNC_MODEL_ID
+        from airflow_kling.operators.generate import kling_lipsync_inputs
+        from airflow_kling.version_compat import AirflowFailException
 
         assert params is not None
         hook = ScenarioHook()
-        with tempfile.TemporaryDirectory() as work:
-            with local_copy(storage_path(clip["video"])) as video:
-                prepared = prepare_video(video, Path(work) / "video.mp4")
-            arguments: dict[str, Any] = {
-                "video_asset_id": hook.upload_asset(prepared.output, file_name=f"{clip['name']}.mp4")
-            }
-            if clip["audio"]:
-                with local_copy(storage_path(clip["audio"])) as audio:
-                    voice = prepare_audio(
-                        audio, Path(work) / "voice.m4a", max_duration=prepared.output_info["duration"]
+        prepared = ti.xcom_pull(task_ids="clip.prepare_and_upload", map_indexes=list(range(len(clips))))
+        total = 0.0
+        for clip, arguments in zip(clips, prepared, strict=True):
+            if not arguments:
+                continue  # this clip failed on its own; its group says why
+            estimate = hook.estimate_cost(KLING_LIPSYNC_MODEL_ID, kling_lipsync_inputs(**arguments))
+            print(f"{clip['name']}: {estimate} creative units")
+            total += estimate or 0.0
+        limit = float(params["max_total_creative_units"])
+        if total > limit:
+            raise AirflowFailException(
+                f"Not submitting the batch: its estimate is {total:g} creative units, above "
+                f"max_total_creative_units={limit:g}"
+            )
+        return total
+
+    clips: Any = list_clips()  # an XComArg: a list of clips once it runs
+    budget = check_budget(clips)
+
+    @task_group(
+        group_id="clip",
+        default_args={
+            "on_failure_callback": _record_failure,
+            "map_index_template": "{{ ti.xcom_pull(task_ids='list_clips')[ti.map_index]['name'] }}",
+        },
+    )
+    def clip_group(clip: dict[str, Any]) -> None:
+        @task
+        def prepare_and_upload(clip: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+            """Fit the clip (and its audio) to Kling's limits and upload them, in this task only; returns
+            the lipsync arguments."""
+            import tempfile
+            from pathlib import Path
+
+            from airflow_kling.hooks.scenario import ScenarioHook
+            from airflow_kling.media import prepare_audio, prepare_video
+            from airflow_kling.operators.errors import invalid_input_fails_task
+            from airflow_kling.storage import local_copy, storage_path
+
+            assert params is not None
+            hook = ScenarioHook()
+            arguments: dict[str, Any] = {"audio_asset_id": None, "text": None}
+            with tempfile.TemporaryDirectory(prefix="kling-clip-") as scratch, invalid_input_fails_task():
+                with local_copy(storage_path(clip["video"])) as video:
+                    prepared = prepare_video(video, Path(scratch) / "video.mp4")
+                arguments["video_asset_id"] = hook.upload_asset(
+                    prepared.output, file_name=f"{clip['name']}.mp4"
+                )
+                if clip["audio"]:
+                    with local_copy(storage_path(clip["audio"])) as audio:
+                        voice = prepare_audio(
+                            audio, Path(scratch) / "voice.m4a", max_duration=prepared.output_info["duration"]
+                        )
+                    arguments["audio_asset_id"] = hook.upload_asset(
+                        voice.output, file_name=f"{clip['name']}.m4a"
                     )
-                arguments["audio_asset_id"] = hook.upload_asset(voice.output, file_name=f"{clip['name']}.m4a")
-            else:
-                arguments["text"] = params["text"]
-        return arguments
+                else:
+                    arguments["text"] = params["text"]
+            return arguments
 
-    clips = list_clips()
-    lipsync = KlingLipsyncOperator.partial(
-        task_id="lipsync", pool=POOL, deferrable=True, poll_interval=5, retries=2, max_creative_units=500
-    ).expand_kwargs(prepare_and_upload.expand(clip=clips))
+        arguments: Any = prepare_and_upload(clip)  # its keys are separate XComs (a dict return)
+        lipsync = KlingLipsyncOperator(
+            task_id="lipsync",
+            video_asset_id=arguments["video_asset_id"],
+            audio_asset_id=arguments["audio_asset_id"],
+            text=arguments["text"],
+            pool=POOL,
+            deferrable=True,
+            poll_interval=5,
+            retries=2,
+            max_creative_units=500,
+        )
+        archive = ScenarioArchiveAssetsOperator(
+            task_id="archive",
+            job_id=cast(Any, lipsync.output)[JOB_ID_XCOM_KEY],  # pushed as soon as the job is submitted
+            destination="{{ ti.xcom_pull(task_ids='list_clips', key='destination') }}",
+        )
+        arguments >> budget >> lipsync >> archive
 
-    @task
-    def archive_root(params: dict[str, Any] | None = None) -> str:
-        assert params is not None
-        home = os.path.expanduser(os.environ.get("AIRFLOW_HOME", "~/airflow"))
-        return str(params["destination"] or os.path.join(home, "kling-archive"))
-
-    archive = ScenarioArchiveAssetsOperator.partial(
-        task_id="archive", destination="{{ ti.xcom_pull(task_ids='archive_root') }}"
-    ).expand(job_id=lipsync.output.map(lambda result: result["job_id"]))
-    archive_root() >> archive
+    groups = clip_group.expand(clip=clips)
 
     @task(trigger_rule="all_done")
-    def report(clips: Any, ti: Any = None) -> dict[str, str]:
+    def report(clips: list[dict[str, Any]], ti: Any = None) -> dict[str, str]:
         """What happened to each clip: its archived video, or why there is none. Fails if any clip failed."""
         indexes = list(range(len(clips)))
-        jobs = ti.xcom_pull(task_ids="lipsync", map_indexes=indexes)
-        archived = ti.xcom_pull(task_ids="archive", map_indexes=indexes)
+        jobs = ti.xcom_pull(task_ids="clip.lipsync", map_indexes=indexes)
+        archived = ti.xcom_pull(task_ids="clip.archive", map_indexes=indexes)
+        steps = ("clip.prepare_and_upload", "clip.lipsync", "clip.archive")
+        errors = {step: ti.xcom_pull(task_ids=step, key="error", map_indexes=indexes) for step in steps}
+        budget_error = ti.xcom_pull(task_ids="check_budget", key="error")
         outcome = {}
         for index, clip in enumerate(clips):
-            job = jobs[index] if isinstance(jobs, list) and index < len(jobs) else None
-            uris = archived[index] if isinstance(archived, list) and index < len(archived) else None
-            if uris:
-                outcome[clip["name"]] = f"archived {', '.join(uris)} (job {job['job_id'] if job else '?'})"
-            else:
-                outcome[clip["name"]] = "failed: see the lipsync and archive task instances of this clip"
+            if archived[index]:
+                outcome[clip["name"]] = f"archived {', '.join(archived[index])} (job {jobs[index]['job_id']})"
+                continue
+            why = next(
+                (f"{step.split('.')[-1]}: {errors[step][index]}" for step in steps if errors[step][index]),
+                f"check_budget: {budget_error}" if budget_error else "see this clip's task instances",
+            )
+            outcome[clip["name"]] = f"failed at {why}"
         for name, result in outcome.items():
             print(f"{name}: {result}")
         failed = [name for name, result in outcome.items() if result.startswith("failed")]
         if failed:
-            raise RuntimeError(f"{len(failed)} of {len(clips)} clip(s) failed: {', '.join(failed)}")
+            raise RuntimeError(
+                f"{len(failed)} of {len(clips)} clip(s) failed: "
+                + "; ".join(f"{name} ({outcome[name]})" for name in failed)
+            )
         return outcome
 
-    report(clips) << archive
+    groups >> report(clips)

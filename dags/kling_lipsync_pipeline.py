@@ -3,6 +3,10 @@
 Run it with no input at all: it synthesizes a sample clip and voice. Give ``video`` (and ``audio``, or a
 ``text`` to speak) as local paths or object-storage URIs to run it on your own media.
 
+Files pass from task to task through the ``work`` location, which every worker must see: the default
+(``$AIRFLOW_HOME/kling-work``) fits one machine; on Celery or Kubernetes workers give an object-storage URI
+(``s3://bucket/kling-work``).
+
     preprocess -> upload_video, upload_audio -> lipsync (deferrable) -> archive
 """
 
@@ -28,53 +32,98 @@ with DAG(
     tags=["kling", "scenario", "example"],
     doc_md=__doc__,
     params={
-        "video": Param("", type="string", description="Clip (path or URI). Empty: a generated sample."),
-        "audio": Param("", type="string", description="Voice track (path or URI). Empty: text, or a sample."),
+        "video": Param(
+            None,
+            type=["null", "string"],
+            title="Video",
+            description="The clip: a path or object-storage URI every worker sees. Empty: a generated sample.",
+        ),
+        "audio": Param(
+            None,
+            type=["null", "string"],
+            title="Audio",
+            description="The voice track (path or URI). Empty: speak the text below, or a generated sample.",
+        ),
         "text": Param(
-            "", type="string", maxLength=120, description="Text to speak instead of an audio track."
+            None,
+            type=["null", "string"],
+            maxLength=120,
+            title="Text",
+            description="Spoken with the voice below instead of an audio track (1-120 characters).",
         ),
-        "voice_id": Param("en_AOT", type="string", description="Kling voice for the text."),
+        "voice_id": Param("en_AOT", type="string", title="Voice", description="Kling voice for the text."),
         "voice_speed": Param(
-            1.0, type="number", minimum=0.8, maximum=2.0, description="Speed of that voice."
+            1.0,
+            type="number",
+            minimum=0.8,
+            maximum=2.0,
+            title="Voice speed",
+            description="Speed of that voice.",
         ),
-        "start": Param(0.0, type="number", minimum=0, description="Seconds into the clip where it starts."),
+        "start": Param(
+            0.0,
+            type="number",
+            minimum=0,
+            title="Start (s)",
+            description="Seconds into the clip where it starts.",
+        ),
+        "work": Param(
+            None,
+            type=["null", "string"],
+            title="Work location",
+            description="Where files pass between tasks: a folder every worker sees, or an object-storage URI "
+            "(s3://bucket/kling-work). Empty: $AIRFLOW_HOME/kling-work (one machine).",
+        ),
         "destination": Param(
-            "", type="string", description="Archive root. Empty: $AIRFLOW_HOME/kling-archive."
+            None,
+            type=["null", "string"],
+            title="Archive location",
+            description="Folder or object-storage URI of the archive. Empty: $AIRFLOW_HOME/kling-archive.",
         ),
         "max_creative_units": Param(
-            500, type=["number", "null"], description="Refuse jobs estimated above this."
+            500,
+            type=["number", "null"],
+            title="Budget (creative units)",
+            description="Refuse a job estimated above this. Empty: no check.",
         ),
     },
 ) as dag:
 
     @task
     def resolve_inputs(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
-        """Where the media are and where results go; synthesizes sample media when none is given."""
+        """Where the media are and where results go; synthesizes sample media into the work location when
+        none is given. Both locations are checked writable before anything is paid for."""
+        import tempfile
         from pathlib import Path
 
         from airflow_kling.media.samples import make_audio, make_video
         from airflow_kling.operators.errors import invalid_input_fails_task
-        from airflow_kling.storage import check_writable
+        from airflow_kling.storage import check_writable, plain_uri, publish
 
         assert params is not None
         home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
-        destination = params["destination"] or str(home / "kling-archive")
-        with invalid_input_fails_task():  # where the video will go is checked before anything is paid for
-            check_writable(destination, "destination")
-        work = home / "kling-work" / str(run_id).replace(":", "_").replace("+", "_")
+        with invalid_input_fails_task():
+            destination = check_writable(params["destination"] or str(home / "kling-archive"), "destination")
+            work_root = check_writable(params["work"] or str(home / "kling-work"), "work")
+        work = work_root / str(run_id).replace(":", "_").replace("+", "_")
         video, audio, text = params["video"], params["audio"], params["text"]
-        if not video:
-            video = make_video(work / "sample-face.mp4", width=1280, height=720, seconds=4, fps=25)
-        if not audio and not text:
-            audio = make_audio(work / "sample-voice.wav", seconds=3)
+        with tempfile.TemporaryDirectory(prefix="kling-samples-") as scratch:
+            if not video:
+                sample = make_video(
+                    Path(scratch) / "sample-face.mp4", width=1280, height=720, seconds=4, fps=25
+                )
+                video = publish(Path(sample), work / "sample-face.mp4")
+            if not audio and not text:
+                sample = make_audio(Path(scratch) / "sample-voice.wav", seconds=3)
+                audio = publish(Path(sample), work / "sample-voice.wav")
         return {
             "video": video,
             "audio": None if text else audio,
             "text": text or None,
             "voice_id": params["voice_id"] if text else None,
             "voice_speed": params["voice_speed"] if text else None,
-            "work_dir": str(work / "prepared"),
-            "destination": destination,
+            "work_dir": plain_uri(work / "prepared"),
+            "destination": plain_uri(destination),
         }
 
     inputs = resolve_inputs()

@@ -49,6 +49,8 @@ class DagRunOutcome:
     states: dict[str, str]
     tries: dict[str, int]
     return_values: dict[str, Any]
+    mapped_states: dict[str, list[str]]
+    """Each mapped task's states in map-index order."""
 
     def xcom(self, task_id: str, key: str) -> Any:
         """The value a task pushed under ``key`` (JSON-decoded), or ``None``."""
@@ -82,7 +84,8 @@ def dags_test(dag_id: str, conf: dict[str, Any]) -> DagRunOutcome:
             "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
         ).fetchone()
         rows = db.execute(
-            "SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ? AND run_id = ?",
+            "SELECT task_id, state, try_number, map_index FROM task_instance WHERE dag_id = ? AND run_id = ? "
+            "ORDER BY task_id, map_index",
             (dag_id, run_id),
         ).fetchall()
         xcoms = db.execute(
@@ -93,8 +96,13 @@ def dags_test(dag_id: str, conf: dict[str, Any]) -> DagRunOutcome:
         returncode=result.returncode,
         output=result.stdout + result.stderr,
         run_id=run_id,
-        states={task: state for task, state, _ in rows},
-        tries={task: tries for task, _, tries in rows},
+        states={task: state for task, state, _, _ in rows},
+        tries={task: tries for task, _, tries, _ in rows},
+        mapped_states={
+            task: [state for other, state, _, index in rows if other == task and index >= 0]
+            for task, _, _, index in rows
+            if index >= 0
+        },
         return_values={
             task: json.loads(value) if isinstance(value, str | bytes) else value for task, value in xcoms
         },

@@ -100,3 +100,22 @@ def test_dockerfile_installs_the_provider_on_the_official_image() -> None:
         for source in [word for word in line.split()[1:] if not word.startswith("--")][:-1]
     }
     assert {"pyproject.toml", "README.md", "airflow_kling", "dags"} <= copied
+
+
+def test_every_airflow_container_shares_the_locations_where_the_dags_write(monkeypatch: Any) -> None:
+    import runpy
+
+    services = compose()["services"]
+    home = "/opt/airflow"  # AIRFLOW_HOME of the official image, which the compose file keeps
+    assert all("AIRFLOW_HOME" not in services[name]["environment"] for name in AIRFLOW_COMMANDS)
+    monkeypatch.setenv("AIRFLOW_HOME", home)
+    dag_module = runpy.run_path(str(ROOT / "dags" / "kling_lipsync_batch.py"))
+    written = {dag_module["_home_location"](folder) for folder in ("kling-work", "kling-archive")}
+    declared = set(compose()["volumes"])
+    for name in [*AIRFLOW_COMMANDS, "scenario-emulator"]:
+        mounts = {
+            target: source
+            for source, target in (volume.split(":")[:2] for volume in services[name]["volumes"])
+        }
+        assert written <= set(mounts), name
+        assert {mounts[path] for path in written} <= declared, name

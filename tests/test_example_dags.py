@@ -98,6 +98,64 @@ def test_batch_reports_each_clip(
     assert all(result.startswith("archived") for result in run.return_values["report"].values())
 
 
+def test_a_bad_clip_fails_alone_and_the_report_names_it(
+    scenario_emulator: EmulatorServer, example_home: Path, tmp_path: Path
+) -> None:
+    from airflow_kling.media.samples import make_audio, make_video
+
+    source, archive = tmp_path / "clips", tmp_path / "archive"
+    for name in ("a-good", "c-good", "e-good"):
+        make_video(source / f"{name}.mp4", width=1280, height=720, seconds=3, fps=25)
+    make_audio(source / "a-good.wav", seconds=2)  # this clip speaks its own audio, the others the text
+    (source / "b-not-a-video.mp4").write_text("this is text, not a video")
+    make_video(source / "d-too-short.mp4", width=1280, height=720, seconds=0.5, fps=25)
+
+    run = dags_test("kling_lipsync_batch", {"source": str(source), "destination": str(archive)})
+
+    assert run.states["report"] == "failed", run.output[-4000:]
+    assert run.mapped_states["clip.prepare_and_upload"] == [
+        "success",
+        "failed",
+        "success",
+        "failed",
+        "success",
+    ]
+    assert run.mapped_states["clip.archive"] == [
+        "success",
+        "upstream_failed",
+        "success",
+        "upstream_failed",
+        "success",
+    ]
+    jobs = list(scenario_emulator.store.jobs.values())
+    assert len(jobs) == 3  # one paid job per good clip, none for the bad ones
+    assert sorted("audioFile" in job.inputs for job in jobs) == [False, False, True]
+    manifests = sorted(archive.glob("*/manifest.json"))
+    assert {m.parent.name for m in manifests} == {job.id for job in jobs}
+    for manifest in manifests:
+        (entry,) = json.loads(manifest.read_text())["files"]
+        assert Path(entry["uri"].removeprefix("file://")).stat().st_size == entry["size"] > 0
+    failure = next(line for line in run.output.splitlines() if "2 of 5 clip(s) failed" in line)
+    assert "b-not-a-video (failed at prepare_and_upload:" in failure
+    assert "d-too-short (failed at prepare_and_upload:" in failure
+    assert "a-good" not in failure
+
+
+def test_the_batch_is_refused_whole_above_its_budget_before_any_paid_job(
+    scenario_emulator: EmulatorServer, example_home: Path, tmp_path: Path
+) -> None:
+    run = dags_test("kling_lipsync_batch", {"destination": str(tmp_path), "max_total_creative_units": 10})
+    assert run.states["check_budget"] == "failed", run.output[-4000:]
+    assert run.states["clip.lipsync"] == "upstream_failed"
+    assert set(run.mapped_states.get("clip.lipsync", [])) <= {"upstream_failed"}
+    assert scenario_emulator.store.jobs == {}
+    estimates = scenario_emulator.store.requests("^/v1/generate/")
+    assert len(estimates) == 3
+    assert all("dryRun" in entry["query"] for entry in estimates)
+    assert "its estimate is 90 creative units, above max_total_creative_units=10" in run.output
+    assert "clip-0 (failed at check_budget:" in run.output
+
+
 def test_pipeline_refuses_a_destination_it_cannot_write_before_paying(
     scenario_emulator: EmulatorServer, example_home: Path
 ) -> None:

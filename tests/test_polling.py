@@ -8,7 +8,7 @@ import json
 import pytest
 
 from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
-from airflow_kling.polling import error_backoff, next_poll_delay
+from airflow_kling.polling import JobProgress, error_backoff, next_poll_delay
 
 
 def test_the_poll_interval_is_a_floor_and_the_stretch_is_bounded() -> None:
@@ -47,3 +47,32 @@ def test_hooks_of_one_loop_share_one_connection_read(monkeypatch: pytest.MonkeyP
         return (await ScenarioAsyncHook().config()).base_url
 
     assert asyncio.run(in_a_new_loop()) == "http://127.0.0.1:2222/v1"  # a new loop reads it again
+
+
+def test_a_job_is_logged_at_its_start_its_end_and_at_most_every_interval_between() -> None:
+    now = [100.0]
+    progress = JobProgress("job_1", min_interval=30, clock=lambda: now[0])
+    assert progress.update({"status": "queued"}) == "Scenario job job_1: queued (0%)"
+    now[0] += 5
+    assert progress.update({"status": "in-progress", "progress": 0.1}) is None  # 5 s after the last line
+    now[0] += 30
+    assert (
+        progress.update({"status": "in-progress", "progress": 0.1}) == "Scenario job job_1: in-progress (10%)"
+    )
+    now[0] += 30
+    assert progress.update({"status": "in-progress", "progress": 0.1}) is None  # nothing moved
+    assert (
+        progress.update({"status": "in-progress", "progress": 0.5}) == "Scenario job job_1: in-progress (50%)"
+    )
+    now[0] += 1
+    assert progress.update({"status": "success", "progress": 1.0}) == "Scenario job job_1: success (100%)"
+
+
+def test_a_waiter_that_just_logged_the_submission_starts_quiet() -> None:
+    now = [100.0]
+    progress = JobProgress("job_1", min_interval=30, log_first=False, clock=lambda: now[0])
+    assert progress.update({"status": "queued"}) is None
+    now[0] += 30
+    assert (
+        progress.update({"status": "in-progress", "progress": 0.2}) == "Scenario job job_1: in-progress (20%)"
+    )

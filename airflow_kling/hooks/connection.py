@@ -10,6 +10,7 @@ import base64
 import ipaddress
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_kling.exceptions import ScenarioConfigError, ScenarioCredentialsError
@@ -50,7 +51,7 @@ class ScenarioConnectionConfig:
     max_retries: int = DEFAULT_MAX_RETRIES
     web_url: str = DEFAULT_WEB_URL
 
-    @property
+    @cached_property
     def authorization(self) -> str:
         """The ``Authorization`` header value. Never log it."""
         token = base64.b64encode(f"{self.api_key}:{self.api_secret}".encode()).decode("ascii")

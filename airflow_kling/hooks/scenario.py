@@ -227,6 +227,12 @@ class ScenarioHook(HttpHook):
         )
         return payload
 
+    def estimate_cost(self, model_id: str, inputs: Mapping[str, Any]) -> float | None:
+        """The creative units a generation would cost (a ``dryRun`` estimate: no job, nothing paid);
+        ``None`` when the API gives no figure."""
+        cost = self.run_model(model_id, inputs, dry_run=True).get("creativeUnitsCost")
+        return None if cost is None else float(cost)
+
     def submit_once(
         self,
         model_id: str,

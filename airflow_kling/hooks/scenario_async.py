@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -94,6 +95,13 @@ async def _cached_config(
         raise
 
 
+@functools.cache
+def _client_timeout(read_seconds: float) -> aiohttp.ClientTimeout:
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None, connect=DEFAULT_CONNECT_TIMEOUT, sock_read=read_seconds)
+
+
 class ScenarioAsyncHook(BaseHook):
     """Async twin of :class:`~airflow_kling.hooks.scenario.ScenarioHook` for triggers.
 
@@ -148,7 +156,7 @@ class ScenarioAsyncHook(BaseHook):
         cfg = await self.config()
         call = api_call(cfg, method, path, params, body)
         method = call.method
-        timeout = aiohttp.ClientTimeout(total=None, connect=DEFAULT_CONNECT_TIMEOUT, sock_read=cfg.timeout)
+        timeout = _client_timeout(cfg.timeout)
         session = shared_session()
         attempts = Attempts(method, path, call.submits_job, cfg.max_retries)
         while True:
@@ -156,7 +164,7 @@ class ScenarioAsyncHook(BaseHook):
                 async with session.request(
                     method,
                     call.url,
-                    params=call.params,
+                    params=call.params or None,
                     data=call.data,
                     headers=call.headers,
                     timeout=timeout,

@@ -208,7 +208,7 @@ class ScenarioGenerateOperator(BaseOperator):
     # -- steps ----------------------------------------------------------------------------------------------
 
     def _check_estimate(self, inputs: dict[str, Any], limit: float) -> None:
-        estimate = self.hook.run_model(self.model_id, inputs, dry_run=True).get("creativeUnitsCost")
+        estimate = self.hook.estimate_cost(self.model_id, inputs)
         if estimate is not None and float(estimate) > limit:
             raise AirflowFailException(
                 f"Not submitting: the estimate is {estimate} creative units, above max_creative_units={limit:g}"
@@ -323,10 +323,6 @@ class KlingLipsyncOperator(ScenarioGenerateOperator):
         "project_id",
         "max_creative_units",
     )
-    DEFAULT_VOICE_ID = DEFAULT_VOICE_ID
-    DEFAULT_VOICE_SPEED = DEFAULT_VOICE_SPEED
-    TEXT_MAX_CHARS = TEXT_MAX_CHARS
-    VOICE_SPEED_RANGE = VOICE_SPEED_RANGE
 
     def __init__(
         self,
@@ -346,43 +342,70 @@ class KlingLipsyncOperator(ScenarioGenerateOperator):
         self.voice_speed = voice_speed
 
     def build_inputs(self) -> dict[str, Any]:
-        video = _text_value(self.video_asset_id)
-        audio = _text_value(self.audio_asset_id)
-        text = self.text if self.text not in (None, "") else None
-        if not video:
-            raise ScenarioValidationError("video_asset_id is required: the id of a video asset (asset_...)")
-        if (audio is None) == (text is None):
-            raise ScenarioValidationError(
-                "Give exactly one of audio_asset_id (an audio asset) and text (1-120 characters)"
-            )
-        if audio is not None:
-            given = [name for name in ("voice_id", "voice_speed") if getattr(self, name) not in (None, "")]
-            if given:
-                raise ScenarioValidationError(
-                    f"{' and '.join(given)} apply only to text; with audio_asset_id the model speaks the audio as it is"
-                )
-            return {"videoUrl": video, "audioFile": audio}
-        if not isinstance(text, str) or not 1 <= len(text) <= self.TEXT_MAX_CHARS:
-            length = len(text) if isinstance(text, str) else type(text).__name__
-            raise ScenarioValidationError(f"text must be 1-{self.TEXT_MAX_CHARS} characters, got {length}")
-        voice_id = _text_value(self.voice_id) or self.DEFAULT_VOICE_ID
-        return {"videoUrl": video, "text": text, "voiceId": voice_id, "voiceSpeed": self._voice_speed()}
+        return kling_lipsync_inputs(
+            self.video_asset_id,
+            audio_asset_id=self.audio_asset_id,
+            text=self.text,
+            voice_id=self.voice_id,
+            voice_speed=self.voice_speed,
+        )
 
-    def _voice_speed(self) -> float:
-        if self.voice_speed in (None, ""):
-            return self.DEFAULT_VOICE_SPEED
-        low, high = self.VOICE_SPEED_RANGE
-        try:
-            speed = float(self.voice_speed)
-        except (TypeError, ValueError):
+
+def kling_lipsync_inputs(
+    video_asset_id: Any,
+    *,
+    audio_asset_id: Any = None,
+    text: Any = None,
+    voice_id: Any = None,
+    voice_speed: Any = None,
+) -> dict[str, Any]:
+    """Kling Lipsync's inputs by their wire names, checked as :class:`KlingLipsyncOperator` checks its
+    arguments (the same rules, for code that estimates or submits on its own, such as a batch's budget).
+
+    :raises ScenarioValidationError: naming the argument and the limit it breaks.
+    """
+    video = _text_value(video_asset_id)
+    audio = _text_value(audio_asset_id)
+    text = text if text not in (None, "") else None
+    if not video:
+        raise ScenarioValidationError("video_asset_id is required: the id of a video asset (asset_...)")
+    if (audio is None) == (text is None):
+        raise ScenarioValidationError(
+            "Give exactly one of audio_asset_id (an audio asset) and text (1-120 characters)"
+        )
+    if audio is not None:
+        given = [
+            name
+            for name, value in (("voice_id", voice_id), ("voice_speed", voice_speed))
+            if value not in (None, "")
+        ]
+        if given:
             raise ScenarioValidationError(
-                f"voice_speed must be a number from {low} to {high}, got {self.voice_speed!r}"
-            ) from None
-        if not low <= speed <= high or round(speed, 1) != speed:
-            raise ScenarioValidationError(
-                f"voice_speed must be from {low} to {high} with one decimal place, got {self.voice_speed!r}"
+                f"{' and '.join(given)} apply only to text; with audio_asset_id the model speaks the audio as it is"
             )
-        return speed
+        return {"videoUrl": video, "audioFile": audio}
+    if not isinstance(text, str) or not 1 <= len(text) <= TEXT_MAX_CHARS:
+        length = len(text) if isinstance(text, str) else type(text).__name__
+        raise ScenarioValidationError(f"text must be 1-{TEXT_MAX_CHARS} characters, got {length}")
+    voice = _text_value(voice_id) or DEFAULT_VOICE_ID
+    return {"videoUrl": video, "text": text, "voiceId": voice, "voiceSpeed": _voice_speed(voice_speed)}
+
+
+def _voice_speed(value: Any) -> float:
+    if value in (None, ""):
+        return DEFAULT_VOICE_SPEED
+    low, high = VOICE_SPEED_RANGE
+    try:
+        speed = float(value)
+    except (TypeError, ValueError):
+        raise ScenarioValidationError(
+            f"voice_speed must be a number from {low} to {high}, got {value!r}"
+        ) from None
+    if not low <= speed <= high or round(speed, 1) != speed:
+        raise ScenarioValidationError(
+            f"voice_speed must be from {low} to {high} with one decimal place, got {value!r}"
+        )
+    return speed
 
 
 def _text_value(value: Any) -> str | None:
