@@ -13,7 +13,9 @@ from airflow_kling.jobs import job_cost
 from airflow_kling.storage import (
     abandon,
     atomic_writer,
+    io_path,
     is_local,
+    local_path,
     partial_path,
     plain_uri,
     remove_stale_partials,
@@ -21,6 +23,8 @@ from airflow_kling.storage import (
 from airflow_kling.transfers.downloads import download_asset
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from airflow.sdk import ObjectStoragePath
 
     from airflow_kling.hooks.scenario import ScenarioHook
@@ -98,23 +102,24 @@ def _archive_one(
 ) -> ArchivedFile:
     asset_id = str(asset["id"])
     mime = str(asset.get("mimeType") or "application/octet-stream")
-    local = is_local(target)
-    if local:
-        remove_stale_partials(target)
-    existing = _existing_checksum(target)
+    local_target = local_path(target) if is_local(target) else None
+    io_target = local_target or target
+    if local_target is not None:
+        remove_stale_partials(local_target)
+    existing = _existing_checksum(io_target)
     if (
         existing is not None
         and existing[0] == (asset.get("properties") or {}).get("size")
-        and _manifest_says(target, asset_id, existing[1])
+        and _manifest_says(io_target, asset_id, existing[1])
     ):
         hook.log.info("Asset %s already archived at %s (same size and SHA-256): skipped", asset_id, target)
         return ArchivedFile(asset_id, job_id, plain_uri(target), existing[0], existing[1], mime, skipped=True)
     # As storage.atomic_writer does (partial file locally, straight to the key in an object store), but the
     # commit waits for the checks below, and a download that restarts from zero needs a fresh sink.
-    partial = partial_path(target) if local else target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(local_target) if local_target is not None else None
+    io_target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        downloaded, sink = download_asset(hook, asset, lambda: partial.open("wb"))
+        downloaded, sink = download_asset(hook, asset, lambda: (partial or target).open("wb"))
         if existing is not None and existing[1] == downloaded.sha256:
             abandon(sink)
             hook.log.info("Asset %s already archived at %s (same SHA-256): skipped", asset_id, target)
@@ -128,10 +133,10 @@ def _archive_one(
                 f"is {downloaded.sha256[:12]}...); pass overwrite=True to replace it"
             )
         sink.close()  # commits an object-store upload
-        if local:
-            partial.rename(target)
+        if partial is not None:
+            partial.rename(partial.with_name(target.name))  # the local target
     finally:
-        if local and partial.exists():
+        if partial is not None and partial.exists():
             partial.unlink()
     hook.log.info(
         "Archived asset %s to %s (%d bytes, SHA-256 %s)", asset_id, target, downloaded.size, downloaded.sha256
@@ -141,7 +146,7 @@ def _archive_one(
     )
 
 
-def _existing_checksum(target: ObjectStoragePath) -> tuple[int, str] | None:
+def _existing_checksum(target: ObjectStoragePath | Path) -> tuple[int, str] | None:
     if not target.exists():
         return None
     digest = hashlib.sha256()
@@ -153,7 +158,7 @@ def _existing_checksum(target: ObjectStoragePath) -> tuple[int, str] | None:
     return size, digest.hexdigest()
 
 
-def _manifest_says(target: ObjectStoragePath, asset_id: str, sha256: str) -> bool:
+def _manifest_says(target: ObjectStoragePath | Path, asset_id: str, sha256: str) -> bool:
     manifest = target.parent / MANIFEST_NAME
     if not manifest.exists():
         return False
@@ -197,5 +202,5 @@ def _write_manifest(
             for item in files
         ],
     }
-    with atomic_writer(folder / MANIFEST_NAME) as out:
+    with atomic_writer(io_path(folder / MANIFEST_NAME)) as out:
         out.write(json.dumps(manifest, indent=2, sort_keys=True).encode())

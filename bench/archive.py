@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         moto.stop()
     baseline = median_spread(transfer["requests stream (local disk)"])[0]
+    curl = median_spread(transfer["curl -o (local disk)"])[0] if "curl -o (local disk)" in transfer else None
     for name, measures in contenders.items():
         seconds, low, high = median_spread(transfer[name])
         rows.append(
@@ -135,13 +136,22 @@ def main(argv: list[str] | None = None) -> None:
                 f"{seconds:.2f} s ({low:.2f}-{high:.2f})",
                 f"{SIZE / seconds / 1e6:.0f} MB/s",
                 f"{baseline / seconds:.2f}x",
+                f"{curl / seconds:.2f}x" if curl else "n/a",
                 f"{median_spread([m.wall for m in measures])[0]:.2f} s",
                 f"{median_spread([m.peak_mib for m in measures])[0]:.0f} MiB",
             ]
         )
     print_table(
         f"Archive a 200 MiB asset (median of {args.repeat}, min-max) on {describe_machine()}",
-        ["transfer", "transfer time", "throughput", "speed vs requests stream", "process wall", "peak RSS"],
+        [
+            "transfer",
+            "transfer time",
+            "throughput",
+            "speed vs requests stream",
+            "speed vs curl -o",
+            "process wall",
+            "peak RSS",
+        ],
         rows,
     )
 

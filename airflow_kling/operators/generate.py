@@ -209,11 +209,15 @@ class ScenarioGenerateOperator(BaseOperator):
 
     def _check_estimate(self, inputs: dict[str, Any], limit: float) -> None:
         estimate = self.hook.estimate_cost(self.model_id, inputs)
-        if estimate is not None and float(estimate) > limit:
+        if estimate is not None and estimate > limit:
             raise AirflowFailException(
-                f"Not submitting: the estimate is {estimate} creative units, above max_creative_units={limit:g}"
+                f"Not submitting: the estimate is {estimate:g} creative units, above max_creative_units={limit:g}"
             )
-        self.log.info("Cost estimate: %s creative units (limit %g)", estimate, limit)
+        self.log.info(
+            "Cost estimate: %s creative units (limit %g)",
+            "unknown" if estimate is None else f"{estimate:g}",
+            limit,
+        )
 
     def _submit(self, context: Context, inputs: dict[str, Any]) -> Submission:
         task_state = context.get("task_state_store")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 
 CHUNK = 256 * 1024
 """Bytes read at a time; what a dropped connection loses of a partial read, so kept small."""
+WRITE_QUEUE = 64
+"""Chunks at most read and not yet written: the memory a download holds, whatever the file's size."""
 MAX_ATTEMPTS = 6
 """Attempts at one file in all (expired URLs, connections lost mid-body); each attempt's request is itself
 retried on connection errors, 429 and 5xx by the hook."""
@@ -52,11 +56,10 @@ def download_asset(
     asset_id = str(asset["id"])
     expected = (asset.get("properties") or {}).get("size")
     url = str(asset["url"])
-    digest = hashlib.sha256()
-    received = 0
-    sink = open_sink()
+    writer = _HashingWriter(open_sink())
     try:
         for attempt in range(MAX_ATTEMPTS):
+            received = writer.size
             range_header = {"Range": f"bytes={received}-"} if received else {}
             # No Authorization header: a signed URL carries its own credentials. Connection errors, 429 and
             # 5xx are retried by the hook's one retry path; what is left here is what only a download has.
@@ -78,30 +81,77 @@ def download_asset(
                 if status not in (200, 206):
                     raise ScenarioDownloadError(f"Asset {asset_id}: the file host answered HTTP {status}")
                 if received and status == 200:  # the host ignored Range: start again from zero
-                    abandon(sink)
-                    sink, digest, received = open_sink(), hashlib.sha256(), 0
+                    writer.stop()
+                    abandon(writer.sink)
+                    writer = _HashingWriter(open_sink())
                 lost: str | None = None
                 try:
                     for chunk in response.iter_content(CHUNK):
-                        sink.write(chunk)
-                        digest.update(chunk)
-                        received += len(chunk)
+                        writer.write(chunk)
                 except requests.RequestException as error:
                     lost = type(error).__name__
+            received = writer.size
             if lost is not None:
                 _pause(hook, asset_id, attempt, f"connection lost after {received} bytes ({lost})")
                 continue
             if expected is None or received == int(expected):
-                return Downloaded(received, digest.hexdigest()), sink
+                writer.finish()
+                return Downloaded(received, writer.digest.hexdigest()), writer.sink
             if received > int(expected):
                 raise ScenarioDownloadError(f"Asset {asset_id}: got {received} bytes, its size is {expected}")
             _pause(hook, asset_id, attempt, f"body ended after {received} of {expected} bytes")
         raise ScenarioDownloadError(
-            f"Asset {asset_id}: not downloaded completely after {MAX_ATTEMPTS} attempts ({received} of {expected} bytes)"
+            f"Asset {asset_id}: not downloaded completely after {MAX_ATTEMPTS} attempts "
+            f"({writer.size} of {expected} bytes)"
         )
     except BaseException:
-        abandon(sink)
+        writer.stop()
+        abandon(writer.sink)
         raise
+
+
+class _HashingWriter:
+    """Writes chunks to a sink and hashes them in a thread of its own, in order, while the caller reads the
+    next chunk from the network (both release the GIL: on two cores the download runs near line rate).
+
+    At most :data:`WRITE_QUEUE` chunks wait, so memory stays bounded whatever the file's size.
+    """
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self.sink = sink
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=WRITE_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="kling-archive-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            if self._error is None:
+                try:
+                    self.sink.write(chunk)
+                    self.digest.update(chunk)
+                except BaseException as error:  # raised again in the caller's thread
+                    self._error = error
+
+    def write(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._chunks.put(chunk)
+        self.size += len(chunk)
+
+    def stop(self) -> None:
+        """Wait until every chunk handed over is written (or dropped after a write failed)."""
+        if self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
+
+    def finish(self) -> None:
+        """Wait until every chunk is written; raise what writing raised."""
+        self.stop()
+        if self._error is not None:
+            raise self._error
 
 
 def _fresh_url(hook: TransferClient, asset_id: str) -> str:

@@ -1,0 +1,312 @@
+"""The example DAGs and the provider on a distributed Airflow (see :mod:`tests.cluster`): Celery workers that
+share no local file, two triggerers, PostgreSQL and Redis, with S3 (moto on loopback) as the shared ``work``
+and archive storage. Each case is checked on the emulator's books, in the bucket and in Airflow's own
+records (task instance states and hostnames, the triggerer that holds each trigger)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_kling.emulator import EmulatorServer
+from tests.cluster import Cluster, running_cluster
+from tests.deployments import RUN_LIMIT, free_port
+
+REPO = Path(__file__).parent.parent
+BUCKET = "kling"
+POLICY = '''
+"""Pins tasks to workers, so that a file handed from one task to the next must cross machines."""
+
+PINNED = {
+    ("kling_lipsync_pipeline", "prepare"): "worker-1",
+    ("kling_lipsync_pipeline", "upload_video"): "worker-2",
+    ("kling_lipsync_pipeline", "upload_audio"): "worker-2",
+}
+
+
+def task_policy(task):
+    queue = PINNED.get((task.dag_id, task.task_id))
+    if queue:
+        task.queue = queue
+'''
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    client.create_bucket(Bucket=BUCKET)
+    client.endpoint = f"http://127.0.0.1:{port}"
+    try:
+        yield client
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    from airflow_kling.emulator import EmulatorConfig
+
+    with EmulatorServer(config=EmulatorConfig(job_seconds=4.0)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(emulator: EmulatorServer, s3: Any) -> Iterator[Cluster]:
+    connections = {
+        "AIRFLOW_CONN_SCENARIO_DEFAULT": emulator.connection_uri(),
+        # S3 credentials as a worker on EC2 or EKS gets them: from the environment, not an Airflow connection.
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3.endpoint,
+    }
+    dag_files = [*sorted((REPO / "dags").glob("*.py")), REPO / "tests" / "dags" / "provider_test_dags.py"]
+    with running_cluster(dag_files, connections, POLICY) as started:
+        yield started
+
+
+@pytest.fixture
+def books(emulator: EmulatorServer) -> EmulatorServer:
+    """The emulator with its books emptied for one case."""
+    emulator.store.reset()
+    with emulator.store.lock:
+        emulator.store.jobs.clear()
+    emulator.store.config.job_seconds = 4.0
+    return emulator
+
+
+def put_clips(s3: Any, prefix: str, names: list[str], broken: str | None = None) -> None:
+    import tempfile
+
+    from airflow_kling.media.samples import make_video
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in names:
+            local = make_video(Path(scratch) / f"{name}.mp4", width=1280, height=720, seconds=2.5, fps=10)
+            s3.upload_file(local, BUCKET, f"{prefix}/{name}.mp4")
+    if broken:
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{broken}.mp4", Body=b"not a video at all")
+
+
+def keys(s3: Any, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def instances(cluster: Cluster, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    rows = cluster.sql(
+        "SELECT task_id, map_index, state, hostname, try_number FROM task_instance "
+        "WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index",
+        dag_id,
+        run_id,
+    )
+    return [
+        dict(zip(("task_id", "map_index", "state", "hostname", "try_number"), row, strict=True))
+        for row in rows
+    ]
+
+
+def wait_for_run(cluster: Cluster, dag_id: str, run_id: str, limit: float = RUN_LIMIT) -> str:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        ((state,),) = cluster.sql(
+            "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", dag_id, run_id
+        )
+        if state in ("success", "failed"):
+            return str(state)
+        cluster.check_running()
+        time.sleep(1)
+    pytest.fail(f"{dag_id} {run_id} did not end within {limit:.0f} s\n{cluster.logs()}")
+
+
+def generate_calls(emulator: EmulatorServer) -> list[dict[str, Any]]:
+    return [
+        entry
+        for entry in emulator.store.requests("^/v1/generate/", method="POST")
+        if "dryRun" not in entry["query"]
+    ]
+
+
+def test_batch_on_celery_archives_every_good_clip_and_names_the_bad_one(
+    cluster: Cluster, books: EmulatorServer, s3: Any
+) -> None:
+    assert cluster.deployment is not None
+    put_clips(s3, "batch-1/clips", [f"clip-{n}" for n in range(5)], broken="clip-9-broken")
+    run_id = cluster.deployment.trigger(
+        "kling_lipsync_batch",
+        {
+            "source": f"s3://{BUCKET}/batch-1/clips",
+            "work": f"s3://{BUCKET}/batch-1/work",
+            "destination": f"s3://{BUCKET}/batch-1/archive",
+        },
+    )
+    state = wait_for_run(cluster, "kling_lipsync_batch", run_id)
+    tasks = instances(cluster, "kling_lipsync_batch", run_id)
+    assert state == "failed", f"{tasks}\n{cluster.logs()}"
+    by_task: dict[str, list[str]] = {}
+    for ti in tasks:
+        by_task.setdefault(ti["task_id"], []).append(ti["state"])
+    assert by_task["clip.prepare_and_upload"] == ["success"] * 5 + ["failed"], tasks
+    assert by_task["clip.archive"] == ["success"] * 5 + ["upstream_failed"], tasks
+    assert by_task["report"] == ["failed"]
+    assert len(generate_calls(books)) == 5 == len(books.store.jobs)  # one paid job per good clip
+    archived = keys(s3, "batch-1/archive/")
+    assert sorted(key.rsplit("/", 2)[1] for key in archived if key.endswith("manifest.json")) == sorted(
+        books.store.jobs
+    )
+    assert sum(key.endswith(".mp4") for key in archived) == 5
+    hostnames = {ti["hostname"] for ti in tasks if ti["task_id"] == "clip.prepare_and_upload"}
+    assert hostnames <= {"worker-1", "worker-2"}
+    report_log = "\n".join(
+        path.read_text(errors="replace")
+        for path in cluster.root.glob("worker-*/logs/**/task_id=report/**/*.log")
+    )
+    assert "1 of 6 clip(s) failed: clip-9-broken (failed at prepare_and_upload:" in report_log
+
+
+def test_pipeline_hands_files_between_workers_through_s3(
+    cluster: Cluster, books: EmulatorServer, s3: Any
+) -> None:
+    assert cluster.deployment is not None
+    run_id = cluster.deployment.trigger(
+        "kling_lipsync_pipeline",
+        {"work": f"s3://{BUCKET}/pipeline/work", "destination": f"s3://{BUCKET}/pipeline/archive"},
+    )
+    state = wait_for_run(cluster, "kling_lipsync_pipeline", run_id)
+    tasks = {ti["task_id"]: ti for ti in instances(cluster, "kling_lipsync_pipeline", run_id)}
+    assert state == "success", f"{tasks}\n{cluster.logs()}"
+    assert tasks["prepare"]["hostname"] == "worker-1"
+    assert tasks["upload_video"]["hostname"] == tasks["upload_audio"]["hostname"] == "worker-2"
+    (job_id,) = books.store.jobs
+    archived = keys(s3, "pipeline/archive/")
+    assert [key for key in archived if key.endswith("manifest.json")] == [
+        f"pipeline/archive/{job_id}/manifest.json"
+    ]
+    manifest = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f"pipeline/archive/{job_id}/manifest.json")["Body"].read()
+    )
+    (entry,) = manifest["files"]
+    video_key = entry["uri"].removeprefix(f"s3://{BUCKET}/")
+    assert s3.head_object(Bucket=BUCKET, Key=video_key)["ContentLength"] == entry["size"] > 0
+    assert any(key.endswith(".kling.mp4") for key in keys(s3, "pipeline/work/"))  # what prepare handed on
+
+
+def triggers_by_triggerer(cluster: Cluster) -> dict[str, int]:
+    rows = cluster.sql(
+        "SELECT job.hostname, count(*) FROM trigger JOIN job ON job.id = trigger.triggerer_id GROUP BY job.hostname"
+    )
+    return {str(host): int(count) for host, count in rows}
+
+
+def wait_until(cluster: Cluster, what: str, check: Any, limit: float = 120.0) -> Any:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        cluster.check_running()
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not happen within {limit:.0f} s\n{cluster.logs()}")
+
+
+def test_triggers_survive_a_killed_and_a_stopped_triggerer_without_a_cancel(
+    cluster: Cluster, books: EmulatorServer, s3: Any
+) -> None:
+    assert cluster.deployment is not None
+    books.store.config.job_seconds = 60.0
+    put_clips(s3, "failover/clips", [f"clip-{n}" for n in range(8)])
+    run_id = cluster.deployment.trigger(
+        "kling_lipsync_batch",
+        {
+            "source": f"s3://{BUCKET}/failover/clips",
+            "work": f"s3://{BUCKET}/failover/work",
+            "destination": f"s3://{BUCKET}/failover/archive",
+        },
+    )
+    deferred = wait_until(
+        cluster,
+        "8 deferred lipsyncs",
+        lambda: (
+            sum(
+                ti["state"] == "deferred" and ti["task_id"] == "clip.lipsync"
+                for ti in instances(cluster, "kling_lipsync_batch", run_id)
+            )
+            == 8
+            and sum(triggers_by_triggerer(cluster).values()) == 8
+        ),
+        limit=180,
+    )
+    assert deferred
+    holder = max(triggers_by_triggerer(cluster).items(), key=lambda item: item[1])[0]
+    survivor = "triggerer-2" if holder == "triggerer-1" else "triggerer-1"
+    cluster.components[holder].signal(signal.SIGKILL)
+    wait_until(
+        cluster, f"{survivor} holding all 8 triggers", lambda: triggers_by_triggerer(cluster) == {survivor: 8}
+    )
+
+    cluster.components[survivor].stop()  # SIGTERM: a triggerer that stops is not a user's kill
+    cluster.start_triggerer("triggerer-3")
+    wait_until(
+        cluster,
+        "triggerer-3 holding all 8 triggers",
+        lambda: triggers_by_triggerer(cluster) == {"triggerer-3": 8},
+    )
+    books.store.config.job_seconds = 4.0
+
+    state = wait_for_run(cluster, "kling_lipsync_batch", run_id)
+    assert state == "success", cluster.logs()
+    assert len(generate_calls(books)) == 8 == len(books.store.jobs)
+    assert books.store.requests("^/v1/jobs/[^/]+/action") == []  # nothing was cancelled
+    assert all(job.outcome == "success" for job in books.store.jobs.values())
+    assert sum(key.endswith(".mp4") for key in keys(s3, "failover/archive/")) == 8
+
+
+def test_a_killed_worker_s_retry_on_the_other_worker_adopts_the_job(
+    cluster: Cluster, books: EmulatorServer
+) -> None:
+    from airflow_kling.hooks.scenario import ScenarioHook
+    from tests.media_samples import sample_video
+
+    assert cluster.deployment is not None
+    books.store.config.job_seconds = 40.0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", books.connection_uri())
+        video = ScenarioHook().upload_asset(sample_video())
+    run_id = cluster.deployment.trigger("kling_sync", {"video": video, "text": "hello there"})
+    wait_until(cluster, "the job submitted", lambda: len(books.store.jobs) == 1)
+    ((hostname,),) = wait_until(
+        cluster,
+        "the task's worker recorded",
+        lambda: cluster.sql(
+            "SELECT hostname FROM task_instance WHERE dag_id = 'kling_sync' AND run_id = %s AND hostname <> ''",
+            run_id,
+        ),
+    )
+    other = "worker-2" if hostname == "worker-1" else "worker-1"
+    cluster.components[hostname].signal(signal.SIGKILL)
+    books.store.config.job_seconds = 4.0
+
+    state = wait_for_run(cluster, "kling_sync", run_id)
+    (lipsync,) = instances(cluster, "kling_sync", run_id)
+    assert state == "success", f"{lipsync}\n{cluster.logs()}"
+    assert lipsync["try_number"] == 2
+    assert lipsync["hostname"] == other
+    assert len(generate_calls(books)) == 1 == len(books.store.jobs)  # the retry adopted the job
