@@ -15,7 +15,8 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-kling",
         "name": "Scenario Kling Lipsync",
-        "description": "Run Scenario's Kling Lipsync model (`model_kling-lip-sync`) from Airflow DAGs.",
+        # Airflow's providers page strips backticks, underscores and angle brackets from the description.
+        "description": "Run Scenario's Kling Lipsync model from Airflow DAGs: submit, wait deferred, archive.",
         "versions": [__version__],
         "integrations": [
             {

@@ -74,6 +74,9 @@ def test_celery_profile_brings_redis_and_workers() -> None:
     assert services["airflow-worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
     broker = services["airflow-worker"]["environment"]["AIRFLOW__CELERY__BROKER_URL"]
     assert broker.startswith("redis://redis:")
+    # as the distributed test runs it: two workers and two triggerers
+    assert services["airflow-worker"]["deploy"]["replicas"] == 2
+    assert services["airflow-triggerer"]["deploy"]["replicas"] == 2
 
 
 def test_init_creates_the_pool_the_batch_dag_uses() -> None:

@@ -80,3 +80,14 @@ def test_airflow_cli_lists_the_provider(command: list[str], tmp_path: Path) -> N
         "airflow-provider-kling" if command[1] == "list" else "airflow_kling.hooks.scenario.ScenarioHook"
     )
     assert expected in result.stdout
+
+
+def test_the_providers_page_shows_the_description_as_written() -> None:
+    from airflow.api_fastapi.core_api.services.public.providers import _provider_mapper
+    from airflow.providers_manager import ProviderInfo
+
+    from airflow_kling import __version__, get_provider_info
+
+    info = get_provider_info()
+    shown = _provider_mapper(ProviderInfo(__version__, {**info, "documentation-url": None}))
+    assert shown.description == info["description"].strip(" .")

@@ -16,6 +16,7 @@ from airflow_kling.operators.errors import invalid_input_fails_task
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_kling.archive import ArchivedFile
     from airflow_kling.hooks.scenario import ScenarioHook
 
 
@@ -56,6 +57,7 @@ class ScenarioUploadAssetOperator(BaseOperator):
         self.scenario_conn_id = scenario_conn_id
         self.storage_conn_id = storage_conn_id
         self.project_id = project_id
+        self._asset_id: str | None = None
 
     @cached_property
     def hook(self) -> ScenarioHook:
@@ -80,7 +82,17 @@ class ScenarioUploadAssetOperator(BaseOperator):
                     self._check(local, kind)
                 asset_id = self.hook.upload_asset(local, kind=kind, file_name=source.name)
         self.log.info("Uploaded %s as %s asset %s", source, kind, asset_id)
+        self._asset_id = asset_id
         return asset_id
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The file in, the Scenario asset out (Airflow's OpenLineage provider calls this)."""
+        from airflow_kling.lineage import asset_datasets, file_dataset, operator_lineage
+
+        return operator_lineage(
+            inputs=[file_dataset(str(self.source))],
+            outputs=asset_datasets(self.hook.config, [self._asset_id]),
+        )
 
     def _check(self, local: Path, kind: str) -> None:
         from airflow_kling.media.limits import check_audio, check_video
@@ -148,6 +160,7 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
         self.overwrite = overwrite
         self.storage_conn_id = storage_conn_id
         self.scenario_conn_id = scenario_conn_id
+        self._archived: list[ArchivedFile] = []
 
     @cached_property
     def hook(self) -> ScenarioHook:
@@ -178,12 +191,34 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
             file_name_template=self.file_name_template or DEFAULT_FILE_NAME_TEMPLATE,
             overwrite=self.overwrite,
         )
+        self._archived = archived
         uris = [item.uri for item in archived]
         extra: dict[str, Any] = {"uris": uris, "job_ids": sorted({item.job_id for item in archived})}
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra = extra
         return uris
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The Scenario assets in, the archived files out, each versioned by its SHA-256 and sized (Airflow's
+        OpenLineage provider calls this)."""
+        from airflow_kling.lineage import (
+            DatasetRef,
+            asset_datasets,
+            file_dataset,
+            file_version,
+            operator_lineage,
+        )
+
+        outputs = []
+        for item in self._archived:
+            place = file_dataset(item.uri)
+            facets, output_facets = file_version(item.sha256, item.size)
+            outputs.append(DatasetRef(place.namespace, place.name, facets, output_facets))
+        return operator_lineage(
+            inputs=asset_datasets(self.hook.config, [item.asset_id for item in self._archived]),
+            outputs=outputs,
+        )
 
     def _asset_ids(self) -> list[str]:
         value = self.asset_ids

@@ -133,6 +133,8 @@ class ScenarioGenerateOperator(BaseOperator):
         self.settle_seconds = settle_seconds
         self.permanent_failures = tuple(permanent_failures)
         self.job_id: str | None = None
+        self._result: dict[str, Any] | None = None
+        self._failure: str | None = None
 
     @cached_property
     def hook(self) -> ScenarioHook:
@@ -204,6 +206,42 @@ class ScenarioGenerateOperator(BaseOperator):
         """Cancel the remote job (best effort: a refusal is logged, not raised)."""
         if self.job_id:
             self._cancel(self.job_id, "the task was killed")
+
+    # -- lineage (Airflow's OpenLineage provider calls these when it is installed) ---------------------------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        return self._lineage()
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        return self._lineage()
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self._lineage()
+
+    def _lineage(self) -> Any:
+        """Input assets -> output assets, with the job (id, model, voice, cost, error) as run facets. The
+        job id is set again by ``execute_complete``: after a deferral this is a new operator instance."""
+        from airflow_kling.lineage import asset_datasets, job_run_facets, operator_lineage
+
+        try:
+            inputs = self.build_inputs()
+        except ScenarioValidationError:
+            inputs = {}
+        config = self.hook.config
+        result = self._result or {}
+        return operator_lineage(
+            inputs=asset_datasets(config, inputs.values()),
+            outputs=asset_datasets(config, result.get("asset_ids") or []),
+            run_facets=job_run_facets(
+                config,
+                self.job_id,
+                str(self.model_id),
+                inputs,
+                status=result.get("status"),
+                cost=result.get("creative_units_cost"),
+                error=self._failure,
+            ),
+        )
 
     # -- steps ----------------------------------------------------------------------------------------------
 
@@ -284,6 +322,8 @@ class ScenarioGenerateOperator(BaseOperator):
         try:
             return successful_job(news)
         except ScenarioJobError as error:
+            self.job_id = self.job_id or error.job_id
+            self._failure = str(error)  # for the lineage of the failed run
             refused = error.status == JobStatus.FAILURE and error.job is not None
             if refused and is_permanent_failure(error.job or {}, self.permanent_failures):
                 raise AirflowFailException(
@@ -292,7 +332,7 @@ class ScenarioGenerateOperator(BaseOperator):
             raise
 
     def _finish(self, job: dict[str, Any], cost: float | None) -> dict[str, Any]:
-        result = job_result(job, cost)
+        result = self._result = job_result(job, cost)
         self.log.info(
             "Scenario job %s: %s, assets %s, %s creative units",
             result["job_id"],

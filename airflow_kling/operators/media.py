@@ -55,10 +55,23 @@ class KlingPrepareMediaOperator(BaseOperator):
         self.start = start
         self.pad_short = pad_short
         self.storage_conn_id = storage_conn_id
+        self._prepared: dict[str, Any] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         with invalid_input_fails_task():  # a file that is not media, or cannot fit, fails on every try
-            return self._prepare()
+            self._prepared = self._prepare()
+            return self._prepared
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The raw files in, the prepared files out (Airflow's OpenLineage provider calls this)."""
+        from airflow_kling.lineage import file_dataset, operator_lineage
+
+        prepared = self._prepared or {}
+        sources = [self.video, self.audio]
+        return operator_lineage(
+            inputs=[file_dataset(str(uri)) for uri in sources if uri not in (None, "", "None")],
+            outputs=[file_dataset(str(prepared[kind])) for kind in ("video", "audio") if prepared.get(kind)],
+        )
 
     def _prepare(self) -> dict[str, Any]:
         from airflow_kling.media.prepare import prepare_audio, prepare_video

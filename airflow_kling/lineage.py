@@ -1,0 +1,158 @@
+"""OpenLineage for the provider's operators: one connected graph per clip, from the raw files to the archived
+video, through the Scenario assets in between.
+
+Datasets are named by OpenLineage's conventions: a local file as namespace ``file://<host>`` and its absolute
+path, an object-store key as ``<scheme>://<bucket>`` and the key, and a Scenario asset as namespace
+``scenario://<api host>/<project>`` (``default`` for the key's own project) and the asset id. No signed URL,
+query string or credential ever goes into a name or a facet.
+
+OpenLineage is optional: this module is imported only inside the operators' ``get_openlineage_facets_*``
+methods, which Airflow's OpenLineage provider calls when it is installed; the facet classes come from
+``airflow.providers.common.compat`` as the official providers take them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from airflow_kling.hooks.connection import ScenarioConnectionConfig
+
+SCENARIO_SCHEME = "scenario"
+FACET_SCHEMA = "https://pypi.org/project/airflow-provider-kling/#scenariojobrunfacet"
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """One dataset: OpenLineage namespace and name, and its dataset facets by key."""
+
+    namespace: str
+    name: str
+    facets: Mapping[str, Any] = field(default_factory=dict)
+    output_facets: Mapping[str, Any] = field(default_factory=dict)
+
+
+def file_dataset(uri: str) -> DatasetRef:
+    """A local path or an object-storage URI as a dataset (``file://<host>`` + path, ``s3://<bucket>`` + key)."""
+    parsed = urlsplit(uri if "://" in uri else f"file://{os.path.abspath(uri)}")
+    if parsed.scheme in ("file", "local"):
+        return DatasetRef(f"file://{socket.gethostname()}", parsed.path)
+    bucket = parsed.netloc.rsplit("@", 1)[-1]  # without an Airflow connection id written before the bucket
+    return DatasetRef(f"{parsed.scheme}://{bucket}", parsed.path.lstrip("/"))
+
+
+def scenario_namespace(config: ScenarioConnectionConfig) -> str:
+    """``scenario://<api host>/<project>``: where Scenario asset ids are unique."""
+    return f"{SCENARIO_SCHEME}://{urlsplit(config.base_url).netloc}/{config.project_id or 'default'}"
+
+
+def asset_datasets(config: ScenarioConnectionConfig, asset_ids: Iterable[Any]) -> list[DatasetRef]:
+    """Scenario assets as datasets; values that are not asset ids (URLs, empty) are left out."""
+    namespace = scenario_namespace(config)
+    return [
+        DatasetRef(namespace, value)
+        for value in asset_ids
+        if isinstance(value, str) and value.startswith("asset_")
+    ]
+
+
+def operator_lineage(
+    inputs: Iterable[DatasetRef] = (),
+    outputs: Iterable[DatasetRef] = (),
+    run_facets: Mapping[str, Any] | None = None,
+) -> Any:
+    """An ``OperatorLineage`` for Airflow's OpenLineage provider."""
+    from airflow.providers.common.compat.openlineage.facet import Dataset, OutputDataset
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    return OperatorLineage(
+        inputs=[Dataset(namespace=ref.namespace, name=ref.name, facets=dict(ref.facets)) for ref in inputs],
+        outputs=[
+            OutputDataset(
+                namespace=ref.namespace,
+                name=ref.name,
+                facets=dict(ref.facets),
+                outputFacets=dict(ref.output_facets),
+            )
+            for ref in outputs
+        ],
+        run_facets=dict(run_facets or {}),
+    )
+
+
+def file_version(sha256: str, size: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The dataset facets (version: the SHA-256) and output facets (size in bytes) of an archived file."""
+    from airflow.providers.common.compat.openlineage.facet import OutputStatisticsOutputDatasetFacet
+    from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
+
+    return (
+        {"version": DatasetVersionDatasetFacet(datasetVersion=sha256)},
+        {"outputStatistics": OutputStatisticsOutputDatasetFacet(rowCount=None, size=size)},
+    )
+
+
+def job_run_facets(
+    config: ScenarioConnectionConfig,
+    job_id: str | None,
+    model_id: str,
+    inputs: Mapping[str, Any],
+    *,
+    status: str | None = None,
+    cost: float | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """Run facets of a Scenario job: its id as the external query id, what made it (model, voice and speed
+    or the audio asset, never the text itself), its cost, and its error when it failed."""
+    from airflow.providers.common.compat.openlineage.facet import ErrorMessageRunFacet, ExternalQueryRunFacet
+
+    facets: dict[str, Any] = {}
+    if job_id:
+        facets["externalQuery"] = ExternalQueryRunFacet(
+            externalQueryId=job_id, source=scenario_namespace(config)
+        )
+    facets["scenario_job"] = _scenario_job_facet_class()(
+        jobId=job_id,
+        modelId=model_id,
+        status=status,
+        voiceId=inputs.get("voiceId"),
+        voiceSpeed=inputs.get("voiceSpeed"),
+        audioAssetId=inputs.get("audioFile"),
+        textLength=len(inputs["text"]) if isinstance(inputs.get("text"), str) else None,
+        creativeUnitsCost=cost,
+    )
+    if error:
+        facets["errorMessage"] = ErrorMessageRunFacet(message=error, programmingLanguage="python")
+    return facets
+
+
+@functools.cache
+def _scenario_job_facet_class() -> type:
+    import attrs
+    from airflow.providers.common.compat.openlineage.facet import RunFacet
+
+    @attrs.define
+    class ScenarioJobRunFacet(RunFacet):
+        """The Scenario job of a run: ``jobId``, ``modelId``, ``status``, the voice (``voiceId``,
+        ``voiceSpeed``) or ``audioAssetId``, ``textLength`` (characters; the text itself is not sent) and
+        ``creativeUnitsCost``."""
+
+        jobId: str | None = attrs.field(default=None)
+        modelId: str | None = attrs.field(default=None)
+        status: str | None = attrs.field(default=None)
+        voiceId: str | None = attrs.field(default=None)
+        voiceSpeed: float | None = attrs.field(default=None)
+        audioAssetId: str | None = attrs.field(default=None)
+        textLength: int | None = attrs.field(default=None)
+        creativeUnitsCost: float | None = attrs.field(default=None)
+
+        @staticmethod
+        def _get_schema() -> str:
+            return FACET_SCHEMA
+
+    return ScenarioJobRunFacet
