@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow_kling.exceptions import MediaError
 from airflow_kling.jobs import TERMINAL_STATUSES, JobStatus, api_date
@@ -256,10 +256,7 @@ class Store:
         return upload
 
     def upload(self, upload_id: str) -> Upload:
-        upload = self.uploads.get(upload_id)
-        if upload is None:
-            raise ApiError(404, f"Upload {upload_id} not found")
-        return upload
+        return _found(self.uploads, upload_id, "Upload")
 
     def complete_upload(self, upload_id: str) -> Upload:
         upload = self.upload(upload_id)
@@ -323,10 +320,7 @@ class Store:
     # -- assets ---------------------------------------------------------------------------------------------
 
     def asset(self, asset_id: str) -> Asset:
-        asset = self.assets.get(asset_id)
-        if asset is None:
-            raise ApiError(404, f"Asset {asset_id} not found")
-        return asset
+        return _found(self.assets, asset_id, "Asset")
 
     def add_asset(
         self, path: Path, *, kind: str, mime_type: str, properties: dict[str, Any] | None = None
@@ -376,10 +370,7 @@ class Store:
         return job
 
     def job(self, job_id: str) -> Job:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise ApiError(404, f"Job {job_id} not found")
-        return job
+        return _found(self.jobs, job_id, "Job")
 
     def plan_jobs(self, outcome: str, count: int = 1, **details: Any) -> None:
         """Make the next ``count`` jobs end in ``outcome`` (``success``, ``failure``, ``canceled``, ``stuck``)."""
@@ -529,3 +520,14 @@ def media_properties(path: Path, kind: str) -> dict[str, Any]:
     elif info.has_audio:
         properties.update(codecName=info.audio_codec, sampleRate=info.sample_rate, channels=info.channels)
     return properties
+
+
+T = TypeVar("T")
+
+
+def _found(table: dict[str, T], key: str, kind: str) -> T:
+    """The record ``key`` of a table, or the API's 404."""
+    record = table.get(key)
+    if record is None:
+        raise ApiError(404, f"{kind} {key} not found")
+    return record
