@@ -120,6 +120,7 @@ def test_a_failed_job_carries_its_error(
     assert "No face detected" in facets["errorMessage"]["message"]
     assert facets["scenario_job"]["voiceId"] == "en_AOT"
     assert facets["scenario_job"]["textLength"] == len("Hello there")
+    assert "Hello there" not in json.dumps(facets["scenario_job"])  # its length, not the text itself
 
 
 BLOCK_OPENLINEAGE = """
