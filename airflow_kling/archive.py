@@ -133,8 +133,8 @@ def _archive_one(
                 f"is {downloaded.sha256[:12]}...); pass overwrite=True to replace it"
             )
         sink.close()  # commits an object-store upload
-        if partial is not None:
-            partial.rename(partial.with_name(target.name))  # the local target
+        if partial is not None and local_target is not None:
+            partial.rename(local_target)
     finally:
         if partial is not None and partial.exists():
             partial.unlink()

@@ -86,12 +86,15 @@ def operator_lineage(
     )
 
 
-def file_version(sha256: str, size: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The dataset facets (version: the SHA-256) and output facets (size in bytes) of an archived file."""
+def archived_file_dataset(uri: str, sha256: str, size: int) -> DatasetRef:
+    """An archived file as an output dataset: versioned by its SHA-256, with its size in bytes."""
     from airflow.providers.common.compat.openlineage.facet import OutputStatisticsOutputDatasetFacet
     from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
 
-    return (
+    place = file_dataset(uri)
+    return DatasetRef(
+        place.namespace,
+        place.name,
         {"version": DatasetVersionDatasetFacet(datasetVersion=sha256)},
         {"outputStatistics": OutputStatisticsOutputDatasetFacet(rowCount=None, size=size)},
     )

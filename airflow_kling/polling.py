@@ -30,7 +30,7 @@ def error_backoff(failures: int, poll_interval: float) -> float:
 
 
 PROGRESS_LOG_SECONDS = 30.0
-"""Seconds at least between two log lines of a job that goes on (its first and last states are logged at once)."""
+"""Seconds at least between two log lines of a job that goes on (its end is logged at once)."""
 
 
 class JobProgress:

@@ -202,22 +202,11 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The Scenario assets in, the archived files out, each versioned by its SHA-256 and sized (Airflow's
         OpenLineage provider calls this)."""
-        from airflow_kling.lineage import (
-            DatasetRef,
-            asset_datasets,
-            file_dataset,
-            file_version,
-            operator_lineage,
-        )
+        from airflow_kling.lineage import archived_file_dataset, asset_datasets, operator_lineage
 
-        outputs = []
-        for item in self._archived:
-            place = file_dataset(item.uri)
-            facets, output_facets = file_version(item.sha256, item.size)
-            outputs.append(DatasetRef(place.namespace, place.name, facets, output_facets))
         return operator_lineage(
             inputs=asset_datasets(self.hook.config, [item.asset_id for item in self._archived]),
-            outputs=outputs,
+            outputs=[archived_file_dataset(item.uri, item.sha256, item.size) for item in self._archived],
         )
 
     def _asset_ids(self) -> list[str]:
