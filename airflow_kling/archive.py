@@ -86,6 +86,11 @@ def archive_assets(
     return archived
 
 
+def manifest_uri(file_uri: str) -> str:
+    """Where the manifest of an archived file is: beside it, whatever the file name template."""
+    return f"{file_uri.rsplit('/', 1)[0]}/{MANIFEST_NAME}"
+
+
 def _render(template: str, asset: dict[str, Any], job_id: str) -> str:
     mime = str(asset.get("mimeType") or "")
     ext = _EXTENSIONS.get(mime) or (mime.split("/")[-1] if "/" in mime else "bin")

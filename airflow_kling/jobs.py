@@ -35,6 +35,14 @@ def api_date(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def parse_api_date(text: str) -> datetime:
+    """A date as the API writes it (ISO-8601, ``Z`` or an offset), timezone-aware.
+
+    :raises ValueError: ``text`` is not such a date.
+    """
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def is_terminal(status: str) -> bool:
     """Whether a wire status ends the job. Unknown statuses are treated as still running."""
     return status in TERMINAL_STATUSES

@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
+from airflow_kling.xcoms import JOB_URL_XCOM_KEY
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
-
-JOB_URL_XCOM_KEY = "scenario_job_url"
-JOB_ID_XCOM_KEY = "scenario_job_id"
 
 
 class ScenarioJobLink(BaseOperatorLink):

@@ -28,10 +28,10 @@ from typing import Any, cast
 
 from airflow.sdk import DAG, Param, task, task_group
 
-from airflow_kling.links import JOB_ID_XCOM_KEY
-from airflow_kling.media.limits import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from airflow_kling.media.limits import AUDIO_EXTENSIONS, TEXT_MAX_CHARS, VIDEO_EXTENSIONS
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator
 from airflow_kling.operators.generate import KlingLipsyncOperator
+from airflow_kling.xcoms import JOB_ID_XCOM_KEY
 
 POOL = "kling_lipsync"
 SAMPLE_CLIPS = 3
@@ -69,7 +69,7 @@ with DAG(
             "Hello from Airflow!",
             type="string",
             minLength=1,
-            maxLength=120,
+            maxLength=TEXT_MAX_CHARS,
             title="Text",
             description="Spoken by clips that have no audio file of their own.",
         ),

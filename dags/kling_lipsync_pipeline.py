@@ -18,6 +18,12 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
+from airflow_kling.media.limits import (
+    DEFAULT_VOICE_ID,
+    DEFAULT_VOICE_SPEED,
+    TEXT_MAX_CHARS,
+    VOICE_SPEED_RANGE,
+)
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator, ScenarioUploadAssetOperator
 from airflow_kling.operators.generate import KlingLipsyncOperator
 from airflow_kling.operators.media import KlingPrepareMediaOperator
@@ -37,35 +43,49 @@ with DAG(
             type=["null", "string"],
             title="Video",
             description="The clip: a path or object-storage URI every worker sees. Empty: a generated sample.",
+            section="Media",
         ),
         "audio": Param(
             None,
             type=["null", "string"],
             title="Audio",
-            description="The voice track (path or URI). Empty: speak the text below, or a generated sample.",
+            description="Audio mode: the voice track (path or URI). Empty, with no Text: a generated voice.",
+            section="Media",
         ),
         "text": Param(
             None,
             type=["null", "string"],
-            maxLength=120,
+            maxLength=TEXT_MAX_CHARS,
             title="Text",
-            description="Spoken with the voice below instead of an audio track (1-120 characters).",
+            description=f"Text mode: fill this (1-{TEXT_MAX_CHARS} characters) to have it spoken by the voice below "
+            "instead of an audio track.",
+            section="Text mode",
         ),
-        "voice_id": Param("en_AOT", type="string", title="Voice", description="Kling voice for the text."),
+        "voice_id": Param(
+            DEFAULT_VOICE_ID,
+            type="string",
+            minLength=1,
+            title="Voice",
+            description="The Kling voice id that speaks the text (the API publishes no list of voices; "
+            f"{DEFAULT_VOICE_ID} is its default).",
+            section="Text mode",
+        ),
         "voice_speed": Param(
-            1.0,
+            DEFAULT_VOICE_SPEED,
             type="number",
-            minimum=0.8,
-            maximum=2.0,
+            minimum=VOICE_SPEED_RANGE[0],
+            maximum=VOICE_SPEED_RANGE[1],
             title="Voice speed",
-            description="Speed of that voice.",
+            description=f"Speed of that voice, {VOICE_SPEED_RANGE[0]}-{VOICE_SPEED_RANGE[1]} with one decimal.",
+            section="Text mode",
         ),
         "start": Param(
             0.0,
             type="number",
             minimum=0,
             title="Start (s)",
-            description="Seconds into the clip where it starts.",
+            description="Seconds into the clip where the 2-10 s window sent to Kling starts.",
+            section="Media",
         ),
         "work": Param(
             None,
@@ -73,18 +93,21 @@ with DAG(
             title="Work location",
             description="Where files pass between tasks: a folder every worker sees, or an object-storage URI "
             "(s3://bucket/kling-work). Empty: $AIRFLOW_HOME/kling-work (one machine).",
+            section="Storage and budget",
         ),
         "destination": Param(
             None,
             type=["null", "string"],
             title="Archive location",
             description="Folder or object-storage URI of the archive. Empty: $AIRFLOW_HOME/kling-archive.",
+            section="Storage and budget",
         ),
         "max_creative_units": Param(
             500,
             type=["number", "null"],
             title="Budget (creative units)",
             description="Refuse a job estimated above this. Empty: no check.",
+            section="Storage and budget",
         ),
     },
 ) as dag:

@@ -4,8 +4,14 @@ instances, free ports, and the teardown of every process a deployment started.""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +20,9 @@ import requests
 
 STARTUP_LIMIT = 240.0
 RUN_LIMIT = 240.0
+REPO = Path(__file__).parent.parent
+DAGS = REPO / "dags"
+TEST_DAGS = Path(__file__).parent / "dags"
 
 
 def free_port() -> int:
@@ -31,15 +40,19 @@ class Deployment:
         self.session = requests.Session()
 
     def login(self) -> None:
+        self.session.headers["Authorization"] = f"Bearer {self.token('admin', 'admin')}"
+
+    def token(self, username: str, password: str) -> str:
+        """A JWT for a user of the simple auth manager, as ``POST /auth/token`` gives it (waits for the
+        api-server to answer)."""
         deadline = time.monotonic() + STARTUP_LIMIT
         while time.monotonic() < deadline:
             try:
-                answer = self.session.post(
-                    f"{self.api}/auth/token", json={"username": "admin", "password": "admin"}, timeout=5
+                answer = requests.post(
+                    f"{self.api}/auth/token", json={"username": username, "password": password}, timeout=5
                 )
                 if answer.status_code in (200, 201):
-                    self.session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
-                    return
+                    return str(answer.json()["access_token"])
             except requests.ConnectionError:
                 pass
             time.sleep(2)
@@ -109,6 +122,81 @@ class Deployment:
             [f"== {path}\n{path.read_text(errors='replace')[-limit:]}" for path in files]
             + ["== triggerer", *triggerer[-40:], f"== {dag_id} in the components' output", *mentions[-60:]]
         )
+
+
+@contextlib.contextmanager
+def standalone(
+    tmp_path: Path,
+    connection_uri: str,
+    *,
+    users: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[Deployment]:
+    """``airflow standalone`` (scheduler, dag-processor, triggerer, api-server, LocalExecutor, SQLite) on
+    loopback with the example DAGs and the test DAGs, ``scenario_default`` pointing at ``connection_uri``,
+    logged in as ``admin``; every process it started is stopped at the end.
+
+    :param users: the simple auth manager's users, name to role (``admin`` is always an admin); each
+        user's password is its name.
+    :param env: more settings for every component; with ``AIRFLOW__CORE__AUTH_MANAGER`` the components
+        are started one by one (``airflow standalone`` would replace the auth manager).
+    """
+    home = tmp_path / "airflow"
+    shutil.copytree(DAGS, home / "dags")
+    shutil.copy(TEST_DAGS / "provider_test_dags.py", home / "dags" / "provider_test_dags.py")
+    roles = {"admin": "admin", **(users or {})}
+    (home / "simple_auth_manager_passwords.json.generated").write_text(
+        json.dumps({name: name for name in roles})
+    )
+    port = free_port()
+    bin_dir = str(Path(sys.executable).parent)
+    settings = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone starts its parts as `airflow`
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        # Airflow 3.1's scheduler can fail a deferred task whose trigger fires within seconds ("finished with
+        # state success, but the task instance's state attribute is queued"); its retry adopts the job.
+        "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "5",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+            f"{name}:{role}" for name, role in roles.items()
+        ),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW_CONN_SCENARIO_DEFAULT": connection_uri,
+        **(env or {}),
+    }
+    log = tmp_path / "standalone.log"
+    airflow = str(Path(bin_dir) / "airflow")
+    if "AIRFLOW__CORE__AUTH_MANAGER" in settings:
+        # `airflow standalone` forces the simple auth manager: start its components one by one instead.
+        subprocess.run([airflow, "db", "migrate"], env=settings, check=True, capture_output=True, timeout=300)
+        commands = [[airflow, part] for part in ("api-server", "scheduler", "dag-processor", "triggerer")]
+    else:
+        commands = [[airflow, "standalone"]]
+    processes = []
+    with log.open("ab") as output:
+        for command in commands:
+            processes.append(
+                subprocess.Popen(
+                    command, env=settings, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+    try:
+        deployment = Deployment(f"http://127.0.0.1:{port}", home, log)
+        deployment.login()
+        yield deployment
+    finally:
+        for process in processes:
+            stop_process_tree(process.pid)
 
 
 def stop_process_tree(pid: int) -> None:

@@ -26,6 +26,16 @@ from airflow_kling.storage import storage_path
 from tests.media_samples import output_assets, sample_audio, sample_video
 
 
+class RecordingTaskInstance:
+    """What the operator pushes to XCom besides its return value, kept to be looked at."""
+
+    def __init__(self) -> None:
+        self.xcoms: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.xcoms[key] = value
+
+
 def finished_job(emulator: EmulatorServer) -> tuple[str, str]:
     """A succeeded lipsync job and its output asset id."""
     hook = ScenarioHook()
@@ -46,9 +56,9 @@ def leftovers(root: Path) -> list[str]:
 
 def test_archive_to_local_disk_with_a_manifest(scenario_emulator: EmulatorServer, tmp_path: Path) -> None:
     job_id, asset_id = finished_job(scenario_emulator)
-    events = OutletEventAccessors()
+    events, ti = OutletEventAccessors(), RecordingTaskInstance()
     uris = ScenarioArchiveAssetsOperator(task_id="archive", job_id=job_id, destination=str(tmp_path)).execute(
-        {"outlet_events": events}  # type: ignore[arg-type]
+        {"outlet_events": events, "ti": ti}  # type: ignore[typeddict-item]
     )
     target = tmp_path / job_id / f"{asset_id}.mp4"
     assert uris == [f"file://{target}"]
@@ -68,6 +78,14 @@ def test_archive_to_local_disk_with_a_manifest(scenario_emulator: EmulatorServer
         "size": len(content),
         "sha256": hashlib.sha256(content).hexdigest(),
         "mime_type": "video/mp4",
+    }
+    # What the UI preview finds the video by: the same file, and where its manifest is.
+    assert ti.xcoms["scenario_archive"] == {
+        "conn_id": "scenario_default",
+        "storage_conn_id": None,
+        "files": [
+            {**entry, "job_id": job_id, "manifest_uri": f"file://{tmp_path / job_id / 'manifest.json'}"}
+        ],
     }
     text = json.dumps(manifest)
     assert "signature=" not in text
@@ -238,7 +256,7 @@ def test_archive_to_s3(scenario_emulator: EmulatorServer, s3_bucket: str) -> Non
     scenario_emulator.add_fault("^/_files/", action="truncate")
     uris = ScenarioArchiveAssetsOperator(
         task_id="archive", asset_ids=[asset_id], destination="s3://archive/lipsync", storage_conn_id="s3_test"
-    ).execute({"outlet_events": OutletEventAccessors()})  # type: ignore[arg-type]
+    ).execute({"outlet_events": OutletEventAccessors(), "ti": RecordingTaskInstance()})  # type: ignore[typeddict-item]
     assert uris == [f"s3://archive/lipsync/{job_id}/{asset_id}.mp4"]
     s3 = boto3.client("s3", endpoint_url=s3_bucket, region_name="us-east-1")
     keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket="archive")["Contents"])

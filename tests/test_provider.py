@@ -91,3 +91,12 @@ def test_the_providers_page_shows_the_description_as_written() -> None:
     info = get_provider_info()
     shown = _provider_mapper(ProviderInfo(__version__, {**info, "documentation-url": None}))
     assert shown.description == info["description"].strip(" .")
+
+
+def test_the_providers_page_links_the_packages_own_documentation() -> None:
+    """Airflow reads the link from the package's ``Documentation`` project URL; without one its page links
+    a page of the Airflow site that does not exist for this provider."""
+    from airflow.providers_manager import ProvidersManager
+
+    provider = ProvidersManager().providers["airflow-provider-kling"]
+    assert provider.data["documentation-url"] == "https://pypi.org/project/airflow-provider-kling/"

@@ -5,11 +5,7 @@ through the REST API and must succeed with its lipsync task deferred to the real
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +14,9 @@ import pytest
 
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
-from tests.deployments import RUN_LIMIT, Deployment, free_port, stop_process_tree
+from tests.deployments import RUN_LIMIT, Deployment, standalone
 from tests.media_samples import sample_video, submit_text_job
 
-DAGS = Path(__file__).parent.parent / "dags"
-TEST_DAGS = Path(__file__).parent / "dags"
 DAG_ID = "kling_lipsync_pipeline"
 
 
@@ -50,49 +44,8 @@ def scenario_emulator(emulator: EmulatorServer) -> EmulatorServer:
 
 @pytest.fixture(scope="module")
 def deployment(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    tmp_path = tmp_path_factory.mktemp("deployment")
-    home = tmp_path / "airflow"
-    shutil.copytree(DAGS, home / "dags")
-    shutil.copy(TEST_DAGS / "provider_test_dags.py", home / "dags" / "provider_test_dags.py")
-    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "admin"}))
-    port = free_port()
-    bin_dir = str(Path(sys.executable).parent)
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone starts its parts as `airflow`
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        # Airflow 3.1's scheduler can fail a deferred task whose trigger fires within seconds ("finished with
-        # state success, but the task instance's state attribute is queued"); its retry adopts the job.
-        "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "5",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW_CONN_SCENARIO_DEFAULT": emulator.connection_uri(),
-    }
-    log = tmp_path / "standalone.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(Path(bin_dir) / "airflow"), "standalone"],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deployment = Deployment(f"http://127.0.0.1:{port}", home, log)
-        deployment.login()
+    with standalone(tmp_path_factory.mktemp("deployment"), emulator.connection_uri()) as deployment:
         yield deployment
-    finally:
-        stop_process_tree(process.pid)
 
 
 def test_pipeline_in_a_real_airflow(

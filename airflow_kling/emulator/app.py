@@ -10,7 +10,6 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +25,7 @@ from airflow_kling.emulator.store import (
     Store,
     Upload,
 )
-from airflow_kling.jobs import api_date
+from airflow_kling.jobs import api_date, parse_api_date
 from airflow_kling.media.limits import KLING_LIPSYNC_MODEL_ID
 
 STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
@@ -388,7 +387,7 @@ def _created_after(query: Any) -> float | None:
     if clashing:
         raise ApiError(400, f"'createdAfter' cannot be combined with {clashing}: use 'updatedAfter'")
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+        return parse_api_date(raw).timestamp()
     except ValueError:
         raise ApiError(400, f"'createdAfter' must be an ISO-8601 date, got {raw!r}") from None
 

@@ -12,6 +12,7 @@ from airflow.sdk import Asset, BaseOperator
 
 from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.operators.errors import invalid_input_fails_task
+from airflow_kling.xcoms import ARCHIVE_XCOM_KEY, ArchivedFileRecord, ArchiveRecord
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -123,7 +124,8 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
     error unless ``overwrite=True``. A ``manifest.json`` per job beside the files records the job, its
     inputs, sizes, checksums, MIME types, URIs and cost: never a secret or a signed URL.
 
-    Returns the archived URIs, and updates the ``outlets`` (default :data:`LIPSYNC_VIDEOS`).
+    Returns the archived URIs, pushes what it wrote (URIs, sizes, checksums, manifests) as the XCom
+    ``scenario_archive`` for the UI preview, and updates the ``outlets`` (default :data:`LIPSYNC_VIDEOS`).
 
     :param destination: a local directory or an object-storage URI (``s3://bucket/prefix``). Templated.
     :param asset_ids: the assets to archive (a list, or a template that renders to one). Templated.
@@ -193,6 +195,7 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
         )
         self._archived = archived
         uris = [item.uri for item in archived]
+        context["ti"].xcom_push(key=ARCHIVE_XCOM_KEY, value=self._archive_record(archived))
         extra: dict[str, Any] = {"uris": uris, "job_ids": sorted({item.job_id for item in archived})}
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
@@ -207,6 +210,26 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
         return operator_lineage(
             inputs=asset_datasets(self.hook.config, [item.asset_id for item in self._archived]),
             outputs=[archived_file_dataset(item.uri, item.sha256, item.size) for item in self._archived],
+        )
+
+    def _archive_record(self, archived: list[ArchivedFile]) -> ArchiveRecord:
+        from airflow_kling.archive import manifest_uri
+
+        return ArchiveRecord(
+            conn_id=self.scenario_conn_id,
+            storage_conn_id=self.storage_conn_id,
+            files=[
+                ArchivedFileRecord(
+                    asset_id=item.asset_id,
+                    job_id=item.job_id,
+                    uri=item.uri,
+                    size=item.size,
+                    sha256=item.sha256,
+                    mime_type=item.mime_type,
+                    manifest_uri=manifest_uri(item.uri),
+                )
+                for item in archived
+            ],
         )
 
     def _asset_ids(self) -> list[str]:

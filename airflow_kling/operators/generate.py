@@ -18,7 +18,7 @@ from airflow_kling.jobs import (
     job_result,
     successful_job,
 )
-from airflow_kling.links import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, ScenarioJobLink
+from airflow_kling.links import ScenarioJobLink
 from airflow_kling.media.limits import (
     DEFAULT_VOICE_ID,
     DEFAULT_VOICE_SPEED,
@@ -29,6 +29,7 @@ from airflow_kling.media.limits import (
 from airflow_kling.operators.errors import invalid_input_fails_task
 from airflow_kling.submission import DEFAULT_SETTLE_SECONDS, SubmitRecord
 from airflow_kling.version_compat import AirflowFailException, conf
+from airflow_kling.xcoms import CONN_ID_XCOM_KEY, JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -285,6 +286,7 @@ class ScenarioGenerateOperator(BaseOperator):
         url = self.hook.config.job_web_url(job_id)
         ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job_id)
         ti.xcom_push(key=JOB_URL_XCOM_KEY, value=url)
+        ti.xcom_push(key=CONN_ID_XCOM_KEY, value=self.scenario_conn_id)
         self.log.info("Scenario job page: %s", url)
 
     def _wait(self, job_id: str, timeout_at: float) -> dict[str, Any]:

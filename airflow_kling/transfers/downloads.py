@@ -110,6 +110,31 @@ def download_asset(
         raise
 
 
+def open_asset_file(
+    hook: TransferClient, asset: dict[str, Any], byte_range: str | None = None
+) -> requests.Response:
+    """An asset's file as a streamed response from its signed URL: HTTP 200, 206 for ``byte_range`` (a
+    ``Range`` header's value, passed on) or 416 when that range is not in the file. An expired URL is
+    re-signed once. The caller reads and closes the response; its URL is a credential and stays in it.
+
+    :raises ScenarioDownloadError: the file host answered anything else.
+    """
+    asset_id = str(asset["id"])
+    make_kwargs: Callable[[], dict[str, Any]] = functools.partial(
+        dict, headers={"Range": byte_range} if byte_range else {}
+    )
+    label = f"file of asset {asset_id}"
+    response = hook.send("GET", str(asset["url"]), label=label, make_kwargs=make_kwargs, stream=True)
+    if response.status_code in EXPIRED_STATUSES:
+        response.close()
+        url = _fresh_url(hook, asset_id)
+        response = hook.send("GET", url, label=label, make_kwargs=make_kwargs, stream=True)
+    if response.status_code not in (200, 206, 416):
+        response.close()
+        raise ScenarioDownloadError(f"Asset {asset_id}: the file host answered HTTP {response.status_code}")
+    return response
+
+
 class _HashingWriter:
     """Writes chunks to a sink and hashes them in a thread of its own, in order, while the caller reads the
     next chunk from the network (both release the GIL: on two cores the download runs near line rate).

@@ -1,0 +1,36 @@
+"""The XCom keys the operators push beside their return values: read by the "Scenario job" link, the
+batch DAG and the UI preview (:mod:`airflow_kling.plugins`), which finds a task's job and archived videos
+through them. Values are plain JSON; none holds a secret or a signed URL."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+JOB_ID_XCOM_KEY = "scenario_job_id"
+"""The job a lipsync (or any generate) task submitted or adopted, pushed as soon as it is known."""
+JOB_URL_XCOM_KEY = "scenario_job_url"
+"""That job's page in Scenario's web app (the extra link)."""
+CONN_ID_XCOM_KEY = "scenario_conn_id"
+"""The Airflow connection the job was submitted through: the preview asks the API through it."""
+ARCHIVE_XCOM_KEY = "scenario_archive"
+"""What an archive task wrote: an :class:`ArchiveRecord`."""
+
+
+class ArchivedFileRecord(TypedDict):
+    """One archived file, as verified when it was written."""
+
+    asset_id: str
+    job_id: str
+    uri: str
+    size: int
+    sha256: str
+    mime_type: str
+    manifest_uri: str
+
+
+class ArchiveRecord(TypedDict):
+    """Every file an archive task wrote, the Scenario connection it used and its storage connection."""
+
+    conn_id: str
+    storage_conn_id: str | None
+    files: list[ArchivedFileRecord]

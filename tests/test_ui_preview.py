@@ -1,0 +1,497 @@
+"""The lipsync preview in the Airflow UI, looked at in a real browser.
+
+A real ``airflow standalone`` (with the provider and its plugin installed as a user installs them: the
+``airflow.plugins`` entry point) and the emulator; Debian's headless Chromium, driven by Selenium, signs in,
+fills the connection form, opens every example DAG's Trigger form, triggers the pipeline from it and plays
+the result in the task instance's "Lipsync preview" tab. The plugin's endpoints are also asked directly:
+who may see a video, ranges, ids. Screenshots are kept in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from airflow_kling.emulator import EmulatorConfig, EmulatorServer
+from airflow_kling.media import probe
+from tests.browser import buttons, chromium, log_in, screenshot, wait_for
+from tests.deployments import REPO, RUN_LIMIT, Deployment, standalone
+
+PIPELINE = "kling_lipsync_pipeline"
+EXAMPLES = [PIPELINE, "kling_lipsync_batch", "kling_lipsync_on_archive"]
+PREVIEW = "/kling/preview"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(config=EmulatorConfig(job_seconds=3.0)) as server:
+        yield server
+
+
+@pytest.fixture
+def scenario_emulator(emulator: EmulatorServer) -> EmulatorServer:
+    """The module's emulator, with its books, faults and plans emptied for each test."""
+    emulator.store.reset()
+    with emulator.store.lock:
+        emulator.store.jobs.clear()
+    return emulator
+
+
+@pytest.fixture(scope="module")
+def deployment(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    env = {
+        # Simple auth manager users, and one per-DAG rule (tests/auth_manager.py): `outsider` may not read
+        # the pipeline.
+        "AIRFLOW__CORE__AUTH_MANAGER": "tests.auth_manager.PerDagAuthManager",
+        "PYTHONPATH": str(REPO),
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+    }
+    users = {"viewer": "viewer", "outsider": "viewer"}
+    with standalone(
+        tmp_path_factory.mktemp("ui"), emulator.connection_uri(), users=users, env=env
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(deployment: Deployment) -> Iterator[Any]:
+    with chromium() as driver:
+        driver.implicitly_wait(2)
+        log_in(driver, deployment.api, "admin", "admin")
+        yield driver
+
+
+def run_path(dag_id: str, run_id: str) -> str:
+    return f"{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+
+
+def finished_run(deployment: Deployment, dag_id: str, run_id: str) -> str:
+    deadline = time.monotonic() + RUN_LIMIT
+    while time.monotonic() < deadline:
+        state = deployment.get(f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"]
+        if state in ("success", "failed"):
+            return str(state)
+        time.sleep(1)
+    pytest.fail(f"{dag_id} run {run_id} did not finish:\n{deployment.logs_of(dag_id)}")
+
+
+def xcom(deployment: Deployment, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
+    path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{key}"
+    return deployment.get(path)["value"]
+
+
+def open_trigger_form(browser: Any, deployment: Deployment, dag_id: str) -> Any:
+    """The DAG page's Trigger form; returns its Trigger button (the last one on the page)."""
+    deployment.wait_for_dag(dag_id)
+    browser.get(f"{deployment.api}/dags/{dag_id}")
+    wait_for(lambda: buttons(browser, "Trigger"), f"the Trigger button of {dag_id}")[0].click()
+    return wait_for(
+        lambda: len(buttons(browser, "Trigger")) > 1 and buttons(browser, "Trigger")[-1], "the form"
+    )
+
+
+def enter_preview_frame(browser: Any) -> None:
+    """Switch into the plugin's iframe on the current page once its page has loaded."""
+    from selenium.webdriver.common.by import By
+
+    frame = wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, f"iframe[src*='{PREVIEW.lstrip('/')}']"),
+        "the preview's iframe",
+    )
+    browser.switch_to.frame(frame)
+    wait_for(lambda: browser.find_elements(By.TAG_NAME, "h1"), "the preview page")
+
+
+def test_the_plugin_loads_with_its_views(deployment: Deployment) -> None:
+    plugins = {plugin["name"]: plugin for plugin in deployment.get("/plugins")["plugins"]}
+    ours = plugins["kling_lipsync_preview"]
+    assert "airflow-provider-kling" in ours["source"]  # from the package's entry point, nothing copied
+    assert {(view["destination"], view["url_route"]) for view in ours["external_views"]} == {
+        ("task_instance", "kling-lipsync-preview"),
+        ("dag_run", "kling-lipsync-videos"),
+    }
+    assert [app["url_prefix"] for app in ours["fastapi_apps"]] == [PREVIEW]
+    errors = deployment.get("/plugins/importErrors")["import_errors"]
+    assert errors == [], errors
+
+
+def test_the_connection_form_offers_scenario_and_saves_a_working_connection(
+    browser: Any, deployment: Deployment, emulator: EmulatorServer
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.switch_to.default_content()
+    browser.get(f"{deployment.api}/connections")
+    wait_for(
+        lambda: [b for b in browser.find_elements(By.TAG_NAME, "button") if "Add Connection" in b.text],
+        "Add Connection",
+    )[0].click()
+    wait_for(lambda: browser.find_elements(By.NAME, "connection_id"), "the connection form")
+    browser.find_element(By.NAME, "connection_id").send_keys("scenario_ui")
+    kind = browser.find_element(By.CSS_SELECTOR, "input[role=combobox]")
+    kind.send_keys("Scenario")
+    wait_for(
+        lambda: [o for o in browser.find_elements(By.CSS_SELECTOR, "[role=option]") if o.text == "Scenario"],
+        "the Scenario type",
+    )
+    kind.send_keys(Keys.ENTER)
+    wait_for(lambda: browser.find_elements(By.NAME, "login"), "the Scenario fields")
+    host = f"http://127.0.0.1:{emulator.port}/v1"
+    browser.find_element(By.NAME, "host").send_keys(host)
+    browser.find_element(By.NAME, "login").send_keys(emulator.config.api_key)
+    browser.find_element(By.NAME, "password").send_keys(emulator.config.api_secret)
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Extra Fields").click()
+    timeout = wait_for(lambda: browser.find_element(By.NAME, "element_timeout"), "the extra fields")
+    wait_for(timeout.is_displayed, "the extra fields to open")
+    timeout.send_keys("30")
+    labels = {
+        label.get_attribute("textContent").strip(" *")
+        for label in browser.find_elements(By.TAG_NAME, "label")
+    }
+    assert {
+        "API key",
+        "API secret",
+        "API base URL",
+        "Project ID",
+        "Timeout (seconds)",
+        "Web app URL",
+        "Max retries",
+    } <= labels
+    screenshot(browser, "connection-form")
+    save = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Save")
+    wait_for(save.is_enabled, "Save to be enabled")
+    save.click()
+    saved = wait_for(
+        lambda: (
+            deployment.session.get(f"{deployment.api}/api/v2/connections/scenario_ui", timeout=10).json()
+            if deployment.session.get(f"{deployment.api}/api/v2/connections/scenario_ui", timeout=10).ok
+            else None
+        ),
+        "the saved connection",
+    )
+    assert (saved["conn_type"], saved["host"], saved["login"]) == ("scenario", host, emulator.config.api_key)
+    assert json.loads(saved["extra"])["timeout"] in ("30", 30)
+    # The UI's Test button has an Airflow 3.3.2 bug; the REST call it makes works:
+    tested = deployment.session.post(
+        f"{deployment.api}/api/v2/connections/test",
+        json={
+            **{k: saved[k] for k in ("connection_id", "conn_type", "host", "login", "extra")},
+            "password": emulator.config.api_secret,
+        },
+        timeout=30,
+    )
+    assert tested.status_code == 200, tested.text
+    assert tested.json()["status"] is True, tested.text
+
+
+@pytest.mark.parametrize("dag_id", EXAMPLES)
+def test_every_example_dags_trigger_form_takes_its_defaults(
+    browser: Any, deployment: Deployment, dag_id: str
+) -> None:
+    trigger = open_trigger_form(browser, deployment, dag_id)
+    wait_for(trigger.is_enabled, f"{dag_id}'s Trigger button to be enabled with the defaults", limit=10)
+    screenshot(browser, f"trigger-form-{dag_id}")
+
+
+@pytest.fixture(scope="module")
+def text_run(browser: Any, deployment: Deployment, emulator: EmulatorServer) -> str:
+    """A pipeline run in text mode, triggered from the UI form; its run id once it has finished."""
+    from selenium.webdriver.common.by import By
+
+    emulator.store.reset()
+    before = {run["dag_run_id"] for run in deployment.get(f"/dags/{PIPELINE}/dagRuns")["dag_runs"]}
+    trigger = open_trigger_form(browser, deployment, PIPELINE)
+    browser.find_element(By.NAME, "element_text").send_keys("Hello from the Airflow form")
+    browser.find_element(By.NAME, "element_voice_speed").send_keys("\b1.2")
+    wait_for(trigger.is_enabled, "Trigger to be enabled")
+    trigger.click()
+    new = wait_for(
+        lambda: (
+            {run["dag_run_id"] for run in deployment.get(f"/dags/{PIPELINE}/dagRuns")["dag_runs"]} - before
+        ),
+        "the run the form started",
+    )
+    (run_id,) = new
+    assert finished_run(deployment, PIPELINE, run_id) == "success", deployment.logs_of(PIPELINE)
+    return str(run_id)
+
+
+def test_the_preview_plays_the_archived_video_of_a_run_started_from_the_form(
+    browser: Any, deployment: Deployment, emulator: EmulatorServer, text_run: str
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    job_id = xcom(deployment, PIPELINE, text_run, "lipsync", "scenario_job_id")
+    assert emulator.store.jobs[job_id].inputs["text"] == "Hello from the Airflow form"
+    assert emulator.store.jobs[job_id].inputs["voiceSpeed"] == 1.2
+    task_page = f"{deployment.api}/dags/{PIPELINE}/runs/{quote(text_run, safe='')}/tasks/lipsync"
+
+    browser.switch_to.default_content()
+    browser.get(f"{task_page}/details")
+    link = wait_for(
+        lambda: [a for a in browser.find_elements(By.TAG_NAME, "a") if a.text == "Scenario job"],
+        "the Scenario job link",
+    )[0]
+    assert link.get_attribute("href") == f"http://127.0.0.1:{emulator.port}/jobs/{job_id}"
+
+    browser.get(task_page)
+    wait_for(
+        lambda: [a for a in browser.find_elements(By.TAG_NAME, "a") if a.text == "Lipsync preview"],
+        "the preview tab",
+    )[0].click()
+    enter_preview_frame(browser)
+    video = wait_for(lambda: browser.find_element(By.TAG_NAME, "video"), "the player")
+    wait_for(
+        lambda: browser.execute_script("return arguments[0].readyState", video) >= 2, "the video to play"
+    )
+    archived = xcom(deployment, PIPELINE, text_run, "archive", "scenario_archive")["files"][0]
+    expected = probe(Path(archived["uri"].removeprefix("file://"))).duration
+    duration = browser.execute_script("return arguments[0].duration", video)
+    assert duration == pytest.approx(expected, abs=0.05)
+    shown = wait_for(
+        lambda: (
+            browser.find_element(By.ID, "clip-0-duration").text.endswith(" s")
+            and browser.find_element(By.ID, "clip-0-duration").text
+        ),
+        "the duration",
+    )
+    assert shown == f"{duration:.2f} s"
+    browser.execute_script("arguments[0].currentTime = arguments[0].duration / 2", video)  # seeking: Range
+    wait_for(
+        lambda: browser.execute_script("return !arguments[0].seeking && arguments[0].readyState >= 2", video),
+        "the seek",
+    )
+    text = browser.find_element(By.TAG_NAME, "main").text
+    for fact in (
+        job_id,
+        "success",
+        "text + voice",
+        "Hello from the Airflow form",
+        "1.2",
+        "en_AOT",
+        archived["uri"],
+        "manifest.json",
+        "creative units",
+    ):
+        assert fact in text, fact
+    assert "Streamed from the archive." in text
+    poster = video.get_attribute("poster")
+    assert "/poster/" in str(poster)
+    assert "signature=" not in browser.page_source
+    browser.switch_to.default_content()
+    kept = screenshot(browser, "lipsync-preview")
+    assert kept.stat().st_size > 10_000
+
+
+def test_the_preview_of_a_failed_job_shows_its_error_and_hint(
+    browser: Any, deployment: Deployment, scenario_emulator: EmulatorServer
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    scenario_emulator.plan_jobs("failure", error="No face detected", hint="Use a clip with a visible face")
+    run_id = deployment.trigger(PIPELINE, {})
+    runs = deployment.get(f"/dags/{PIPELINE}/dagRuns")["dag_runs"]
+    assert finished_run(deployment, PIPELINE, run_id) == "failed", (
+        [(r["dag_run_id"], r["state"]) for r in runs],
+        {job.id: (job.created_at, job.inputs) for job in scenario_emulator.store.jobs.values()},
+        deployment.logs_of(PIPELINE),
+    )
+    browser.switch_to.default_content()
+    browser.get(
+        f"{deployment.api}/dags/{PIPELINE}/runs/{quote(run_id, safe='')}/tasks/lipsync/plugin/kling-lipsync-preview"
+    )
+    enter_preview_frame(browser)
+    alert = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "[role=alert]"), "the job's error")
+    assert alert.text == "Job failed: No face detected Hint: Use a clip with a visible face"
+    assert browser.find_elements(By.TAG_NAME, "video") == []  # no broken player
+    assert "failure" in browser.find_element(By.TAG_NAME, "h2").text
+    assert "nothing to archive" in browser.find_element(By.TAG_NAME, "main").text
+    browser.switch_to.default_content()
+    screenshot(browser, "lipsync-preview-failed")
+
+
+def test_a_batch_run_shows_one_entry_per_clip(
+    browser: Any, deployment: Deployment, scenario_emulator: EmulatorServer
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    pool = {"name": "kling_lipsync", "slots": 4, "include_deferred": True}  # as the README says to make it
+    made = deployment.session.post(f"{deployment.api}/api/v2/pools", json=pool, timeout=10)
+    assert made.status_code in (200, 201, 409), made.text
+    run_id = deployment.trigger("kling_lipsync_batch", {"text": "One for each clip"})
+    assert finished_run(deployment, "kling_lipsync_batch", run_id) == "success", deployment.logs_of(
+        "kling_lipsync_batch"
+    )
+    jobs = set(scenario_emulator.store.jobs)
+    assert len(jobs) == 3  # the batch's three sample clips
+
+    browser.switch_to.default_content()
+    browser.get(
+        f"{deployment.api}/dags/kling_lipsync_batch/runs/{quote(run_id, safe='')}/plugin/kling-lipsync-videos"
+    )
+    enter_preview_frame(browser)
+    clips = browser.find_elements(By.CSS_SELECTOR, "section.clip")
+    assert {clip.get_attribute("data-job-id") for clip in clips} == jobs
+    assert [clip.find_element(By.TAG_NAME, "h2").text.split()[:2] for clip in clips] == [
+        ["Clip", "0"],
+        ["Clip", "1"],
+        ["Clip", "2"],
+    ]
+    videos = browser.find_elements(By.TAG_NAME, "video")
+    assert len(videos) == 3
+    for video in videos:
+        wait_for(
+            lambda video=video: browser.execute_script("return arguments[0].readyState", video) >= 2,
+            "each clip's video",
+        )
+    browser.switch_to.default_content()
+    screenshot(browser, "lipsync-videos-batch")
+
+    # One mapped task instance's tab shows its own clip only.
+    page = deployment.session.get(
+        f"{deployment.api}{PREVIEW}/ti/{run_path('kling_lipsync_batch', run_id)}/clip.lipsync/1",
+        timeout=30,
+    )
+    assert page.status_code == 200
+    job_of_clip_1 = xcom_of_map_index(deployment, "kling_lipsync_batch", run_id, "clip.lipsync", 1)
+    assert page.text.count('<section class="clip"') == 1
+    assert job_of_clip_1 in page.text
+
+
+def xcom_of_map_index(deployment: Deployment, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    path = (
+        f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/scenario_job_id"
+    )
+    return str(deployment.get(f"{path}?map_index={map_index}")["value"])
+
+
+@pytest.fixture(scope="module")
+def unarchived_run(deployment: Deployment, emulator: EmulatorServer) -> tuple[str, str]:
+    """A lipsync with no archive task (the test DAG ``kling_deferrable``): its run id and output asset."""
+    from airflow_kling.hooks.scenario import ScenarioHook
+    from tests.media_samples import sample_video
+
+    emulator.store.reset()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", emulator.connection_uri())
+        video = ScenarioHook().upload_asset(sample_video())
+    run_id = deployment.trigger("kling_deferrable", {"video": video, "text": "hello there"})
+    assert finished_run(deployment, "kling_deferrable", run_id) == "success", deployment.logs_of(
+        "kling_deferrable"
+    )
+    (job_id,) = [
+        job for job in emulator.store.jobs if emulator.store.jobs[job].inputs.get("videoUrl") == video
+    ]
+    return run_id, str(emulator.store.jobs[job_id].output_asset_id)
+
+
+def test_a_video_not_archived_streams_from_scenario_without_a_signed_url_in_the_page(
+    deployment: Deployment, emulator: EmulatorServer, unarchived_run: tuple[str, str]
+) -> None:
+    run_id, asset_id = unarchived_run
+    where = f"{run_path('kling_deferrable', run_id)}/lipsync/-1"
+    page = deployment.session.get(f"{deployment.api}{PREVIEW}/ti/{where}", timeout=30)
+    assert page.status_code == 200
+    assert "Streamed from the job&#x27;s output on Scenario (not archived yet)." in page.text
+    assert f'src="{PREVIEW}/video/{where}/{asset_id}"' in page.text
+    for absent in ("signature", "_files", "poster="):  # no signed URL, and a poster only from the archive
+        assert absent not in page.text
+    original = emulator.store.asset(asset_id).path.read_bytes()
+    video = f"{deployment.api}{PREVIEW}/video/{where}/{asset_id}"
+    whole = deployment.session.get(video, timeout=30)
+    assert (whole.status_code, whole.content) == (200, original)
+    part = deployment.session.get(video, headers={"Range": "bytes=1000-1999"}, timeout=30)
+    assert (part.status_code, part.content) == (206, original[1000:2000])
+    assert part.headers["Content-Range"] == f"bytes 1000-1999/{len(original)}"
+    assert not any("signature" in value for value in part.headers.values())
+
+
+def test_archived_videos_answer_range_requests(deployment: Deployment, text_run: str) -> None:
+    archived = xcom(deployment, PIPELINE, text_run, "archive", "scenario_archive")["files"][0]
+    original = Path(archived["uri"].removeprefix("file://")).read_bytes()
+    url = f"{deployment.api}{PREVIEW}/video/{run_path(PIPELINE, text_run)}/lipsync/-1/{archived['asset_id']}"
+    whole = deployment.session.get(url, timeout=30)
+    assert (whole.status_code, whole.headers["Accept-Ranges"], whole.content) == (200, "bytes", original)
+    cases = {
+        "bytes=0-99": (206, original[:100], f"bytes 0-99/{len(original)}"),
+        "bytes=-100": (
+            206,
+            original[-100:],
+            f"bytes {len(original) - 100}-{len(original) - 1}/{len(original)}",
+        ),
+        f"bytes={len(original) - 10}-": (
+            206,
+            original[-10:],
+            f"bytes {len(original) - 10}-{len(original) - 1}/{len(original)}",
+        ),
+        f"bytes={len(original)}-": (416, b"", f"bytes */{len(original)}"),
+    }
+    for header, (status, body, content_range) in cases.items():
+        answer = deployment.session.get(url, headers={"Range": header}, timeout=30)
+        assert (answer.status_code, answer.content, answer.headers["Content-Range"]) == (
+            status,
+            body,
+            content_range,
+        ), header
+    poster = deployment.session.get(url.replace("/video/", "/poster/"), timeout=30)
+    assert (poster.status_code, poster.headers["Content-Type"]) == (200, "image/jpeg")
+    assert poster.content[:2] == b"\xff\xd8"
+
+
+def test_the_plugin_refuses_anonymous_and_unauthorized_users(
+    deployment: Deployment, text_run: str, unarchived_run: tuple[str, str]
+) -> None:
+    archived = xcom(deployment, PIPELINE, text_run, "archive", "scenario_archive")["files"][0]
+    where = f"{run_path(PIPELINE, text_run)}/lipsync/-1"
+    urls = [
+        f"{PREVIEW}/ti/{where}",
+        f"{PREVIEW}/run/{run_path(PIPELINE, text_run)}",
+        f"{PREVIEW}/video/{where}/{archived['asset_id']}",
+        f"{PREVIEW}/poster/{where}/{archived['asset_id']}",
+    ]
+    viewer = {"Authorization": f"Bearer {deployment.token('viewer', 'viewer')}"}
+    outsider = {"Authorization": f"Bearer {deployment.token('outsider', 'outsider')}"}
+    for url in urls:
+        assert requests.get(f"{deployment.api}{url}", timeout=30).status_code == 401, url
+        assert requests.get(
+            f"{deployment.api}{url}", headers={"Authorization": "Bearer forged"}, timeout=30
+        ).status_code in (401, 403), url
+        assert requests.get(f"{deployment.api}{url}", headers=outsider, timeout=30).status_code == 403, url
+        assert requests.get(f"{deployment.api}{url}", headers=viewer, timeout=30).status_code == 200, url
+    # The rule is per DAG: the same outsider may watch a DAG it may read, as Airflow's own API agrees.
+    run_id, _ = unarchived_run
+    other = f"{PREVIEW}/ti/{run_path('kling_deferrable', run_id)}/lipsync/-1"
+    assert requests.get(f"{deployment.api}{other}", headers=outsider, timeout=30).status_code == 200
+    own_api = (
+        f"{deployment.api}/api/v2/dags/{PIPELINE}/dagRuns/{quote(text_run, safe='')}/taskInstances/lipsync"
+    )
+    assert requests.get(own_api, headers=outsider, timeout=30).status_code == 403
+
+
+def test_ids_in_the_path_are_checked_and_only_the_tasks_own_assets_are_served(
+    deployment: Deployment, text_run: str, unarchived_run: tuple[str, str]
+) -> None:
+    where = f"{run_path(PIPELINE, text_run)}/lipsync/-1"
+    _, other_asset = unarchived_run  # made by another DAG's run: not this task's to serve
+    answers = {
+        f"{PREVIEW}/video/{where}/{other_asset}": 404,
+        f"{PREVIEW}/video/{where}/..%2F..%2Fmanifest.json": 404,
+        f"{PREVIEW}/video/{where}/asset%2F..%2F..%2Fetc%2Fpasswd": 404,
+        f"{PREVIEW}/video/{where}/file:%2F%2F%2Fetc%2Fpasswd": 404,  # no route: the slashes are segments
+        f"{PREVIEW}/video/{where}/http:example.com": 422,
+        f"{PREVIEW}/video/{run_path(PIPELINE, text_run)}/lipsync/x/{other_asset}": 422,
+        f"{PREVIEW}/ti/{run_path(PIPELINE, 'manual__1999-01-01T00:00:00+00:00')}/lipsync/-1": 404,
+        f"{PREVIEW}/ti/{PIPELINE}/run%20id%3Cscript%3E/lipsync/-1": 422,
+    }
+    for url, status in answers.items():
+        answer = deployment.session.get(f"{deployment.api}{url}", timeout=30)
+        assert answer.status_code == status, (url, answer.status_code, answer.text)
+        assert "<script>" not in answer.text
