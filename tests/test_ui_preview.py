@@ -209,7 +209,12 @@ def text_run(browser: Any, deployment: Deployment, emulator: EmulatorServer) -> 
     emulator.store.reset()
     before = {run["dag_run_id"] for run in deployment.get(f"/dags/{PIPELINE}/dagRuns")["dag_runs"]}
     trigger = open_trigger_form(browser, deployment, PIPELINE)
-    browser.find_element(By.NAME, "element_text").send_keys("Hello from the Airflow form")
+    next(
+        button for button in browser.find_elements(By.TAG_NAME, "button") if button.text == "Text mode"
+    ).click()
+    text = wait_for(lambda: browser.find_element(By.NAME, "element_text"), "the Text mode section")
+    wait_for(text.is_displayed, "the Text field")
+    text.send_keys("Hello from the Airflow form")
     browser.find_element(By.NAME, "element_voice_speed").send_keys("\b1.2")
     wait_for(trigger.is_enabled, "Trigger to be enabled")
     trigger.click()
