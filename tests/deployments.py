@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import requests
 
+from airflow_kling.emulator import EmulatorConfig, EmulatorServer
+
 STARTUP_LIMIT = 240.0
 RUN_LIMIT = 240.0
 REPO = Path(__file__).parent.parent
@@ -29,6 +31,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    """One emulator for a module's deployment and every run in it; ``scenario_default`` of the test process
+    points at it too."""
+    with (
+        EmulatorServer(config=EmulatorConfig(job_seconds=3.0)) as server,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        patch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", server.connection_uri())
+        yield server
+
+
+@pytest.fixture
+def scenario_emulator(emulator: EmulatorServer) -> EmulatorServer:
+    """The module's emulator, with its books, faults, plans and jobs emptied for each test."""
+    emulator.store.reset()
+    with emulator.store.lock:
+        emulator.store.jobs.clear()
+    return emulator
 
 
 class Deployment:

@@ -16,9 +16,10 @@ import pytest
 
 from airflow_kling.emulator import EmulatorServer
 from tests.cluster import Cluster, running_cluster
-from tests.deployments import RUN_LIMIT, free_port
+from tests.deployments import RUN_LIMIT, free_port, scenario_emulator
 
 REPO = Path(__file__).parent.parent
+__all__ = ["scenario_emulator"]  # the shared fixture, on this module's own emulator
 BUCKET = "kling"
 POLICY = '''
 """Pins tasks to workers, so that a file handed from one task to the next must cross machines."""
@@ -84,13 +85,10 @@ def cluster(emulator: EmulatorServer, s3: Any) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def books(emulator: EmulatorServer) -> EmulatorServer:
+def books(scenario_emulator: EmulatorServer) -> EmulatorServer:
     """The emulator with its books emptied for one case."""
-    emulator.store.reset()
-    with emulator.store.lock:
-        emulator.store.jobs.clear()
-    emulator.store.config.job_seconds = 4.0
-    return emulator
+    scenario_emulator.store.config.job_seconds = 4.0
+    return scenario_emulator
 
 
 def put_clips(s3: Any, prefix: str, names: list[str], broken: str | None = None) -> None:

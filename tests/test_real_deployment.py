@@ -14,32 +14,11 @@ import pytest
 
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
-from tests.deployments import RUN_LIMIT, Deployment, standalone
+from tests.deployments import RUN_LIMIT, Deployment, emulator, scenario_emulator, standalone
 from tests.media_samples import sample_video, submit_text_job
 
 DAG_ID = "kling_lipsync_pipeline"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    """One emulator for the deployment and every test run in it (the test process reaches it too)."""
-    from airflow_kling.emulator import EmulatorConfig
-
-    with (
-        EmulatorServer(config=EmulatorConfig(job_seconds=3.0)) as server,
-        pytest.MonkeyPatch.context() as patch,
-    ):
-        patch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", server.connection_uri())
-        yield server
-
-
-@pytest.fixture
-def scenario_emulator(emulator: EmulatorServer) -> EmulatorServer:
-    """The module's emulator, with its books, faults and plans emptied for each test."""
-    emulator.store.reset()
-    with emulator.store.lock:
-        emulator.store.jobs.clear()
-    return emulator
+__all__ = ["emulator", "scenario_emulator"]  # the shared fixtures, one emulator per module
 
 
 @pytest.fixture(scope="module")

@@ -19,29 +19,15 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from airflow_kling.emulator import EmulatorConfig, EmulatorServer
+from airflow_kling.emulator import EmulatorServer
 from airflow_kling.media import probe
 from tests.browser import buttons, chromium, log_in, screenshot, wait_for
-from tests.deployments import REPO, RUN_LIMIT, Deployment, standalone
+from tests.deployments import REPO, RUN_LIMIT, Deployment, emulator, scenario_emulator, standalone
 
 PIPELINE = "kling_lipsync_pipeline"
 EXAMPLES = [PIPELINE, "kling_lipsync_batch", "kling_lipsync_on_archive"]
 PREVIEW = "/kling/preview"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(config=EmulatorConfig(job_seconds=3.0)) as server:
-        yield server
-
-
-@pytest.fixture
-def scenario_emulator(emulator: EmulatorServer) -> EmulatorServer:
-    """The module's emulator, with its books, faults and plans emptied for each test."""
-    emulator.store.reset()
-    with emulator.store.lock:
-        emulator.store.jobs.clear()
-    return emulator
+__all__ = ["emulator", "scenario_emulator"]  # the shared fixtures, one emulator per module
 
 
 @pytest.fixture(scope="module")
@@ -385,9 +371,7 @@ def unarchived_run(deployment: Deployment, emulator: EmulatorServer) -> tuple[st
     from tests.media_samples import sample_video
 
     emulator.store.reset()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", emulator.connection_uri())
-        video = ScenarioHook().upload_asset(sample_video())
+    video = ScenarioHook().upload_asset(sample_video())
     run_id = deployment.trigger("kling_deferrable", {"video": video, "text": "hello there"})
     assert finished_run(deployment, "kling_deferrable", run_id) == "success", deployment.logs_of(
         "kling_deferrable"
