@@ -145,7 +145,10 @@ with DAG(
         clips: list[dict[str, Any]], params: dict[str, Any] | None = None, ti: Any = None
     ) -> float:
         """The estimate of every clip that was prepared, before any of them is paid for; the total in
-        creative units. Fails the batch (and so every lipsync) above ``max_total_creative_units``."""
+        creative units. Fails the batch (and so every lipsync) above ``max_total_creative_units``. A clip
+        whose inputs the API refuses (HTTP 400/422) is left out of the total: its own lipsync fails, as a
+        bad file fails its group; any other error fails the batch (the total would be unknown)."""
+        from airflow_kling.exceptions import ScenarioAPIError
         from airflow_kling.hooks.scenario import ScenarioHook
         from airflow_kling.media.limits import KLING_LIPSYNC_MODEL_ID
         from airflow_kling.operators.generate import kling_lipsync_inputs
@@ -158,7 +161,15 @@ with DAG(
         for clip, arguments in zip(clips, prepared, strict=True):
             if not arguments:
                 continue  # this clip failed on its own; its group says why
-            estimate = hook.estimate_cost(KLING_LIPSYNC_MODEL_ID, kling_lipsync_inputs(**arguments))
+            try:
+                estimate = hook.estimate_cost(KLING_LIPSYNC_MODEL_ID, kling_lipsync_inputs(**arguments))
+            except ScenarioAPIError as error:
+                if error.status not in (400, 422):
+                    raise
+                print(
+                    f"{clip['name']}: left out of the total, the API refuses its inputs: {error.api_message}"
+                )
+                continue
             print(f"{clip['name']}: {estimate} creative units")
             total += estimate or 0.0
         limit = float(params["max_total_creative_units"])

@@ -156,6 +156,19 @@ def test_the_batch_is_refused_whole_above_its_budget_before_any_paid_job(
     assert "clip-0 (failed at check_budget:" in run.output
 
 
+def test_a_clip_the_api_refuses_at_estimate_time_is_left_out_of_the_budget_not_the_batch(
+    scenario_emulator: EmulatorServer, example_home: Path, tmp_path: Path
+) -> None:
+    scenario_emulator.add_fault(
+        "^/v1/generate/", method="POST", status=400, body={"message": "videoUrl: asset not ready"}, times=1
+    )
+    run = dags_test("kling_lipsync_batch", {"destination": str(tmp_path), "max_total_creative_units": 70})
+    assert run.states["check_budget"] == "success", run.output[-4000:]
+    assert "left out of the total, the API refuses its inputs: videoUrl: asset not ready" in run.output
+    assert run.return_values["check_budget"] == 60  # the two estimates the API gave (30 each)
+    assert len(scenario_emulator.store.jobs) == 3  # the refusal was passing: that clip's own lipsync ran
+
+
 def test_pipeline_refuses_a_destination_it_cannot_write_before_paying(
     scenario_emulator: EmulatorServer, example_home: Path
 ) -> None:
