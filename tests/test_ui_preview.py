@@ -68,6 +68,14 @@ def finished_run(deployment: Deployment, dag_id: str, run_id: str) -> str:
     pytest.fail(f"{dag_id} run {run_id} did not finish:\n{deployment.logs_of(dag_id)}")
 
 
+def wait_until_no_run_is_active(deployment: Deployment, dag_id: str) -> None:
+    def idle() -> bool:
+        runs = deployment.get(f"/dags/{dag_id}/dagRuns?state=queued&state=running")["dag_runs"]
+        return not runs
+
+    wait_for(idle, f"every run of {dag_id} to finish", limit=RUN_LIMIT)
+
+
 def xcom(deployment: Deployment, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
     path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{key}"
     return deployment.get(path)["value"]
@@ -279,6 +287,8 @@ def test_the_preview_plays_the_archived_video_of_a_run_started_from_the_form(
     assert "signature=" not in browser.page_source
     browser.switch_to.default_content()
     kept = screenshot(browser, "lipsync-preview")
+    other_task = f"{deployment.api}{PREVIEW}/ti/{run_path(PIPELINE, text_run)}/prepare/-1"
+    assert "This task ran no Kling Lipsync job" in deployment.session.get(other_task, timeout=30).text
     assert kept.stat().st_size > 10_000
 
 
@@ -287,6 +297,7 @@ def test_the_preview_of_a_failed_job_shows_its_error_and_hint(
 ) -> None:
     from selenium.webdriver.common.by import By
 
+    wait_until_no_run_is_active(deployment, PIPELINE)  # the planned outcome is for this test's job alone
     scenario_emulator.plan_jobs("failure", error="No face detected", hint="Use a clip with a visible face")
     run_id = deployment.trigger(PIPELINE, {})
     runs = deployment.get(f"/dags/{PIPELINE}/dagRuns")["dag_runs"]

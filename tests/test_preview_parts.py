@@ -1,0 +1,155 @@
+"""The preview's parts that need no server: which byte range a ``Range`` header asks for, and which clips a
+run's XComs describe (the real server, browser and auth are in ``test_ui_preview.py``)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from airflow_kling.plugins.clips import clips_from_xcoms
+from airflow_kling.plugins.ranges import ByteRange, UnsatisfiableRange, parse_range, read_range
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("bytes=0-99", ByteRange(0, 99, 1000)),
+        ("bytes=900-", ByteRange(900, 999, 1000)),
+        ("bytes=900-5000", ByteRange(900, 999, 1000)),  # an end past the file is cut to it
+        ("bytes=-100", ByteRange(900, 999, 1000)),
+        ("bytes=-5000", ByteRange(0, 999, 1000)),  # a suffix longer than the file is the whole file
+        ("bytes=0-0", ByteRange(0, 0, 1000)),
+        ("bytes=0-99,200-299", None),  # several ranges: the whole file, as RFC 9110 allows
+        ("items=0-1", None),
+        ("bytes=20-10", None),
+        ("bytes=-", None),
+    ],
+)
+def test_a_range_header_asks_for_these_bytes(header: str | None, expected: ByteRange | None) -> None:
+    assert parse_range(header, 1000) == expected
+
+
+@pytest.mark.parametrize(("header", "size"), [("bytes=1000-", 1000), ("bytes=-0", 1000), ("bytes=-10", 0)])
+def test_a_range_outside_the_file_cannot_be_satisfied(header: str, size: int) -> None:
+    with pytest.raises(UnsatisfiableRange):
+        parse_range(header, size)
+
+
+def test_a_byte_range_says_its_length_and_content_range() -> None:
+    assert ByteRange(900, 999, 1000).length == 100
+    assert ByteRange(900, 999, 1000).content_range == "bytes 900-999/1000"
+
+
+def test_reading_a_range_reads_those_bytes_and_closes_the_file() -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB: several chunks
+    source = io.BytesIO(data)
+    assert b"".join(read_range(source, 1000, 600_000)) == data[1000:601_000]
+    assert source.closed
+
+
+def archive(files: list[tuple[str, str]], conn_id: str = "scenario_default") -> dict[str, object]:
+    return {
+        "conn_id": conn_id,
+        "storage_conn_id": "s3_archive",
+        "files": [
+            {
+                "asset_id": asset_id,
+                "job_id": job_id,
+                "uri": f"s3://archive/{job_id}/{asset_id}.mp4",
+                "size": 10,
+                "sha256": "0" * 64,
+                "mime_type": "video/mp4",
+                "manifest_uri": f"s3://archive/{job_id}/manifest.json",
+            }
+            for job_id, asset_id in files
+        ],
+    }
+
+
+def test_a_mapped_batch_is_one_clip_per_map_index_each_with_its_archive() -> None:
+    rows = [
+        ("clip.lipsync", 1, "scenario_job_id", "job_b"),
+        ("clip.lipsync", 1, "scenario_conn_id", "scenario_other"),
+        ("clip.lipsync", 0, "scenario_job_id", "job_a"),
+        ("clip.archive", 0, "scenario_archive", archive([("job_a", "asset_a")])),
+        ("clip.archive", 1, "scenario_archive", archive([("job_b", "asset_b")])),
+        ("clip.lipsync", 0, "return_value", {"job_id": "job_a"}),  # other keys are not read
+    ]
+    first, second = clips_from_xcoms(rows)
+    assert (first.job_id, first.map_index, first.task_id, first.archive_task_id) == (
+        "job_a",
+        0,
+        "clip.lipsync",
+        "clip.archive",
+    )
+    assert (second.job_id, second.conn_id) == ("job_b", "scenario_other")
+    assert [item["asset_id"] for item in first.files] == ["asset_a"]
+    assert first.storage_conn_id == "s3_archive"
+    assert first.made_by("clip.lipsync", 0)
+    assert first.made_by("clip.archive", 0)
+    assert first.made_by("clip.lipsync", -1)  # the mapped task's overview: every map index
+    assert not first.made_by("clip.lipsync", 1)
+    assert not first.made_by("report", -1)
+    assert first.archived_file("asset_a") is not None
+    assert first.archived_file("asset_b") is None
+
+
+def test_an_archive_without_its_lipsync_in_the_run_is_a_clip_of_its_own() -> None:
+    (clip,) = clips_from_xcoms(
+        [("archive", -1, "scenario_archive", archive([("job_x", "asset_x")], "conn_x"))]
+    )
+    assert (clip.job_id, clip.conn_id, clip.task_id, clip.owner_task_id) == (
+        "job_x",
+        "conn_x",
+        None,
+        "archive",
+    )
+
+
+def test_xcoms_of_another_shape_are_ignored() -> None:
+    rows = [
+        ("lipsync", -1, "scenario_job_id", None),
+        ("archive", -1, "scenario_archive", ["s3://not/a/record"]),
+        ("archive", -1, "scenario_archive", {"files": [{"uri": "file:///etc/passwd"}]}),  # fields missing
+    ]
+    assert clips_from_xcoms(rows) == []
+
+
+def test_the_page_of_a_running_job_reloads_itself_and_has_no_player() -> None:
+    from airflow_kling.plugins.clips import Clip
+    from airflow_kling.plugins.page import REFRESH_SECONDS, ClipView, render_page
+
+    job = {
+        "jobId": "job_r",
+        "status": "in-progress",
+        "progress": 0.4,
+        "createdAt": "2026-12-01T07:00:00.000Z",
+    }
+    view = ClipView(
+        Clip("job_r", "scenario_default", -1, task_id="lipsync"), job, None, None, None, None, None
+    )
+    page = render_page("Lipsync preview: lipsync", [view], "none")
+    assert f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' in page
+    assert "in-progress (40%)" in page
+    assert "still running" in page
+    assert "<video" not in page
+    done = ClipView(view.clip, {**job, "status": "success"}, None, None, "/v", None, "archive")
+    assert "http-equiv" not in render_page("Lipsync preview: lipsync", [done], "none")
+
+
+def test_text_from_the_job_is_escaped_in_the_page() -> None:
+    from airflow_kling.plugins.clips import Clip
+    from airflow_kling.plugins.page import ClipView, render_page
+
+    job = {
+        "status": "failure",
+        "metadata": {"error": "<script>alert(1)</script>", "input": {"text": "<b>hi</b>"}},
+    }
+    page = render_page(
+        "t", [ClipView(Clip("job_e", "c", -1, task_id="l"), job, None, None, None, None, None)], ""
+    )
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;hi&lt;/b&gt;" in page
