@@ -16,7 +16,8 @@ import pytest
 
 from airflow_kling.emulator import EmulatorServer
 from tests.cluster import Cluster, running_cluster
-from tests.deployments import RUN_LIMIT, free_port, scenario_emulator
+from tests.deployments import RUN_LIMIT, scenario_emulator
+from tests.s3 import environment, moto_s3
 
 REPO = Path(__file__).parent.parent
 __all__ = ["scenario_emulator"]  # the shared fixture, on this module's own emulator
@@ -40,25 +41,8 @@ def task_policy(task):
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    client = boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    client.endpoint = f"http://127.0.0.1:{port}"
-    try:
+    with moto_s3(BUCKET) as client:
         yield client
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +58,7 @@ def cluster(emulator: EmulatorServer, s3: Any) -> Iterator[Cluster]:
     connections = {
         "AIRFLOW_CONN_SCENARIO_DEFAULT": emulator.connection_uri(),
         # S3 credentials as a worker on EC2 or EKS gets them: from the environment, not an Airflow connection.
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": s3.endpoint,
+        **environment(s3),
     }
     dag_files = [*sorted((REPO / "dags").glob("*.py")), REPO / "tests" / "dags" / "provider_test_dags.py"]
     with running_cluster(dag_files, connections, POLICY) as started:

@@ -23,6 +23,7 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.media import probe
 from tests.browser import buttons, chromium, log_in, screenshot, wait_for
 from tests.deployments import REPO, RUN_LIMIT, Deployment, emulator, scenario_emulator, standalone
+from tests.s3 import environment, moto_s3
 
 PIPELINE = "kling_lipsync_pipeline"
 EXAMPLES = [PIPELINE, "kling_lipsync_batch", "kling_lipsync_on_archive"]
@@ -31,8 +32,17 @@ __all__ = ["emulator", "scenario_emulator"]  # the shared fixtures, one emulator
 
 
 @pytest.fixture(scope="module")
-def deployment(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def s3() -> Iterator[Any]:
+    with moto_s3("kling") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    emulator: EmulatorServer, s3: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
     env = {
+        **environment(s3),  # archives to s3:// through boto's credential chain, as on a cloud worker
         # Simple auth manager users, and one per-DAG rule (tests/auth_manager.py): `outsider` may not read
         # the pipeline.
         "AIRFLOW__CORE__AUTH_MANAGER": "tests.auth_manager.PerDagAuthManager",
@@ -495,3 +505,26 @@ def test_ids_in_the_path_are_checked_and_only_the_tasks_own_assets_are_served(
         answer = deployment.session.get(f"{deployment.api}{url}", timeout=30)
         assert answer.status_code == status, (url, answer.status_code, answer.text)
         assert "<script>" not in answer.text
+
+
+def test_a_video_archived_to_s3_streams_from_the_bucket(
+    deployment: Deployment, scenario_emulator: EmulatorServer, s3: Any
+) -> None:
+    run_id = deployment.trigger(PIPELINE, {"destination": "s3://kling/archive"})
+    assert finished_run(deployment, PIPELINE, run_id) == "success", deployment.logs_of(PIPELINE)
+    (archived,) = xcom(deployment, PIPELINE, run_id, "archive", "scenario_archive")["files"]
+    assert archived["uri"].startswith("s3://kling/archive/")
+    key = archived["uri"].removeprefix("s3://kling/")
+    original = s3.get_object(Bucket="kling", Key=key)["Body"].read()
+    where = f"{run_path(PIPELINE, run_id)}/lipsync/-1"
+    page = deployment.session.get(f"{deployment.api}{PREVIEW}/ti/{where}", timeout=30).text
+    assert "Streamed from the archive." in page
+    assert archived["uri"] in page
+    assert "manifest.json</summary>" in page  # read back from the bucket
+    video = f"{deployment.api}{PREVIEW}/video/{where}/{archived['asset_id']}"
+    part = deployment.session.get(video, headers={"Range": "bytes=100-"}, timeout=30)
+    assert (part.status_code, part.content) == (206, original[100:])
+    poster = deployment.session.get(video.replace("/video/", "/poster/"), timeout=30)
+    assert (poster.status_code, poster.content[:2]) == (200, b"\xff\xd8")
+    # One download from Scenario: the archive task's. The preview read the bucket only.
+    assert len(scenario_emulator.store.requests("^/_files/")) == 1

@@ -1,0 +1,46 @@
+"""S3 for real on loopback: moto's server, and a client of it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from tests.deployments import free_port
+
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@contextlib.contextmanager
+def moto_s3(bucket: str) -> Iterator[Any]:
+    """A moto S3 server with ``bucket`` in it; yields a boto3 client whose ``endpoint`` attribute is the
+    server's URL. ``environment(client)`` is what a process needs to reach it through boto's credential chain
+    (as a worker with an instance role does: no Airflow connection)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    client.create_bucket(Bucket=bucket)
+    client.endpoint = endpoint
+    try:
+        yield client
+    finally:
+        server.stop()
+
+
+def environment(client: Any) -> dict[str, str]:
+    return {**CREDENTIALS, "AWS_ENDPOINT_URL": str(client.endpoint)}
