@@ -153,3 +153,22 @@ def test_text_from_the_job_is_escaped_in_the_page() -> None:
     assert "<script>alert" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;b&gt;hi&lt;/b&gt;" in page
+
+
+def test_the_plugin_module_imports_no_fastapi_until_the_api_server_reads_its_apps() -> None:
+    """Airflow imports every plugin in every task process; the app is built only when it is asked for."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from airflow_kling.plugins.preview import KlingPreviewPlugin\n"
+        "print('fastapi' in sys.modules)\n"
+        "(app,) = KlingPreviewPlugin.fastapi_apps\n"
+        "print('fastapi' in sys.modules, app['url_prefix'], sorted(r.path.split('/')[1] for r in app['app'].routes))\n"
+    )
+    lines = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert lines[0] == "False"
+    assert lines[1] == "True /kling/preview ['poster', 'run', 'ti', 'video']"
