@@ -173,12 +173,13 @@ def test_the_connection_form_offers_scenario_and_saves_a_working_connection(
     save = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Save")
     wait_for(save.is_enabled, "Save to be enabled")
     save.click()
+
+    def saved_connection() -> Any:
+        answer = deployment.session.get(f"{deployment.api}/api/v2/connections/scenario_ui", timeout=10)
+        return answer.json() if answer.ok else None
+
     saved = wait_for(
-        lambda: (
-            deployment.session.get(f"{deployment.api}/api/v2/connections/scenario_ui", timeout=10).json()
-            if deployment.session.get(f"{deployment.api}/api/v2/connections/scenario_ui", timeout=10).ok
-            else None
-        ),
+        saved_connection,
         "the saved connection",
     )
     assert (saved["conn_type"], saved["host"], saved["login"]) == ("scenario", host, emulator.config.api_key)

@@ -148,18 +148,19 @@ def _page(
 
 def _view(root: str, dag_id: str, run_id: str, clip: Clip) -> ClipView:
     job, problem = _read_job(clip)
+    manifest = _read_manifest(clip)
     archived = next((item for item in clip.files if item["mime_type"].startswith("video/")), None)
     outputs = job_asset_ids(job) if job is not None and job.get("status") == JobStatus.SUCCESS else []
     asset_id = archived["asset_id"] if archived is not None else (outputs[0] if outputs else None)
     if asset_id is None:
-        return ClipView(clip, job, problem, _read_manifest(clip), None, None, None)
+        return ClipView(clip, job, problem, manifest, None, None, None)
     where = "/".join(quote(part, safe="") for part in (dag_id, run_id, clip.owner_task_id))
     where = f"{where}/{clip.map_index}/{quote(asset_id, safe='')}"
     return ClipView(
         clip,
         job,
         problem,
-        _read_manifest(clip),
+        manifest,
         video_path=f"{root}/video/{where}",
         poster_path=f"{root}/poster/{where}" if archived is not None else None,
         video_origin="archive" if archived is not None else "scenario",
