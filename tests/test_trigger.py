@@ -139,6 +139,29 @@ def test_on_kill_cancels_the_remote_job_of_its_owner(scenario_emulator: Emulator
     assert ScenarioHook().get_job(job_id)["status"] == "canceled"
 
 
+def test_on_kill_outlasts_the_triggerers_repeated_cancels(scenario_emulator: EmulatorServer) -> None:
+    # Before 3.3 the triggerer cancels a trigger again at each state sync until it returns; the cancel
+    # request, held 1 s by a slow gateway, must still reach the API (a request given up never does).
+    job_id = submit_text_job(scenario_emulator, outcome="stuck")
+    scenario_emulator.add_fault(r"/action$", method="POST", delay=1.0)
+    trigger = ScenarioJobTrigger(job_id, poll_interval=0.1, cancel_on_exit=True)
+
+    async def kill_with_repeated_cancels() -> int:
+        killing = asyncio.ensure_future(trigger.on_kill())
+        cancels = 0
+        while not killing.done():
+            await asyncio.sleep(0.1)
+            killing.cancel()
+            cancels += 1
+        await close_shared_session()
+        return cancels
+
+    cancels = asyncio.run(kill_with_repeated_cancels())
+    assert [r["status"] for r in cancel_requests(scenario_emulator)] == [200]
+    assert ScenarioHook().get_job(job_id)["status"] == "canceled"
+    assert cancels >= 5  # it was cancelled again all the while
+
+
 def test_on_kill_of_a_watcher_sends_no_cancel(scenario_emulator: EmulatorServer) -> None:
     job_id = submit_text_job(scenario_emulator, outcome="stuck")
     kill_while_running(ScenarioJobTrigger(job_id, poll_interval=0.1))

@@ -116,6 +116,8 @@ async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamRe
     if fault.delay:
         await request.read()  # the server has the request, as a real one would, before the answer is late
         await asyncio.sleep(fault.delay)
+        if request.transport is None or request.transport.is_closing():
+            raise asyncio.CancelledError  # the client gave up while it was held: it never takes effect
     if fault.action == "drop":
         if request.transport is not None:
             request.transport.abort()

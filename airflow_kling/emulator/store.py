@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import secrets
 import shutil
 import threading
@@ -171,7 +172,8 @@ class Store:
         return hmac.new(self._signing_key, f"{resource}:{expires}".encode(), hashlib.sha256).hexdigest()
 
     def signed_query(self, resource: str) -> str:
-        expires = int(time.time() + self.config.url_ttl)
+        # Rounded up: a URL is good for at least ``url_ttl`` seconds (cut down, a 1 s URL could die at once).
+        expires = math.ceil(time.time() + self.config.url_ttl)
         return f"expires={expires}&signature={self.sign(resource, expires)}"
 
     def check_signature(self, resource: str, expires: str, signature: str) -> None:

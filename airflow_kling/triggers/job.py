@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -14,8 +15,28 @@ from airflow_kling.jobs import ending_message
 from airflow_kling.polling import STRETCH, JobWatch
 from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
 
+_log = logging.getLogger(__name__)
+
 CANCEL_TIMEOUT = 30.0
 """Seconds allowed for the best-effort cancel of a job at its deadline or when the task is killed."""
+
+
+async def outlast_cancellation(work: Coroutine[Any, Any, None]) -> None:
+    """Await ``work`` to its end although the awaiting task is cancelled again meanwhile: the triggerer
+    repeats its cancel of a trigger at every state sync (about each second) until the trigger returns, which
+    would cut off a cancel request before it is sent. ``work`` must bound its own time; an error in it is
+    logged, not raised (it would replace the cancellation being handled)."""
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            await asyncio.shield(task)
+            return
+        except asyncio.CancelledError:
+            if task.done():  # the work itself was cancelled (the loop is closing)
+                raise
+        except Exception:
+            _log.warning("Ending a cancelled trigger failed", exc_info=True)
+            return
 
 
 class ScenarioJobTrigger(BaseTrigger):
@@ -96,8 +117,8 @@ class ScenarioJobTrigger(BaseTrigger):
         except asyncio.CancelledError:
             # Airflow 3.3+ calls on_kill() when a user ends the task. Before, a cancelled trigger asks what
             # became of its task: a triggerer that stops or hands the trigger over leaves it deferred.
-            if self.cancel_on_exit and not AIRFLOW_V_3_3_PLUS and await self._task_was_ended():
-                await self.on_kill()
+            if self.cancel_on_exit and not AIRFLOW_V_3_3_PLUS:
+                await outlast_cancellation(self._cancel_if_task_ended())
             raise
 
     async def _poll(self) -> AsyncIterator[TriggerEvent]:
@@ -128,8 +149,14 @@ class ScenarioJobTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """With ``cancel_on_exit``: cancel the remote job when a user marks the deferred task failed, clears
         it or kills it (called by the triggerer on Airflow 3.3+, by :meth:`run` before)."""
-        if not self.cancel_on_exit:
-            return
+        if self.cancel_on_exit:
+            await outlast_cancellation(self._cancel_killed_job())
+
+    async def _cancel_if_task_ended(self) -> None:
+        if await self._task_was_ended():
+            await self._cancel_killed_job()
+
+    async def _cancel_killed_job(self) -> None:
         from airflow_kling.hooks.scenario_async import session_lease
 
         async with session_lease():
@@ -145,8 +172,11 @@ class ScenarioJobTrigger(BaseTrigger):
             from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
             from asgiref.sync import sync_to_async
 
-            states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
-                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+            states = await asyncio.wait_for(
+                sync_to_async(RuntimeTaskInstance.get_task_states)(
+                    dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+                ),
+                CANCEL_TIMEOUT,
             )
         except Exception as error:  # the triggerer may be going away: never cancel on a guess
             self.log.warning(
