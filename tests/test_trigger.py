@@ -141,9 +141,9 @@ def test_on_kill_cancels_the_remote_job_of_its_owner(scenario_emulator: Emulator
 
 def test_on_kill_outlasts_the_triggerers_repeated_cancels(scenario_emulator: EmulatorServer) -> None:
     # Before 3.3 the triggerer cancels a trigger again at each state sync until it returns; the cancel
-    # request, held 1 s by a slow gateway, must still reach the API (a request given up never does).
+    # request, queued 1 s by a gateway, must still reach the API (a request given up there never does).
     job_id = submit_text_job(scenario_emulator, outcome="stuck")
-    scenario_emulator.add_fault(r"/action$", method="POST", delay=1.0)
+    scenario_emulator.add_fault(r"/action$", method="POST", action="hold", delay=1.0)
     trigger = ScenarioJobTrigger(job_id, poll_interval=0.1, cancel_on_exit=True)
 
     async def kill_with_repeated_cancels() -> int:

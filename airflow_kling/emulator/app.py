@@ -113,11 +113,14 @@ async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     if fault.after:
         return await _after_effect(request, handler, fault)
+    if fault.action == "hold":
+        await asyncio.sleep(fault.delay)
+        if request.transport is None or request.transport.is_closing():
+            raise asyncio.CancelledError  # the client gave up while it was queued: never forwarded
+        return await handler(request)
     if fault.delay:
         await request.read()  # the server has the request, as a real one would, before the answer is late
         await asyncio.sleep(fault.delay)
-        if request.transport is None or request.transport.is_closing():
-            raise asyncio.CancelledError  # the client gave up while it was held: it never takes effect
     if fault.action == "drop":
         if request.transport is not None:
             request.transport.abort()

@@ -119,8 +119,10 @@ class Fault:
     :param headers: headers of that answer, e.g. ``{"Retry-After": "1"}``.
     :param body: JSON body of that answer.
     :param delay: seconds to wait before answering.
-    :param action: ``respond`` (default), ``drop`` (close the connection with no answer) or
-        ``truncate`` (file downloads: send half the body, then close).
+    :param action: ``respond`` (default), ``drop`` (close the connection with no answer),
+        ``truncate`` (file downloads: send half the body, then close) or ``hold`` (a gateway's queue: the
+        request reaches the API ``delay`` seconds late, and never if the client gave up meanwhile; with
+        ``respond``, a delayed request is the API's, and takes effect late whatever the client does).
     :param after: apply the fault *after* the request took effect (a job is created, an upload completed):
         the lost answer of a gateway that timed out in front of a busy backend; default ``False`` (the
         request is refused before any work).
