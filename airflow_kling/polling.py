@@ -96,13 +96,18 @@ class JobWatch:
     of the job, counts failed polls in a row, and says how long to wait before the next poll.
 
     :param log: where moves and passing errors are logged (the task's or the trigger's logger).
+    :param log_end: log the job's end too (default); the trigger does not, as the triggerer logs the event
+        it fires, with its message, in the same log (a line costs a triggerer more than a poll).
     """
 
-    def __init__(self, job_id: str, poll_interval: float, max_poll_interval: float, log: Any) -> None:
+    def __init__(
+        self, job_id: str, poll_interval: float, max_poll_interval: float, log: Any, *, log_end: bool = True
+    ) -> None:
         self.job_id = job_id
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.log = log
+        self.log_end = log_end
         self.progress = JobProgress(job_id, log_first=False)  # the submission was just logged
         self.failures = 0
         self.started = time.monotonic()
@@ -110,10 +115,11 @@ class JobWatch:
     def seen(self, job: dict[str, Any]) -> float | None:
         """Record a polled job: ``None`` when it has ended, else the seconds until the next poll."""
         self.failures = 0
-        change = self.progress.update(job)
+        ended = is_terminal(str(job.get("status")))
+        change = self.progress.update(job) if self.log_end or not ended else None
         if change:
             self.log.info(change)
-        if is_terminal(str(job.get("status"))):
+        if ended:
             return None
         waited = time.monotonic() - self.started
         return next_poll_delay(

@@ -20,9 +20,11 @@ async def ours(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str,
     from airflow_kling.triggers.job import ScenarioJobTrigger
 
     async def wait(job_id: str) -> tuple[dict[str, Any], float]:
+        received: list[tuple[dict[str, Any], float]] = []
         async for event in ScenarioJobTrigger(job_id, poll_interval=poll_interval).run():
-            return event.payload, time.time()
-        raise RuntimeError("the trigger fired no event")
+            received.append((event.payload, time.time()))  # iterated to its end, as the triggerer does
+        (first,) = received
+        return first
 
     return await asyncio.gather(*(wait(job_id) for job_id in job_ids))
 

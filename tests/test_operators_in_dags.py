@@ -50,7 +50,10 @@ def test_lipsync_success(mode: str, scenario_emulator: EmulatorServer, video: st
     assert result["creative_units_cost"] == 30  # 10 CU per started second of the 3 s sample clip
     assert scenario_emulator.store.jobs[job_id].inputs == {"videoUrl": video, "audioFile": audio}
     assert f"Submitted Scenario job {job_id}" in run.output
-    assert "success (100%)" in run.output
+    assert (
+        f"Scenario job {job_id}: success, assets ['{result['asset_ids'][0]}'], 30.0 creative units"
+        in run.output
+    )
     assert ("Pausing task as DEFERRED" in run.output) is (mode == "deferrable")
     assert len(generate_calls(scenario_emulator)) == 1
     job_url = f"{scenario_emulator.origin}/jobs/{job_id}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ def events_of(trigger: ScenarioJobTrigger) -> list[dict[str, Any]]:
     return asyncio.run(collect())
 
 
-def test_success_with_progress_logged(
+def test_success_with_no_line_of_its_own_for_a_short_job(
     scenario_emulator: EmulatorServer, captured_logs: Callable[[], str]
 ) -> None:
     job_id = submit_text_job(scenario_emulator)
@@ -38,10 +37,9 @@ def test_success_with_progress_logged(
     assert (event["status"], event["job_id"]) == ("success", job_id)
     assert event["job"]["metadata"]["assetIds"]
     assert event["message"] == f"Scenario job {job_id} ended with status success"
-    logs = captured_logs()
-    # the end; while it runs, at most one line per 30 s (none for this short job)
-    assert not re.search(rf"Scenario job {job_id}: (queued|warming-up|in-progress|finalizing)", logs)
-    assert f"Scenario job {job_id}: success (100%)" in logs
+    # While it runs, at most one line per 30 s (none for this short job); its end is the event's message,
+    # which the triggerer logs with the event (a line of the trigger's own would cost more than a poll).
+    assert f"Scenario job {job_id}:" not in captured_logs()
     assert {r["method"] for r in scenario_emulator.store.requests("^/v1/jobs/")} == {"GET"}
 
 

@@ -123,7 +123,7 @@ class ScenarioJobTrigger(BaseTrigger):
 
     async def _poll(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
-        watch = JobWatch(self.job_id, self.poll_interval, self.max_poll_interval, self.log)
+        watch = JobWatch(self.job_id, self.poll_interval, self.max_poll_interval, self.log, log_end=False)
         job: dict[str, Any] | None = None
         while True:
             left = self._seconds_left()
