@@ -22,8 +22,11 @@ class Measure:
     peak_mib: float
 
 
-def run_measured(command: Sequence[str], env: dict[str, str] | None = None) -> Measure:
-    """Run a command to its end and measure it alone.
+def run_measured(
+    command: Sequence[str], env: dict[str, str] | None = None, cpus: set[int] | None = None
+) -> Measure:
+    """Run a command to its end and measure it alone, on the CPUs in ``cpus`` if given (a contender and the
+    server it talks to, each on a core of its own, do not take turns on one: the spread between runs shrinks).
 
     Peak RSS is the child's own ``VmHWM``, read from ``/proc`` while it runs: the ``ru_maxrss`` that
     ``wait4`` reports starts from the parent's RSS at fork, which would credit the child with the parent's
@@ -31,6 +34,8 @@ def run_measured(command: Sequence[str], env: dict[str, str] | None = None) -> M
     """
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if cpus:
+        os.sched_setaffinity(process.pid, cpus)
     peak_kib = 0
     while True:
         peak_kib = max(peak_kib, _high_water_kib(process.pid))
@@ -54,6 +59,15 @@ def _high_water_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """Two disjoint sets of this process's CPUs (server, contender), or ``None`` on a single core."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
 
 
 def median_spread(values: Sequence[float]) -> tuple[float, float, float]:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import resource
 import sys
@@ -69,6 +70,30 @@ async def floor(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str
         return await asyncio.gather(*(wait(job_id) for job_id in job_ids))
 
 
+class GarbageCollections:
+    """CPU seconds the garbage collector takes while the block runs, and its collections per generation: a
+    full collection walks Airflow's whole heap, so a contender that allocates more pays in whole walks."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self.counts = [0, 0, 0]
+        self._started = 0.0
+
+    def _track(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.cpu += time.process_time() - self._started
+            self.counts[info["generation"]] += 1
+
+    def __enter__(self) -> GarbageCollections:
+        gc.callbacks.append(self._track)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._track)
+
+
 CONTENDERS = {"ours": ours, "http": http_provider, "floor": floor}
 
 
@@ -102,9 +127,11 @@ def main() -> None:
 
     if contender == "ours":
         asyncio.run(warm_up())
+    collections = GarbageCollections()
     started_cpu = time.process_time()
     started = time.time()
-    results = asyncio.run(CONTENDERS[contender](job_ids, poll_interval))
+    with collections:
+        results = asyncio.run(CONTENDERS[contender](job_ids, poll_interval))
     cpu = time.process_time() - started_cpu
     delays = []
     for payload, received in results:
@@ -123,6 +150,8 @@ def main() -> None:
                 "statuses": sorted({payload["status"] for payload, _ in results}),
                 "delays": delays,
                 "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "gc_cpu": collections.cpu,
+                "gc_counts": collections.counts,
             },
             out,
         )

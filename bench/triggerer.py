@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from bench.common import describe_machine, print_table, run_measured
+from bench.common import describe_machine, median_spread, print_table, run_measured, split_cpus
 
 KEY, SECRET = "bench-key", "bench-secret"
 CONTENDER_NAMES = {
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     from airflow_kling.emulator import spawn_emulator
 
     emulator = spawn_emulator(port, api_key=KEY, api_secret=SECRET, job_seconds=args.job_seconds)
+    cpus = split_cpus()
+    if cpus:
+        os.sched_setaffinity(emulator.pid, cpus[0])
     session = requests.Session()
     session.auth = (KEY, SECRET)
     env = {
@@ -76,8 +79,10 @@ def main(argv: list[str] | None = None) -> None:
 
             video_id = ScenarioHook().upload_asset(video)
             for n in [int(value) for value in args.jobs.split(",")]:
-                for contender in CONTENDER_NAMES:
-                    for _ in range(args.repeat):
+                # Round-robin, not one contender's runs in a row: a machine that drifts (a shared host, a
+                # neighbour's load) shifts every contender alike, and the ratios stay comparable.
+                for _ in range(args.repeat):
+                    for contender in CONTENDER_NAMES:
                         job_ids = [
                             session.post(
                                 f"{base}/generate/custom/model_kling-lip-sync",
@@ -101,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
                                 str(result_file),
                             ],
                             env=env,
+                            cpus=cpus[1] if cpus else None,
                         )
                         emulator_cpu = cpu_seconds(emulator.pid) - emulator_cpu
                         result = json.loads(result_file.read_text())
@@ -118,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
                                 n,
                                 CONTENDER_NAMES[contender],
                                 f"{result['cpu'] / polls * 1000:.2f} s",
+                                f"{result['gc_cpu'] / polls * 1000:.3f} s ({result['gc_counts'][2]} full)",
                                 f"{measure.peak_mib:.0f} MiB",
                                 f"{polls / n:.1f}",
                                 f"{statistics.median(delays):.2f} s / {max(delays):.2f} s",
@@ -129,10 +136,14 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
+    order = list(CONTENDER_NAMES.values())
+    rows.sort(key=lambda row: (row[0], order.index(row[1])))
+    ratios: dict[tuple[int, str], list[float]] = {}
     for row in rows:
         floor_cpu = statistics.median(
             r[-1] for r in rows if r[0] == row[0] and r[1] == CONTENDER_NAMES["floor"]
         )
+        ratios.setdefault((row[0], row[1]), []).append(row[-1] / floor_cpu)
         row.insert(3, f"{row[-1] / floor_cpu:.2f}x")
     print_table(
         f"Triggerer load: N job waits in one event loop, poll every {args.poll_interval:g} s, jobs of "
@@ -142,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
             "contender",
             "CPU per 1000 polls",
             "CPU vs floor (this / floor)",
+            "of which GC (full collections)",
             "peak RSS",
             "polls per job",
             "success -> event (median / max)",
@@ -150,6 +162,10 @@ def main(argv: list[str] | None = None) -> None:
         ],
         [row[:-1] for row in rows],
     )
+    print("\nCPU per poll against the floor's median, median of the runs (min-max):")
+    for (n, name), values in ratios.items():
+        middle, low, high = median_spread(values)
+        print(f"- N={n}, {name}: {middle:.2f}x ({low:.2f}x-{high:.2f}x)")
 
 
 if __name__ == "__main__":
