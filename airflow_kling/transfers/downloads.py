@@ -60,23 +60,11 @@ def download_asset(
     try:
         for attempt in range(MAX_ATTEMPTS):
             received = writer.size
-            range_header = {"Range": f"bytes={received}-"} if received else {}
-            # No Authorization header: a signed URL carries its own credentials. Connection errors, 429 and
-            # 5xx are retried by the hook's one retry path; what is left here is what only a download has.
-            response = hook.send(
-                "GET",
-                url,
-                label=f"download of asset {asset_id}",
-                make_kwargs=functools.partial(dict, headers=range_header),
-                stream=True,
-            )
+            range_header = f"bytes={received}-" if received else None
+            response, url = _signed_get(hook, asset_id, url, range_header, f"download of asset {asset_id}")
             with response:
                 status = response.status_code
-                if status in EXPIRED_STATUSES:
-                    hook.log.info(
-                        "Signed URL of asset %s refused (HTTP %d): asking for a fresh one", asset_id, status
-                    )
-                    url = _fresh_url(hook, asset_id)
+                if status in EXPIRED_STATUSES:  # refused even freshly signed: the next attempt signs again
                     continue
                 if status not in (200, 206):
                     raise ScenarioDownloadError(f"Asset {asset_id}: the file host answered HTTP {status}")
@@ -120,15 +108,7 @@ def open_asset_file(
     :raises ScenarioDownloadError: the file host answered anything else.
     """
     asset_id = str(asset["id"])
-    make_kwargs: Callable[[], dict[str, Any]] = functools.partial(
-        dict, headers={"Range": byte_range} if byte_range else {}
-    )
-    label = f"file of asset {asset_id}"
-    response = hook.send("GET", str(asset["url"]), label=label, make_kwargs=make_kwargs, stream=True)
-    if response.status_code in EXPIRED_STATUSES:
-        response.close()
-        url = _fresh_url(hook, asset_id)
-        response = hook.send("GET", url, label=label, make_kwargs=make_kwargs, stream=True)
+    response, _ = _signed_get(hook, asset_id, str(asset["url"]), byte_range, f"file of asset {asset_id}")
     if response.status_code not in (200, 206, 416):
         response.close()
         raise ScenarioDownloadError(f"Asset {asset_id}: the file host answered HTTP {response.status_code}")
@@ -177,6 +157,26 @@ class _HashingWriter:
         self.stop()
         if self._error is not None:
             raise self._error
+
+
+def _signed_get(
+    hook: TransferClient, asset_id: str, url: str, byte_range: str | None, label: str
+) -> tuple[requests.Response, str]:
+    """GET a signed URL as a stream, once more with a fresh URL when the host refuses it as expired: the
+    response (the caller closes it) and the URL it came from. No Authorization header: a signed URL carries its
+    own credentials. Connection errors, 429 and 5xx are retried by the hook's one retry path."""
+    make_kwargs: Callable[[], dict[str, Any]] = functools.partial(
+        dict, headers={"Range": byte_range} if byte_range else {}
+    )
+    response = hook.send("GET", url, label=label, make_kwargs=make_kwargs, stream=True)
+    if response.status_code in EXPIRED_STATUSES:
+        hook.log.info(
+            "Signed URL of asset %s refused (HTTP %d): asking for a fresh one", asset_id, response.status_code
+        )
+        response.close()
+        url = _fresh_url(hook, asset_id)
+        response = hook.send("GET", url, label=label, make_kwargs=make_kwargs, stream=True)
+    return response, url
 
 
 def _fresh_url(hook: TransferClient, asset_id: str) -> str:
