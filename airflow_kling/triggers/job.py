@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
@@ -15,17 +14,15 @@ from airflow_kling.jobs import ending_message
 from airflow_kling.polling import STRETCH, JobWatch
 from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
 
-_log = logging.getLogger(__name__)
-
 CANCEL_TIMEOUT = 30.0
 """Seconds allowed for the best-effort cancel of a job at its deadline or when the task is killed."""
 
 
-async def outlast_cancellation(work: Coroutine[Any, Any, None]) -> None:
+async def outlast_cancellation(work: Coroutine[Any, Any, None], log: Any) -> None:
     """Await ``work`` to its end although the awaiting task is cancelled again meanwhile: the triggerer
     repeats its cancel of a trigger at every state sync (about each second) until the trigger returns, which
     would cut off a cancel request before it is sent. ``work`` must bound its own time; an error in it is
-    logged, not raised (it would replace the cancellation being handled)."""
+    logged to ``log``, not raised (it would replace the cancellation being handled)."""
     task = asyncio.ensure_future(work)
     while True:
         try:
@@ -35,7 +32,7 @@ async def outlast_cancellation(work: Coroutine[Any, Any, None]) -> None:
             if task.done():  # the work itself was cancelled (the loop is closing)
                 raise
         except Exception:
-            _log.warning("Ending a cancelled trigger failed", exc_info=True)
+            log.warning("Ending a cancelled trigger failed", exc_info=True)
             return
 
 
@@ -118,7 +115,7 @@ class ScenarioJobTrigger(BaseTrigger):
             # Airflow 3.3+ calls on_kill() when a user ends the task. Before, a cancelled trigger asks what
             # became of its task: a triggerer that stops or hands the trigger over leaves it deferred.
             if self.cancel_on_exit and not AIRFLOW_V_3_3_PLUS:
-                await outlast_cancellation(self._cancel_if_task_ended())
+                await outlast_cancellation(self._cancel_if_task_ended(), self.log)
             raise
 
     async def _poll(self) -> AsyncIterator[TriggerEvent]:
@@ -150,7 +147,7 @@ class ScenarioJobTrigger(BaseTrigger):
         """With ``cancel_on_exit``: cancel the remote job when a user marks the deferred task failed, clears
         it or kills it (called by the triggerer on Airflow 3.3+, by :meth:`run` before)."""
         if self.cancel_on_exit:
-            await outlast_cancellation(self._cancel_killed_job())
+            await outlast_cancellation(self._cancel_killed_job(), self.log)
 
     async def _cancel_if_task_ended(self) -> None:
         if await self._task_was_ended():
