@@ -7,8 +7,10 @@ import io
 
 import pytest
 
+from airflow_kling.emulator import EmulatorServer
 from airflow_kling.plugins.clips import clips_from_xcoms
 from airflow_kling.plugins.ranges import ByteRange, UnsatisfiableRange, parse_range, read_range
+from tests.media_samples import output_assets, submit_text_job
 
 
 @pytest.mark.parametrize(
@@ -172,3 +174,25 @@ def test_the_plugin_module_imports_no_fastapi_until_the_api_server_reads_its_app
     ).stdout.split("\n")
     assert lines[0] == "False"
     assert lines[1] == "True /kling/preview ['poster', 'run', 'ti', 'video']"
+
+
+def test_an_ended_job_is_asked_of_scenario_once_and_a_running_one_at_every_look(
+    scenario_emulator: EmulatorServer,
+) -> None:
+    from airflow_kling.plugins.app import _read_job
+    from airflow_kling.plugins.clips import Clip
+
+    ended = submit_text_job(scenario_emulator, seconds=0.1)
+    output_assets(ended)  # it has succeeded
+    running = submit_text_job(scenario_emulator, outcome="stuck")
+    reads = {
+        job_id: len(scenario_emulator.store.requests(f"^/v1/jobs/{job_id}$")) for job_id in (ended, running)
+    }
+    for _ in range(3):  # a page reloaded, or a player's range requests
+        for job_id in (ended, running):
+            job, problem = _read_job(Clip(job_id=job_id, conn_id="scenario_default", map_index=-1))
+            assert problem is None
+            assert job is not None
+            assert job["jobId"] == job_id
+    assert len(scenario_emulator.store.requests(f"^/v1/jobs/{ended}$")) - reads[ended] == 1
+    assert len(scenario_emulator.store.requests(f"^/v1/jobs/{running}$")) - reads[running] == 3

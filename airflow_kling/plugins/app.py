@@ -10,6 +10,8 @@ name: an archived file (streamed from its storage, local or any fsspec store) or
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run time.
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -23,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from airflow_kling.exceptions import MediaError, ScenarioError
-from airflow_kling.jobs import JobStatus, job_asset_ids
+from airflow_kling.jobs import JobStatus, is_terminal, job_asset_ids
 from airflow_kling.plugins.clips import Clip, load_clips, run_exists
 from airflow_kling.plugins.page import CONTENT_SECURITY_POLICY, ClipView, render_page
 from airflow_kling.plugins.ranges import CHUNK, UnsatisfiableRange, parse_range, read_range
@@ -167,13 +169,31 @@ def _view(root: str, dag_id: str, run_id: str, clip: Clip) -> ClipView:
     )
 
 
+ENDED_JOBS_KEPT = 1024
+"""Ended jobs an api-server process keeps in memory (an ended job no longer changes: a page reloaded, a batch
+page of many clips, a player's range requests ask Scenario for each job once). Running jobs are always read."""
+_ended_jobs: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+_ended_jobs_lock = threading.Lock()  # the routes run in a thread pool
+
+
 def _read_job(clip: Clip) -> tuple[dict[str, Any] | None, str | None]:
     from airflow_kling.hooks.scenario import ScenarioHook
 
+    key = (clip.conn_id, clip.job_id)
+    with _ended_jobs_lock:
+        if key in _ended_jobs:
+            _ended_jobs.move_to_end(key)
+            return _ended_jobs[key], None
     try:
-        return ScenarioHook(clip.conn_id).get_job(clip.job_id), None
+        job = ScenarioHook(clip.conn_id).get_job(clip.job_id)
     except (ScenarioError, AirflowNotFoundException) as error:
         return None, f"Could not read job {clip.job_id} from Scenario ({clip.conn_id}): {error}"
+    if is_terminal(str(job.get("status"))):
+        with _ended_jobs_lock:
+            _ended_jobs[key] = job
+            while len(_ended_jobs) > ENDED_JOBS_KEPT:
+                _ended_jobs.popitem(last=False)
+    return job, None
 
 
 def _read_manifest(clip: Clip) -> dict[str, Any] | None:
