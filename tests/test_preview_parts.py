@@ -1,5 +1,6 @@
-"""The preview's parts that need no server: which byte range a ``Range`` header asks for, and which clips a
-run's XComs describe (the real server, browser and auth are in ``test_ui_preview.py``)."""
+"""The preview's parts that need no Airflow server: which byte range a ``Range`` header asks for, which clips a
+run's XComs describe, how often a job is asked of Scenario (the emulator) (the real server, browser and auth are
+in ``test_ui_preview.py``)."""
 
 from __future__ import annotations
 
@@ -196,3 +197,19 @@ def test_an_ended_job_is_asked_of_scenario_once_and_a_running_one_at_every_look(
             assert job["jobId"] == job_id
     assert len(scenario_emulator.store.requests(f"^/v1/jobs/{ended}$")) - reads[ended] == 1
     assert len(scenario_emulator.store.requests(f"^/v1/jobs/{running}$")) - reads[running] == 3
+
+
+def test_no_more_ended_jobs_are_kept_than_the_bound(
+    scenario_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_kling.plugins import app
+    from airflow_kling.plugins.clips import Clip
+
+    monkeypatch.setattr(app, "ENDED_JOBS_KEPT", 2)
+    jobs = [submit_text_job(scenario_emulator, seconds=0.1) for _ in range(3)]
+    for job_id in jobs:
+        output_assets(job_id)
+    reads = {job_id: len(scenario_emulator.store.requests(f"^/v1/jobs/{job_id}$")) for job_id in jobs}
+    for job_id in [*jobs, jobs[0]]:  # the first was the oldest when the third came: asked again
+        app._read_job(Clip(job_id=job_id, conn_id="scenario_default", map_index=-1))
+    assert [len(scenario_emulator.store.requests(f"^/v1/jobs/{j}$")) - reads[j] for j in jobs] == [2, 1, 1]
