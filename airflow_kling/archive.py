@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_kling.exceptions import ScenarioDownloadError, ScenarioValidationError
+from airflow_kling.exceptions import ScenarioDownloadError, ScenarioResponseError, ScenarioValidationError
+from airflow_kling.ids import checked_id
 from airflow_kling.jobs import job_cost
+from airflow_kling.media.formats import ARCHIVED_TYPES, extension_for
 from airflow_kling.storage import (
     abandon,
     atomic_writer,
@@ -31,13 +33,8 @@ if TYPE_CHECKING:
 
 DEFAULT_FILE_NAME_TEMPLATE = "{job_id}/{asset_id}.{ext}"
 MANIFEST_NAME = "manifest.json"
-_EXTENSIONS = {
-    "video/mp4": "mp4",
-    "video/quicktime": "mov",
-    "audio/mpeg": "mp3",
-    "audio/mp4": "m4a",
-    "image/png": "png",
-}
+NO_JOB = "no-job"
+"""The folder of an asset that names no parent job."""
 
 
 @dataclass(frozen=True)
@@ -64,18 +61,32 @@ def archive_assets(
     :param file_name_template: path of each file under ``destination``; fields ``{job_id}``,
         ``{asset_id}``, ``{ext}``; default ``{job_id}/{asset_id}.{ext}``.
     :param overwrite: replace a different file already at a target; default ``False`` (an error).
+
+    What the API answers is checked before anything is written: ids of Scenario's shape
+    (:mod:`airflow_kling.ids`), the answered asset the one asked for, a media type from
+    :data:`~airflow_kling.media.formats.ARCHIVED_TYPES` (its extension from that table), every target under
+    ``destination``.
+
+    :raises ScenarioResponseError: an answer fails those checks (naming the value); nothing is written.
     """
     jobs: dict[str, dict[str, Any]] = {}
     model_ids: dict[str, str | None] = {}
+    planned: list[tuple[dict[str, Any], str, ObjectStoragePath]] = []
+    # Every asset's answer is checked and every target placed before the first byte is written.
+    for asset_id in asset_ids:
+        asset = hook.get_asset(checked_id(asset_id, "asset id"))
+        if checked_id(asset.get("id"), "asset id") != asset_id:
+            raise ScenarioResponseError(f"Asked for asset {asset_id}, the API answered another asset")
+        metadata = asset.get("metadata") or {}
+        parent = metadata.get("parentJobId")
+        job_id = checked_id(parent, "metadata.parentJobId") if parent else NO_JOB
+        if job_id not in jobs:
+            jobs[job_id] = hook.get_job(job_id) if job_id != NO_JOB else {}
+            model_ids[job_id] = metadata.get("modelId") or jobs[job_id].get("modelId")
+        planned.append((asset, job_id, _target(destination, file_name_template, asset, job_id)))
     folders: dict[str, list[ObjectStoragePath]] = {}
     archived: list[ArchivedFile] = []
-    for asset_id in asset_ids:
-        asset = hook.get_asset(asset_id)
-        job_id = str((asset.get("metadata") or {}).get("parentJobId") or "no-job")
-        if job_id not in jobs:
-            jobs[job_id] = hook.get_job(job_id) if job_id != "no-job" else {}
-            model_ids[job_id] = (asset.get("metadata") or {}).get("modelId") or jobs[job_id].get("modelId")
-        target = destination / _render(file_name_template, asset, job_id)
+    for asset, job_id, target in planned:
         archived.append(_archive_one(hook, asset, job_id, target, overwrite))
         if target.parent not in folders.setdefault(job_id, []):
             folders[job_id].append(target.parent)
@@ -91,15 +102,34 @@ def manifest_uri(file_uri: str) -> str:
     return f"{file_uri.rsplit('/', 1)[0]}/{MANIFEST_NAME}"
 
 
-def _render(template: str, asset: dict[str, Any], job_id: str) -> str:
+def _target(
+    destination: ObjectStoragePath, template: str, asset: dict[str, Any], job_id: str
+) -> ObjectStoragePath:
+    """Where an asset goes: the template filled with checked ids and the extension of its media type,
+    proved to stay under ``destination``.
+
+    :raises ScenarioResponseError: the API's media type is not one this provider archives.
+    :raises ScenarioValidationError: the template has other fields, or its path leaves ``destination``.
+    """
     mime = str(asset.get("mimeType") or "")
-    ext = _EXTENSIONS.get(mime) or (mime.split("/")[-1] if "/" in mime else "bin")
+    ext = extension_for(mime)
+    if ext is None:
+        raise ScenarioResponseError(
+            f"Asset {asset['id']} has media type {mime[:80]!r}, none of those archived ({', '.join(ARCHIVED_TYPES)})"
+        )
     try:
-        return template.format(job_id=job_id, asset_id=asset["id"], ext=ext)
+        relative = template.format(job_id=job_id, asset_id=asset["id"], ext=ext)
     except (KeyError, IndexError) as error:
         raise ScenarioValidationError(
             f"file_name_template {template!r} takes only {{job_id}}, {{asset_id}} and {{ext}}: {error}"
         ) from None
+    parts = relative.replace("\\", "/").split("/")
+    if relative.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ScenarioValidationError(
+            f"file_name_template {template!r} gives {relative!r}, not a relative path of named parts "
+            "under destination (no empty, '.' or '..' part, no leading '/')"
+        )
+    return destination.joinpath(*parts)
 
 
 def _archive_one(

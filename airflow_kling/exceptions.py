@@ -56,6 +56,19 @@ class ScenarioNotFoundError(ScenarioAPIError):
     """404: the job, asset, upload or model does not exist (or is not visible to these credentials)."""
 
 
+class ScenarioTeamLimitError(ScenarioAPIError):
+    """429 on a job submission: the team already runs as many jobs as its plan allows (``details.actionName``
+    ``parallel-custom-jobs``), or the API asked for no particular wait. Nothing was created: the submission
+    may be sent again once a job ends.
+
+    :param limit: the team's limit of parallel jobs (``details.actionLimit``), when the API said it.
+    """
+
+    def __init__(self, status: int, method: str, path: str, message: str, limit: int | None) -> None:
+        self.limit = limit
+        super().__init__(status, method, path, message)
+
+
 class ScenarioTransportError(ScenarioError):
     """The API could not be reached (connection refused, reset or timed out) after every retry."""
 
@@ -74,6 +87,11 @@ class ScenarioUploadError(ScenarioError):
 
 class ScenarioDownloadError(ScenarioError):
     """A signed URL could not be downloaded completely after every retry."""
+
+
+class ScenarioResponseError(ScenarioError):
+    """An API answer the provider will not act on: an id, a media type or a location of another shape than
+    the API's (a broken or compromised API, or an emulator left open). Raised before anything is written."""
 
 
 class ScenarioValidationError(ScenarioError, ValueError):

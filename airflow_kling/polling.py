@@ -134,3 +134,19 @@ class JobWatch:
         delay = error_backoff(self.failures, self.poll_interval)
         self.log.warning("Polling job %s failed (%s); next poll in %.1f s", self.job_id, error, delay)
         return delay
+
+
+SLOT_WAIT_FIRST = 5.0
+"""Seconds before the first new submission after the team's parallel-job limit refused one."""
+SLOT_WAIT_MAX = 60.0
+"""Seconds at most between two submissions while the team stays at its limit."""
+
+
+def slot_wait_delay(waits: int, jitter: Callable[[], float] | None = None) -> float:
+    """Seconds to wait for a slot of the team's parallel jobs after ``waits`` (0, 1, ...) earlier waits:
+    :data:`SLOT_WAIT_FIRST` doubling up to :data:`SLOT_WAIT_MAX`, each cut by up to half at random (so that
+    the tasks of a batch, refused together, do not all come back together)."""
+    import random
+
+    base = min(SLOT_WAIT_FIRST * 2.0**waits, SLOT_WAIT_MAX)
+    return base * (1 - 0.5 * (jitter or random.random)())

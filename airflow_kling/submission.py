@@ -18,12 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_kling.exceptions import ScenarioAmbiguousSubmitError, ScenarioNotFoundError
-from airflow_kling.jobs import JobStatus, api_date, job_cost
+from airflow_kling.exceptions import (
+    ScenarioAmbiguousSubmitError,
+    ScenarioNotFoundError,
+    ScenarioTeamLimitError,
+)
+from airflow_kling.jobs import JobStatus, api_date, is_permanent_failure, job_cost
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -56,6 +60,8 @@ class SubmitRecord:
     :param job_id: the job, once known; ``None`` while the ``POST`` has not answered.
     :param cost: creative units the submission's answer gave.
     :param claimed: jobs of earlier tries that a lookup must not adopt (they failed or were given up).
+    :param refused: the last ``POST`` was refused (HTTP 429 at the team's limit): it created nothing, so
+        there is no job to look for.
     """
 
     inputs_digest: str
@@ -63,6 +69,7 @@ class SubmitRecord:
     job_id: str | None = None
     cost: float | None = None
     claimed: tuple[str, ...] = ()
+    refused: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "claimed": list(self.claimed)}
@@ -80,6 +87,7 @@ class SubmitRecord:
             job_id=str(value["job_id"]) if value.get("job_id") else None,
             cost=float(cost) if isinstance(cost, int | float) else None,
             claimed=tuple(str(job) for job in value.get("claimed") or ()),
+            refused=value.get("refused") is True,
         )
 
 
@@ -146,18 +154,24 @@ def find_submitted_job(
     created_after: float,
     exclude: Collection[str] = (),
     skip_ended_unsuccessfully: bool = False,
+    keep_refusals: Sequence[str] = (),
 ) -> dict[str, Any] | None:
     """The oldest job created after ``created_after`` (epoch seconds, less :data:`CLOCK_SKEW`) that holds
     these inputs and is not in ``exclude``; ``None`` when there is none.
 
     :param skip_ended_unsuccessfully: pass over jobs that failed or were canceled (used when no record
-        says which jobs earlier tries had already given up on).
+        says which jobs earlier tries had already given up on), but for a failure that matches one of
+        ``keep_refusals`` (a refusal no retry can change: the caller must not pay for it again).
     """
     found: list[dict[str, Any]] = []
     for job in hook.list_jobs(created_after=api_date(created_after - CLOCK_SKEW), page_size=100):
         if str(job.get("jobId")) in exclude or not holds_inputs(job, model_id, inputs):
             continue
-        if skip_ended_unsuccessfully and job.get("status") in (JobStatus.FAILURE, JobStatus.CANCELED):
+        if (
+            skip_ended_unsuccessfully
+            and job.get("status") in (JobStatus.FAILURE, JobStatus.CANCELED)
+            and not (job.get("status") == JobStatus.FAILURE and is_permanent_failure(job, keep_refusals))
+        ):
             continue
         found.append(job)
     return min(found, key=lambda job: str(job.get("createdAt") or "")) if found else None
@@ -176,6 +190,9 @@ class SubmitOnce:
         matching job created after this time (epoch seconds) that has not failed; default none.
     :param reattach: follow the job an earlier try recorded, while it runs or once it succeeded; default
         ``True``.
+    :param permanent_failures: patterns of job errors no retry can change
+        (:func:`airflow_kling.jobs.is_permanent_failure`): an earlier try's job that failed with one is
+        returned as it is (the caller fails with its refusal) instead of being paid for again; default none.
     """
 
     hook: ScenarioHook
@@ -183,6 +200,7 @@ class SubmitOnce:
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
     adopt_since: float | None = None
     reattach: bool = True
+    permanent_failures: Sequence[str] = ()
     log: Logger | Any = None
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
@@ -199,6 +217,8 @@ class SubmitOnce:
             self.log.info("Inputs changed since an earlier try: its job is not followed")
             record = None
         claimed: tuple[str, ...] = record.claimed if record else ()
+        if record is not None and record.refused and not record.job_id:
+            record = None  # the last POST was refused: nothing to follow or look for
         if record is not None and self.reattach:
             if record.job_id:
                 followed = self._follow(record)
@@ -219,8 +239,20 @@ class SubmitOnce:
                 api_date(self.adopt_since),
             )
             job = find_submitted_job(
-                self.hook, model_id, inputs, created_after=self.adopt_since, skip_ended_unsuccessfully=True
+                self.hook,
+                model_id,
+                inputs,
+                created_after=self.adopt_since,
+                skip_ended_unsuccessfully=True,
+                keep_refusals=self.permanent_failures,
             )
+            if job is not None and job.get("status") == JobStatus.FAILURE:
+                self.log.warning(
+                    "Job %s of an earlier try with these inputs was refused with a failure no retry can "
+                    "change: not paying again",
+                    job["jobId"],
+                )
+                return Submission(job, job_cost(job), self.adopt_since, "reattached")
             if job is not None:
                 return self._adopt(job, SubmitRecord(digest, self.adopt_since), claimed)
         return self._submit(model_id, inputs, digest, claimed)
@@ -235,6 +267,12 @@ class SubmitOnce:
                 job_id,
             )
             return None
+        if job.get("status") == JobStatus.FAILURE and is_permanent_failure(job, self.permanent_failures):
+            self.log.warning(
+                "Job %s of an earlier try was refused with a failure no retry can change: not paying again",
+                job_id,
+            )
+            return Submission(job, record.cost, record.intent_at, "reattached")
         if job.get("status") in (JobStatus.FAILURE, JobStatus.CANCELED):
             self.log.info("Job %s of an earlier try ended %s: submitting a new job", job_id, job["status"])
             return None
@@ -249,6 +287,9 @@ class SubmitOnce:
             self.store.save(intent)  # before the POST: a try that dies after it knows to look
             try:
                 response = self.hook.run_model(model_id, inputs)
+            except ScenarioTeamLimitError:
+                self.store.save(replace(intent, refused=True))  # created nothing: no job to look for
+                raise
             except ScenarioAmbiguousSubmitError as error:
                 self.log.warning("%s Looking for the job for up to %.0f s.", error, self.settle_seconds)
                 job = self._look(model_id, inputs, intent.intent_at, claimed, self.clock())

@@ -13,6 +13,8 @@ file of the same name (``.mp3``, ``.wav``, ``.m4a``, ``.aac``) or, when there is
 - Files pass between tasks only through ``source`` and the ``work`` location, which every worker must see: the
   default (``$AIRFLOW_HOME/kling-work``) fits one machine; on Celery or Kubernetes workers give an object-storage
   URI (``s3://bucket/kling-work``). Local temporary files never leave the task that made them.
+- ``source``, ``work`` and ``destination`` are read and written with the worker's rights; set ``[kling]
+  input_roots`` (``AIRFLOW__KLING__INPUT_ROOTS``) to confine them to given roots (the defaults always pass).
 
 Lipsync tasks run in the pool ``kling_lipsync``: create it with ``include_deferred`` so that deferred tasks
 count against it and the API's parallel-job limit is respected::
@@ -103,12 +105,16 @@ with DAG(
         import tempfile
         from pathlib import Path
 
+        from airflow_kling.locations import check_input_location
         from airflow_kling.media.samples import make_video
         from airflow_kling.operators.errors import invalid_input_fails_task
         from airflow_kling.storage import check_writable, plain_uri, publish, storage_path
 
         assert params is not None
         with invalid_input_fails_task():  # checked before anything is paid for
+            for name in ("source", "work", "destination"):
+                if params[name]:
+                    check_input_location(params[name], name)
             destination = check_writable(
                 params["destination"] or _home_location("kling-archive"), "destination"
             )

@@ -7,6 +7,10 @@ Files pass from task to task through the ``work`` location, which every worker m
 (``$AIRFLOW_HOME/kling-work``) fits one machine; on Celery or Kubernetes workers give an object-storage URI
 (``s3://bucket/kling-work``).
 
+Whoever may trigger this DAG chooses ``video``, ``audio``, ``work`` and ``destination``, which are read and
+written with the worker's rights. Set ``[kling] input_roots`` (``AIRFLOW__KLING__INPUT_ROOTS``: local folders
+and object-store prefixes, comma-separated) to confine them to those roots; the defaults are always allowed.
+
     preprocess -> upload_video, upload_audio -> lipsync (deferrable) -> archive
 """
 
@@ -119,6 +123,7 @@ with DAG(
         import tempfile
         from pathlib import Path
 
+        from airflow_kling.locations import check_input_location
         from airflow_kling.media.samples import make_audio, make_video
         from airflow_kling.operators.errors import invalid_input_fails_task
         from airflow_kling.storage import check_writable, plain_uri, publish
@@ -126,6 +131,9 @@ with DAG(
         assert params is not None
         home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
         with invalid_input_fails_task():
+            for name in ("video", "audio", "work", "destination"):
+                if params[name]:
+                    check_input_location(params[name], name)
             destination = check_writable(params["destination"] or str(home / "kling-archive"), "destination")
             work_root = check_writable(params["work"] or str(home / "kling-work"), "work")
         work = work_root / str(run_id).replace(":", "_").replace("+", "_")

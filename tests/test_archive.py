@@ -281,3 +281,69 @@ def test_archive_to_s3(scenario_emulator: EmulatorServer, s3_bucket: str) -> Non
     assert not replaced.skipped
     assert s3.get_object(Bucket="archive", Key=keys[0])["Body"].read() == content
     assert sorted(item["Key"] for item in s3.list_objects_v2(Bucket="archive")["Contents"]) == keys
+
+
+def everything_under(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("parent_job_id", "../../outside/evil", "metadata.parentJobId"),
+        ("parent_job_id", "/tmp/kling-absolute-evil", "metadata.parentJobId"),
+        ("parent_job_id", "job_x/../../../evil", "metadata.parentJobId"),
+        ("mime_type", "x/py", "media type 'x/py'"),
+        ("mime_type", "text/html", "media type 'text/html'"),
+        ("id", "asset_someone-elses", "answered another asset"),
+    ],
+)
+def test_hostile_answers_write_nothing_and_fail_the_task_naming_the_value(
+    scenario_emulator: EmulatorServer, tmp_path: Path, field: str, value: str, named: str
+) -> None:
+    from airflow_kling.version_compat import AirflowFailException
+
+    _, asset_id = finished_job(scenario_emulator)
+    good_id, _ = finished_job(scenario_emulator)  # archived first: a hostile second answer must stop both
+    (good_asset,) = output_assets(good_id)
+    setattr(scenario_emulator.store.assets[asset_id], field, value)  # what the API answers for the asset
+    destination = tmp_path / "archive"
+    operator = ScenarioArchiveAssetsOperator(
+        task_id="archive", asset_ids=[good_asset, asset_id], destination=str(destination)
+    )
+    with pytest.raises(AirflowFailException) as raised:
+        operator.execute({"outlet_events": OutletEventAccessors(), "ti": RecordingTaskInstance()})  # type: ignore[typeddict-item]
+    assert named in str(raised.value)
+    assert value[:40] in str(raised.value) or field == "id"
+    assert everything_under(destination) == []  # not even the good asset: nothing half-written
+    assert everything_under(tmp_path) == ["archive"]
+    assert not Path("/tmp/kling-absolute-evil").exists()
+    assert scenario_emulator.store.requests("^/_files/") == []  # checked before any download
+
+
+@pytest.mark.parametrize("asset_id", ["../../evil", "asset_x/../../y", "asset_ok.py", ""])
+def test_asset_ids_from_an_xcom_are_checked_before_any_request(
+    scenario_emulator: EmulatorServer, tmp_path: Path, asset_id: str
+) -> None:
+    from airflow_kling.version_compat import AirflowFailException
+
+    operator = ScenarioArchiveAssetsOperator(
+        task_id="archive", asset_ids=[asset_id], destination=str(tmp_path)
+    )
+    with pytest.raises(AirflowFailException, match="asset"):
+        operator.execute({"outlet_events": OutletEventAccessors(), "ti": RecordingTaskInstance()})  # type: ignore[typeddict-item]
+    assert scenario_emulator.store.requests("^/v1/assets") == []
+    assert everything_under(tmp_path) == []
+
+
+def test_a_file_name_template_that_leaves_the_destination_is_refused(
+    scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    from airflow_kling.exceptions import ScenarioValidationError
+
+    _, asset_id = finished_job(scenario_emulator)
+    destination = tmp_path / "archive"
+    for template in ("../{asset_id}.{ext}", "/abs/{asset_id}.{ext}", "{job_id}//{asset_id}.{ext}"):
+        with pytest.raises(ScenarioValidationError, match="file_name_template"):
+            archive_assets(ScenarioHook(), [asset_id], storage_path(destination), file_name_template=template)
+    assert everything_under(tmp_path) == []

@@ -122,3 +122,8 @@ def test_every_airflow_container_shares_the_locations_where_the_dags_write(monke
         }
         assert written <= set(mounts), name
         assert {mounts[path] for path in written} <= declared, name
+
+
+def test_the_emulator_is_published_on_loopback_only() -> None:
+    """Its admin API (faults, planned outcomes, the request log) has no auth: never on every interface."""
+    assert compose()["services"]["scenario-emulator"]["ports"] == ["127.0.0.1:8089:8089"]

@@ -96,3 +96,58 @@ def test_the_emulator_result_is_the_clip_speaking_the_audio(
     info = probe(result)
     assert (info.has_video, info.has_audio, info.width, info.height) == (True, True, 1280, 720)
     assert info.duration == pytest.approx(4.0, abs=0.1)
+
+
+def text_file(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG\n" * 400)
+    return path
+
+
+def picture(path: Path) -> Path:
+    import av
+
+    clip = make_video(path.with_suffix(".mp4"), width=720, height=720, seconds=2, fps=1)
+    with av.open(str(clip)) as source, av.open(str(path), "w", format="image2") as out:
+        frame = next(source.decode(video=0))
+        stream = out.add_stream("png")
+        stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, "rgb24"
+        for packet in [*stream.encode(frame.reformat(format="rgb24")), *stream.encode(None)]:
+            out.mux(packet)
+    path.with_suffix(".mp4").unlink()
+    return path
+
+
+@pytest.mark.parametrize(("make", "demuxer"), [(text_file, "tty"), (picture, "png_pipe")])
+def test_a_text_or_a_picture_is_no_video_anywhere_before_any_upload(
+    scenario_emulator: EmulatorServer, tmp_path: Path, make: object, demuxer: str
+) -> None:
+    """FFmpeg's pseudo-demuxers would render a text file (``tty``) or a picture as video frames."""
+    source = make(tmp_path / "in" / ("creds.txt" if demuxer == "tty" else "face.png"))  # type: ignore[operator]
+    renamed = tmp_path / "in" / "face.mp4"  # a misleading name changes nothing
+    renamed.write_bytes(source.read_bytes())
+    refusals = {
+        source: f"read by FFmpeg as '{demuxer}'.*not an audio or video container: refused",
+        renamed: "not a readable media file|not an audio or video container",  # read as the name says
+    }
+    for path, refusal in refusals.items():
+        with pytest.raises(AirflowFailException, match=refusal):
+            KlingPrepareMediaOperator(
+                task_id="prepare", video=str(path), output_dir=str(tmp_path / "out")
+            ).execute({})  # type: ignore[arg-type]
+        for validate in (True, False):
+            with pytest.raises(AirflowFailException, match=refusal):
+                ScenarioUploadAssetOperator(
+                    task_id="upload", source=str(path), kind="video", validate=validate
+                ).execute({})  # type: ignore[arg-type]
+    assert scenario_emulator.store.requests("^/v1/uploads") == []
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_ffmpeg_protocol_in_a_file_name_is_only_a_file_name(tmp_path: Path) -> None:
+    from airflow_kling.exceptions import MediaError
+
+    video = make_video(tmp_path / "take.mp4", width=720, height=720, seconds=2, fps=5)
+    for name in (f"concat:{video}|{video}", f"subfile,,start,0,end,0,,:{video}"):
+        with pytest.raises(MediaError, match="cannot be read"):
+            probe(name)

@@ -235,3 +235,32 @@ def test_a_sensor_that_times_out_on_a_stuck_job_does_not_cancel_it(
     assert run.states == {"sense": "failed"}, run.output[-3000:]
     assert scenario_emulator.store.requests("^/v1/jobs/.*/action$") == []
     assert ScenarioHook().get_job(job_id)["status"] == "in-progress"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_at_the_teams_ceiling_the_lipsync_waits_for_a_slot_on_its_first_try(
+    mode: str, scenario_emulator: EmulatorServer, video: str
+) -> None:
+    import threading
+
+    scenario_emulator.store.config.team_job_limit = 1
+    scenario_emulator.plan_jobs(seconds=600)
+    holder = ScenarioHook().run_model("model_kling-lip-sync", {"videoUrl": video, "text": "holds the slot"})
+    store = scenario_emulator.store
+
+    def free_the_slot_once_refused() -> None:  # the holder ends only after the task met the ceiling
+        deadline = time.monotonic() + 240
+        while store.refused_submissions == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        store.set_job_outcome(holder["job"]["jobId"], "success", seconds=0)
+
+    threading.Thread(target=free_the_slot_once_refused, daemon=True).start()
+    run = dags_test(f"kling_{mode}", {"video": video, "text": "hello there"})
+    assert run.states == {"lipsync": "success"}, run.output[-3000:]
+    assert run.tries["lipsync"] == 1  # waiting for a slot is no failure
+    assert scenario_emulator.store.refused_submissions >= 1
+    assert "The team runs its limit of 1 parallel Scenario jobs: waiting" in run.output
+    assert ("Pausing task as DEFERRED" in run.output) is (mode == "deferrable")
+    assert len(scenario_emulator.store.jobs) == 2  # the holder's and this task's: nothing paid twice
+    (job_id,) = set(scenario_emulator.store.jobs) - {holder["job"]["jobId"]}
+    assert run.return_values["lipsync"]["job_id"] == job_id

@@ -41,7 +41,6 @@ def test_final_statuses(status: int) -> None:
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
-        (429, "retry"),
         (503, "retry"),
         (500, "ScenarioAmbiguousSubmitError"),
         (502, "ScenarioAmbiguousSubmitError"),
@@ -53,6 +52,14 @@ def test_final_statuses(status: int) -> None:
 )
 def test_job_submissions_are_resent_only_when_refused_before_any_work(status: int, expected: str) -> None:
     assert outcome(attempts(submits_job=True).answered(status, {})) == expected
+
+
+def test_a_429_on_a_submission_is_retried_at_once_only_when_the_server_names_a_wait() -> None:
+    """Without ``Retry-After`` it is the team's parallel-job ceiling: an immediate retry repeats it, so the
+    caller waits for a slot instead (:class:`~airflow_kling.exceptions.ScenarioTeamLimitError`)."""
+    assert outcome(attempts(submits_job=True).answered(429, {})) == "final"
+    assert outcome(attempts(submits_job=True).answered(429, {"retry-after": "2"})) == "retry"
+    assert outcome(attempts(submits_job=False).answered(429, {})) == "retry"  # a read: retried as before
 
 
 def test_x_should_retry_wins_over_the_status() -> None:

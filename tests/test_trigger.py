@@ -131,10 +131,55 @@ def kill_while_running(trigger: ScenarioJobTrigger) -> None:
     asyncio.run(kill())
 
 
+class TaskInstance:
+    dag_id, run_id, task_id, map_index = "dag", "run", "lipsync", -1
+
+
+class TriggerOfATaskIn(ScenarioJobTrigger):
+    """The trigger with its task instance in a given state, as Airflow's API server would answer the
+    lookup (``None``: the lookup fails). The real lookup is exercised in the real deployments."""
+
+    state: str | None = "failed"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.task_instance = TaskInstance()
+
+    async def _read_task_state(self, ti: Any) -> str | None:
+        if self.state is None:
+            raise ConnectionError("the API server did not answer")
+        return self.state
+
+
 def test_on_kill_cancels_the_remote_job_of_its_owner(scenario_emulator: EmulatorServer) -> None:
     job_id = submit_text_job(scenario_emulator, outcome="stuck")
-    kill_while_running(ScenarioJobTrigger(job_id, poll_interval=0.1, cancel_on_exit=True))
+    kill_while_running(TriggerOfATaskIn(job_id, poll_interval=0.1, cancel_on_exit=True))
     assert ScenarioHook().get_job(job_id)["status"] == "canceled"
+
+
+@pytest.mark.parametrize("state", ["deferred", None])
+def test_on_kill_of_a_task_still_deferred_or_of_unknown_state_cancels_nothing(
+    scenario_emulator: EmulatorServer, state: str | None, captured_logs: Callable[[], str]
+) -> None:
+    """A triggerer that stalled past the health threshold and came back calls on_kill for the triggers
+    another triggerer took over (Airflow 3.3, apache/airflow PR #73454): their tasks are still deferred."""
+    job_id = submit_text_job(scenario_emulator, outcome="stuck")
+    trigger = TriggerOfATaskIn(job_id, poll_interval=0.1, cancel_on_exit=True)
+    trigger.state = state
+    kill_while_running(trigger)
+    assert cancel_requests(scenario_emulator) == []
+    assert ScenarioHook().get_job(job_id)["status"] == "in-progress"
+    expected = "its task is deferred" if state else "Could not read the state of task lipsync"
+    assert expected in captured_logs()
+
+
+def test_on_kill_without_a_task_instance_cancels_nothing(
+    scenario_emulator: EmulatorServer, captured_logs: Callable[[], str]
+) -> None:
+    job_id = submit_text_job(scenario_emulator, outcome="stuck")
+    kill_while_running(ScenarioJobTrigger(job_id, poll_interval=0.1, cancel_on_exit=True))
+    assert cancel_requests(scenario_emulator) == []
+    assert "with no task instance known: job left running" in captured_logs()
 
 
 def test_on_kill_outlasts_the_triggerers_repeated_cancels(scenario_emulator: EmulatorServer) -> None:
@@ -142,7 +187,7 @@ def test_on_kill_outlasts_the_triggerers_repeated_cancels(scenario_emulator: Emu
     # request, queued 1 s by a gateway, must still reach the API (a request given up there never does).
     job_id = submit_text_job(scenario_emulator, outcome="stuck")
     scenario_emulator.add_fault(r"/action$", method="POST", action="hold", delay=1.0)
-    trigger = ScenarioJobTrigger(job_id, poll_interval=0.1, cancel_on_exit=True)
+    trigger = TriggerOfATaskIn(job_id, poll_interval=0.1, cancel_on_exit=True)
 
     async def kill_with_repeated_cancels() -> int:
         killing = asyncio.ensure_future(trigger.on_kill())
@@ -193,3 +238,20 @@ def test_serialize_round_trips_in_a_fresh_interpreter() -> None:
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [classpath, kwargs]
     assert classpath == "airflow_kling.triggers.job.ScenarioJobTrigger"
+
+
+def test_the_first_poll_waits_for_first_poll_at(scenario_emulator: EmulatorServer) -> None:
+    """The operator has just read the job when it defers: the trigger's first poll waits (no event lands
+    within the seconds after a deferral, where an Airflow scheduler race would fail the try)."""
+    job_id = submit_text_job(scenario_emulator, seconds=0.1)
+    first_poll_at = time.time() + 1.0
+    (event,) = events_of(ScenarioJobTrigger(job_id, poll_interval=0.1, first_poll_at=first_poll_at))
+    assert event["status"] == "success"
+    polls = scenario_emulator.store.requests(f"^/v1/jobs/{job_id}$")
+    assert len(polls) == 1  # the job had ended by then: one GET
+    assert polls[0]["at"] >= first_poll_at
+    # Taken over late (first_poll_at long past): it polls at once, and serializes its first_poll_at.
+    assert (
+        ScenarioJobTrigger(job_id, first_poll_at=first_poll_at).serialize()[1]["first_poll_at"]
+        == first_poll_at
+    )

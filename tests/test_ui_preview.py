@@ -9,6 +9,8 @@ who may see a video, ranges, ids. Screenshots are kept in ``test-artifacts/``.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -41,8 +43,18 @@ def s3() -> Iterator[Any]:
 def deployment(
     emulator: EmulatorServer, s3: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
+    tmp_path = tmp_path_factory.mktemp("ui")
+    credentials = json.loads(emulator.connection_uri())
     env = {
         **environment(s3),  # archives to s3:// through boto's credential chain, as on a cloud worker
+        # What the preview may read: the default archive and the bucket the S3 test archives to.
+        "AIRFLOW__KLING_PREVIEW__ARCHIVE_ROOTS": f"{tmp_path / 'airflow' / 'kling-archive'},s3://kling/archive",
+        # Another Scenario account the api-server holds, which no XCom may make the preview use.
+        "AIRFLOW_CONN_SCENARIO_OTHER": emulator.connection_uri(),
+        # A connection without credentials: the key and secret come from the environment (masked too).
+        "AIRFLOW_CONN_SCENARIO_FALLBACK": json.dumps({"conn_type": "scenario", "host": credentials["host"]}),
+        "SCENARIO_SDK_API_KEY": credentials["login"],
+        "SCENARIO_SDK_API_SECRET": credentials["password"],
         # Simple auth manager users, and one per-DAG rule (tests/auth_manager.py): `outsider` may not read
         # the pipeline.
         "AIRFLOW__CORE__AUTH_MANAGER": "tests.auth_manager.PerDagAuthManager",
@@ -50,9 +62,7 @@ def deployment(
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     }
     users = {"viewer": "viewer", "outsider": "viewer"}
-    with standalone(
-        tmp_path_factory.mktemp("ui"), emulator.connection_uri(), users=users, env=env
-    ) as running:
+    with standalone(tmp_path, emulator.connection_uri(), users=users, env=env) as running:
         yield running
 
 
@@ -533,3 +543,181 @@ def test_a_video_archived_to_s3_streams_from_the_bucket(
     assert (poster.status_code, poster.content[:2]) == (200, b"\xff\xd8")
     # One download from Scenario: the archive task's. The preview read the bucket only.
     assert len(scenario_emulator.store.requests("^/_files/")) == 1
+
+
+@pytest.fixture(scope="module")
+def credentials_run(deployment: Deployment) -> str:
+    """A finished run of the test DAG ``log_credentials`` (its task logs the fallback secret and the
+    header); the preview tests hang hostile XComs on its task instance."""
+    run_id = deployment.trigger("log_credentials", {})
+    assert finished_run(deployment, "log_credentials", run_id) == "success", deployment.logs_of(
+        "log_credentials"
+    )
+    return run_id
+
+
+def test_the_fallback_secret_and_the_header_are_masked_in_the_task_log(
+    deployment: Deployment, emulator: EmulatorServer, credentials_run: str
+) -> None:
+    credentials = json.loads(emulator.connection_uri())
+    files = sorted((deployment.home / "logs").glob("dag_id=log_credentials/**/*.log*"))
+    assert files
+    logs = "\n".join(path.read_text(errors="replace") for path in files)  # the task's log, as the UI shows it
+    assert "secret=***" in logs
+    assert "header=Basic ***" in logs
+    assert credentials["password"] not in logs
+    token = base64.b64encode(f"{credentials['login']}:{credentials['password']}".encode()).decode()
+    assert token not in logs
+
+
+@contextlib.contextmanager
+def metadata_service() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP service standing in for a cloud metadata endpoint: its URL and the paths asked of it."""
+    import http.server
+    import threading
+
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = b'{"files": [], "secret": "instance-role-credentials"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def put_xcom(deployment: Deployment, dag_id: str, run_id: str, task_id: str, key: str, value: Any) -> None:
+    """Write an XCom through the REST API, as any user allowed to edit the DAG's XComs can."""
+    entries = (
+        f"{deployment.api}/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+    )
+    answer = deployment.session.patch(f"{entries}/xcomEntries/{key}", json={"value": value}, timeout=10)
+    if answer.status_code == 404:
+        answer = deployment.session.post(
+            f"{entries}/xcomEntries", json={"key": key, "value": value}, timeout=10
+        )
+    assert answer.status_code in (200, 201), answer.text
+
+
+def hostile_archive(
+    uri: str, manifest_uri: str, *, mime_type: str = "video/mp4", **record: Any
+) -> dict[str, Any]:
+    files = [
+        {
+            "asset_id": "asset_hostile",
+            "job_id": "job_onlyinanxcom",
+            "uri": uri,
+            "size": 1,
+            "sha256": "0" * 64,
+            "mime_type": mime_type,
+            "manifest_uri": manifest_uri,
+        }
+    ]
+    return {"conn_id": "scenario_default", "storage_conn_id": None, "files": files, **record}
+
+
+def test_an_xcom_rewritten_through_the_rest_api_reads_no_file_url_or_connection_outside_the_settings(
+    deployment: Deployment, emulator: EmulatorServer, credentials_run: str, tmp_path: Path
+) -> None:
+    outside = tmp_path / "secrets" / "creds.mp4"
+    outside.parent.mkdir()
+    outside.write_text("aws_secret_access_key=outside-the-archive-roots")
+    inside = deployment.home / "kling-archive" / "link-out.mp4"
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    inside.symlink_to(outside)  # inside the root by name, outside it in fact
+    task = ("log_credentials", credentials_run, "log_credentials")
+    where = f"{PREVIEW}/ti/{run_path('log_credentials', credentials_run)}/log_credentials/-1"
+    video = f"{deployment.api}{PREVIEW}/video/{run_path('log_credentials', credentials_run)}/log_credentials/-1/asset_hostile"
+    with metadata_service() as (metadata_url, asked):
+        cases = {
+            "a file outside the roots": hostile_archive(f"file://{outside}", f"file://{outside}"),
+            "a link out of a root": hostile_archive(f"file://{inside}", f"{metadata_url}/latest/meta-data"),
+            "an http URL": hostile_archive(f"{metadata_url}/video.mp4", f"{metadata_url}/manifest.json"),
+            "another storage connection": hostile_archive(
+                f"file://{inside}", f"file://{inside}", storage_conn_id="aws_other_team"
+            ),
+        }
+        for case, record in cases.items():
+            emulator.store.reset()
+            put_xcom(deployment, *task, "scenario_archive", record)
+            answer = deployment.session.get(video, timeout=30)
+            assert answer.status_code in (403, 404), (case, answer.status_code)
+            assert "outside-the-archive-roots" not in answer.text, case
+            page = deployment.session.get(f"{deployment.api}{where}", timeout=30)
+            assert page.status_code == 200, case
+            assert "not served" in page.text, case
+            assert "outside-the-archive-roots" not in page.text, case
+            assert "instance-role" not in page.text, case
+        assert asked == []  # the api-server never asked the "metadata service"
+
+        # A job id and another of the api-server's connections, named by XComs: Scenario is not asked.
+        emulator.store.reset()
+        put_xcom(
+            deployment, *task, "scenario_archive", hostile_archive(f"file://{outside}", f"file://{outside}")
+        )
+        put_xcom(deployment, *task, "scenario_job_id", "job_onlyinanxcom")
+        put_xcom(deployment, *task, "scenario_conn_id", "scenario_other")
+        page = deployment.session.get(f"{deployment.api}{where}", timeout=30).text
+        assert "connection &#x27;scenario_other&#x27; is not one the preview may use" in page
+        assert emulator.store.requests("job_onlyinanxcom") == []
+
+
+def test_a_label_of_another_type_is_never_served_as_such(
+    deployment: Deployment, emulator: EmulatorServer, credentials_run: str, unarchived_run: tuple[str, str]
+) -> None:
+    page = deployment.home / "kling-archive" / "stored-script.mp4"
+    page.write_text("<html><script>fetch('/api/v2/connections')</script></html>")
+    task = ("log_credentials", credentials_run, "log_credentials")
+    put_xcom(deployment, *task, "scenario_conn_id", "scenario_default")
+    video = f"{deployment.api}{PREVIEW}/video/{run_path('log_credentials', credentials_run)}/log_credentials/-1/asset_hostile"
+    for label in ("text/html", "image/svg+xml", "video/mp4"):
+        put_xcom(
+            deployment,
+            *task,
+            "scenario_archive",
+            hostile_archive(f"file://{page}", f"file://{page}", mime_type=label),
+        )
+        answer = deployment.session.get(video, timeout=30)
+        assert answer.status_code == 200, (label, answer.text)
+        assert answer.headers["Content-Type"] == (
+            "video/mp4" if label == "video/mp4" else "application/octet-stream"
+        )
+        assert (answer.headers.get("Content-Disposition") == "attachment") is (label != "video/mp4")
+        assert answer.headers["Content-Security-Policy"] == "sandbox"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    # The storage host's Content-Type is not passed through either.
+    run_id, asset_id = unarchived_run
+    asset = emulator.store.assets[asset_id]
+    asset.mime_type, original = "text/html", asset.mime_type
+    try:
+        answer = deployment.session.get(
+            f"{deployment.api}{PREVIEW}/video/{run_path('kling_deferrable', run_id)}/lipsync/-1/{asset_id}",
+            timeout=30,
+        )
+    finally:
+        asset.mime_type = original
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/octet-stream"
+    assert answer.headers["Content-Security-Policy"] == "sandbox"
+
+
+def test_a_range_of_thousands_of_digits_is_no_server_error(deployment: Deployment, text_run: str) -> None:
+    archived = xcom(deployment, PIPELINE, text_run, "archive", "scenario_archive")["files"][0]
+    url = f"{deployment.api}{PREVIEW}/video/{run_path(PIPELINE, text_run)}/lipsync/-1/{archived['asset_id']}"
+    answer = deployment.session.get(url, headers={"Range": f"bytes={'9' * 5000}-"}, timeout=30)
+    assert answer.status_code == 200  # a range this server does not honour: the whole file (RFC 9110)
+    assert len(answer.content) == archived["size"]

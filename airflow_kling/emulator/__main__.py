@@ -29,9 +29,19 @@ def main(argv: list[str] | None = None) -> None:
         default=defaults.url_ttl,
         help="seconds a signed URL stays valid (default %(default)s)",
     )
+    parser.add_argument(
+        "--team-job-limit",
+        type=int,
+        default=None,
+        help="custom jobs the team may run at once; past it generate answers 429 (default: no limit)",
+    )
     args = parser.parse_args(argv)
     config = EmulatorConfig(
-        api_key=args.api_key, api_secret=args.api_secret, job_seconds=args.job_seconds, url_ttl=args.url_ttl
+        api_key=args.api_key,
+        api_secret=args.api_secret,
+        job_seconds=args.job_seconds,
+        url_ttl=args.url_ttl,
+        team_job_limit=args.team_job_limit,
     )
     serve_forever(args.host, args.port, config)
 

@@ -70,8 +70,13 @@ def _store(request: web.Request) -> Store:
     return request.app[STORE_KEY]
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"apiError": message, "message": message}, status=status, headers=headers)
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None, details: dict[str, Any] | None = None
+) -> web.Response:
+    body: dict[str, Any] = {"apiError": message, "message": message}
+    if details is not None:
+        body["details"] = details
+    return web.json_response(body, status=status, headers=headers)
 
 
 # -- middlewares --------------------------------------------------------------------------------------------
@@ -158,7 +163,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error(exc.status, exc.message)
+        return _error(exc.status, exc.message, details=exc.details)
 
 
 @web.middleware
@@ -551,6 +556,8 @@ async def admin_settings(request: web.Request) -> web.Response:
     for name in ("job_seconds", "url_ttl"):
         if name in body:
             setattr(store.config, name, float(body[name]))
+    if "team_job_limit" in body:
+        store.config.team_job_limit = None if body["team_job_limit"] is None else int(body["team_job_limit"])
     if "storage_origin" in body:
         store.config.storage_origin = body["storage_origin"] or None
     return web.json_response({"status": "ok"})

@@ -33,12 +33,14 @@ REQUEST_LOG_LIMIT = 200_000
 
 
 class ApiError(Exception):
-    """An answer with an error status, raised by the store and written out by the app."""
+    """An answer with an error status, raised by the store and written out by the app (``details`` as the
+    body's ``details``)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.details = details
 
 
 @dataclass
@@ -50,12 +52,16 @@ class EmulatorConfig:
     :param job_seconds: how long a job takes from ``queued`` to ``success``, in seconds.
     :param url_ttl: seconds a signed URL stays valid.
     :param storage_origin: see below.
+    :param team_job_limit: custom jobs the team may have running at once; past it ``POST /generate/...``
+        answers 429 naming ``parallel-custom-jobs`` and the limit, without ``Retry-After``, as Scenario
+        does; default ``None`` (no limit).
     """
 
     api_key: str = "emulator-key"
     api_secret: str = "emulator-secret"
     job_seconds: float = 6.0
     url_ttl: float = 3600.0
+    team_job_limit: int | None = None
     storage_origin: str | None = None
     """Scheme and host of the signed file and part URLs; default the API's own (set it to an unreachable
     host to see how clients fail when the storage cannot be reached)."""
@@ -163,6 +169,8 @@ class Store:
         self.next_outcomes: deque[dict[str, Any]] = deque()
         self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_LIMIT)
         self.empty_pages = False
+        self.refused_submissions = 0
+        """Job submissions refused at the team's limit (``team_job_limit``)."""
         self._signing_key = secrets.token_bytes(32)
         self._file_numbers = itertools.count()
         self._outputs: dict[str, Future[Path]] = {}
@@ -229,6 +237,7 @@ class Store:
             self.next_outcomes.clear()
             self.request_log.clear()
             self.empty_pages = False
+            self.refused_submissions = 0
 
     # -- uploads --------------------------------------------------------------------------------------------
 
@@ -353,8 +362,21 @@ class Store:
 
     # -- jobs -----------------------------------------------------------------------------------------------
 
+    def running_jobs(self, now: float | None = None) -> list[Job]:
+        """The jobs that have not ended at ``now`` (what counts against the team's limit)."""
+        with self.lock:
+            return [job for job in self.jobs.values() if self.job_state(job, now)[0] not in TERMINAL_STATUSES]
+
     def create_job(self, model_id: str, inputs: dict[str, Any], owner_id: str, cost: int) -> Job:
         with self.lock:
+            limit = self.config.team_job_limit
+            if limit is not None and len(self.running_jobs()) >= limit:
+                self.refused_submissions += 1
+                raise ApiError(
+                    429,
+                    f"Your team has reached its limit of {limit} parallel custom jobs",
+                    {"actionName": "parallel-custom-jobs", "actionLimit": limit},
+                )
             plan = self.next_outcomes.popleft() if self.next_outcomes else {}
             job = Job(
                 id=new_id("job"),

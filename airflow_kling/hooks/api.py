@@ -13,6 +13,7 @@ from airflow_kling.exceptions import (
     ScenarioAuthError,
     ScenarioConfigError,
     ScenarioNotFoundError,
+    ScenarioTeamLimitError,
 )
 from airflow_kling.hooks.retry import is_job_submission
 
@@ -68,11 +69,23 @@ def api_message(body: bytes | str) -> str:
 def api_error(status: int, method: str, path: str, body: bytes | str, conn_id: str) -> ScenarioAPIError:
     """The exception for an error answer, of the class its status calls for."""
     message = api_message(body)
+    if status == 429 and is_job_submission(method, path):
+        return ScenarioTeamLimitError(status, method, path, message, team_limit(body))
     if status in (401, 403):
         return ScenarioAuthError(status, method, path, message, conn_id)
     if status == 404:
         return ScenarioNotFoundError(status, method, path, message)
     return ScenarioAPIError(status, method, path, message)
+
+
+def team_limit(body: bytes | str) -> int | None:
+    """The team's parallel-job limit named by a 429's ``details`` (``actionLimit``), or ``None``."""
+    try:
+        details = json.loads(body).get("details")
+    except (ValueError, AttributeError):
+        return None
+    limit = details.get("actionLimit") if isinstance(details, dict) else None
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
 
 
 def decode_json(body: bytes, method: str, path: str, status: int) -> dict[str, Any]:

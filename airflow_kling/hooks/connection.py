@@ -54,7 +54,10 @@ class ScenarioConnectionConfig:
     @cached_property
     def authorization(self) -> str:
         """The ``Authorization`` header value. Never log it."""
+        from airflow.sdk.log import mask_secret
+
         token = base64.b64encode(f"{self.api_key}:{self.api_secret}".encode()).decode("ascii")
+        mask_secret(token)  # the header's credential, redacted by Airflow's masker wherever it is logged
         return f"Basic {token}"
 
     def job_web_url(self, job_id: str) -> str:
@@ -90,6 +93,11 @@ class ScenarioConnectionConfig:
                 f"password (API secret), e.g. through AIRFLOW_CONN_{conn_id.upper()}, or the environment "
                 f"variables {API_KEY_ENV} and {API_SECRET_ENV}."
             )
+        if conn is None or not conn.password:
+            # A connection's password is registered with Airflow's secrets masker; the fallback is not.
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(api_secret, API_SECRET_ENV)
         return cls(
             conn_id=conn_id,
             base_url=_base_url(conn),

@@ -112,6 +112,10 @@ class Attempts:
         should_retry = headers.get("x-should-retry", "").strip().lower()
         if should_retry == "false":
             return Step(final=True)
+        if self.submits_job and status == 429 and server_delay(headers) is None:
+            # The team's parallel-job ceiling (or a refusal that names no wait): an immediate retry only
+            # repeats it. The caller waits for a slot (:class:`~airflow_kling.exceptions.ScenarioTeamLimitError`).
+            return Step(final=True)
         if should_retry != "true" and self.submits_job and status not in SAFE_SUBMIT_STATUSES:
             if status >= 500 or status == 408:
                 return Step(error=self._ambiguous(f"HTTP {status}"))

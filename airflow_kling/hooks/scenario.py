@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -242,6 +242,7 @@ class ScenarioHook(HttpHook):
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
         adopt_since: float | None = None,
         reattach: bool = True,
+        permanent_failures: Sequence[str] = (),
     ) -> Submission:
         """Submit a generation and pay for one job at most, even when the answer to the ``POST`` is lost.
 
@@ -259,6 +260,10 @@ class ScenarioHook(HttpHook):
             seconds) that has not failed; default none.
         :param reattach: follow the job a record in ``store`` names, while it runs or once it succeeded;
             default ``True``.
+        :param permanent_failures: patterns of job errors that no retry can change: an earlier try's job
+            that failed with one is returned (``how="reattached"``), never paid for again; default none.
+        :raises ScenarioTeamLimitError: the team runs as many jobs as it may (HTTP 429): nothing was
+            created, and the record says so; call again once a job has ended.
         :return: the :class:`~airflow_kling.submission.Submission`: the job, its cost, and ``how`` it was
             obtained (``submitted``, ``adopted`` or ``reattached``).
         """
@@ -270,6 +275,7 @@ class ScenarioHook(HttpHook):
             settle_seconds=settle_seconds,
             adopt_since=adopt_since,
             reattach=reattach,
+            permanent_failures=tuple(permanent_failures),
         )(model_id, inputs)
 
     def get_job(self, job_id: str) -> dict[str, Any]:

@@ -23,6 +23,16 @@ _BY_EXTENSION: dict[str, tuple[str, str]] = {
 }
 
 
+ARCHIVED_TYPES = {mime: ext.lstrip(".") for ext, (_, mime) in reversed(_BY_EXTENSION.items())}
+"""The media types an archive writes, each with its file extension (the first the table above gives it);
+no other type is archived."""
+
+
+def extension_for(mime_type: str) -> str | None:
+    """The extension (without the dot) of an archived media type, or ``None`` for any other."""
+    return ARCHIVED_TYPES.get(mime_type.split(";", 1)[0].strip().lower())
+
+
 def content_type_for(file_name: str) -> str:
     """The MIME type of a file name; ``application/octet-stream`` when unknown."""
     known = _BY_EXTENSION.get(PurePath(file_name).suffix.lower())

@@ -28,7 +28,7 @@ from airflow_kling.media.limits import (
     check_video,
 )
 from airflow_kling.media.output import atomic_output, copy_atomically
-from airflow_kling.media.probing import MediaInfo, probe
+from airflow_kling.media.probing import MediaInfo, open_media, probe
 
 MAX_FPS = 30.0
 VIDEO_MAX_BITRATE = 8_000_000
@@ -217,7 +217,7 @@ def _remux(source: str, target: Path, info: MediaInfo) -> list[str]:
     import av
 
     with (
-        av.open(source) as src,
+        open_media(source) as src,
         av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out,
     ):
         in_video = src.streams.video[0]
@@ -265,7 +265,7 @@ def _transcode(
     slots = max(1, round(length * fps))
     slot_limit = round(window * fps)  # slots past this hold the last frame (padding)
     with (
-        av.open(source) as src,
+        open_media(source) as src,
         av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out,
     ):
         in_video = src.streams.video[0]
@@ -333,7 +333,7 @@ def _encode_audio_file(source: str, target: Path, codec: str, bitrate: int, keep
 
     container_format = "mp4" if codec == "aac" else "mp3"
     with (
-        av.open(source) as src,
+        open_media(source) as src,
         av.open(
             str(target),
             "w",

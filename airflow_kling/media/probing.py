@@ -49,17 +49,51 @@ class MediaInfo:
         return asdict(self)
 
 
+MEDIA_CONTAINERS = frozenset(
+    {
+        # video (and their audio-only cousins)
+        "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "flv", "asf", "mpegts", "mpeg",
+        # audio
+        "mp3", "wav", "w64", "aac", "ogg", "flac", "aiff",
+    }
+)  # fmt: skip
+"""FFmpeg demuxers of real audio and video containers, the only ones read. FFmpeg also has pseudo-demuxers
+that turn other files into media (``tty`` renders a text file as video frames, ``image2`` a picture,
+``lavfi`` a filter graph, ``concat`` a list of other files): a file they detect is refused by name."""
+
+
+def open_media(path: str | os.PathLike[str]) -> Any:
+    """An FFmpeg input of a local file, read through the ``file:`` protocol only (a path such as
+    ``concat:...`` or ``http://...`` is a file name, never an FFmpeg protocol), in a real container.
+
+    :raises MediaError: the file's container is not one of :data:`MEDIA_CONTAINERS`.
+    """
+    import av
+
+    path = os.fspath(path)
+    container = av.open(f"file:{os.path.abspath(path)}")
+    names = set(container.format.name.split(","))
+    if not names & MEDIA_CONTAINERS:
+        container.close()
+        raise MediaError(
+            f"{path}: read by FFmpeg as {container.format.name!r} ({container.format.long_name}), not an "
+            f"audio or video container: refused (read: {', '.join(sorted(MEDIA_CONTAINERS))})"
+        )
+    return container
+
+
 def probe(path: str | os.PathLike[str]) -> MediaInfo:
     """Probe a local media file.
 
-    :raises MediaError: the file is empty, not media, or unreadable; the message names the file.
+    :raises MediaError: the file is empty, not media (a text, a picture: see :data:`MEDIA_CONTAINERS`), or
+        unreadable; the message names the file.
     """
     import av
 
     path = os.fspath(path)
     size = _size(path)
     try:
-        with av.open(path) as container:
+        with open_media(path) as container:
             video = container.streams.video[0] if container.streams.video else None
             audio = container.streams.audio[0] if container.streams.audio else None
             if video is None and audio is None:

@@ -26,7 +26,9 @@ class ScenarioUploadAssetOperator(BaseOperator):
 
     Before sending, the file is probed and checked against Kling's limits for its kind (video: ``.mp4`` or
     ``.mov``, under 100 MB, 2-10 s, 720-1920 px; audio: ``.mp3``/``.wav``/``.m4a``/``.aac``, under 5 MB):
-    a file that breaks one is refused with every violation listed, unless ``validate=False``.
+    a file that breaks one is refused with every violation listed, unless ``validate=False``. A video or
+    audio file is always probed first, ``validate=False`` or not: a file FFmpeg reads only through a
+    pseudo-demuxer (a text, a picture; see :data:`airflow_kling.media.probing.MEDIA_CONTAINERS`) is refused.
 
     :param source: a local path or an object-storage URI. Templated. When it renders empty, the task is
         skipped (an optional input, e.g. the audio of a text-driven lipsync).
@@ -75,7 +77,7 @@ class ScenarioUploadAssetOperator(BaseOperator):
             raise AirflowSkipException("No source to upload (an optional input left empty)")
         source = storage_path(self.source, self.storage_conn_id)
         kind = self.kind or kind_for(source.name)
-        if not self.validate or kind not in ("video", "audio"):
+        if kind not in ("video", "audio"):
             asset_id = self.hook.upload_asset(source, kind=kind)
         else:
             with local_copy(source) as local:
@@ -100,6 +102,8 @@ class ScenarioUploadAssetOperator(BaseOperator):
         from airflow_kling.media.probing import probe
 
         info = probe(local)
+        if not self.validate:
+            return
         violations = check_video(info) if kind == "video" else check_audio(info)
         if violations:
             listed = "; ".join(str(violation) for violation in violations)
@@ -186,13 +190,14 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
                 raise ScenarioValidationError(
                     f"Nothing to archive: no asset ids (asset_ids={self.asset_ids!r}, job_id={self.job_id!r})"
                 )
-        archived = archive_assets(
-            self.hook,
-            asset_ids,
-            destination,
-            file_name_template=self.file_name_template or DEFAULT_FILE_NAME_TEMPLATE,
-            overwrite=self.overwrite,
-        )
+        with invalid_input_fails_task():  # an answer of the wrong shape, a template that leaves destination
+            archived = archive_assets(
+                self.hook,
+                asset_ids,
+                destination,
+                file_name_template=self.file_name_template or DEFAULT_FILE_NAME_TEMPLATE,
+                overwrite=self.overwrite,
+            )
         self._archived = archived
         uris = [item.uri for item in archived]
         context["ti"].xcom_push(key=ARCHIVE_XCOM_KEY, value=self._archive_record(archived))

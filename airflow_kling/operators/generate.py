@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_kling.exceptions import ScenarioError, ScenarioJobError, ScenarioValidationError
+from airflow_kling.exceptions import (
+    ScenarioError,
+    ScenarioJobError,
+    ScenarioTeamLimitError,
+    ScenarioValidationError,
+)
 from airflow_kling.jobs import (
     PERMANENT_FAILURES,
     JobStatus,
@@ -41,6 +46,10 @@ STATE_KEY = "scenario_job"
 """``task_state_store`` key under which a try records the job it submitted."""
 DEFERRAL_GRACE = 300.0
 """Seconds Airflow waits past the trigger's own deadline before failing a deferral that never fired."""
+FIRST_POLL_DELAY = 5.0
+"""Seconds the trigger waits after the deferral before its first poll (the operator has just read the job).
+An event within seconds of the deferral can meet an Airflow scheduler race: the deferring try's executor
+event ("success") read after the trigger's event has re-queued the task, which then fails the try."""
 
 
 class TaskStateRecords:
@@ -87,7 +96,16 @@ class ScenarioGenerateOperator(BaseOperator):
     :param settle_seconds: after a submission whose answer was lost, how long to keep looking for its job
         before submitting again; default 90.
     :param permanent_failures: regular expressions for job errors that no retry can fix; default
-        :data:`airflow_kling.jobs.PERMANENT_FAILURES`.
+        :data:`airflow_kling.jobs.PERMANENT_FAILURES`. An earlier try's job that failed with one fails a
+        retry at once too, without a new job.
+    :param first_poll_delay: seconds after the deferral before the trigger's first poll; default
+        :data:`FIRST_POLL_DELAY` (5).
+
+    When the team already runs as many jobs as its plan allows (HTTP 429 on the submission, see
+    :class:`~airflow_kling.exceptions.ScenarioTeamLimitError`), the operator waits for a slot and submits
+    again: in the triggerer when deferrable, else asleep in the worker; no try is used up, nothing is paid
+    for the refusal, and the wait (5 s doubling to 60 s, each cut by up to half at random) is bounded by
+    ``timeout``.
     """
 
     template_fields: Sequence[str] = ("model_id", "inputs", "project_id", "max_creative_units")
@@ -110,6 +128,7 @@ class ScenarioGenerateOperator(BaseOperator):
         reattach: bool = True,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
         permanent_failures: Sequence[str] = PERMANENT_FAILURES,
+        first_poll_delay: float = FIRST_POLL_DELAY,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -133,6 +152,7 @@ class ScenarioGenerateOperator(BaseOperator):
         self.reattach = reattach
         self.settle_seconds = settle_seconds
         self.permanent_failures = tuple(permanent_failures)
+        self.first_poll_delay = float(first_poll_delay)
         self.job_id: str | None = None
         self._result: dict[str, Any] | None = None
         self._failure: str | None = None
@@ -169,7 +189,41 @@ class ScenarioGenerateOperator(BaseOperator):
             limit = self._spend_limit()
         if limit is not None:
             self._check_estimate(inputs, limit)
-        submission = self._submit(context, inputs)
+        return self._submit_and_wait(context, inputs, waiting_since=None, waits=0)
+
+    def resume_submission(
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        waiting_since: float | None = None,
+        waits: int = 0,
+    ) -> dict[str, Any]:
+        """Resume after a wait for a slot of the team's parallel jobs (in the triggerer): submit again."""
+        with invalid_input_fails_task():
+            inputs = self.build_inputs()
+        return self._submit_and_wait(context, inputs, waiting_since=waiting_since, waits=waits)
+
+    def _submit_and_wait(
+        self, context: Context, inputs: dict[str, Any], *, waiting_since: float | None, waits: int
+    ) -> dict[str, Any]:
+        while True:
+            try:
+                submission = self._submit(context, inputs)
+                break
+            except ScenarioTeamLimitError as refusal:
+                waiting_since = waiting_since or time.time()
+                delay = self._slot_wait(refusal, waiting_since, waits)
+                waits += 1
+                if self.deferrable:
+                    from airflow_kling.triggers.slot import ScenarioSlotTrigger
+
+                    self.defer(
+                        trigger=ScenarioSlotTrigger(wake_at=time.time() + delay),
+                        method_name="resume_submission",
+                        kwargs={"waiting_since": waiting_since, "waits": waits},
+                        timeout=delay + DEFERRAL_GRACE,
+                    )
+                time.sleep(delay)
         job, cost = submission.job, submission.cost
         self.job_id = job_id = submission.job_id
         self._publish_job(context, job_id)
@@ -189,6 +243,7 @@ class ScenarioGenerateOperator(BaseOperator):
                     timeout_at=timeout_at,
                     project_id=self.project_id,
                     cancel_on_exit=True,  # this task submitted the job and pays for it
+                    first_poll_at=time.time() + self.first_poll_delay,
                 ),
                 method_name="execute_complete",
                 kwargs={"cost": cost},
@@ -271,6 +326,7 @@ class ScenarioGenerateOperator(BaseOperator):
             settle_seconds=float(self.settle_seconds),
             adopt_since=adopt_since,
             reattach=self.reattach,
+            permanent_failures=self.permanent_failures,
         )
         if submission.how == "submitted":
             self.log.info(
@@ -280,6 +336,29 @@ class ScenarioGenerateOperator(BaseOperator):
                 submission.cost,
             )
         return submission
+
+    def _slot_wait(self, refusal: ScenarioTeamLimitError, since: float, waits: int) -> float:
+        """Seconds to wait before submitting again; fails the try once ``timeout`` has passed since the
+        first refusal. A refused submission created nothing: waiting costs nothing but time."""
+        from airflow_kling.polling import slot_wait_delay
+
+        waited = time.time() - since
+        limit = f"its limit of {refusal.limit}" if refusal.limit else "its limit of"
+        if waited >= float(self.timeout):
+            raise ScenarioError(
+                f"No slot of the team's parallel jobs freed within timeout={self.timeout} s: the team stayed at "
+                f"{limit} parallel jobs ({refusal.api_message})"
+            )
+        delay = min(slot_wait_delay(waits), float(self.timeout) - waited)
+        self.log.info(
+            "The team runs %s parallel Scenario jobs: waiting %.1f s for one of its slots (%.0f s waited so "
+            "far, at most timeout=%s s); nothing was created or billed by the refused submission",
+            limit,
+            delay,
+            waited,
+            self.timeout,
+        )
+        return delay
 
     def _publish_job(self, context: Context, job_id: str) -> None:
         ti = context["ti"]

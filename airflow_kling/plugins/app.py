@@ -5,7 +5,9 @@ the task instances of the DAG named in the path (``requires_access_dag("GET", TA
 Airflow's own task-instance endpoints make), so an anonymous request is answered 401 and a user without
 access to that DAG 403. Ids in the path are validated, and a video is only ever one the task's own XComs
 name: an archived file (streamed from its storage, local or any fsspec store) or the job's output asset
-(streamed from a fresh signed URL fetched here, which never reaches the page).
+(streamed from a fresh signed URL fetched here, which never reaches the page). What an XCom names is a claim:
+files are read only under the allowed archive roots, Scenario and object stores only through allowed
+connections (:mod:`airflow_kling.plugins.trust`), and only MP4 and QuickTime bodies are sent as video.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run time.
@@ -29,7 +31,7 @@ from airflow_kling.jobs import JobStatus, is_terminal, job_asset_ids
 from airflow_kling.plugins.clips import Clip, load_clips, run_exists
 from airflow_kling.plugins.page import CONTENT_SECURITY_POLICY, ClipView, render_page
 from airflow_kling.plugins.ranges import CHUNK, UnsatisfiableRange, parse_range, read_range
-from airflow_kling.storage import io_path, storage_path
+from airflow_kling.plugins.trust import UntrustedValue, playable_type, preview_trust
 from airflow_kling.version_compat import AirflowNotFoundException
 from airflow_kling.xcoms import ArchivedFileRecord
 
@@ -45,6 +47,7 @@ AssetId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]+$", max_length=128)]
 
 READ_TASK_INSTANCES = [Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE))]
 NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
+MEDIA_HEADERS = {**NO_SNIFF, "Content-Security-Policy": "sandbox"}
 
 app = FastAPI(title="Kling Lipsync preview", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -102,7 +105,7 @@ def video(
     """The video, answering ``Range`` requests (HTTP 206) so that the player can seek."""
     clip, archived = _find_asset(session, dag_id, run_id, task_id, map_index, asset_id)
     if archived is not None:
-        return _stream_archived(archived, clip.storage_conn_id, range_header)
+        return _stream_archived(archived, clip, range_header)
     return _stream_from_scenario(clip, asset_id, range_header)
 
 
@@ -116,13 +119,14 @@ def poster(
     clip, archived = _find_asset(session, dag_id, run_id, task_id, map_index, asset_id)
     if archived is None:
         raise HTTPException(404, "A poster frame is made from an archived video only")
+    path = _archived_path(archived, clip)
     try:
-        with io_path(storage_path(archived["uri"], clip.storage_conn_id)).open("rb") as source:
+        with path.open("rb") as source:
             image = poster_frame(source)
     except (OSError, MediaError) as error:
         raise HTTPException(404, f"No poster frame for asset {asset_id}: {type(error).__name__}") from None
     return Response(
-        image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600", **NO_SNIFF}
+        image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600", **MEDIA_HEADERS}
     )
 
 
@@ -152,6 +156,14 @@ def _view(root: str, dag_id: str, run_id: str, clip: Clip) -> ClipView:
     job, problem = _read_job(clip)
     manifest = _read_manifest(clip)
     archived = next((item for item in clip.files if item["mime_type"].startswith("video/")), None)
+    if archived is not None:
+        try:
+            preview_trust().archived_path(archived["uri"], clip.storage_conn_id)
+        except UntrustedValue as error:
+            refusal = f"The archived video is not served: {error}"
+            return ClipView(
+                clip, job, f"{problem}; {refusal}" if problem else refusal, None, None, None, None
+            )
     outputs = job_asset_ids(job) if job is not None and job.get("status") == JobStatus.SUCCESS else []
     asset_id = archived["asset_id"] if archived is not None else (outputs[0] if outputs else None)
     if asset_id is None:
@@ -179,15 +191,19 @@ _ended_jobs_lock = threading.Lock()  # the routes run in a thread pool
 def _read_job(clip: Clip) -> tuple[dict[str, Any] | None, str | None]:
     from airflow_kling.hooks.scenario import ScenarioHook
 
-    key = (clip.conn_id, clip.job_id)
+    try:
+        conn_id = preview_trust().scenario_conn_id(clip.conn_id)
+    except UntrustedValue as error:
+        return None, f"Job {clip.job_id} is not read: {error}"
+    key = (conn_id, clip.job_id)
     with _ended_jobs_lock:
         if key in _ended_jobs:
             _ended_jobs.move_to_end(key)
             return _ended_jobs[key], None
     try:
-        job = ScenarioHook(clip.conn_id).get_job(clip.job_id)
+        job = ScenarioHook(conn_id).get_job(clip.job_id)
     except (ScenarioError, AirflowNotFoundException) as error:
-        return None, f"Could not read job {clip.job_id} from Scenario ({clip.conn_id}): {error}"
+        return None, f"Could not read job {clip.job_id} from Scenario ({conn_id}): {error}"
     if is_terminal(str(job.get("status"))):
         with _ended_jobs_lock:
             _ended_jobs[key] = job
@@ -202,8 +218,11 @@ def _read_manifest(clip: Clip) -> dict[str, Any] | None:
     if not clip.files:
         return None
     try:
-        text = io_path(storage_path(clip.files[0]["manifest_uri"], clip.storage_conn_id)).read_text()
-        manifest = json.loads(text)
+        path = preview_trust().archived_path(clip.files[0]["manifest_uri"], clip.storage_conn_id)
+        manifest = json.loads(path.read_text())
+    except UntrustedValue as error:
+        log.warning("The manifest of job %s is not read: %s", clip.job_id, error)
+        return None
     except (OSError, ValueError) as error:
         log.info("No manifest for job %s: %s", clip.job_id, type(error).__name__)
         return None
@@ -228,10 +247,28 @@ def _find_asset(
     raise HTTPException(404, f"Task {task_id} of run {run_id} made no asset {asset_id}")
 
 
-def _stream_archived(
-    archived: ArchivedFileRecord, storage_conn_id: str | None, range_header: str | None
-) -> Response:
-    path = io_path(storage_path(archived["uri"], storage_conn_id))
+def _archived_path(archived: ArchivedFileRecord, clip: Clip) -> Any:
+    """Where an archived file may be read, or HTTP 403 naming why not (nothing is read)."""
+    try:
+        return preview_trust().archived_path(archived["uri"], clip.storage_conn_id)
+    except UntrustedValue as error:
+        log.warning("The preview refused asset %s of job %s: %s", archived["asset_id"], clip.job_id, error)
+        raise HTTPException(
+            403, f"The archive of asset {archived['asset_id']} is not served: {error}"
+        ) from None
+
+
+def _media(mime_type: str | None, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The media type a body is sent as: a playable video type as it is, anything else as a download
+    (never as a type a browser would render on Airflow's origin)."""
+    playable = playable_type(mime_type)
+    if playable is not None:
+        return playable, {**headers, **MEDIA_HEADERS}
+    return "application/octet-stream", {**headers, **MEDIA_HEADERS, "Content-Disposition": "attachment"}
+
+
+def _stream_archived(archived: ArchivedFileRecord, clip: Clip, range_header: str | None) -> Response:
+    path = _archived_path(archived, clip)
     try:
         size = int(path.stat().st_size)
     except FileNotFoundError:
@@ -239,20 +276,16 @@ def _stream_archived(
     try:
         byte_range = parse_range(range_header, size)
     except UnsatisfiableRange:
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", **NO_SNIFF})
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", **MEDIA_HEADERS})
     start, length = (byte_range.start, byte_range.length) if byte_range else (0, size)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Content-Length": str(length),
-        "Cache-Control": "private",
-        **NO_SNIFF,
-    }
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(length), "Cache-Control": "private"}
     if byte_range is not None:
         headers["Content-Range"] = byte_range.content_range
+    media_type, headers = _media(archived["mime_type"], headers)
     return StreamingResponse(
         read_range(path.open("rb"), start, length),
         status_code=206 if byte_range else 200,
-        media_type=archived["mime_type"],
+        media_type=media_type,
         headers=headers,
     )
 
@@ -261,7 +294,10 @@ def _stream_from_scenario(clip: Clip, asset_id: str, range_header: str | None) -
     from airflow_kling.hooks.scenario import ScenarioHook
     from airflow_kling.transfers.downloads import open_asset_file
 
-    hook = ScenarioHook(clip.conn_id)
+    try:
+        hook = ScenarioHook(preview_trust().scenario_conn_id(clip.conn_id))
+    except UntrustedValue as error:
+        raise HTTPException(403, f"Asset {asset_id} is not served: {error}") from None
     try:
         response = open_asset_file(hook, hook.get_asset(asset_id), range_header)
     except ScenarioError as error:
@@ -271,11 +307,12 @@ def _stream_from_scenario(clip: Clip, asset_id: str, range_header: str | None) -
         for name in ("Content-Length", "Content-Range")
         if name in response.headers
     }
+    media_type, headers = _media(
+        response.headers.get("Content-Type"),
+        {**passed_on, "Accept-Ranges": "bytes", "Cache-Control": "private"},
+    )
     return StreamingResponse(
-        _relay(response, asset_id),
-        status_code=response.status_code,
-        media_type=response.headers.get("Content-Type") or "video/mp4",
-        headers={**passed_on, "Accept-Ranges": "bytes", "Cache-Control": "private", **NO_SNIFF},
+        _relay(response, asset_id), status_code=response.status_code, media_type=media_type, headers=headers
     )
 
 

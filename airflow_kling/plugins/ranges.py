@@ -11,7 +11,9 @@ from typing import IO
 CHUNK = 256 * 1024
 """Bytes read and sent at a time."""
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# At most 18 digits a side (any file's size fits): a longer number is not a range this server honours, and
+# Python would refuse to read one of thousands of digits as an int.
+_RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 
 
 class UnsatisfiableRange(ValueError):
@@ -38,7 +40,7 @@ class ByteRange:
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """The range a ``Range`` header asks for in a file of ``size`` bytes; ``None`` for the whole file (no
     header, or one this server does not honour: several ranges or another unit, which RFC 9110 lets a
-    server answer with the whole file).
+    server answer with the whole file; also a number of more than 18 digits).
 
     :raises UnsatisfiableRange: the range starts past the end of the file, or the file is empty.
     """

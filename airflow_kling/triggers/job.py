@@ -59,6 +59,8 @@ class ScenarioJobTrigger(BaseTrigger):
     :param max_poll_interval: seconds the interval may stretch to while a long job is far from its end
         (see :func:`airflow_kling.polling.next_poll_delay`); default 3 x ``poll_interval``.
     :param cancel_on_exit: cancel the job at the deadline and when the task is killed; default ``False``.
+    :param first_poll_at: wall-clock time (epoch seconds) of the first poll; default at once. A trigger
+        started after it (on another triggerer) polls at once.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class ScenarioJobTrigger(BaseTrigger):
         project_id: str | None = None,
         max_poll_interval: float | None = None,
         cancel_on_exit: bool = False,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -81,6 +84,7 @@ class ScenarioJobTrigger(BaseTrigger):
             float(max_poll_interval) if max_poll_interval else self.poll_interval * STRETCH
         )
         self.cancel_on_exit = bool(cancel_on_exit)
+        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -93,6 +97,7 @@ class ScenarioJobTrigger(BaseTrigger):
                 "project_id": self.project_id,
                 "max_poll_interval": self.max_poll_interval,
                 "cancel_on_exit": self.cancel_on_exit,
+                "first_poll_at": self.first_poll_at,
             },
         )
 
@@ -122,6 +127,10 @@ class ScenarioJobTrigger(BaseTrigger):
         hook = self._hook()
         watch = JobWatch(self.job_id, self.poll_interval, self.max_poll_interval, self.log, log_end=False)
         job: dict[str, Any] | None = None
+        if self.first_poll_at is not None:
+            left = self._seconds_left()
+            wait = self.first_poll_at - time.time()
+            await asyncio.sleep(max(0.0, wait if left is None else min(wait, left)))
         while True:
             left = self._seconds_left()
             if left is not None and left <= 0:
@@ -144,10 +153,13 @@ class ScenarioJobTrigger(BaseTrigger):
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
 
     async def on_kill(self) -> None:
-        """With ``cancel_on_exit``: cancel the remote job when a user marks the deferred task failed, clears
-        it or kills it (called by the triggerer on Airflow 3.3+, by :meth:`run` before)."""
+        """With ``cancel_on_exit``: cancel the remote job when a user marked the deferred task failed,
+        cleared it or killed it (called by the triggerer on Airflow 3.3+). First it asks what became of its
+        task instance, as :meth:`run` does before 3.3: a triggerer that stalled past the health threshold
+        and came back also calls this for the triggers another triggerer took over (apache/airflow PR
+        #73454), and a task still deferred there is not this triggerer's to end."""
         if self.cancel_on_exit:
-            await outlast_cancellation(self._cancel_killed_job(), self.log)
+            await outlast_cancellation(self._cancel_if_task_ended(), self.log)
 
     async def _cancel_if_task_ended(self) -> None:
         if await self._task_was_ended():
@@ -161,29 +173,35 @@ class ScenarioJobTrigger(BaseTrigger):
 
     async def _task_was_ended(self) -> bool:
         """Whether this trigger's task instance has left ``deferred`` (a user marked, cleared or killed it).
-        Any doubt (no task instance known, the lookup failed) answers no: the job is not cancelled."""
+        Any doubt (no task instance known, the lookup failed) answers no, and says why: the job is not
+        cancelled."""
         ti = getattr(self, "task_instance", None)
         if ti is None:
+            self.log.warning(
+                "Trigger of job %s cancelled with no task instance known: job left running", self.job_id
+            )
             return False
         try:
-            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-            from asgiref.sync import sync_to_async
-
-            states = await asyncio.wait_for(
-                sync_to_async(RuntimeTaskInstance.get_task_states)(
-                    dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
-                ),
-                CANCEL_TIMEOUT,
-            )
+            state = await asyncio.wait_for(self._read_task_state(ti), CANCEL_TIMEOUT)
         except Exception as error:  # the triggerer may be going away: never cancel on a guess
             self.log.warning(
                 "Could not read the state of task %s: %s; job %s left running", ti.task_id, error, self.job_id
             )
             return False
+        self.log.info("Trigger of job %s cancelled; its task is %s", self.job_id, state)
+        return state is not None and state != "deferred"
+
+    async def _read_task_state(self, ti: Any) -> str | None:
+        """The task instance's state as Airflow's API server has it now (``None`` when it has none)."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+        from asgiref.sync import sync_to_async
+
+        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+            dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+        )
         by_task = states.get(ti.run_id) or {}
         state = by_task.get(ti.task_id, by_task.get(f"{ti.task_id}_{ti.map_index}"))
-        self.log.info("Trigger of job %s cancelled; its task is %s", self.job_id, state)
-        return state is not None and str(getattr(state, "value", state)) != "deferred"
+        return None if state is None else str(getattr(state, "value", state))
 
     async def _timed_out(self, hook: Any, job: dict[str, Any] | None) -> dict[str, Any]:
         message = f"Scenario job {self.job_id} did not finish before its deadline"

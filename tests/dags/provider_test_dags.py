@@ -7,12 +7,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from airflow_kling.operators.generate import KlingLipsyncOperator, ScenarioGenerateOperator
 from airflow_kling.sensors.job import ScenarioJobSensor
 
-FAST = {"poll_interval": 0.2, "settle_seconds": 1.0, "retries": 1, "retry_delay": timedelta(seconds=0)}
+FAST = {
+    "poll_interval": 0.2,
+    "settle_seconds": 1.0,
+    "retries": 1,
+    "retry_delay": timedelta(seconds=0),
+    "first_poll_delay": 0.0,
+}
 PARAMS = {"video": "", "audio": "", "text": "", "voice_speed": "", "max_cu": None}
 
 for mode, deferrable in (("sync", False), ("deferrable", True)):
@@ -63,3 +69,17 @@ with DAG("sense_given_job", schedule=None, params={"job_id": ""}):
         deferrable=True,
         soft_fail=True,
     )
+
+with DAG("log_credentials", schedule=None, params={"conn_id": "scenario_fallback"}):
+
+    @task
+    def log_credentials(params: dict[str, str] | None = None) -> None:
+        """Logs what must never show: Airflow's masker has to redact it in the task's log (and the preview
+        tests hang hostile XComs on this task instance)."""
+        from airflow_kling.hooks.scenario import ScenarioHook
+
+        assert params is not None
+        hook = ScenarioHook(params["conn_id"])
+        hook.log.info("secret=%s header=%s", hook.config.api_secret, hook.config.authorization)
+
+    log_credentials()

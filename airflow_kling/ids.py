@@ -1,0 +1,25 @@
+"""The shape of Scenario's ids (``job_...``, ``asset_...``): what an id from an API answer must look like
+before the provider puts it in a path, a URL or a file name."""
+
+from __future__ import annotations
+
+import re
+
+from airflow_kling.exceptions import ScenarioResponseError
+
+ID_PATTERN = re.compile(r"^[a-z]+_[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+"""A lowercase prefix, an underscore, then at most 128 letters, digits, ``_`` and ``-``: no dot, no slash."""
+
+
+def checked_id(value: object, what: str) -> str:
+    """``value`` when it has the shape of a Scenario id.
+
+    :param what: what the value is (``"asset id"``, ``"metadata.parentJobId"``), named in the error.
+    :raises ScenarioResponseError: naming ``what`` and the value (shortened), before anything uses it.
+    """
+    if isinstance(value, str) and ID_PATTERN.match(value):
+        return value
+    raise ScenarioResponseError(
+        f"The API answered a {what} of another shape than Scenario's ids ({ID_PATTERN.pattern}): "
+        f"{str(value)[:80]!r}; nothing was written"
+    )
