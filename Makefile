@@ -17,7 +17,7 @@ AIRFLOW_NEWEST := 3.3
 $(STAMP): pyproject.toml constraints/airflow-$(AIRFLOW_NEWEST).txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints/airflow-$(AIRFLOW_NEWEST).txt -e '.[dev]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints/airflow-$(AIRFLOW_NEWEST).txt -e . --group dev
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,7 +34,7 @@ lint: $(STAMP)
 # locations, compose files, the preview's parts): run on the newest line only by `make test`.
 SAME_ON_EVERY_LINE := tests/test_media.py tests/test_media_operators.py tests/test_emulator.py \
 	tests/test_retry_rules.py tests/test_polling.py tests/test_locations.py tests/test_docker_compose.py \
-	tests/test_preview_parts.py tests/test_lipsync_inputs.py tests/test_team_limit.py
+	tests/test_preview_parts.py tests/test_lipsync_inputs.py tests/test_team_limit.py tests/test_package.py
 
 # The whole suite on the newest Airflow; on the oldest what can differ by line (operators in DAG runs, the
 # reattach and cancel paths, hooks, the trigger, storage, a real deployment), without the Celery cluster and
@@ -58,13 +58,13 @@ test-airflow: $(STAMP)
 		-a .venv-airflow-$(AIRFLOW_LINE)/.stamp -nt pyproject.toml || ( \
 		$(BIN)/uv venv --quiet --clear --python $(PYTHON) .venv-airflow-$(AIRFLOW_LINE) && \
 		$(BIN)/uv pip install --quiet --python .venv-airflow-$(AIRFLOW_LINE)/bin/python \
-			-c constraints/airflow-$(AIRFLOW_LINE).txt -e '.[dev]' && \
+			-c constraints/airflow-$(AIRFLOW_LINE).txt -e . --group dev && \
 		touch .venv-airflow-$(AIRFLOW_LINE)/.stamp )
 	@echo "== Airflow $$(.venv-airflow-$(AIRFLOW_LINE)/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')"
 	PATH="$(CURDIR)/.venv-airflow-$(AIRFLOW_LINE)/bin:$$PATH" .venv-airflow-$(AIRFLOW_LINE)/bin/pytest $(TESTS)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,bench]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e . --group dev --group bench
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

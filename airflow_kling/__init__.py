@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -33,7 +33,10 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "extra-links": ["airflow_kling.links.ScenarioJobLink"],
         "triggers": [
-            {"integration-name": "Scenario", "python-modules": ["airflow_kling.triggers.job"]},
+            {
+                "integration-name": "Scenario",
+                "python-modules": ["airflow_kling.triggers.job", "airflow_kling.triggers.slot"],
+            },
         ],
         "operators": [
             {

@@ -1,7 +1,7 @@
 """Test set-up: a private AIRFLOW_HOME, and the helpers every test module shares.
 
 The ``scenario_emulator`` fixture comes from the provider's own pytest plugin
-(``airflow_kling.emulator.pytest_plugin``), the one DAG authors use too.
+(``airflow_kling.emulator.pytest_plugin``, loaded with ``-p`` by ``addopts``), the one DAG authors use too.
 """
 
 from __future__ import annotations

@@ -102,7 +102,8 @@ def test_dockerfile_installs_the_provider_on_the_official_image() -> None:
         if line.startswith("COPY ")
         for source in [word for word in line.split()[1:] if not word.startswith("--")][:-1]
     }
-    assert {"pyproject.toml", "README.md", "airflow_kling", "dags"} <= copied
+    # What the build reads: the long description is made of README.md and CHANGELOG.md, the license shipped.
+    assert {"pyproject.toml", "README.md", "CHANGELOG.md", "LICENSE", "airflow_kling", "dags"} <= copied
 
 
 def test_every_airflow_container_shares_the_locations_where_the_dags_write(monkeypatch: Any) -> None:

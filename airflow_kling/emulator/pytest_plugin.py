@@ -1,7 +1,9 @@
 """Pytest fixtures for DAG authors: ``scenario_emulator`` starts an emulator and points
 ``scenario_default`` at it.
 
-Registered through the ``pytest11`` entry point, so any project with the provider installed can use::
+Opt-in, so that no other pytest session of an environment with the provider loads it: name it in your
+``conftest.py`` (``pytest_plugins = ["airflow_kling.emulator.pytest_plugin"]``) or run ``pytest -p
+airflow_kling.emulator.pytest_plugin``; then::
 
     def test_my_dag(scenario_emulator):
         scenario_emulator.plan_jobs("failure", error="No face found")
