@@ -4,8 +4,8 @@ Every name Airflow moved between releases is imported here from where the runnin
 every feature that needs a newer release is switched on by a flag below, never by a ``try: import`` guess
 elsewhere.
 
-- ``AIRFLOW_V_3_2_PLUS``: ``airflow.sdk`` has ``conf`` and the task exceptions (3.1 keeps them in
-  ``airflow.configuration`` and ``airflow.exceptions``).
+- ``AIRFLOW_V_3_2_PLUS``: ``airflow.sdk`` has ``conf``, the task exceptions and ``Stats`` (3.1 keeps them
+  in ``airflow.configuration``, ``airflow.exceptions`` and ``airflow.stats``).
 - ``AIRFLOW_V_3_3_PLUS``: the task's ``task_state_store`` (a submission's record outlives a try) and a
   trigger's ``async on_kill()`` (called when a user ends a deferred task). Before 3.3 the operators find
   an earlier try's job by its inputs, and the trigger asks for the task instance's state when it is
@@ -30,6 +30,7 @@ if TYPE_CHECKING or AIRFLOW_V_3_2_PLUS:  # type-checked against the newest line
         AirflowNotFoundException,
         AirflowSkipException,
     )
+    from airflow.sdk.observability.stats import Stats
 else:
     from airflow.configuration import conf
     from airflow.exceptions import (
@@ -37,6 +38,7 @@ else:
         AirflowNotFoundException,
         AirflowSkipException,
     )
+    from airflow.stats import Stats
 
 __all__ = [
     "AIRFLOW_VERSION",
@@ -45,5 +47,6 @@ __all__ = [
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowSkipException",
+    "Stats",
     "conf",
 ]

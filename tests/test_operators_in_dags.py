@@ -4,6 +4,7 @@ against the emulator; what happened is read from the emulator's request log and 
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.airflow_runs import dags_test, prepare_airflow_home
 from tests.media_samples import sample_audio, sample_video, submit_text_job
+from tests.statsd_listener import kling_metrics, received, statsd
 
 GENERATE = "^/v1/generate/"
 MODES = ["sync", "deferrable"]
+__all__ = ["statsd"]  # the StatsD listener fixture
 
 
 @pytest.fixture(scope="session")
@@ -239,7 +242,7 @@ def test_a_sensor_that_times_out_on_a_stuck_job_does_not_cancel_it(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_at_the_teams_ceiling_the_lipsync_waits_for_a_slot_on_its_first_try(
-    mode: str, scenario_emulator: EmulatorServer, video: str
+    mode: str, scenario_emulator: EmulatorServer, video: str, statsd: socket.socket
 ) -> None:
     import threading
 
@@ -264,3 +267,6 @@ def test_at_the_teams_ceiling_the_lipsync_waits_for_a_slot_on_its_first_try(
     assert len(scenario_emulator.store.jobs) == 2  # the holder's and this task's: nothing paid twice
     (job_id,) = set(scenario_emulator.store.jobs) - {holder["job"]["jobId"]}
     assert run.return_values["lipsync"]["job_id"] == job_id
+    metrics = kling_metrics(received(statsd))  # what a platform team's dashboard sees
+    assert len(metrics["kling.slot_waits"]) == scenario_emulator.store.refused_submissions
+    assert metrics["kling.jobs.submitted"] == ["1|c"]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
+from airflow_kling import metrics
 from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.operators.errors import invalid_input_fails_task
 from airflow_kling.xcoms import ARCHIVE_XCOM_KEY, ArchivedFileRecord, ArchiveRecord
@@ -199,6 +200,8 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
                 overwrite=self.overwrite,
             )
         self._archived = archived
+        written = [item for item in archived if not item.skipped]
+        metrics.archived(len(written), sum(item.size for item in written))
         uris = [item.uri for item in archived]
         context["ti"].xcom_push(key=ARCHIVE_XCOM_KEY, value=self._archive_record(archived))
         extra: dict[str, Any] = {"uris": uris, "job_ids": sorted({item.job_id for item in archived})}

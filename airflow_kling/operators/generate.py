@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_kling import metrics
 from airflow_kling.exceptions import (
     ScenarioError,
     ScenarioJobError,
@@ -328,6 +329,7 @@ class ScenarioGenerateOperator(BaseOperator):
             reattach=self.reattach,
             permanent_failures=self.permanent_failures,
         )
+        metrics.job_obtained(submission.how, str(self.model_id))
         if submission.how == "submitted":
             self.log.info(
                 "Submitted Scenario job %s (%s); cost: %s creative units",
@@ -350,6 +352,7 @@ class ScenarioGenerateOperator(BaseOperator):
                 f"{limit} parallel jobs ({refusal.api_message})"
             )
         delay = min(slot_wait_delay(waits), float(self.timeout) - waited)
+        metrics.slot_wait(str(self.model_id))
         self.log.info(
             "The team runs %s parallel Scenario jobs: waiting %.1f s for one of its slots (%.0f s waited so "
             "far, at most timeout=%s s); nothing was created or billed by the refused submission",
@@ -405,6 +408,7 @@ class ScenarioGenerateOperator(BaseOperator):
         except ScenarioJobError as error:
             self.job_id = self.job_id or error.job_id
             self._failure = str(error)  # for the lineage of the failed run
+            metrics.job_ended(error.status, str(self.model_id), error.job, None)
             refused = error.status == JobStatus.FAILURE and error.job is not None
             if refused and is_permanent_failure(error.job or {}, self.permanent_failures):
                 raise AirflowFailException(
@@ -414,6 +418,8 @@ class ScenarioGenerateOperator(BaseOperator):
 
     def _finish(self, job: dict[str, Any], cost: float | None) -> dict[str, Any]:
         result = self._result = job_result(job, cost)
+        if is_terminal(result["status"]):
+            metrics.job_ended(result["status"], str(self.model_id), job, result["creative_units_cost"])
         self.log.info(
             "Scenario job %s: %s, assets %s, %s creative units",
             result["job_id"],
