@@ -218,7 +218,9 @@ class SubmitOnce:
             record = None
         claimed: tuple[str, ...] = record.claimed if record else ()
         if record is not None and record.refused and not record.job_id:
-            record = None  # the last POST was refused: nothing to follow or look for
+            # The last POST was refused (the team's limit): nothing to follow or look for, but the jobs
+            # earlier tries gave up on stay claimed.
+            return self._submit(model_id, inputs, digest, claimed)
         if record is not None and self.reattach:
             if record.job_id:
                 followed = self._follow(record)

@@ -61,15 +61,19 @@ def test_a_refused_submission_leaves_a_record_that_looks_for_nothing(
     scenario_emulator.plan_jobs(seconds=1)
     hook = ScenarioHook()
     hook.run_model(MODEL, {**inputs, "text": "the job holding the slot"})
-    store = MemoryRecordStore()
+    # An earlier try gave up on a job: it stays claimed through the refusal and the next submission.
+    earlier = SubmitRecord(inputs_digest(MODEL, inputs), 0.0, None, None, ("job_givenup",), refused=True)
+    store = MemoryRecordStore(earlier)
     with pytest.raises(ScenarioTeamLimitError):
         hook.submit_once(MODEL, inputs, store=store, settle_seconds=30)
     assert store.record is not None
-    assert (store.record.refused, store.record.job_id) == (True, None)
+    assert (store.record.refused, store.record.job_id, store.record.claimed) == (True, None, ("job_givenup",))
     scenario_emulator.store.config.team_job_limit = None
     submission = hook.submit_once(MODEL, inputs, store=store, settle_seconds=30)  # the next try
     assert submission.how == "submitted"
     assert scenario_emulator.store.requests("^/v1/jobs$") == []  # no lookup for a job never created
+    assert store.record.claimed == ("job_givenup",)
+    assert SubmitRecord.from_json(store.record.to_json()) == store.record  # as the task state store keeps it
     assert len(scenario_emulator.store.jobs) == 2
 
 
