@@ -206,7 +206,7 @@ def wait_until(cluster: Cluster, what: str, check: Any, limit: float = 120.0) ->
     pytest.fail(f"{what} did not happen within {limit:.0f} s\n{cluster.logs()}")
 
 
-def test_triggers_survive_a_killed_and_a_stopped_triggerer_without_a_cancel(
+def test_triggers_survive_a_killed_a_stopped_and_a_stalled_triggerer_without_a_cancel(
     cluster: Cluster, books: EmulatorServer, s3: Any
 ) -> None:
     assert cluster.deployment is not None
@@ -248,6 +248,32 @@ def test_triggers_survive_a_killed_and_a_stopped_triggerer_without_a_cancel(
         "triggerer-3 holding all 8 triggers",
         lambda: triggers_by_triggerer(cluster) == {"triggerer-3": 8},
     )
+    # A triggerer that stalls (SIGSTOP of its whole process tree: a paused container, a long GC pause) until
+    # another holds every trigger, then comes back: it finds its triggers gone and cancels them in its loop
+    # (on Airflow 3.3 through their on_kill, apache/airflow PR #73454). Their tasks are still deferred,
+    # under the other triggerer: no job may be cancelled.
+    cluster.start_triggerer("triggerer-4")
+    cluster.components["triggerer-3"].signal(signal.SIGSTOP)
+    wait_until(
+        cluster,
+        "triggerer-4 holding all 8 triggers",
+        lambda: triggers_by_triggerer(cluster) == {"triggerer-4": 8},
+    )
+    cluster.components["triggerer-3"].signal(signal.SIGCONT)
+    stalled = cluster.components["triggerer-3"]
+    wait_until(
+        cluster,
+        "triggerer-3 back at work (its heartbeat in the database again) or ended by itself",
+        lambda: (
+            (stalled.process is not None and stalled.process.poll() is not None)
+            or cluster.sql(
+                "SELECT count(*) FROM job WHERE hostname = 'triggerer-3' AND job_type = 'TriggererJob' "
+                "AND latest_heartbeat > now() - interval '3 seconds'"
+            )[0][0]
+        ),
+    )
+    time.sleep(5)  # its loop has run again: the cancels it makes of triggers it lost
+    assert books.store.requests("^/v1/jobs/[^/]+/action") == []
     books.store.config.job_seconds = 4.0
 
     state = wait_for_run(cluster, "kling_lipsync_batch", run_id)
