@@ -17,7 +17,7 @@ AIRFLOW_NEWEST := 3.3
 $(STAMP): pyproject.toml constraints/airflow-$(AIRFLOW_NEWEST).txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints/airflow-$(AIRFLOW_NEWEST).txt -e . --group dev
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints/airflow-$(AIRFLOW_NEWEST).txt -e . --group dev
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,26 +30,25 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Modules whose code does not touch what differs between Airflow lines (media, the emulator, retry rules,
-# locations, compose files, the preview's parts): run on the newest line only by `make test`.
-SAME_ON_EVERY_LINE := tests/test_media.py tests/test_media_operators.py tests/test_emulator.py \
-	tests/test_retry_rules.py tests/test_polling.py tests/test_locations.py tests/test_docker_compose.py \
-	tests/test_preview_parts.py tests/test_lipsync_inputs.py tests/test_team_limit.py tests/test_package.py
+# The suite runs in parallel (pytest-xdist): its time is mostly Airflow starting up and jobs running, so a
+# worker more than the cores keeps both busy. The tests that need a deployment of their line share one
+# (group `deployment`: one worker, one `airflow standalone`); the distributed cluster has a worker of its own.
+PYTEST_WORKERS ?= 3
+PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
 
-# The whole suite on the newest Airflow; on the oldest what can differ by line (operators in DAG runs, the
-# reattach and cancel paths, hooks, the trigger, storage, a real deployment), without the Celery cluster and
-# the browser (`make test-matrix` runs everything on every line); the real deployments, UI included, on a
-# middle one. CI has 45 minutes.
+# The whole suite on the newest Airflow; on the oldest what can differ by line (the tests marked
+# `every_line`: the version module's branches, hooks, the connection form, the reattach and cancel paths,
+# the trigger, storage, the operators' deferral in DAG runs, a real deployment); on the middle one, the real
+# deployment and the UI in a browser. `make test-matrix` runs everything on every line.
 test: lint
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
-	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_OLDEST) \
-		TESTS="--ignore=tests/test_distributed.py --ignore=tests/test_ui_preview.py $(addprefix --ignore=,$(SAME_ON_EVERY_LINE))"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PARALLEL)
+	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_OLDEST) TESTS="$(PARALLEL) -m every_line"
 	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_MIDDLE) \
-		TESTS="tests/test_real_deployment.py tests/test_ui_preview.py"
+		TESTS="$(PARALLEL) tests/test_real_deployment.py tests/test_ui_preview.py"
 
 # The whole suite on every supported Airflow line.
 test-matrix: lint
-	for line in $(AIRFLOW_LINES); do $(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$$line || exit 1; done
+	for line in $(AIRFLOW_LINES); do $(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$$line TESTS="$(PARALLEL)" || exit 1; done
 
 # One Airflow line in its own virtualenv (.venv-airflow-<line>), built with uv from its constraints.
 test-airflow: $(STAMP)
@@ -57,14 +56,14 @@ test-airflow: $(STAMP)
 	test -f .venv-airflow-$(AIRFLOW_LINE)/.stamp -a .venv-airflow-$(AIRFLOW_LINE)/.stamp -nt constraints/airflow-$(AIRFLOW_LINE).txt \
 		-a .venv-airflow-$(AIRFLOW_LINE)/.stamp -nt pyproject.toml || ( \
 		$(BIN)/uv venv --quiet --clear --python $(PYTHON) .venv-airflow-$(AIRFLOW_LINE) && \
-		$(BIN)/uv pip install --quiet --python .venv-airflow-$(AIRFLOW_LINE)/bin/python \
+		$(BIN)/uv pip install --quiet --compile-bytecode --python .venv-airflow-$(AIRFLOW_LINE)/bin/python \
 			-c constraints/airflow-$(AIRFLOW_LINE).txt -e . --group dev && \
 		touch .venv-airflow-$(AIRFLOW_LINE)/.stamp )
 	@echo "== Airflow $$(.venv-airflow-$(AIRFLOW_LINE)/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')"
 	PATH="$(CURDIR)/.venv-airflow-$(AIRFLOW_LINE)/bin:$$PATH" .venv-airflow-$(AIRFLOW_LINE)/bin/pytest $(TESTS)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e . --group dev --group bench
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e . --group dev --group bench
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

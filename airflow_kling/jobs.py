@@ -60,9 +60,6 @@ def job_asset_ids(job: dict[str, Any]) -> list[str]:
     return list((job.get("metadata") or {}).get("assetIds") or [])
 
 
-EVENT_STATUSES = frozenset({"success", "failure", "canceled", "timeout", "error"})
-"""Every ``status`` a :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` event can carry."""
-
 PERMANENT_FAILURES: tuple[str, ...] = (
     r"\bno (visible |clear |detectable )?faces?\b",
     r"\bfaces? (was |were |is )?not (detected|found|visible)\b",
@@ -85,57 +82,6 @@ def job_cost(job: dict[str, Any]) -> float | None:
     """Creative units billed for a job (``billing.cuCost``), or ``None`` when the API did not say."""
     cost = (job.get("billing") or {}).get("cuCost")
     return float(cost) if isinstance(cost, int | float) else None
-
-
-def job_result(job: dict[str, Any], cost: float | None = None) -> dict[str, Any]:
-    """The return value (XCom) of the operators and the sensor for a job.
-
-    :param cost: creative units from the submission's answer; the job's own ``billing`` wins when present.
-    """
-    billed = job_cost(job)
-    return {
-        "job_id": job["jobId"],
-        "status": job["status"],
-        "asset_ids": job_asset_ids(job),
-        "creative_units_cost": billed if billed is not None else cost,
-    }
-
-
-def successful_job(news: Any) -> dict[str, Any]:
-    """What every waiter does with its last news of a job (the operators synchronous and deferred, the
-    sensor poking and deferred): the job when it succeeded, else :class:`ScenarioJobError`.
-
-    :param news: a job object that has ended (``jobId``, ``status``, ...) or a trigger event
-        (``status``, ``job_id``, ``job``, ``message``; a malformed one is an error, never a success).
-    :raises ScenarioJobError: the job failed, was canceled, timed out or could not be followed; it carries
-        the job's error and hint in its message and the last job object seen as ``job``.
-    """
-    from airflow_kling.exceptions import ScenarioJobError
-
-    if isinstance(news, dict) and "jobId" in news:
-        job: dict[str, Any] | None = news
-        job_id, status, message = str(news["jobId"]), str(news.get("status")), ending_message(news)
-    else:
-        event = check_event(news)
-        job, job_id, status = event.get("job"), str(event["job_id"]), str(event["status"])
-        message = str(event.get("message") or f"Scenario job {job_id} ended with status {status}")
-    if status == JobStatus.SUCCESS and job:
-        return dict(job)
-    raise ScenarioJobError(job_id, status, message, job)
-
-
-def check_event(event: Any) -> dict[str, Any]:
-    """A trigger event as operators and sensors resume with it; anything malformed is an error, never a
-    success."""
-    from airflow_kling.exceptions import ScenarioJobError
-
-    if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES or not event.get("job_id"):
-        raise ScenarioJobError(
-            str(event.get("job_id") if isinstance(event, dict) else None) or "unknown",
-            "error",
-            f"Resumed with a malformed trigger event, refusing to treat it as success: {event!r}",
-        )
-    return event
 
 
 def ending_message(job: dict[str, Any]) -> str:

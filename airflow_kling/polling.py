@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from airflow_kling.api.retry import is_retryable_status
 from airflow_kling.exceptions import ScenarioAPIError, ScenarioError, ScenarioTransportError
-from airflow_kling.hooks.retry import is_retryable_status
 from airflow_kling.jobs import is_terminal
 
 MAX_ERROR_BACKOFF = 60.0

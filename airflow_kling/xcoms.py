@@ -4,7 +4,9 @@ through them. Values are plain JSON; none holds a secret or a signed URL."""
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
+
+from airflow_kling.jobs import job_asset_ids, job_cost
 
 JOB_ID_XCOM_KEY = "scenario_job_id"
 """The job a lipsync (or any generate) task submitted or adopted, pushed as soon as it is known."""
@@ -34,3 +36,27 @@ class ArchiveRecord(TypedDict):
     conn_id: str
     storage_conn_id: str | None
     files: list[ArchivedFileRecord]
+
+
+class JobResult(TypedDict):
+    """The return value (XCom) of the operators and the sensor for a job: its id, status, output assets
+    and the creative units it cost (``None`` when the API did not say)."""
+
+    job_id: str
+    status: str
+    asset_ids: list[str]
+    creative_units_cost: float | None
+
+
+def job_result(job: dict[str, Any], cost: float | None = None) -> JobResult:
+    """The return value (XCom) of the operators and the sensor for a job.
+
+    :param cost: creative units from the submission's answer; the job's own ``billing`` wins when present.
+    """
+    billed = job_cost(job)
+    return JobResult(
+        job_id=str(job["jobId"]),
+        status=str(job["status"]),
+        asset_ids=job_asset_ids(job),
+        creative_units_cost=billed if billed is not None else cost,
+    )

@@ -116,7 +116,7 @@ with DAG(
     },
 ) as dag:
 
-    @task
+    @task(multiple_outputs=True)  # said, not inferred from the return type (ruff's AIR202)
     def resolve_inputs(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
         """Where the media are and where results go; synthesizes sample media into the work location when
         none is given. Both locations are checked writable before anything is paid for."""
@@ -125,7 +125,7 @@ with DAG(
 
         from airflow_kling.locations import check_input_location
         from airflow_kling.media.samples import make_audio, make_video
-        from airflow_kling.operators.errors import invalid_input_fails_task
+        from airflow_kling.operators.failures import invalid_input_fails_task
         from airflow_kling.storage import check_writable, plain_uri, publish
 
         assert params is not None

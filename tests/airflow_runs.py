@@ -1,14 +1,21 @@
-"""Run DAGs for real: ``airflow dags test`` in a subprocess, on the SQLite database of the tests'
-AIRFLOW_HOME, with the test DAGs in its dags folder; the outcome is read back from that database."""
+"""Run DAGs for real: ``airflow dags test`` in a process of its own, on the SQLite database of the tests'
+AIRFLOW_HOME, with the test DAGs in its dags folder; the outcome is read back from that database.
+
+A run's process is forked from :mod:`tests.dag_runner`, which has imported Airflow once, when the test's
+environment is the session's (but for its connections); otherwise it is a new ``airflow`` process."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import select
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,14 +78,93 @@ class DagRunOutcome:
         return [row[0] for row in rows]
 
 
+RUN_LIMIT = 300.0
+"""Seconds a DAG run may take."""
+
+
+def _without_connections(env: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in env.items() if not key.startswith("AIRFLOW_CONN_")}
+
+
+class _Forks:
+    """The session's :mod:`tests.dag_runner`, started on first use and stopped when the session ends."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.env = _without_connections(dict(os.environ))
+        self.unread = b""
+
+    def serves(self, env: dict[str, str]) -> bool:
+        return _without_connections(env) == self.env
+
+    def run(self, argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.dag_runner"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=Path(__file__).parent.parent,
+                env={**self.env, "PYTHONPATH": str(Path(__file__).parent.parent)},
+            )
+            atexit.register(self.stop)
+            self.unread = b""
+        assert self.process.stdin is not None
+        with tempfile.NamedTemporaryFile(prefix="dags-test-", suffix=".log", delete=False) as output:
+            path = output.name
+        try:
+            self.process.stdin.write(json.dumps({"argv": argv, "env": env, "output": path}).encode() + b"\n")
+            self.process.stdin.flush()
+            pid = json.loads(self._answer(RUN_LIMIT))["pid"]
+            try:
+                code = json.loads(self._answer(RUN_LIMIT))["returncode"]
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                self._answer(30)
+                raise
+            return int(code), Path(path).read_text(errors="replace")
+        finally:
+            os.unlink(path)
+
+    def _answer(self, limit: float) -> bytes:
+        """The next line the runner wrote (read unbuffered: two answers may come in one read)."""
+        assert self.process is not None
+        assert self.process.stdout is not None
+        while b"\n" not in self.unread:
+            ready, _, _ = select.select([self.process.stdout], [], [], limit)
+            if not ready:
+                raise TimeoutError(f"no answer from tests.dag_runner within {limit:.0f} s")
+            chunk = os.read(self.process.stdout.fileno(), 65536)
+            if not chunk:
+                raise RuntimeError("tests.dag_runner exited")
+            self.unread += chunk
+        line, self.unread = self.unread.split(b"\n", 1)
+        return line
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+_forks = _Forks()
+
+
 def dags_test(dag_id: str, conf: dict[str, Any]) -> DagRunOutcome:
     """Run one DAG to its end with ``airflow dags test`` and read back each task's state and result."""
-    result = subprocess.run(
-        [airflow_bin(), "dags", "test", dag_id, "-c", json.dumps(conf)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    argv = ["dags", "test", dag_id, "-c", json.dumps(conf)]
+    env = dict(os.environ)
+    if _forks.serves(env):
+        returncode, output = _forks.run(argv, env)
+    else:
+        result = subprocess.run(
+            [airflow_bin(), *argv], capture_output=True, text=True, timeout=RUN_LIMIT, env=env
+        )
+        returncode, output = result.returncode, result.stdout + result.stderr
     with _db() as db:
         (run_id,) = db.execute(
             "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
@@ -93,8 +179,8 @@ def dags_test(dag_id: str, conf: dict[str, Any]) -> DagRunOutcome:
             (dag_id, run_id),
         ).fetchall()
     return DagRunOutcome(
-        returncode=result.returncode,
-        output=result.stdout + result.stderr,
+        returncode=returncode,
+        output=output,
         run_id=run_id,
         states={task: state for task, state, _, _ in rows},
         tries={task: tries for task, _, tries, _ in rows},

@@ -17,13 +17,16 @@ from pathlib import Path
 import pytest
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
-from airflow_kling.archive import archive_assets
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioDownloadError
+from airflow_kling.files.archive import archive_assets
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.operators.assets import LIPSYNC_VIDEOS, ScenarioArchiveAssetsOperator
 from airflow_kling.storage import storage_path
 from tests.media_samples import output_assets, sample_audio, sample_video
+
+# On every line: ObjectStoragePath and the amazon provider follow the line.
+pytestmark = pytest.mark.every_line
 
 
 class RecordingTaskInstance:
@@ -101,10 +104,10 @@ def test_the_manifest_goes_beside_the_files_whatever_the_template(
     (archived,) = archive_assets(
         ScenarioHook(), [asset_id], storage_path(tmp_path), file_name_template="{asset_id}/{job_id}.{ext}"
     )
-    assert archived.uri == f"file://{tmp_path / asset_id / job_id}.mp4"
+    assert archived.record["uri"] == f"file://{tmp_path / asset_id / job_id}.mp4"
     manifest = json.loads((tmp_path / asset_id / "manifest.json").read_text())
     assert manifest["job_id"] == job_id
-    assert manifest["files"][0]["uri"] == archived.uri
+    assert manifest["files"][0]["uri"] == archived.record["uri"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [asset_id]  # nothing written to a made-up folder
 
 
@@ -147,7 +150,7 @@ def test_faults_end_in_a_complete_verified_file(
     (archived,) = archive_assets(ScenarioHook(), [asset_id], storage_path(tmp_path))
     content = emulator_file(scenario_emulator, asset_id)
     assert (tmp_path / job_id / f"{asset_id}.mp4").read_bytes() == content
-    assert archived.sha256 == hashlib.sha256(content).hexdigest()
+    assert archived.record["sha256"] == hashlib.sha256(content).hexdigest()
     assert [r["status"] for r in scenario_emulator.store.requests("^/_files/")] == statuses
     if fault.get("status") == 403:
         assert len(scenario_emulator.store.requests("/download$")) == 1  # a fresh signed URL was asked for
@@ -164,7 +167,7 @@ def test_an_expired_url_is_renewed(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         asset = hook.get_asset(asset_id)
         time.sleep(2.1)  # the URL in hand has expired
 
-        from airflow_kling.transfers.downloads import download_asset
+        from airflow_kling.files.downloads import download_asset
 
         target = tmp_path / "out.mp4"
         result, sink = download_asset(hook, asset, lambda: target.open("wb"))
@@ -192,7 +195,7 @@ def test_a_killed_download_leaves_nothing_under_the_final_name(
     job_id, asset_id = finished_job(scenario_emulator)
     scenario_emulator.add_fault("^/_files/", delay=5)
     code = (
-        "import sys; from airflow_kling.archive import archive_assets; from airflow_kling.hooks.scenario import "
+        "import sys; from airflow_kling.files.archive import archive_assets; from airflow_kling.hooks.scenario import "
         "ScenarioHook; from airflow_kling.storage import storage_path; "
         "archive_assets(ScenarioHook(), [sys.argv[1]], storage_path(sys.argv[2]))"
     )

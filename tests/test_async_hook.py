@@ -14,6 +14,9 @@ from airflow_kling.exceptions import ScenarioAPIError, ScenarioAuthError, Scenar
 from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
 from tests.media_samples import submit_text_job
 
+# On every line: the hook stands on the http provider, whose version follows the line.
+pytestmark = pytest.mark.every_line
+
 T = TypeVar("T")
 
 

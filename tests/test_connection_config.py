@@ -11,6 +11,9 @@ from airflow.sdk import Connection
 from airflow_kling.exceptions import ScenarioConfigError, ScenarioCredentialsError
 from airflow_kling.hooks.connection import DEFAULT_BASE_URL, ScenarioConnectionConfig
 
+# On every line: the connection form and the http provider's hook differ by line.
+pytestmark = pytest.mark.every_line
+
 
 def config_of(**fields: object) -> ScenarioConnectionConfig:
     return ScenarioConnectionConfig.from_connection(

@@ -21,6 +21,7 @@ from tests.s3 import environment, moto_s3
 
 REPO = Path(__file__).parent.parent
 __all__ = ["scenario_emulator"]  # the shared fixture, on this module's own emulator
+pytestmark = pytest.mark.xdist_group("cluster")  # one worker holds the cluster
 BUCKET = "kling"
 POLICY = '''
 """Pins tasks to workers, so that a file handed from one task to the next must cross machines."""

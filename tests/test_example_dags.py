@@ -18,6 +18,7 @@ DAGS = Path(__file__).parent.parent / "dags"
 EXAMPLES = ["kling_lipsync_pipeline", "kling_lipsync_batch", "kling_lipsync_on_archive"]
 
 
+@pytest.mark.every_line
 def test_dagbag_loads_every_example_without_errors() -> None:
     from tests.airflow_runs import DagBag
 
@@ -199,6 +200,7 @@ def test_demo_real_mode_names_both_ways_to_give_credentials() -> None:
     )
 
 
+@pytest.mark.every_line
 @pytest.mark.parametrize("dag_id", EXAMPLES)
 def test_the_trigger_form_accepts_the_defaults_and_cleared_fields(dag_id: str) -> None:
     """What the Trigger form sends: every param's default, or a text field the user touched and cleared

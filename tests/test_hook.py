@@ -19,12 +19,15 @@ from airflow_kling.exceptions import (
     ScenarioTransportError,
     ScenarioUploadError,
 )
+from airflow_kling.files import uploads
 from airflow_kling.hooks.scenario import ScenarioHook
-from airflow_kling.transfers import uploads
 
 if TYPE_CHECKING:
     from airflow_kling.emulator import EmulatorServer
 from tests.media_samples import sample_audio, sample_video
+
+# On every line: the hook stands on the http provider's HttpHook, whose version follows the line.
+pytestmark = pytest.mark.every_line
 
 MODEL = "model_kling-lip-sync"
 GENERATE = "/v1/generate/custom/"

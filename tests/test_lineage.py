@@ -54,6 +54,7 @@ def names(datasets: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(item["namespace"], item["name"]) for item in datasets}
 
 
+@pytest.mark.every_line
 def test_the_archived_video_traces_back_to_the_raw_clip(
     scenario_emulator: EmulatorServer, lineage_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

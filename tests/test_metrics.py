@@ -38,6 +38,7 @@ def test_a_lipsync_and_its_archive_report_jobs_spend_duration_and_bytes(
     assert "kling.jobs.failed" not in metrics
 
 
+@pytest.mark.every_line
 def test_a_refused_job_is_counted_and_costs_nothing(
     scenario_emulator: EmulatorServer, statsd: socket.socket
 ) -> None:

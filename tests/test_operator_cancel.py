@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.operators.generate import KlingLipsyncOperator
 from tests.media_samples import submit_text_job
+
+# On every line: the cancel path.
+pytestmark = pytest.mark.every_line
 
 
 def test_on_kill_cancels_the_job(scenario_emulator: EmulatorServer) -> None:

@@ -41,6 +41,7 @@ def generate_calls(emulator: EmulatorServer) -> list[dict[str, object]]:
     return [r for r in emulator.store.requests(GENERATE) if "dryRun" not in r["query"]]  # type: ignore[operator]
 
 
+@pytest.mark.every_line
 @pytest.mark.parametrize("mode", MODES)
 def test_lipsync_success(mode: str, scenario_emulator: EmulatorServer, video: str, audio: str) -> None:
     run = dags_test(f"kling_{mode}", {"video": video, "audio": audio})
@@ -89,6 +90,7 @@ def test_validation_errors_never_reach_the_api(
     assert scenario_emulator.store.requests(GENERATE) == []
 
 
+@pytest.mark.every_line
 @pytest.mark.parametrize("mode", MODES)
 def test_retry_reattaches_instead_of_submitting_again(
     mode: str, scenario_emulator: EmulatorServer, video: str
@@ -113,6 +115,7 @@ def test_spend_guard_refuses_an_expensive_job(scenario_emulator: EmulatorServer,
     assert scenario_emulator.store.jobs == {}
 
 
+@pytest.mark.every_line
 @pytest.mark.parametrize("mode", MODES)
 def test_submit_without_waiting_then_sense(mode: str, scenario_emulator: EmulatorServer, video: str) -> None:
     run = dags_test(f"submit_then_sense_{mode}", {"video": video, "text": "hello there"})
@@ -240,6 +243,7 @@ def test_a_sensor_that_times_out_on_a_stuck_job_does_not_cancel_it(
     assert ScenarioHook().get_job(job_id)["status"] == "in-progress"
 
 
+@pytest.mark.every_line
 @pytest.mark.parametrize("mode", MODES)
 def test_at_the_teams_ceiling_the_lipsync_waits_for_a_slot_on_its_first_try(
     mode: str, scenario_emulator: EmulatorServer, video: str, statsd: socket.socket

@@ -11,6 +11,9 @@ import pytest
 
 from airflow_kling import get_provider_info
 
+# On every line: the connection form and provider discovery changed between lines.
+pytestmark = pytest.mark.every_line
+
 
 def test_connection_form_as_the_api_server_serves_it() -> None:
     """What the UI's connection form shows for the type Scenario, read the way the api-server reads it (on 3.1

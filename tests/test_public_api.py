@@ -13,6 +13,9 @@ import pytest
 
 from airflow_kling import get_provider_info
 
+# On every line: the public imports, through the version module.
+pytestmark = pytest.mark.every_line
+
 README = Path(__file__).parent.parent / "README.md"
 PACKAGE = Path(__file__).parent.parent / "airflow_kling"
 

@@ -7,15 +7,15 @@ from email.utils import format_datetime
 
 import pytest
 
-from airflow_kling.exceptions import ScenarioAmbiguousSubmitError, ScenarioTransportError
-from airflow_kling.hooks.retry import (
+from airflow_kling.api.contract import is_job_submission
+from airflow_kling.api.retry import (
     MAX_SERVER_DELAY,
     Attempts,
     Step,
     backoff_delay,
-    is_job_submission,
     server_delay,
 )
+from airflow_kling.exceptions import ScenarioAmbiguousSubmitError, ScenarioTransportError
 
 
 def attempts(*, submits_job: bool = False, max_retries: int = 4) -> Attempts:

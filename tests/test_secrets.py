@@ -16,6 +16,9 @@ from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
 from tests.media_samples import output_assets, sample_video
 
+# On every line: the masker moved into airflow.sdk.
+pytestmark = pytest.mark.every_line
+
 SECRET = "sk-live-7f3c1e9a-DO-NOT-LEAK"
 KEY = "key-for-leak-test"
 
@@ -97,7 +100,7 @@ def test_no_signed_url_when_the_storage_host_cannot_be_reached(
 ) -> None:
     from pathlib import Path
 
-    from airflow_kling.archive import archive_assets
+    from airflow_kling.files.archive import archive_assets
     from airflow_kling.storage import storage_path
 
     with EmulatorServer(config=EmulatorConfig(job_seconds=0.2)) as emulator:

@@ -18,6 +18,9 @@ from airflow_kling.hooks.scenario_async import close_shared_session
 from airflow_kling.triggers.job import ScenarioJobTrigger
 from tests.media_samples import submit_text_job
 
+# On every line: the trigger's on_kill reads its task's state differently on each line.
+pytestmark = pytest.mark.every_line
+
 
 def events_of(trigger: ScenarioJobTrigger) -> list[dict[str, Any]]:
     async def collect() -> list[dict[str, Any]]:

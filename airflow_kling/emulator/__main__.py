@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from airflow_kling.emulator.chaos import Chaos
 from airflow_kling.emulator.server import serve_forever
 from airflow_kling.emulator.store import EmulatorConfig
 
@@ -35,6 +36,18 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="custom jobs the team may run at once; past it generate answers 429 (default: no limit)",
     )
+    parser.add_argument(
+        "--chaos-seed",
+        type=int,
+        default=None,
+        help="chaos mode: random faults drawn from this seed on every route (default: off)",
+    )
+    parser.add_argument(
+        "--chaos-rate",
+        type=float,
+        default=0.2,
+        help="chaos mode: chance that a request meets a fault, 0-1 (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     config = EmulatorConfig(
         api_key=args.api_key,
@@ -43,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         url_ttl=args.url_ttl,
         team_job_limit=args.team_job_limit,
     )
-    serve_forever(args.host, args.port, config)
+    chaos = None if args.chaos_seed is None else Chaos(seed=args.chaos_seed, rate=args.chaos_rate)
+    serve_forever(args.host, args.port, config, chaos=chaos)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from airflow_kling.emulator import kling
+from airflow_kling.emulator.chaos import Chaos
 from airflow_kling.emulator.store import (
     AUTHOR_ID,
     DEFAULT_OWNER_ID,
@@ -63,6 +64,7 @@ def create_app(store: Store) -> web.Application:
     app.router.add_post("/_emulator/jobs/next", admin_next_jobs)
     app.router.add_post("/_emulator/jobs/{job_id}", admin_job)
     app.router.add_post("/_emulator/settings", admin_settings)
+    app.router.add_get("/_emulator/chaos", admin_chaos)
     return app
 
 
@@ -560,4 +562,23 @@ async def admin_settings(request: web.Request) -> web.Response:
         store.config.team_job_limit = None if body["team_job_limit"] is None else int(body["team_job_limit"])
     if "storage_origin" in body:
         store.config.storage_origin = body["storage_origin"] or None
+    if "chaos" in body:
+        store.chaos = _chaos(body["chaos"])
     return web.json_response({"status": "ok"})
+
+
+def _chaos(settings: Any) -> Chaos | None:
+    if settings is None:
+        return None
+    try:
+        return Chaos.from_settings(dict(settings))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ApiError(
+            400, f"chaos wants seed (an integer), rate (0-1), max_in_a_row, routes: {error}"
+        ) from None
+
+
+async def admin_chaos(request: web.Request) -> web.Response:
+    """What chaos mode has injected so far (``null`` when it is off)."""
+    chaos = _store(request).chaos
+    return web.json_response(chaos.report() if chaos is not None else None)

@@ -10,9 +10,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_kling.emulator.store import EmulatorConfig, Fault, Store
+from airflow_kling.emulator.store import EmulatorConfig, Fault, FaultSource, Store
+
+if TYPE_CHECKING:
+    from airflow_kling.emulator.chaos import Chaos
 
 
 class EmulatorServer:
@@ -62,6 +65,16 @@ class EmulatorServer:
     def add_fault(self, path: str, **options: Any) -> None:
         """Inject a fault; see :class:`~airflow_kling.emulator.store.Fault` for the options."""
         self.store.add_fault(Fault(path=path, **options))
+
+    def start_chaos(self, seed: int, **options: Any) -> Chaos:
+        """Turn chaos mode on (random faults on every route, drawn from ``seed``); ``options``: ``rate``,
+        ``max_in_a_row``, ``routes`` of :class:`~airflow_kling.emulator.chaos.Chaos`. Its ``injected``
+        counts what it did; ``store.reset()`` turns it off."""
+        from airflow_kling.emulator.chaos import Chaos
+
+        chaos = Chaos(seed=seed, **options)
+        self.store.chaos = chaos
+        return chaos
 
     def plan_jobs(self, outcome: str = "success", count: int = 1, **details: Any) -> None:
         """Make the next jobs end in ``outcome``; ``details``: ``error``, ``hint``, ``seconds``."""
@@ -133,14 +146,16 @@ def run_emulator(host: str = "127.0.0.1", port: int = 0, **config: Any) -> Itera
         yield server
 
 
-def serve_forever(host: str, port: int, config: EmulatorConfig) -> None:
-    """Serve in the foreground until interrupted (the ``python -m airflow_kling.emulator`` command)."""
+def serve_forever(host: str, port: int, config: EmulatorConfig, *, chaos: FaultSource | None = None) -> None:
+    """Serve in the foreground until interrupted (the ``python -m airflow_kling.emulator`` command);
+    ``chaos``: random faults from the start (see :mod:`airflow_kling.emulator.chaos`)."""
     from aiohttp import web
 
     from airflow_kling.emulator.app import create_app
 
     data_dir = Path(tempfile.mkdtemp(prefix="scenario-emulator-"))
     store = Store(config, data_dir)
+    store.chaos = chaos
     try:
         print(f"Scenario API emulator on http://{host}:{port}/v1 (key {config.api_key!r})", flush=True)
         web.run_app(create_app(store), host=host, port=port, access_log=None, print=None)

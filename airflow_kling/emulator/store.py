@@ -18,7 +18,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from airflow_kling.exceptions import MediaError
 from airflow_kling.jobs import TERMINAL_STATUSES, JobStatus, api_date
@@ -145,6 +145,14 @@ class Fault:
     after: bool = False
 
 
+class FaultSource(Protocol):
+    """Faults beyond the planned ones: :class:`airflow_kling.emulator.chaos.Chaos`."""
+
+    def draw(self, method: str, path: str) -> Fault | None: ...
+
+    def report(self) -> dict[str, Any]: ...
+
+
 def _whole_number(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         return None
@@ -166,6 +174,8 @@ class Store:
         self.uploads: dict[str, Upload] = {}
         self.jobs: dict[str, Job] = {}
         self.faults: list[Fault] = []
+        self.chaos: FaultSource | None = None
+        """Random faults for the requests no planned fault matches (chaos mode); ``None``: none."""
         self.next_outcomes: deque[dict[str, Any]] = deque()
         self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_LIMIT)
         self.empty_pages = False
@@ -214,7 +224,8 @@ class Store:
                 if fault.times > 0 and fault.method in ("*", method) and re.search(fault.path, path):
                     fault.times -= 1
                     return fault
-        return None
+            chaos = self.chaos
+        return chaos.draw(method, path) if chaos is not None else None
 
     def log_request(self, entry: dict[str, Any]) -> None:
         with self.lock:
@@ -234,6 +245,7 @@ class Store:
     def reset(self) -> None:
         with self.lock:
             self.faults.clear()
+            self.chaos = None
             self.next_outcomes.clear()
             self.request_log.clear()
             self.empty_pages = False

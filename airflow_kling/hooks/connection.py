@@ -18,6 +18,8 @@ from airflow_kling.exceptions import ScenarioConfigError, ScenarioCredentialsErr
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
+DEFAULT_CONN_ID = "scenario_default"
+"""The Airflow connection the hooks, operators, sensor and trigger use unless told another."""
 DEFAULT_BASE_URL = "https://api.cloud.scenario.com/v1"
 DEFAULT_TIMEOUT = 60.0
 """Seconds to wait for an answer (read, write); connecting has its own, shorter bound."""
@@ -168,3 +170,21 @@ def _retries(value: Any, conn_id: str) -> int:
             f"Connection {conn_id!r}: extra field 'max_retries' must be a whole number from 0 to 20, got {value!r}"
         )
     return number
+
+
+class ScenarioHookIdentity:
+    """What both hooks are to Airflow (a hook of connection type ``scenario``, found by ``scenario_conn_id``)
+    and how both read their connection."""
+
+    conn_name_attr = "scenario_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = "scenario"
+    scenario_conn_id: str
+    project_id: str | None
+
+    def _config_of(self, conn: Connection | None) -> ScenarioConnectionConfig:
+        """The config of ``conn`` (``None``: no such connection, the environment's credentials), acting in
+        ``project_id`` when one was given."""
+        return ScenarioConnectionConfig.from_connection(
+            conn, self.scenario_conn_id, project_id=self.project_id
+        )

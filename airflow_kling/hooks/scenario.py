@@ -11,17 +11,32 @@ import requests
 from airflow.providers.http.hooks.http import HttpHook
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from airflow_kling.api.contract import (
+    CANCEL_JOB,
+    GET_ASSET,
+    GET_JOB,
+    USER_AGENT,
+    ObjectCall,
+    api_call,
+    api_error,
+    api_path,
+    decode_json,
+)
+from airflow_kling.api.retry import Attempts
 from airflow_kling.exceptions import ScenarioError
-from airflow_kling.hooks.api import USER_AGENT, api_call, api_error, api_path, decode_json
-from airflow_kling.hooks.connection import DEFAULT_CONNECT_TIMEOUT, ScenarioConnectionConfig
-from airflow_kling.hooks.retry import Attempts
+from airflow_kling.hooks.connection import (
+    DEFAULT_CONN_ID,
+    DEFAULT_CONNECT_TIMEOUT,
+    ScenarioConnectionConfig,
+    ScenarioHookIdentity,
+)
+from airflow_kling.hooks.submission import DEFAULT_SETTLE_SECONDS
 from airflow_kling.redaction import redact_http_library_logs
-from airflow_kling.submission import DEFAULT_SETTLE_SECONDS
 from airflow_kling.version_compat import AIRFLOW_V_3_2_PLUS
 
 if TYPE_CHECKING:
-    from airflow_kling.submission import RecordStore, Submission
-    from airflow_kling.transfers.uploads import UploadSource
+    from airflow_kling.files.uploads import UploadSource
+    from airflow_kling.hooks.submission import RecordStore, Submission
 
 
 _USE_REQUEST = (
@@ -30,7 +45,7 @@ _USE_REQUEST = (
 )
 
 
-class ScenarioHook(HttpHook):
+class ScenarioHook(ScenarioHookIdentity, HttpHook):
     """Call the Scenario REST API with the credentials of an Airflow connection of type ``scenario``.
 
     The connection's login is the API key and its password the API secret (sent as HTTP Basic auth);
@@ -47,12 +62,9 @@ class ScenarioHook(HttpHook):
     :param project_id: the project to act in, overriding the connection's ``project_id``; default none.
     """
 
-    conn_name_attr = "scenario_conn_id"
-    default_conn_name = "scenario_default"
-    conn_type = "scenario"
     hook_name = "Scenario"
 
-    def __init__(self, scenario_conn_id: str = default_conn_name, *, project_id: str | None = None) -> None:
+    def __init__(self, scenario_conn_id: str = DEFAULT_CONN_ID, *, project_id: str | None = None) -> None:
         super().__init__(method="GET", http_conn_id=scenario_conn_id)
         self.scenario_conn_id = scenario_conn_id
         self.project_id = project_id
@@ -94,9 +106,7 @@ class ScenarioHook(HttpHook):
             conn = self.get_connection(self.scenario_conn_id)
         except AirflowNotFoundException:
             conn = None
-        return ScenarioConnectionConfig.from_connection(
-            conn, self.scenario_conn_id, project_id=self.project_id
-        )
+        return self._config_of(conn)
 
     def get_conn(
         self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
@@ -144,7 +154,7 @@ class ScenarioHook(HttpHook):
         params: Mapping[str, Any] | None = None,
         body: Any = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Send one API call with the retry rules of :mod:`airflow_kling.hooks.retry`.
+        """Send one API call with the retry rules of :mod:`airflow_kling.api.retry`.
 
         :param method: HTTP method.
         :param path: path relative to the base URL, e.g. ``/jobs/job_x`` (ids already encoded).
@@ -175,7 +185,7 @@ class ScenarioHook(HttpHook):
         submits_job: bool = False,
         stream: bool = False,
     ) -> requests.Response:
-        """Send a request, retrying what :mod:`airflow_kling.hooks.retry` says may be retried.
+        """Send a request, retrying what :mod:`airflow_kling.api.retry` says may be retried.
 
         Used for API calls and for presigned storage URLs alike; only API calls add credentials.
 
@@ -251,7 +261,7 @@ class ScenarioHook(HttpHook):
         :class:`~airflow_kling.exceptions.ScenarioAmbiguousSubmitError`. This method then looks for the job
         that submission may have created (``GET /jobs?createdAfter=...``, matched on the model and inputs)
         for up to ``settle_seconds``, adopts it when found, and submits again only when none appeared.
-        See :mod:`airflow_kling.submission` for the guarantee and its one limit.
+        See :mod:`airflow_kling.hooks.submission` for the guarantee and its one limit.
 
         :param store: where the intent and the job id are recorded, so that a later call (a task's retry)
             with the same store follows the same job; default in memory, for this call only.
@@ -264,10 +274,10 @@ class ScenarioHook(HttpHook):
             that failed with one is returned (``how="reattached"``), never paid for again; default none.
         :raises ScenarioTeamLimitError: the team runs as many jobs as it may (HTTP 429): nothing was
             created, and the record says so; call again once a job has ended.
-        :return: the :class:`~airflow_kling.submission.Submission`: the job, its cost, and ``how`` it was
+        :return: the :class:`~airflow_kling.hooks.submission.Submission`: the job, its cost, and ``how`` it was
             obtained (``submitted``, ``adopted`` or ``reattached``).
         """
-        from airflow_kling.submission import MemoryRecordStore, SubmitOnce
+        from airflow_kling.hooks.submission import MemoryRecordStore, SubmitOnce
 
         return SubmitOnce(
             self,
@@ -278,15 +288,18 @@ class ScenarioHook(HttpHook):
             permanent_failures=tuple(permanent_failures),
         )(model_id, inputs)
 
+    def get_object(self, call: ObjectCall, *ids: str) -> dict[str, Any]:
+        """Send ``call`` (e.g. :data:`~airflow_kling.api.contract.GET_JOB`) for ``ids``; its answer's object."""
+        _, payload = self.request(call.method, call.path(*ids), body=call.body)
+        return call.answer(payload)
+
     def get_job(self, job_id: str) -> dict[str, Any]:
         """The job object of ``GET /jobs/{jobId}`` (status, progress, metadata, statusHistory, ...)."""
-        _, payload = self.request("GET", api_path("/jobs/{}", job_id))
-        return dict(payload["job"])
+        return self.get_object(GET_JOB, job_id)
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         """Ask the API to cancel a job; returns the job object. The API may refuse (an error is raised)."""
-        _, payload = self.request("POST", api_path("/jobs/{}/action", job_id), body={"action": "cancel"})
-        return dict(payload["job"])
+        return self.get_object(CANCEL_JOB, job_id)
 
     def list_jobs(self, **filters: Any) -> Iterator[dict[str, Any]]:
         """Iterate over jobs, page by page, until the API sends no ``nextPaginationToken``.
@@ -309,8 +322,7 @@ class ScenarioHook(HttpHook):
 
     def get_asset(self, asset_id: str) -> dict[str, Any]:
         """The asset object of ``GET /assets/{assetId}``, with its temporary signed ``url``."""
-        _, payload = self.request("GET", api_path("/assets/{}", asset_id))
-        return dict(payload["asset"])
+        return self.get_object(GET_ASSET, asset_id)
 
     def get_download_url(self, asset_id: str) -> str:
         """A fresh signed URL for an asset's original file (``POST /assets/{assetId}/download``)."""
@@ -335,7 +347,7 @@ class ScenarioHook(HttpHook):
         :param content_type: MIME type; inferred from the file name when not given.
         :return: the new asset id.
         """
-        from airflow_kling.transfers.uploads import upload_asset
+        from airflow_kling.files.uploads import upload_asset
 
         return upload_asset(self, source, kind=kind, file_name=file_name, content_type=content_type)
 

@@ -12,9 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_kling.hooks.api import USER_AGENT, api_call, api_error, api_path, decode_json
-from airflow_kling.hooks.connection import DEFAULT_CONNECT_TIMEOUT, ScenarioConnectionConfig
-from airflow_kling.hooks.retry import Attempts
+from airflow_kling.api.contract import (
+    CANCEL_JOB,
+    GET_ASSET,
+    GET_JOB,
+    USER_AGENT,
+    ObjectCall,
+    api_call,
+    api_error,
+    decode_json,
+)
+from airflow_kling.api.retry import Attempts
+from airflow_kling.hooks.connection import (
+    DEFAULT_CONN_ID,
+    DEFAULT_CONNECT_TIMEOUT,
+    ScenarioConnectionConfig,
+    ScenarioHookIdentity,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -102,7 +116,7 @@ def _client_timeout(read_seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=DEFAULT_CONNECT_TIMEOUT, sock_read=read_seconds)
 
 
-class ScenarioAsyncHook(BaseHook):
+class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
     """Async twin of :class:`~airflow_kling.hooks.scenario.ScenarioHook` for triggers.
 
     The same connection, credentials, retry rules and errors; the connection is looked up with
@@ -113,12 +127,9 @@ class ScenarioAsyncHook(BaseHook):
     :param project_id: the project to act in, overriding the connection's ``project_id``; default none.
     """
 
-    conn_name_attr = "scenario_conn_id"
-    default_conn_name = "scenario_default"
-    conn_type = "scenario"
     hook_name = "Scenario (async)"
 
-    def __init__(self, scenario_conn_id: str = default_conn_name, *, project_id: str | None = None) -> None:
+    def __init__(self, scenario_conn_id: str = DEFAULT_CONN_ID, *, project_id: str | None = None) -> None:
         super().__init__()
         self.scenario_conn_id = scenario_conn_id
         self.project_id = project_id
@@ -138,9 +149,7 @@ class ScenarioAsyncHook(BaseHook):
             conn = await self.aget_connection(self.scenario_conn_id)
         except AirflowNotFoundException:
             conn = None
-        return ScenarioConnectionConfig.from_connection(
-            conn, self.scenario_conn_id, project_id=self.project_id
-        )
+        return self._config_of(conn)
 
     async def request(
         self,
@@ -186,19 +195,19 @@ class ScenarioAsyncHook(BaseHook):
             self.log.warning("%s in %.2f s", step.reason, step.delay)
             await asyncio.sleep(step.delay)
 
+    async def get_object(self, call: ObjectCall, *ids: str) -> dict[str, Any]:
+        """Send ``call`` for ``ids``; its answer's object (see :meth:`ScenarioHook.get_object`)."""
+        _, payload = await self.request(call.method, call.path(*ids), body=call.body)
+        return call.answer(payload)
+
     async def get_job(self, job_id: str) -> dict[str, Any]:
         """The job object of ``GET /jobs/{jobId}``."""
-        _, payload = await self.request("GET", api_path("/jobs/{}", job_id))
-        return dict(payload["job"])
+        return await self.get_object(GET_JOB, job_id)
 
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
         """Ask the API to cancel a job; returns the job object. The API may refuse (an error is raised)."""
-        _, payload = await self.request(
-            "POST", api_path("/jobs/{}/action", job_id), body={"action": "cancel"}
-        )
-        return dict(payload["job"])
+        return await self.get_object(CANCEL_JOB, job_id)
 
     async def get_asset(self, asset_id: str) -> dict[str, Any]:
         """The asset object of ``GET /assets/{assetId}``."""
-        _, payload = await self.request("GET", api_path("/assets/{}", asset_id))
-        return dict(payload["asset"])
+        return await self.get_object(GET_ASSET, asset_id)

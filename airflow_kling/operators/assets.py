@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,17 +11,17 @@ from airflow.sdk import Asset, BaseOperator
 
 from airflow_kling import metrics
 from airflow_kling.exceptions import ScenarioValidationError
-from airflow_kling.operators.errors import invalid_input_fails_task
-from airflow_kling.xcoms import ARCHIVE_XCOM_KEY, ArchivedFileRecord, ArchiveRecord
+from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin
+from airflow_kling.operators.failures import invalid_input_fails_task
+from airflow_kling.xcoms import ARCHIVE_XCOM_KEY, ArchiveRecord
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_kling.archive import ArchivedFile
-    from airflow_kling.hooks.scenario import ScenarioHook
+    from airflow_kling.files.archive import ArchivedFile
 
 
-class ScenarioUploadAssetOperator(BaseOperator):
+class ScenarioUploadAssetOperator(ScenarioHookMixin, BaseOperator):
     """Upload a local or object-storage file as a Scenario asset; returns the asset id.
 
     Before sending, the file is probed and checked against Kling's limits for its kind (video: ``.mp4`` or
@@ -49,7 +48,7 @@ class ScenarioUploadAssetOperator(BaseOperator):
         source: str,
         kind: str | None = None,
         validate: bool = True,
-        scenario_conn_id: str = "scenario_default",
+        scenario_conn_id: str = DEFAULT_CONN_ID,
         storage_conn_id: str | None = None,
         project_id: str | None = None,
         **kwargs: Any,
@@ -62,12 +61,6 @@ class ScenarioUploadAssetOperator(BaseOperator):
         self.storage_conn_id = storage_conn_id
         self.project_id = project_id
         self._asset_id: str | None = None
-
-    @cached_property
-    def hook(self) -> ScenarioHook:
-        from airflow_kling.hooks.scenario import ScenarioHook
-
-        return ScenarioHook(self.scenario_conn_id, project_id=self.project_id)
 
     def execute(self, context: Context) -> str:
         from airflow_kling.media.formats import kind_for
@@ -119,7 +112,7 @@ LIPSYNC_VIDEOS = Asset(name="kling_lipsync_videos", group="kling")
 run on every new archived lipsync video (each event's ``extra`` lists the archived ``uris`` and ``job_ids``)."""
 
 
-class ScenarioArchiveAssetsOperator(BaseOperator):
+class ScenarioArchiveAssetsOperator(ScenarioHookMixin, BaseOperator):
     """Copy generated assets into your own storage before their signed URLs expire.
 
     Each file streams in chunks (memory does not grow with its size) to a temporary name, is checked
@@ -153,7 +146,7 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
         file_name_template: str | None = None,
         overwrite: bool = False,
         storage_conn_id: str | None = None,
-        scenario_conn_id: str = "scenario_default",
+        scenario_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [LIPSYNC_VIDEOS])
@@ -169,14 +162,8 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
         self.scenario_conn_id = scenario_conn_id
         self._archived: list[ArchivedFile] = []
 
-    @cached_property
-    def hook(self) -> ScenarioHook:
-        from airflow_kling.hooks.scenario import ScenarioHook
-
-        return ScenarioHook(self.scenario_conn_id)
-
     def execute(self, context: Context) -> list[str]:
-        from airflow_kling.archive import DEFAULT_FILE_NAME_TEMPLATE, archive_assets
+        from airflow_kling.files.archive import DEFAULT_FILE_NAME_TEMPLATE, archive_assets
         from airflow_kling.jobs import job_asset_ids
         from airflow_kling.storage import check_writable
 
@@ -201,10 +188,13 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
             )
         self._archived = archived
         written = [item for item in archived if not item.skipped]
-        metrics.archived(len(written), sum(item.size for item in written))
-        uris = [item.uri for item in archived]
+        metrics.archived(len(written), sum(item.record["size"] for item in written))
+        uris = [item.record["uri"] for item in archived]
         context["ti"].xcom_push(key=ARCHIVE_XCOM_KEY, value=self._archive_record(archived))
-        extra: dict[str, Any] = {"uris": uris, "job_ids": sorted({item.job_id for item in archived})}
+        extra: dict[str, Any] = {
+            "uris": uris,
+            "job_ids": sorted({item.record["job_id"] for item in archived}),
+        }
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra = extra
@@ -216,28 +206,18 @@ class ScenarioArchiveAssetsOperator(BaseOperator):
         from airflow_kling.lineage import archived_file_dataset, asset_datasets, operator_lineage
 
         return operator_lineage(
-            inputs=asset_datasets(self.hook.config, [item.asset_id for item in self._archived]),
-            outputs=[archived_file_dataset(item.uri, item.sha256, item.size) for item in self._archived],
+            inputs=asset_datasets(self.hook.config, [item.record["asset_id"] for item in self._archived]),
+            outputs=[
+                archived_file_dataset(item.record["uri"], item.record["sha256"], item.record["size"])
+                for item in self._archived
+            ],
         )
 
     def _archive_record(self, archived: list[ArchivedFile]) -> ArchiveRecord:
-        from airflow_kling.archive import manifest_uri
-
         return ArchiveRecord(
             conn_id=self.scenario_conn_id,
             storage_conn_id=self.storage_conn_id,
-            files=[
-                ArchivedFileRecord(
-                    asset_id=item.asset_id,
-                    job_id=item.job_id,
-                    uri=item.uri,
-                    size=item.size,
-                    sha256=item.sha256,
-                    mime_type=item.mime_type,
-                    manifest_uri=manifest_uri(item.uri),
-                )
-                for item in archived
-            ],
+            files=[item.record for item in archived],
         )
 
     def _asset_ids(self) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -16,13 +15,12 @@ from airflow_kling.exceptions import (
     ScenarioTeamLimitError,
     ScenarioValidationError,
 )
+from airflow_kling.hooks.submission import DEFAULT_SETTLE_SECONDS, SubmitRecord
 from airflow_kling.jobs import (
     PERMANENT_FAILURES,
     JobStatus,
     is_permanent_failure,
     is_terminal,
-    job_result,
-    successful_job,
 )
 from airflow_kling.links import ScenarioJobLink
 from airflow_kling.media.limits import (
@@ -32,16 +30,16 @@ from airflow_kling.media.limits import (
     TEXT_MAX_CHARS,
     VOICE_SPEED_RANGE,
 )
-from airflow_kling.operators.errors import invalid_input_fails_task
-from airflow_kling.submission import DEFAULT_SETTLE_SECONDS, SubmitRecord
+from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin
+from airflow_kling.operators.failures import invalid_input_fails_task
+from airflow_kling.triggers.events import successful_job
 from airflow_kling.version_compat import AirflowFailException, conf
-from airflow_kling.xcoms import CONN_ID_XCOM_KEY, JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY
+from airflow_kling.xcoms import CONN_ID_XCOM_KEY, JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, JobResult, job_result
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_kling.hooks.scenario import ScenarioHook
-    from airflow_kling.submission import Submission
+    from airflow_kling.hooks.submission import Submission
 
 STATE_KEY = "scenario_job"
 """``task_state_store`` key under which a try records the job it submitted."""
@@ -66,11 +64,11 @@ class TaskStateRecords:
         self._store.set(STATE_KEY, record.to_json())
 
 
-class ScenarioGenerateOperator(BaseOperator):
+class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     """Run any Scenario custom model (``POST /generate/custom/{modelId}``) and wait for its job.
 
     Submits in the worker so that one task pays for one job, in every failure path (see
-    :mod:`airflow_kling.submission`): the intent is recorded in the task's ``task_state_store`` before the
+    :mod:`airflow_kling.hooks.submission`): the intent is recorded in the task's ``task_state_store`` before the
     ``POST`` and the job id after it, so a retry, or a try after a dead worker, follows that job; a
     submission whose answer was lost is looked for, and adopted, before anything is sent again. Then it
     waits: deferred to :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` (no worker slot held) or by
@@ -119,7 +117,7 @@ class ScenarioGenerateOperator(BaseOperator):
         *,
         model_id: str,
         inputs: Mapping[str, Any] | None = None,
-        scenario_conn_id: str = "scenario_default",
+        scenario_conn_id: str = DEFAULT_CONN_ID,
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10,
@@ -155,14 +153,8 @@ class ScenarioGenerateOperator(BaseOperator):
         self.permanent_failures = tuple(permanent_failures)
         self.first_poll_delay = float(first_poll_delay)
         self.job_id: str | None = None
-        self._result: dict[str, Any] | None = None
+        self._result: JobResult | None = None
         self._failure: str | None = None
-
-    @cached_property
-    def hook(self) -> ScenarioHook:
-        from airflow_kling.hooks.scenario import ScenarioHook
-
-        return ScenarioHook(self.scenario_conn_id, project_id=self.project_id)
 
     def _spend_limit(self) -> float | None:
         if self.max_creative_units in (None, "", "None"):
@@ -184,7 +176,7 @@ class ScenarioGenerateOperator(BaseOperator):
 
     # -- execution ------------------------------------------------------------------------------------------
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> JobResult:
         with invalid_input_fails_task():  # before any request: bad input never costs anything
             inputs = self.build_inputs()
             limit = self._spend_limit()
@@ -198,7 +190,7 @@ class ScenarioGenerateOperator(BaseOperator):
         event: dict[str, Any] | None = None,
         waiting_since: float | None = None,
         waits: int = 0,
-    ) -> dict[str, Any]:
+    ) -> JobResult:
         """Resume after a wait for a slot of the team's parallel jobs (in the triggerer): submit again."""
         with invalid_input_fails_task():
             inputs = self.build_inputs()
@@ -206,7 +198,7 @@ class ScenarioGenerateOperator(BaseOperator):
 
     def _submit_and_wait(
         self, context: Context, inputs: dict[str, Any], *, waiting_since: float | None, waits: int
-    ) -> dict[str, Any]:
+    ) -> JobResult:
         while True:
             try:
                 submission = self._submit(context, inputs)
@@ -254,7 +246,7 @@ class ScenarioGenerateOperator(BaseOperator):
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, cost: float | None = None
-    ) -> dict[str, Any]:
+    ) -> JobResult:
         """Resume after the trigger: only a well-formed ``success`` event succeeds."""
         self.job_id = str(event.get("job_id")) if isinstance(event, dict) else None
         return self._finish(self._outcome(event), cost)
@@ -285,17 +277,17 @@ class ScenarioGenerateOperator(BaseOperator):
         except ScenarioValidationError:
             inputs = {}
         config = self.hook.config
-        result = self._result or {}
+        result = self._result
         return operator_lineage(
             inputs=asset_datasets(config, inputs.values()),
-            outputs=asset_datasets(config, result.get("asset_ids") or []),
+            outputs=asset_datasets(config, result["asset_ids"] if result else []),
             run_facets=job_run_facets(
                 config,
                 self.job_id,
                 str(self.model_id),
                 inputs,
-                status=result.get("status"),
-                cost=result.get("creative_units_cost"),
+                status=result["status"] if result else None,
+                cost=result["creative_units_cost"] if result else None,
                 error=self._failure,
             ),
         )
@@ -416,7 +408,7 @@ class ScenarioGenerateOperator(BaseOperator):
                 ) from None
             raise
 
-    def _finish(self, job: dict[str, Any], cost: float | None) -> dict[str, Any]:
+    def _finish(self, job: dict[str, Any], cost: float | None) -> JobResult:
         result = self._result = job_result(job, cost)
         if is_terminal(result["status"]):
             metrics.job_ended(result["status"], str(self.model_id), job, result["creative_units_cost"])

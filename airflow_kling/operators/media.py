@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_kling.operators.errors import invalid_input_fails_task
+from airflow_kling.operators.failures import invalid_input_fails_task
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -291,8 +291,8 @@ def _stream_archived(archived: ArchivedFileRecord, clip: Clip, range_header: str
 
 
 def _stream_from_scenario(clip: Clip, asset_id: str, range_header: str | None) -> Response:
+    from airflow_kling.files.downloads import open_asset_file
     from airflow_kling.hooks.scenario import ScenarioHook
-    from airflow_kling.transfers.downloads import open_asset_file
 
     try:
         hook = ScenarioHook(preview_trust().scenario_conn_id(clip.conn_id))

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from airflow_kling.hooks.connection import DEFAULT_CONN_ID
 from airflow_kling.xcoms import (
     ARCHIVE_XCOM_KEY,
     CONN_ID_XCOM_KEY,
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 XCOM_KEYS = (JOB_ID_XCOM_KEY, CONN_ID_XCOM_KEY, ARCHIVE_XCOM_KEY)
-DEFAULT_CONN_ID = "scenario_default"
 
 
 @dataclass

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow_kling.hooks.connection import DEFAULT_CONN_ID
 from airflow_kling.locations import Root, UntrustedValue, roots, under_roots
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class PreviewTrust:
         archive = ",".join(items("archive_roots", os.path.join(home, "kling-archive")))
         return cls(
             archive_roots=roots(archive, f"[{SECTION}] archive_roots"),
-            conn_ids=frozenset(items("conn_ids", "scenario_default")),
+            conn_ids=frozenset(items("conn_ids", DEFAULT_CONN_ID)),
             storage_conn_ids=frozenset(items("storage_conn_ids", "")),
         )
 

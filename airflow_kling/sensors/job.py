@@ -11,17 +11,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_kling.exceptions import ScenarioError, ScenarioJobError
-from airflow_kling.jobs import is_terminal, job_result, successful_job
+from airflow_kling.jobs import is_terminal
+from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin
 from airflow_kling.polling import JobProgress, is_transient
+from airflow_kling.triggers.events import successful_job
 from airflow_kling.version_compat import AirflowFailException, AirflowSkipException, conf
+from airflow_kling.xcoms import JobResult, job_result
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_kling.hooks.scenario import ScenarioHook
 
-
-class ScenarioJobSensor(BaseSensorOperator):
+class ScenarioJobSensor(ScenarioHookMixin, BaseSensorOperator):
     """Succeed when a Scenario job succeeds; fail (or skip, with ``soft_fail``) when it fails or is canceled.
 
     Returns the same ``{"job_id", "status", "asset_ids", "creative_units_cost"}`` as the operators.
@@ -45,7 +46,7 @@ class ScenarioJobSensor(BaseSensorOperator):
         self,
         *,
         job_id: str,
-        scenario_conn_id: str = "scenario_default",
+        scenario_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         project_id: str | None = None,
         cancel_on_exit: bool = False,
@@ -57,12 +58,6 @@ class ScenarioJobSensor(BaseSensorOperator):
         self.scenario_conn_id = scenario_conn_id
         self.deferrable = deferrable
         self.project_id = project_id
-
-    @cached_property
-    def hook(self) -> ScenarioHook:
-        from airflow_kling.hooks.scenario import ScenarioHook
-
-        return ScenarioHook(self.scenario_conn_id, project_id=self.project_id)
 
     @cached_property
     def _progress(self) -> JobProgress:
@@ -112,7 +107,7 @@ class ScenarioJobSensor(BaseSensorOperator):
             timeout=timedelta(seconds=float(self.timeout) + 300),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> JobResult:
         """Resume after the trigger: only a well-formed ``success`` event succeeds."""
         return job_result(self._outcome(event))
 

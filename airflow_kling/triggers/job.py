@@ -10,8 +10,10 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_kling.exceptions import ScenarioError
+from airflow_kling.hooks.connection import DEFAULT_CONN_ID
 from airflow_kling.jobs import ending_message
 from airflow_kling.polling import STRETCH, JobWatch
+from airflow_kling.triggers.events import job_event
 from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
 
 CANCEL_TIMEOUT = 30.0
@@ -66,7 +68,7 @@ class ScenarioJobTrigger(BaseTrigger):
     def __init__(
         self,
         job_id: str,
-        scenario_conn_id: str = "scenario_default",
+        scenario_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 10.0,
         timeout_at: float | None = None,
         project_id: str | None = None,
@@ -143,11 +145,13 @@ class ScenarioJobTrigger(BaseTrigger):
                 try:
                     delay = watch.failed(error)
                 except ScenarioError:
-                    yield TriggerEvent(self._event("error", job, f"Cannot follow job {self.job_id}: {error}"))
+                    yield TriggerEvent(
+                        job_event("error", self.job_id, job, f"Cannot follow job {self.job_id}: {error}")
+                    )
                     return
             if delay is None:
                 assert job is not None
-                yield TriggerEvent(self._event(job["status"], job, ending_message(job)))
+                yield TriggerEvent(job_event(job["status"], self.job_id, job, ending_message(job)))
                 return
             left = self._seconds_left()
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
@@ -206,10 +210,12 @@ class ScenarioJobTrigger(BaseTrigger):
     async def _timed_out(self, hook: Any, job: dict[str, Any] | None) -> dict[str, Any]:
         message = f"Scenario job {self.job_id} did not finish before its deadline"
         if not self.cancel_on_exit:
-            return self._event("timeout", job, message + "; it was left running (not this task's to cancel)")
+            return job_event(
+                "timeout", self.job_id, job, message + "; it was left running (not this task's to cancel)"
+            )
         cancelled = await self._cancel(hook, "its deadline passed")
         message += "; it was cancelled" if cancelled else "; cancelling it was refused or failed"
-        return self._event("timeout", job, message)
+        return job_event("timeout", self.job_id, job, message)
 
     async def _cancel(self, hook: Any, why: str) -> bool:
         try:
@@ -219,6 +225,3 @@ class ScenarioJobTrigger(BaseTrigger):
             return False
         self.log.info("Cancelled Scenario job %s: %s", self.job_id, why)
         return True
-
-    def _event(self, status: str, job: dict[str, Any] | None, message: str) -> dict[str, Any]:
-        return {"status": status, "job_id": self.job_id, "job": job, "message": message}

@@ -6,9 +6,11 @@ Every DAG comes in a synchronous and a deferrable variant; the tests pass asset 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from airflow.sdk import DAG, task
 
+from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator, ScenarioUploadAssetOperator
 from airflow_kling.operators.generate import KlingLipsyncOperator, ScenarioGenerateOperator
 from airflow_kling.sensors.job import ScenarioJobSensor
 
@@ -83,3 +85,23 @@ with DAG("log_credentials", schedule=None, params={"conn_id": "scenario_fallback
         hook.log.info("secret=%s header=%s", hook.config.api_secret, hook.config.authorization)
 
     log_credentials()
+
+
+with DAG("chaos_batch", schedule=None, params={"videos": [], "destination": ""}):
+    # The batch's shape (upload, lipsync, archive per clip) with the test DAGs' fast polling, for the chaos
+    # tests: every call of every clip meets the emulator's random faults.
+
+    @task
+    def clips(params: dict[str, Any] | None = None) -> list[str]:
+        assert params is not None
+        return list(params["videos"])
+
+    uploads = ScenarioUploadAssetOperator.partial(
+        task_id="upload", kind="video", retries=1, retry_delay=timedelta(seconds=0)
+    ).expand(source=clips())
+    lipsyncs = KlingLipsyncOperator.partial(
+        task_id="lipsync", text="hello there", deferrable=True, **FAST
+    ).expand(video_asset_id=uploads.output)
+    ScenarioArchiveAssetsOperator.partial(
+        task_id="archive", destination="{{ params.destination }}", retries=1, retry_delay=timedelta(seconds=0)
+    ).expand(job_id=lipsyncs.output.map(lambda result: result["job_id"]))

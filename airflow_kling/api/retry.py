@@ -6,7 +6,7 @@ submits a job is never resent when its outcome is unknown, since the API has no 
 second attempt can create, and bill, a second job. Only 429 and 503 prove that a submission was refused
 before any work; a 500, 502 or 504, a dropped connection or a read timeout after the request was sent
 prove nothing, so they end in :class:`~airflow_kling.exceptions.ScenarioAmbiguousSubmitError` (the
-caller then looks for the job: :mod:`airflow_kling.submission`).
+caller then looks for the job: :mod:`airflow_kling.hooks.submission`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 from airflow_kling.exceptions import ScenarioAmbiguousSubmitError, ScenarioError, ScenarioTransportError
 
@@ -35,13 +34,6 @@ SAFE_SUBMIT_STATUSES = frozenset({429, 503})
 def is_retryable_status(status: int) -> bool:
     """Whether an answer to a read (or any call that creates nothing) is worth another attempt."""
     return status in RETRYABLE_STATUSES or status >= 500
-
-
-def is_job_submission(method: str, path: str, params: Mapping[str, Any] | None = None) -> bool:
-    """Whether a request creates a billable job: ``POST /generate/...`` that is not a ``dryRun`` estimate."""
-    if method.upper() != "POST" or not path.lstrip("/").startswith("generate/"):
-        return False
-    return not (params or {}).get("dryRun") and not (params or {}).get("dry_run")
 
 
 def server_delay(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
@@ -93,7 +85,7 @@ class Attempts:
     :param method: HTTP method.
     :param label: what logs and errors call the request: an API path, or a name such as ``upload part 2``
         for a presigned URL (a signed URL is a credential and never named).
-    :param submits_job: the request creates a billable job (see :func:`is_job_submission`).
+    :param submits_job: the request creates a billable job (see :func:`airflow_kling.api.contract.is_job_submission`).
     :param max_retries: retries after the first attempt.
     :param jitter: a source of numbers in ``[0, 1)`` for the backoff; tests inject a fixed one.
     """

@@ -1,8 +1,6 @@
-"""Moving files between your storage and Scenario: upload a file as an asset, download an asset's file.
-
-Both take a :class:`TransferClient`, what they need of :class:`~airflow_kling.hooks.scenario.ScenarioHook`:
-its API calls and its one request path (with the retry rules) for presigned URLs.
-"""
+"""What the file transfers need of :class:`~airflow_kling.hooks.scenario.ScenarioHook`, as protocols: uploads
+and downloads take a :class:`TransferClient` (its API calls and its one request path, with the retry
+rules, for presigned URLs), the archive an :class:`ArchiveClient` (that, and reading jobs and assets)."""
 
 from __future__ import annotations
 
@@ -35,3 +33,11 @@ class TransferClient(Protocol):
     ) -> requests.Response: ...
 
     def get_download_url(self, asset_id: str) -> str: ...
+
+
+class ArchiveClient(TransferClient, Protocol):
+    """The narrow part of the sync hook that the archive uses."""
+
+    def get_job(self, job_id: str) -> dict[str, Any]: ...
+
+    def get_asset(self, asset_id: str) -> dict[str, Any]: ...

@@ -1,11 +1,12 @@
-"""The parts of the Scenario wire contract that both hooks share: paths, query strings and errors."""
+"""The Scenario wire contract as both hooks speak it: paths, query strings, which calls submit a paid job,
+answers and errors."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from airflow_kling.exceptions import (
@@ -15,10 +16,6 @@ from airflow_kling.exceptions import (
     ScenarioNotFoundError,
     ScenarioTeamLimitError,
 )
-from airflow_kling.hooks.retry import is_job_submission
-
-if TYPE_CHECKING:
-    from airflow_kling.hooks.connection import ScenarioConnectionConfig
 
 USER_AGENT = "airflow-provider-kling"
 MESSAGE_LIMIT = 500
@@ -31,6 +28,35 @@ def api_path(template: str, *ids: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise ScenarioConfigError(f"Expected a non-empty id for {template!r}, got {value!r}")
     return template.format(*(quote(value, safe="") for value in ids))
+
+
+@dataclass(frozen=True)
+class ObjectCall:
+    """A call whose answer holds one object under ``key``: the request, and where its answer is."""
+
+    method: str
+    template: str
+    """The path, ids as ``{}`` (see :func:`api_path`)."""
+    key: str
+    body: dict[str, Any] | None = None
+
+    def path(self, *ids: str) -> str:
+        return api_path(self.template, *ids)
+
+    def answer(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(payload[self.key])
+
+
+GET_JOB = ObjectCall("GET", "/jobs/{}", "job")
+CANCEL_JOB = ObjectCall("POST", "/jobs/{}/action", "job", {"action": "cancel"})
+GET_ASSET = ObjectCall("GET", "/assets/{}", "asset")
+
+
+def is_job_submission(method: str, path: str, params: Mapping[str, Any] | None = None) -> bool:
+    """Whether a request creates a billable job: ``POST /generate/...`` that is not a ``dryRun`` estimate."""
+    if method.upper() != "POST" or not path.lstrip("/").startswith("generate/"):
+        return False
+    return not (params or {}).get("dryRun") and not (params or {}).get("dry_run")
 
 
 def query_params(filters: Mapping[str, Any]) -> dict[str, str]:
@@ -101,6 +127,18 @@ def decode_json(body: bytes, method: str, path: str, status: int) -> dict[str, A
     return decoded
 
 
+class Endpoint(Protocol):
+    """Where and as whom a call goes (a :class:`~airflow_kling.hooks.connection.ScenarioConnectionConfig`)."""
+
+    @property
+    def authorization(self) -> str: ...
+
+    @property
+    def project_id(self) -> str | None: ...
+
+    def url(self, path: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class ApiCall:
     """One API call as both hooks send it: URL, query, headers (with credentials) and JSON body."""
@@ -115,7 +153,7 @@ class ApiCall:
 
 
 def api_call(
-    config: ScenarioConnectionConfig,
+    config: Endpoint,
     method: str,
     path: str,
     params: Mapping[str, Any] | None,

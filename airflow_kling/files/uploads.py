@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from airflow_kling.exceptions import ScenarioUploadError
-from airflow_kling.hooks.api import api_message, api_path
+from airflow_kling.api.contract import api_message, api_path
+from airflow_kling.exceptions import ScenarioAPIError, ScenarioUploadError
 from airflow_kling.media.formats import content_type_for, kind_for
 
 if TYPE_CHECKING:
-    from airflow_kling.transfers import TransferClient
+    from airflow_kling.files.client import TransferClient
 
 PART_SIZE = 64 * 1024 * 1024
 """Bytes per part at most; more parts only for larger files (S3 wants 5 MiB or more for all but the last)."""
@@ -130,8 +130,22 @@ def upload_asset(
             offset = (number - 1) * part_length
             _put_part(hook, str(part["url"]), stream, number, offset, min(part_length, size - offset))
         hook.log.info("Uploaded %s (%d bytes, %d part(s)) as upload %s", file_name, size, parts, upload_id)
-        hook.request("POST", api_path("/uploads/{}/action", upload_id), body={"action": "complete"})
+        _complete(hook, upload_id)
         return _wait_for_asset(hook, upload_id, file_name)
+
+
+def _complete(hook: TransferClient, upload_id: str) -> None:
+    """Ask Scenario to assemble the parts. A retried ``complete`` whose first attempt took effect (its
+    answer was lost on the way back) is refused as "already" done: the upload's own state says so."""
+    try:
+        hook.request("POST", api_path("/uploads/{}/action", upload_id), body={"action": "complete"})
+    except ScenarioAPIError as error:
+        if error.status != 400:
+            raise
+        _, payload = hook.request("GET", api_path("/uploads/{}", upload_id))
+        if payload["upload"].get("status") in (None, "pending"):
+            raise
+        hook.log.info("Upload %s was completed by an earlier attempt whose answer was lost", upload_id)
 
 
 def _put_part(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_kling.exceptions import ScenarioDownloadError, ScenarioResponseError, ScenarioValidationError
+from airflow_kling.files.downloads import download_asset
 from airflow_kling.ids import checked_id
 from airflow_kling.jobs import job_cost
 from airflow_kling.media.formats import ARCHIVED_TYPES, extension_for
@@ -22,14 +23,14 @@ from airflow_kling.storage import (
     plain_uri,
     remove_stale_partials,
 )
-from airflow_kling.transfers.downloads import download_asset
+from airflow_kling.xcoms import ArchivedFileRecord
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from airflow.sdk import ObjectStoragePath
 
-    from airflow_kling.hooks.scenario import ScenarioHook
+    from airflow_kling.files.client import ArchiveClient
 
 DEFAULT_FILE_NAME_TEMPLATE = "{job_id}/{asset_id}.{ext}"
 MANIFEST_NAME = "manifest.json"
@@ -39,17 +40,15 @@ NO_JOB = "no-job"
 
 @dataclass(frozen=True)
 class ArchivedFile:
-    asset_id: str
-    job_id: str
-    uri: str
-    size: int
-    sha256: str
-    mime_type: str
+    """One file of an archive: what the archive task's XCom records of it, and whether this call found it
+    already archived (``skipped``) instead of writing it."""
+
+    record: ArchivedFileRecord
     skipped: bool
 
 
 def archive_assets(
-    hook: ScenarioHook,
+    hook: ArchiveClient,
     asset_ids: list[str],
     destination: ObjectStoragePath,
     *,
@@ -91,7 +90,7 @@ def archive_assets(
         if target.parent not in folders.setdefault(job_id, []):
             folders[job_id].append(target.parent)
     for job_id, job in jobs.items():
-        files = [item for item in archived if item.job_id == job_id]
+        files = [item.record for item in archived if item.record["job_id"] == job_id]
         for folder in folders[job_id]:  # beside the job's files, wherever the template put them
             _write_manifest(folder, job_id, model_ids[job_id], job, files)
     return archived
@@ -133,7 +132,7 @@ def _target(
 
 
 def _archive_one(
-    hook: ScenarioHook, asset: dict[str, Any], job_id: str, target: ObjectStoragePath, overwrite: bool
+    hook: ArchiveClient, asset: dict[str, Any], job_id: str, target: ObjectStoragePath, overwrite: bool
 ) -> ArchivedFile:
     asset_id = str(asset["id"])
     mime = str(asset.get("mimeType") or "application/octet-stream")
@@ -148,7 +147,7 @@ def _archive_one(
         and _manifest_says(io_target, asset_id, existing[1])
     ):
         hook.log.info("Asset %s already archived at %s (same size and SHA-256): skipped", asset_id, target)
-        return ArchivedFile(asset_id, job_id, plain_uri(target), existing[0], existing[1], mime, skipped=True)
+        return _archived(asset_id, job_id, target, existing[0], existing[1], mime, skipped=True)
     # As storage.atomic_writer does (partial file locally, straight to the key in an object store), but the
     # commit waits for the checks below, and a download that restarts from zero needs a fresh sink.
     partial = partial_path(local_target) if local_target is not None else None
@@ -158,9 +157,7 @@ def _archive_one(
         if existing is not None and existing[1] == downloaded.sha256:
             abandon(sink)
             hook.log.info("Asset %s already archived at %s (same SHA-256): skipped", asset_id, target)
-            return ArchivedFile(
-                asset_id, job_id, plain_uri(target), downloaded.size, downloaded.sha256, mime, True
-            )
+            return _archived(asset_id, job_id, target, downloaded.size, downloaded.sha256, mime, skipped=True)
         if existing is not None and not overwrite:
             abandon(sink)
             raise ScenarioDownloadError(
@@ -176,9 +173,30 @@ def _archive_one(
     hook.log.info(
         "Archived asset %s to %s (%d bytes, SHA-256 %s)", asset_id, target, downloaded.size, downloaded.sha256
     )
-    return ArchivedFile(
-        asset_id, job_id, plain_uri(target), downloaded.size, downloaded.sha256, mime, skipped=False
+    return _archived(asset_id, job_id, target, downloaded.size, downloaded.sha256, mime, skipped=False)
+
+
+def _archived(
+    asset_id: str,
+    job_id: str,
+    target: ObjectStoragePath,
+    size: int,
+    sha256: str,
+    mime_type: str,
+    *,
+    skipped: bool,
+) -> ArchivedFile:
+    uri = plain_uri(target)
+    record = ArchivedFileRecord(
+        asset_id=asset_id,
+        job_id=job_id,
+        uri=uri,
+        size=size,
+        sha256=sha256,
+        mime_type=mime_type,
+        manifest_uri=manifest_uri(uri),
     )
+    return ArchivedFile(record, skipped)
 
 
 def _existing_checksum(target: ObjectStoragePath | Path) -> tuple[int, str] | None:
@@ -209,7 +227,7 @@ def _write_manifest(
     job_id: str,
     model_id: str | None,
     job: dict[str, Any],
-    files: list[ArchivedFile],
+    files: list[ArchivedFileRecord],
 ) -> None:
     metadata = job.get("metadata") or {}
     inputs = metadata.get("input") or {}
@@ -221,20 +239,13 @@ def _write_manifest(
             for key in ("videoUrl", "audioFile", "text", "voiceId", "voiceSpeed")
             if key in inputs
         },
-        "output_asset_ids": list(metadata.get("assetIds") or [item.asset_id for item in files]),
+        "output_asset_ids": list(metadata.get("assetIds") or [item["asset_id"] for item in files]),
         "creative_units_cost": job_cost(job),
         "job_created_at": job.get("createdAt"),
         "job_finished_at": job.get("updatedAt"),
         "archived_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "files": [
-            {
-                "asset_id": item.asset_id,
-                "uri": item.uri,
-                "size": item.size,
-                "sha256": item.sha256,
-                "mime_type": item.mime_type,
-            }
-            for item in files
+            {key: item[key] for key in ("asset_id", "uri", "size", "sha256", "mime_type")} for item in files
         ],
     }
     with atomic_writer(io_path(folder / MANIFEST_NAME)) as out:

@@ -14,12 +14,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import requests
 
+from airflow_kling.api.retry import backoff_delay
 from airflow_kling.exceptions import ScenarioDownloadError, ScenarioError
-from airflow_kling.hooks.retry import backoff_delay
 from airflow_kling.storage import abandon
 
 if TYPE_CHECKING:
-    from airflow_kling.transfers import TransferClient
+    from airflow_kling.files.client import TransferClient
 
 CHUNK = 256 * 1024
 """Bytes read at a time; what a dropped connection loses of a partial read, so kept small."""

@@ -30,9 +30,8 @@ from airflow_kling.exceptions import (
 from airflow_kling.jobs import JobStatus, api_date, is_permanent_failure, job_cost
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from logging import Logger
-
-    from airflow_kling.hooks.scenario import ScenarioHook
 
 DEFAULT_SETTLE_SECONDS = 90.0
 """Seconds to keep looking for the job of a lost answer before submitting again: longer than the API's
@@ -43,6 +42,22 @@ CLOCK_SKEW = 5.0
 """Seconds the lookup reaches back before the intent's time, for a server clock behind this machine's."""
 MAX_SUBMISSIONS = 3
 """Ambiguous submissions one call makes at most before it gives up (the task's retry looks again)."""
+
+
+class JobClient(Protocol):
+    """What a submission needs of :class:`~airflow_kling.hooks.scenario.ScenarioHook`: submit, read and list
+    jobs (the hook's one request path, with its retry rules, under each)."""
+
+    @property
+    def log(self) -> Any: ...
+
+    def run_model(
+        self, model_id: str, inputs: Mapping[str, Any], *, dry_run: bool = ...
+    ) -> dict[str, Any]: ...
+
+    def get_job(self, job_id: str) -> dict[str, Any]: ...
+
+    def list_jobs(self, **filters: Any) -> Iterator[dict[str, Any]]: ...
 
 
 def inputs_digest(model_id: str, inputs: Mapping[str, Any]) -> str:
@@ -147,7 +162,7 @@ def holds_inputs(job: Mapping[str, Any], model_id: str, inputs: Mapping[str, Any
 
 
 def find_submitted_job(
-    hook: ScenarioHook,
+    hook: JobClient,
     model_id: str,
     inputs: Mapping[str, Any],
     *,
@@ -182,7 +197,7 @@ class SubmitOnce:
     """Submit ``inputs`` to ``model_id`` so that one call, and the tries after it that share ``store``,
     pay for one job at most. See the module's description for how, and its one limit.
 
-    :param hook: the sync hook that sends the requests.
+    :param hook: the sync hook (a :class:`JobClient`) that sends the requests.
     :param store: where the record lives between tries; default one in memory (this call only).
     :param settle_seconds: how long to keep looking for the job of a lost answer before submitting again;
         default :data:`DEFAULT_SETTLE_SECONDS`.
@@ -195,7 +210,7 @@ class SubmitOnce:
         returned as it is (the caller fails with its refusal) instead of being paid for again; default none.
     """
 
-    hook: ScenarioHook
+    hook: JobClient
     store: RecordStore = field(default_factory=MemoryRecordStore)
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
     adopt_since: float | None = None

@@ -1,0 +1,84 @@
+"""A process that runs ``airflow dags test`` many times without paying Airflow's start-up each time.
+
+It imports Airflow, its CLI, the in-process execution API and the provider once, then forks a child for
+each run: the child is ``airflow dags test`` as the command line runs it (same arguments, the environment of
+the test that asked, its own output file), so a run is still a fresh process as far as the test can tell;
+only the imports are shared. Run with ``python -m tests.dag_runner``: one JSON request per line on stdin
+(``argv``, ``env``, ``output``), one JSON answer per line on stdout (the child's ``pid``, then its
+``returncode``); it exits when stdin closes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+
+def preload() -> None:
+    """What every run imports or builds, done once before the first fork."""
+    import airflow.__main__  # noqa: F401  (the CLI, its configuration and settings)
+    from airflow.cli import cli_parser
+    from airflow.sdk.execution_time import supervisor, task_runner  # noqa: F401
+
+    cli_parser.get_parser()
+    supervisor.in_process_api_server().app  # noqa: B018  (the execution API's FastAPI app, built once)
+    import airflow_kling.operators.assets
+    import airflow_kling.operators.generate
+    import airflow_kling.sensors.job
+    import airflow_kling.triggers.job  # noqa: F401
+
+
+def run_child(request: dict[str, Any]) -> None:
+    """In the forked child: become ``airflow <argv>`` with the request's environment and output."""
+    import random
+
+    from airflow import settings
+
+    os.environ.clear()
+    os.environ.update(request["env"])
+    random.seed()
+    if settings.engine is not None:
+        settings.engine.dispose(close=False)  # the zygote's pooled connections are not the child's to use
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    output = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(devnull, 0)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    sys.argv = ["airflow", *request["argv"]]
+    code = 0
+    try:
+        from airflow.__main__ import main
+
+        main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def serve() -> None:
+    preload()
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    for line in sys.stdin:
+        request = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            run_child(request)
+        answers.write(json.dumps({"pid": pid}) + "\n")
+        _, status = os.waitpid(pid, 0)
+        answers.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
+
+
+if __name__ == "__main__":
+    serve()
