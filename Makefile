@@ -31,20 +31,20 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The suite runs in parallel (pytest-xdist): its time is mostly Airflow starting up and jobs running, so a
-# worker more than the cores keeps both busy. The tests that need a deployment of their line share one
-# (group `deployment`: one worker, one `airflow standalone`); the distributed cluster has a worker of its own.
+# worker more than the cores keeps both busy. The UI's and the real deployment's standalones run one after
+# the other on one worker (xdist group `deployment`), the distributed cluster on another (group `cluster`).
 PYTEST_WORKERS ?= 3
 PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The whole suite on the newest Airflow; on the oldest what can differ by line (the tests marked
 # `every_line`: the version module's branches, hooks, the connection form, the reattach and cancel paths,
-# the trigger, storage, the operators' deferral in DAG runs, a real deployment); on the middle one, the real
-# deployment and the UI in a browser. `make test-matrix` runs everything on every line.
+# the trigger, storage, the operators' deferral in DAG runs, a real deployment); on the middle one, the UI in
+# a browser on a real deployment. `make test-matrix` runs everything on every line.
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PARALLEL)
 	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_OLDEST) TESTS="$(PARALLEL) -m every_line"
 	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_MIDDLE) \
-		TESTS="$(PARALLEL) tests/test_real_deployment.py tests/test_ui_preview.py"
+		TESTS="$(PARALLEL) tests/test_ui_preview.py"
 
 # The whole suite on every supported Airflow line.
 test-matrix: lint

@@ -7,25 +7,30 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
-from tests.deployments import RUN_LIMIT, Deployment, emulator, scenario_emulator
+from tests.deployments import RUN_LIMIT, Deployment, emulator, scenario_emulator, standalone
 from tests.media_samples import sample_video, submit_text_job
 
 DAG_ID = "kling_lipsync_pipeline"
 __all__ = ["emulator", "scenario_emulator"]  # the session's emulator, its books emptied for each test
 
 
+# A deployment of its own (not the session's shared one): these tests leave runs behind that would load it
+# and write in the books of the UI tests (a worker killed mid-POST, a watcher left waiting out a stuck job).
+# On the UI's worker (group `deployment`), so that two deployments never start at once on two cores.
 pytestmark = [pytest.mark.every_line, pytest.mark.xdist_group("deployment")]
 
 
 @pytest.fixture(scope="module")
-def deployment(shared_deployment: Deployment) -> Deployment:
-    return shared_deployment
+def deployment(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with standalone(tmp_path_factory.mktemp("deployment"), emulator.connection_uri()) as running:
+        yield running
 
 
 def test_pipeline_in_a_real_airflow(
