@@ -22,10 +22,6 @@ from collections.abc import Callable, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.deployments import shared_deployment, shared_emulator, shared_s3  # noqa: E402
-
-__all__ = ["shared_deployment", "shared_emulator", "shared_s3"]  # one deployment for the session
-
 
 @pytest.fixture
 def captured_logs(

@@ -1,6 +1,5 @@
-"""What the tests that run a real Airflow share: one ``airflow standalone`` for the whole session
-(``shared_deployment``, set up for the UI tests), a client of its REST API that waits for DAGs, runs and task instances, free ports, and the
-teardown of every process a deployment started."""
+"""What the tests that run a real Airflow share: a client of its REST API that waits for DAGs, runs and task
+instances, free ports, and the teardown of every process a deployment started."""
 
 from __future__ import annotations
 
@@ -34,9 +33,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def shared_emulator() -> Iterator[EmulatorServer]:
-    """One emulator for the shared deployment and every run in it; ``scenario_default`` of the test process
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    """One emulator for a module's deployment and every run in it; ``scenario_default`` of the test process
     points at it too."""
     with (
         EmulatorServer(config=EmulatorConfig(job_seconds=3.0)) as server,
@@ -44,54 +43,6 @@ def shared_emulator() -> Iterator[EmulatorServer]:
     ):
         patch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", server.connection_uri())
         yield server
-
-
-@pytest.fixture(scope="session")
-def shared_s3() -> Iterator[Any]:
-    """The bucket ``kling`` (moto on loopback) that the shared deployment archives to and previews from."""
-    from tests.s3 import moto_s3
-
-    with moto_s3("kling") as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def shared_deployment(
-    shared_emulator: EmulatorServer, shared_s3: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Deployment]:
-    """``airflow standalone``'s components on loopback, started once per session (per xdist worker: the
-    modules that use it share the ``deployment`` group), set up for every test that needs a deployment:
-
-    - archives to ``s3://kling`` through boto's credential chain, as on a cloud worker;
-    - the preview may read the default archive and ``s3://kling/archive`` only;
-    - ``scenario_other``: another Scenario account the api-server holds, which no XCom may make the
-      preview use; ``scenario_fallback``: a connection whose key and secret come from the environment;
-    - users ``viewer`` and ``outsider`` (viewers; tests/auth_manager.py denies ``outsider`` the pipeline).
-    """
-    from tests.s3 import environment
-
-    tmp_path = tmp_path_factory.mktemp("deployment")
-    credentials = json.loads(shared_emulator.connection_uri())
-    env = {
-        **environment(shared_s3),
-        "AIRFLOW__KLING_PREVIEW__ARCHIVE_ROOTS": f"{tmp_path / 'airflow' / 'kling-archive'},s3://kling/archive",
-        "AIRFLOW_CONN_SCENARIO_OTHER": shared_emulator.connection_uri(),
-        "AIRFLOW_CONN_SCENARIO_FALLBACK": json.dumps({"conn_type": "scenario", "host": credentials["host"]}),
-        "SCENARIO_SDK_API_KEY": credentials["login"],
-        "SCENARIO_SDK_API_SECRET": credentials["password"],
-        "AIRFLOW__CORE__AUTH_MANAGER": "tests.auth_manager.PerDagAuthManager",
-        "PYTHONPATH": str(REPO),
-        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-    }
-    users = {"viewer": "viewer", "outsider": "viewer"}
-    with standalone(tmp_path, shared_emulator.connection_uri(), users=users, env=env) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def emulator(shared_emulator: EmulatorServer) -> EmulatorServer:
-    """The emulator a module's deployment talks to (a module with a deployment of its own overrides it)."""
-    return shared_emulator
 
 
 @pytest.fixture

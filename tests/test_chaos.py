@@ -73,7 +73,7 @@ def test_the_admin_api_turns_chaos_on_reports_it_and_refuses_bad_settings(
         requests.get(f"{scenario_emulator.base_url}/jobs", auth=auth, timeout=10).status_code
         for _ in range(3)
     ]
-    assert answers[:2] != [200, 200]
+    assert 200 not in answers[:2]
     assert answers[2] == 200, answers  # two in a row at most
     report = requests.get(f"{admin}/chaos", timeout=10).json()
     assert (report["seed"], report["injected"]) == (4, 2)

@@ -21,9 +21,9 @@ DAG_ID = "kling_lipsync_pipeline"
 __all__ = ["emulator", "scenario_emulator"]  # the session's emulator, its books emptied for each test
 
 
-# A deployment of its own (not the session's shared one): these tests leave runs behind that would load it
-# and write in the books of the UI tests (a worker killed mid-POST, a watcher left waiting out a stuck job).
-# On the UI's worker (group `deployment`), so that two deployments never start at once on two cores.
+# A deployment of its own: these tests leave runs behind that would load another and write in its books (a
+# worker killed mid-POST, a watcher left waiting out a stuck job). On the UI tests' worker (xdist group), so
+# that two deployments never start at once on two cores.
 pytestmark = [pytest.mark.every_line, pytest.mark.xdist_group("deployment")]
 
 

@@ -24,25 +24,48 @@ import requests
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.media import probe
 from tests.browser import buttons, chromium, log_in, screenshot, wait_for
-from tests.deployments import RUN_LIMIT, Deployment, emulator, scenario_emulator
+from tests.deployments import REPO, RUN_LIMIT, Deployment, emulator, scenario_emulator, standalone
+from tests.s3 import environment, moto_s3
 
 PIPELINE = "kling_lipsync_pipeline"
 EXAMPLES = [PIPELINE, "kling_lipsync_batch", "kling_lipsync_on_archive"]
 PREVIEW = "/kling/preview"
-__all__ = ["emulator", "scenario_emulator"]  # the session's emulator, its books emptied for each test
-
-
-pytestmark = pytest.mark.xdist_group("deployment")  # shares the session's deployment
-
-
-@pytest.fixture(scope="module")
-def s3(shared_s3: Any) -> Any:
-    return shared_s3
+__all__ = ["emulator", "scenario_emulator"]  # the shared fixtures, one emulator per module
+# On one worker with the real-deployment tests (xdist group), so that two deployments never start at once.
+pytestmark = pytest.mark.xdist_group("deployment")
 
 
 @pytest.fixture(scope="module")
-def deployment(shared_deployment: Deployment) -> Deployment:
-    return shared_deployment
+def s3() -> Iterator[Any]:
+    with moto_s3("kling") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    emulator: EmulatorServer, s3: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    tmp_path = tmp_path_factory.mktemp("ui")
+    credentials = json.loads(emulator.connection_uri())
+    env = {
+        **environment(s3),  # archives to s3:// through boto's credential chain, as on a cloud worker
+        # What the preview may read: the default archive and the bucket the S3 test archives to.
+        "AIRFLOW__KLING_PREVIEW__ARCHIVE_ROOTS": f"{tmp_path / 'airflow' / 'kling-archive'},s3://kling/archive",
+        # Another Scenario account the api-server holds, which no XCom may make the preview use.
+        "AIRFLOW_CONN_SCENARIO_OTHER": emulator.connection_uri(),
+        # A connection without credentials: the key and secret come from the environment (masked too).
+        "AIRFLOW_CONN_SCENARIO_FALLBACK": json.dumps({"conn_type": "scenario", "host": credentials["host"]}),
+        "SCENARIO_SDK_API_KEY": credentials["login"],
+        "SCENARIO_SDK_API_SECRET": credentials["password"],
+        # Simple auth manager users, and one per-DAG rule (tests/auth_manager.py): `outsider` may not read
+        # the pipeline.
+        "AIRFLOW__CORE__AUTH_MANAGER": "tests.auth_manager.PerDagAuthManager",
+        "PYTHONPATH": str(REPO),
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+    }
+    users = {"viewer": "viewer", "outsider": "viewer"}
+    with standalone(tmp_path, emulator.connection_uri(), users=users, env=env) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--chaos-rate",
         type=float,
-        default=0.2,
+        default=Chaos.rate,
         help="chaos mode: chance that a request meets a fault, 0-1 (default %(default)s)",
     )
     args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ import random
 import re
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow_kling.emulator.store import Fault
@@ -94,13 +94,14 @@ class Chaos:
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> Chaos:
         """From the JSON of ``/_emulator/settings`` (``{"chaos": {"seed": 7, "rate": 0.3}}``)."""
-        routes = settings.get("routes")
-        return cls(
-            seed=int(settings["seed"]),
-            rate=float(settings.get("rate", 0.2)),
-            max_in_a_row=int(settings.get("max_in_a_row", 2)),
-            routes=frozenset(routes) if routes else None,
-        )
+        options: dict[str, Any] = {}
+        if "rate" in settings:
+            options["rate"] = float(settings["rate"])
+        if "max_in_a_row" in settings:
+            options["max_in_a_row"] = int(settings["max_in_a_row"])
+        if settings.get("routes"):
+            options["routes"] = frozenset(settings["routes"])
+        return cls(seed=int(settings["seed"]), **options)
 
     def draw(self, method: str, path: str) -> Fault | None:
         """The fault this request meets, if any (counted in :attr:`injected`)."""
@@ -126,15 +127,7 @@ class Chaos:
             self._in_a_row[name] += 1
             self.injected[(name, kind)] += 1
         template = KINDS[kind]
-        return Fault(
-            path,
-            method=method,
-            status=template.status,
-            headers=dict(template.headers),
-            body=template.body,
-            action=template.action,
-            after=template.after,
-        )
+        return replace(template, path=path, method=method, headers=dict(template.headers))
 
     def report(self) -> dict[str, Any]:
         """What was injected, for the admin API and a soak's ledger."""
