@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import archive, media, parse_cost, triggerer, worker_slots
+from bench import archive, batch, media, parse_cost, triggerer, worker_slots
 from bench.common import describe_machine
 
 
@@ -19,6 +19,8 @@ def main() -> None:
     triggerer.main(["--jobs", "100,1000" if args.quick else "100,1000,5000"])
     worker_slots.main(["--job-seconds", "10" if args.quick else "30"])
     parse_cost.main(["--repeat", "3" if args.quick else "7"])
+    quick_batch = ["--clips", "8", "--limit", "2", "--job-seconds", "15", "--deployments", "standalone"]
+    batch.main(quick_batch if args.quick else [])
 
 
 if __name__ == "__main__":

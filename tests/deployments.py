@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,7 @@ def standalone(
     *,
     users: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
+    dag_files: Sequence[Path] = (),
 ) -> Iterator[Deployment]:
     """``airflow standalone`` (scheduler, dag-processor, triggerer, api-server, LocalExecutor, SQLite) on
     loopback with the example DAGs and the test DAGs, ``scenario_default`` pointing at ``connection_uri``,
@@ -171,10 +172,12 @@ def standalone(
         user's password is its name.
     :param env: more settings for every component; with ``AIRFLOW__CORE__AUTH_MANAGER`` the components
         are started one by one (``airflow standalone`` would replace the auth manager).
+    :param dag_files: more DAG files for its DAG folder.
     """
     home = tmp_path / "airflow"
     shutil.copytree(DAGS, home / "dags")
-    shutil.copy(TEST_DAGS / "provider_test_dags.py", home / "dags" / "provider_test_dags.py")
+    for dag_file in (TEST_DAGS / "provider_test_dags.py", *dag_files):
+        shutil.copy(dag_file, home / "dags" / dag_file.name)
     roles = {"admin": "admin", **(users or {})}
     (home / "simple_auth_manager_passwords.json.generated").write_text(
         json.dumps({name: name for name in roles})

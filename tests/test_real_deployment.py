@@ -122,3 +122,81 @@ def test_marking_a_deferred_task_failed_cancels_only_the_payers_job(
     assert status == ("canceled" if cancelled else "in-progress"), deployment.logs_of(dag_id)
     cancels = scenario_emulator.store.requests("^/v1/jobs/.*/action$")
     assert len(cancels) == (1 if cancelled else 0)
+
+
+def most_running_at_once(emulator: EmulatorServer) -> int:
+    """The most jobs that ran at the same time, from the emulator's books (each job's creation and end)."""
+    marks = []
+    for job in emulator.store.jobs.values():
+        marks += [(job.created_at, 1), ((job.ended_at or job.created_at + job.seconds), -1)]
+    running = most = 0
+    for _, step in sorted(marks):  # an end before a start at the same instant
+        running += step
+        most = max(most, running)
+    return most
+
+
+def finished(deployment: Deployment, dag_id: str, run_id: str, limit: float) -> str:
+    deadline = time.monotonic() + limit
+    state = "queued"
+    while time.monotonic() < deadline and state not in ("success", "failed"):
+        time.sleep(2)
+        state = deployment.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+    return str(state)
+
+
+def test_a_batch_above_the_teams_limit_waits_for_slots_on_first_tries(
+    deployment: Deployment, scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The issue's case: 8 clips, the pool at 8, the team's limit at 2. Every lipsync meets the ceiling or
+    a slot, waits in the triggerer and ends on its first try; never more than 2 jobs run, one job a clip."""
+    import shutil
+
+    source = tmp_path / "clips"
+    source.mkdir()
+    for number in range(8):  # compliant clips: preparing them is a copy
+        shutil.copy(sample_video(), source / f"clip-{number}.mp4")
+    pool = {"name": "kling_lipsync", "slots": 8, "include_deferred": True}
+    made = deployment.session.post(f"{deployment.api}/api/v2/pools", json=pool, timeout=10)
+    if made.status_code == 409:
+        made = deployment.session.patch(f"{deployment.api}/api/v2/pools/kling_lipsync", json=pool, timeout=10)
+    assert made.status_code in (200, 201), made.text
+    scenario_emulator.store.config.team_job_limit = 2
+    try:
+        run_id = deployment.trigger(
+            "kling_lipsync_batch",
+            {"source": str(source), "work": str(tmp_path / "work"), "destination": str(tmp_path / "archive")},
+        )
+        state = finished(deployment, "kling_lipsync_batch", run_id, RUN_LIMIT * 2)
+    finally:
+        scenario_emulator.store.config.team_job_limit = None
+    logs = deployment.logs_of("kling_lipsync_batch", limit=3000)
+    assert state == "success", logs
+    instances = deployment.get(f"/dags/kling_lipsync_batch/dagRuns/{run_id}/taskInstances?limit=100")
+    lipsyncs = [ti for ti in instances["task_instances"] if ti["task_id"] == "clip.lipsync"]
+    assert len(lipsyncs) == 8
+    assert {ti["try_number"] for ti in lipsyncs} == {1}, logs  # waiting for a slot is no failure
+    assert len(scenario_emulator.store.jobs) == 8  # one paid job a clip
+    assert scenario_emulator.store.refused_submissions > 0  # the ceiling was really met
+    assert most_running_at_once(scenario_emulator) == 2
+    archived = sorted(path.name for path in (tmp_path / "archive").rglob("*.mp4"))
+    assert len(archived) == 8, archived
+
+
+def test_pipelines_with_jobs_of_one_to_four_seconds_end_on_first_tries(
+    deployment: Deployment, scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The pipeline as shipped, with jobs that end within seconds of the deferral: the trigger's first poll
+    waits out the scheduler's race window, so no lipsync try is failed by it (and waits out
+    ``retry_delay``)."""
+    for seconds in (1.0, 2.5, 4.0):  # the next three jobs, whichever run submits first
+        scenario_emulator.plan_jobs(seconds=seconds)
+    runs = [
+        deployment.trigger(DAG_ID, {"text": f"Run {number}", "destination": str(tmp_path / "archive")})
+        for number in range(3)
+    ]
+    for run_id in runs:
+        state = finished(deployment, DAG_ID, run_id, RUN_LIMIT)
+        lipsync = deployment.task(DAG_ID, run_id, "lipsync")
+        assert (state, lipsync["try_number"]) == ("success", 1), deployment.logs_of(DAG_ID)
+    assert sorted(job.seconds for job in scenario_emulator.store.jobs.values()) == [1.0, 2.5, 4.0]

@@ -5,6 +5,8 @@ permanent refusal. Each case is counted on the emulator's books."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from airflow_kling.emulator import EmulatorServer
@@ -153,3 +155,88 @@ def test_the_ceiling_is_set_from_the_command_line_and_the_admin_api(monkeypatch:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_job_that_ends_in_the_triggerer_hands_its_slot_to_the_longest_waiter(
+    scenario_emulator: EmulatorServer,
+) -> None:
+    """The hand-off on real triggers in one event loop, as a triggerer runs them: each job that ends wakes
+    one waiter of its connection, the one refused first, long before its timer; a waiter of another
+    connection is left to its timer."""
+    import asyncio
+    import time
+
+    from airflow_kling.hooks.scenario_async import close_shared_session
+    from airflow_kling.triggers.job import ScenarioJobTrigger
+    from airflow_kling.triggers.slot import SLOTS, ScenarioSlotTrigger
+    from tests.media_samples import submit_text_job
+
+    first = submit_text_job(scenario_emulator, seconds=0.5)
+    second = submit_text_job(scenario_emulator, seconds=3)
+    now = time.time()
+    far = now + 600  # the timers never decide here
+
+    async def first_event(trigger: Any) -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("no event")
+
+    async def scenario() -> None:
+        try:
+            newer = asyncio.ensure_future(first_event(ScenarioSlotTrigger(far, waiting_since=now)))
+            older = asyncio.ensure_future(first_event(ScenarioSlotTrigger(far, waiting_since=now - 10)))
+            other = asyncio.ensure_future(
+                first_event(ScenarioSlotTrigger(far, scenario_conn_id="another_team", waiting_since=now - 99))
+            )
+            await asyncio.sleep(0.2)
+            assert SLOTS.waiting("scenario_default") == 2
+            ended = await asyncio.wait_for(first_event(ScenarioJobTrigger(first, poll_interval=0.1)), 60)
+            assert ended["status"] == "success"
+            assert (await asyncio.wait_for(older, 5))["status"] == "slot_freed"
+            await asyncio.sleep(0.5)
+            assert not newer.done()  # one freed slot, one waiter
+            assert scenario_emulator.store.job(second).created_at < time.time() < far
+            ended = await asyncio.wait_for(first_event(ScenarioJobTrigger(second, poll_interval=0.1)), 60)
+            assert ended["status"] == "success"
+            assert (await asyncio.wait_for(newer, 5))["status"] == "slot_freed"
+            assert not other.done()  # another connection's team: its timer decides
+            other.cancel()
+            await asyncio.gather(other, return_exceptions=True)
+            assert SLOTS.waiting("another_team") == 0  # a cancelled waiter leaves the board
+        finally:
+            await close_shared_session()
+
+    asyncio.run(scenario())
+
+
+def test_a_slot_wait_whose_time_has_passed_ends_at_once() -> None:
+    import asyncio
+    import time
+
+    from airflow_kling.triggers.slot import ScenarioSlotTrigger
+
+    async def collect() -> list[dict[str, Any]]:
+        return [dict(event.payload) async for event in ScenarioSlotTrigger(time.time() - 1).run()]
+
+    (event,) = asyncio.run(asyncio.wait_for(collect(), 30))
+    assert event["status"] == "slot_wait_over"
+
+
+def test_a_slot_wait_never_fires_before_its_not_before_time(scenario_emulator: EmulatorServer) -> None:
+    """Neither its timer nor a freed slot ends the wait inside the scheduler's race window."""
+    import asyncio
+    import time
+
+    from airflow_kling.triggers.slot import SLOTS, ScenarioSlotTrigger
+
+    async def scenario() -> tuple[dict[str, Any], float]:
+        not_before = time.time() + 1.5
+        trigger = ScenarioSlotTrigger(time.time() + 600, waiting_since=0.0, not_before=not_before)
+        waiting = asyncio.ensure_future(anext(aiter(trigger.run())))
+        await asyncio.sleep(0.1)
+        assert SLOTS.freed("scenario_default")
+        return dict((await asyncio.wait_for(waiting, 30)).payload), not_before
+
+    event, not_before = asyncio.run(scenario())
+    assert event["status"] == "slot_freed"
+    assert time.time() >= not_before

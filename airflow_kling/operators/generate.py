@@ -45,10 +45,11 @@ STATE_KEY = "scenario_job"
 """``task_state_store`` key under which a try records the job it submitted."""
 DEFERRAL_GRACE = 300.0
 """Seconds Airflow waits past the trigger's own deadline before failing a deferral that never fired."""
-FIRST_POLL_DELAY = 5.0
-"""Seconds the trigger waits after the deferral before its first poll (the operator has just read the job).
-An event within seconds of the deferral can meet an Airflow scheduler race: the deferring try's executor
-event ("success") read after the trigger's event has re-queued the task, which then fails the try."""
+FIRST_POLL_DELAY = 10.0
+"""Seconds after a deferral before its trigger may fire (the operator has just read the job). An event
+within seconds of the deferral can meet an Airflow scheduler race: the deferring try's executor event
+("success") read after the trigger's event has re-queued the task, which then fails the try (apache/airflow
+#67287, #72716). On 2 busy cores a scheduler loop was seen to take 5.5 s to read that event."""
 
 
 class TaskStateRecords:
@@ -97,14 +98,15 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     :param permanent_failures: regular expressions for job errors that no retry can fix; default
         :data:`airflow_kling.jobs.PERMANENT_FAILURES`. An earlier try's job that failed with one fails a
         retry at once too, without a new job.
-    :param first_poll_delay: seconds after the deferral before the trigger's first poll; default
-        :data:`FIRST_POLL_DELAY` (5).
+    :param first_poll_delay: seconds after a deferral before its trigger may fire (the job trigger's
+        first poll, the end of a wait for a slot); default :data:`FIRST_POLL_DELAY` (10).
 
     When the team already runs as many jobs as its plan allows (HTTP 429 on the submission, see
     :class:`~airflow_kling.exceptions.ScenarioTeamLimitError`), the operator waits for a slot and submits
     again: in the triggerer when deferrable, else asleep in the worker; no try is used up, nothing is paid
     for the refusal, and the wait (5 s doubling to 60 s, each cut by up to half at random) is bounded by
-    ``timeout``.
+    ``timeout``. A deferred wait ends sooner when a job of the same connection ends in the same
+    triggerer: its slot goes to the task that has waited longest.
     """
 
     template_fields: Sequence[str] = ("model_id", "inputs", "project_id", "max_creative_units")
@@ -192,6 +194,10 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         waits: int = 0,
     ) -> JobResult:
         """Resume after a wait for a slot of the team's parallel jobs (in the triggerer): submit again."""
+        from airflow_kling.triggers.slot import SLOT_FREED
+
+        if isinstance(event, dict) and event.get("status") == SLOT_FREED:
+            self.log.info("A job of the team ended in the triggerer: submitting into its slot")
         with invalid_input_fails_task():
             inputs = self.build_inputs()
         return self._submit_and_wait(context, inputs, waiting_since=waiting_since, waits=waits)
@@ -211,7 +217,12 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
                     from airflow_kling.triggers.slot import ScenarioSlotTrigger
 
                     self.defer(
-                        trigger=ScenarioSlotTrigger(wake_at=time.time() + delay),
+                        trigger=ScenarioSlotTrigger(
+                            wake_at=time.time() + delay,
+                            scenario_conn_id=self.scenario_conn_id,
+                            waiting_since=waiting_since,
+                            not_before=time.time() + self.first_poll_delay,
+                        ),
                         method_name="resume_submission",
                         kwargs={"waiting_since": waiting_since, "waits": waits},
                         timeout=delay + DEFERRAL_GRACE,

@@ -14,6 +14,7 @@ from airflow_kling.hooks.connection import DEFAULT_CONN_ID
 from airflow_kling.jobs import ending_message
 from airflow_kling.polling import STRETCH, JobWatch
 from airflow_kling.triggers.events import job_event
+from airflow_kling.triggers.slot import SLOTS
 from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
 
 CANCEL_TIMEOUT = 30.0
@@ -42,7 +43,9 @@ class ScenarioJobTrigger(BaseTrigger):
     """Wait for a Scenario job to end, holding no worker slot.
 
     It only ever reads (``GET /v1/jobs/{jobId}``), so a trigger restarted on another triggerer repeats
-    nothing. Passing errors (unreachable API, 429, 5xx) are waited through with backoff; only a final
+    nothing. When its job ends it hands the job's slot to a submission of the same connection waiting in
+    this triggerer (:class:`~airflow_kling.triggers.slot.ScenarioSlotTrigger`); while one waits, it polls
+    at ``poll_interval`` without stretching. Passing errors (unreachable API, 429, 5xx) are waited through with backoff; only a final
     error or the deadline ends it, with a ``timeout`` event at ``timeout_at`` (Airflow enforces no
     ``execution_timeout`` while a task is deferred).
 
@@ -151,8 +154,11 @@ class ScenarioJobTrigger(BaseTrigger):
                     return
             if delay is None:
                 assert job is not None
+                SLOTS.freed(self.scenario_conn_id)  # hand its slot to a submission waiting in this triggerer
                 yield TriggerEvent(job_event(job["status"], self.job_id, job, ending_message(job)))
                 return
+            if SLOTS.waiting(self.scenario_conn_id):
+                delay = min(delay, self.poll_interval)  # a slot is awaited: see the end without stretching
             left = self._seconds_left()
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
 

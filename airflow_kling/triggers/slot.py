@@ -1,5 +1,11 @@
-"""The deferrable wait for a slot of the team's parallel jobs: fires once at a wall-clock time, so that
-a submission refused at the team's limit waits in the triggerer, holding no worker slot and no try."""
+"""The deferrable wait for a slot of the team's parallel jobs: a submission refused at the team's limit
+waits in the triggerer, holding no worker slot and no try, until its backoff timer runs out or, sooner, a
+job of the same connection ends in the same triggerer and hands its slot over.
+
+The hand-off is in-process: :data:`SLOTS` pairs the job triggers that see a job end with the slot
+triggers that wait, one freed slot for the longest waiter. Waiters in another triggerer, or jobs followed
+elsewhere, fall back to the timer, so the timer bounds every wait and the hand-off only shortens it.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +16,103 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_kling.hooks.connection import DEFAULT_CONN_ID
 
-class ScenarioSlotTrigger(BaseTrigger):
-    """Fire ``{"status": "slot_wait_over", "wake_at"}`` at ``wake_at`` (epoch seconds); at once when that
-    has passed (a trigger taken over late by another triggerer). It makes no request and cancels nothing.
+SLOT_FREED = "slot_freed"
+"""The slot trigger's event status when a job of its connection ended in this triggerer."""
+SLOT_WAIT_OVER = "slot_wait_over"
+"""The slot trigger's event status when its backoff timer ran out."""
+
+
+class SlotBoard:
+    """The slot waiters of one process, by Scenario connection id, oldest first.
+
+    A job trigger that sees its job end calls :meth:`freed`, which wakes the waiter that has waited
+    longest (by the time its task was first refused), so a batch's clips get the slots in the order they
+    met the ceiling. A slot freed while no one waits is not kept: another client may have taken it.
     """
 
-    def __init__(self, wake_at: float) -> None:
+    def __init__(self) -> None:
+        self._waiters: dict[str, list[tuple[float, asyncio.Future[None]]]] = {}
+
+    def join(self, conn_id: str, since: float) -> asyncio.Future[None]:
+        """Wait for a slot of ``conn_id``'s team; ``since`` orders the waiters (epoch seconds)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiters.setdefault(conn_id, [])
+        queue.append((since, waiter))
+        queue.sort(key=lambda entry: entry[0])
+        return waiter
+
+    def leave(self, conn_id: str, waiter: asyncio.Future[None]) -> None:
+        queue = self._waiters.get(conn_id, [])
+        queue[:] = [entry for entry in queue if entry[1] is not waiter]
+        if not queue:
+            self._waiters.pop(conn_id, None)
+
+    def waiting(self, conn_id: str) -> int:
+        """How many tasks of ``conn_id`` wait for a slot in this process now."""
+        return sum(not waiter.done() for _, waiter in self._waiters.get(conn_id, []))
+
+    def freed(self, conn_id: str) -> bool:
+        """A job of ``conn_id`` ended: wake its longest waiter; whether one was waiting."""
+        for _, waiter in self._waiters.get(conn_id, []):
+            if not waiter.done():
+                waiter.set_result(None)
+                return True
+        return False
+
+
+SLOTS = SlotBoard()
+"""This process's board: in a triggerer, every trigger of this provider shares it."""
+
+
+class ScenarioSlotTrigger(BaseTrigger):
+    """Wait for a slot of the team's parallel jobs: fire ``{"status": "slot_freed"}`` as soon as a job of
+    ``scenario_conn_id`` ends in this triggerer (one waiter per ended job, the longest first), else
+    ``{"status": "slot_wait_over"}`` at ``wake_at``; at once when that has passed (a trigger taken over
+    late by another triggerer). It makes no request and cancels nothing.
+
+    :param wake_at: wall-clock time (epoch seconds) at which the wait ends in any case.
+    :param scenario_conn_id: the connection whose team's slot is awaited; default ``scenario_default``.
+    :param waiting_since: when the task first met the ceiling (epoch seconds), its place among the
+        waiters; default ``wake_at``.
+    :param not_before: no event before this time (epoch seconds), however the wait ends; default none.
+        The operator sets it a few seconds after its deferral: an event within seconds of the deferral can
+        meet an Airflow scheduler race that fails the try (see
+        :data:`airflow_kling.operators.generate.FIRST_POLL_DELAY`).
+    """
+
+    def __init__(
+        self,
+        wake_at: float,
+        scenario_conn_id: str = DEFAULT_CONN_ID,
+        waiting_since: float | None = None,
+        not_before: float | None = None,
+    ) -> None:
         super().__init__()
         self.wake_at = float(wake_at)
+        self.scenario_conn_id = scenario_conn_id
+        self.waiting_since = self.wake_at if waiting_since is None else float(waiting_since)
+        self.not_before = None if not_before is None else float(not_before)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}", {"wake_at": self.wake_at})
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "wake_at": self.wake_at,
+                "scenario_conn_id": self.scenario_conn_id,
+                "waiting_since": self.waiting_since,
+                "not_before": self.not_before,
+            },
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        await asyncio.sleep(max(0.0, self.wake_at - time.time()))
-        yield TriggerEvent({"status": "slot_wait_over", "wake_at": self.wake_at})
+        waiter = SLOTS.join(self.scenario_conn_id, self.waiting_since)
+        try:
+            await asyncio.wait({waiter}, timeout=max(0.0, self.wake_at - time.time()))
+        finally:
+            SLOTS.leave(self.scenario_conn_id, waiter)
+        status = SLOT_FREED if waiter.done() else SLOT_WAIT_OVER
+        if self.not_before is not None:
+            await asyncio.sleep(max(0.0, self.not_before - time.time()))
+        yield TriggerEvent({"status": status, "wake_at": self.wake_at})
