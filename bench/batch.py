@@ -6,7 +6,9 @@ Each contender runs on the same deployment (``airflow standalone``, or the distr
 job's creation and end, every request) give the figures:
 
 - **makespan / ideal**: the run's time over ``ceil(N / k) * T`` plus the first clip's time before its job
-  (run start to first submission) and the last clip's after it (last job end to run end);
+  (run start to first submission) and the last clip's after it (last job end to run end); each job takes
+  T +- 10 % (the same durations, in the same order, for every contender; T is their mean), as real jobs
+  vary and a poll must not line up with every end by chance;
 - **slot utilization**: the time-integral of running jobs over ``k`` times the span from the first
   submission to the last job end;
 - **hand-off**: from a job's end to the submission that took its slot (the (i+k)-th submission fills the
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import random
 import shutil
 import statistics
 import tempfile
@@ -67,13 +70,14 @@ class Outcome:
     cpu: dict[str, float]
 
 
-def analyse(store: Any, limit: int, seconds: float, started: float, ended: float) -> Outcome:
+def analyse(store: Any, limit: int, started: float, ended: float) -> Outcome:
     """The figures of one run from the emulator's books and the run's start and end (epoch seconds)."""
     jobs = sorted(store.jobs.values(), key=lambda job: job.created_at)
     created = [job.created_at for job in jobs]
     ends = sorted(job.ended_at or job.created_at + job.seconds for job in jobs)
     rounds = math.ceil(len(jobs) / limit)
-    ideal = rounds * seconds + (created[0] - started) + (ended - ends[-1])
+    mean = statistics.mean(job.seconds for job in jobs)
+    ideal = rounds * mean + (created[0] - started) + (ended - ends[-1])
     busy = sum((job.ended_at or job.created_at + job.seconds) - job.created_at for job in jobs)
     span = ends[-1] - created[0]
     handoffs = [created[i + limit] - ends[i] for i in range(len(jobs) - limit)]
@@ -132,6 +136,9 @@ def run_contender(
     emulator.store.reset()
     with emulator.store.lock:
         emulator.store.jobs.clear()
+    durations = random.Random(7)  # the same jobs, in the same order, for every contender
+    for _ in range(args.clips):  # T +- 10 %: real jobs vary, and a poll never lines up with their ends
+        emulator.plan_jobs(seconds=args.seconds * durations.uniform(0.9, 1.1))
     cpu_before = component_cpu()
     run_id = deployment.trigger(contender.dag_id, conf)
     deadline = time.monotonic() + math.ceil(args.clips / args.limit) * args.seconds * 4 + 600
@@ -147,9 +154,7 @@ def run_contender(
             f"{contender.name}: the run {run['state']}\n{deployment.logs_of(contender.dag_id)}"
         )
     cpu_after = component_cpu()
-    outcome = analyse(
-        emulator.store, args.limit, args.seconds, _epoch(run["start_date"]), _epoch(run["end_date"])
-    )
+    outcome = analyse(emulator.store, args.limit, _epoch(run["start_date"]), _epoch(run["end_date"]))
     cpu = {part: cpu_after[part] - cpu_before[part] for part in cpu_after}
     return Outcome(
         outcome.makespan, outcome.ideal, outcome.utilization, outcome.handoffs, outcome.per_job, cpu

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 
@@ -76,3 +77,21 @@ def test_a_waiter_that_just_logged_the_submission_starts_quiet() -> None:
     assert (
         progress.update({"status": "in-progress", "progress": 0.2}) == "Scenario job job_1: in-progress (20%)"
     )
+
+
+def test_the_poll_after_a_job_predicted_to_end_is_aimed_just_past_that_end() -> None:
+    from airflow_kling.polling import FINAL_POLL_MARGIN, FINAL_POLL_MIN, JobWatch
+
+    now = [0.0]
+    watch = JobWatch("job_x", 5.0, 15.0, logging.getLogger("test"), clock=lambda: now[0])
+    assert watch.seen({"status": "in-progress", "progress": 0.5}) == 5.0  # no rate known yet
+    now[0] = 5.0
+    assert watch.seen({"status": "in-progress", "progress": 0.75}) == 5.0  # 0.05/s: ends in 5 s, not sooner
+    now[0] = 8.0
+    delay = watch.seen({"status": "in-progress", "progress": 0.9})  # ends in 2 s
+    assert delay == pytest.approx(2.0 + FINAL_POLL_MARGIN)
+    now[0] = 10.2
+    assert watch.seen({"status": "finalizing", "progress": 0.9}) == 5.0  # no progress: no guess
+    now[0] = 15.2
+    assert watch.seen({"status": "finalizing", "progress": 0.999}) == FINAL_POLL_MIN  # never closer than this
+    assert watch.seen({"status": "success", "progress": 1.0}) is None
