@@ -9,6 +9,7 @@ allow and block lists, and tags where the backend takes them (``model_id``).
 | ``kling.creative_units`` and ``kling.creative_units.<model_id>`` | counter | creative units (rounded) | a job succeeded, with its cost |
 | ``kling.job.duration`` | timer | milliseconds | a job succeeded: from its creation to its last update, as the API dates them |
 | ``kling.slot_waits`` | counter | waits | a submission was refused at the team's parallel-job limit and waits for a slot |
+| ``kling.reviews.approved``, ``.rejected``, ``.timed_out`` | counter | clips | a review ended |
 | ``kling.archive.files`` / ``kling.archive.bytes`` | counter | files / bytes | an archive task wrote files (skipped ones do not count) |
 
 A metric never fails a task: an error while sending one is logged and dropped.
@@ -44,6 +45,11 @@ def job_ended(status: str, model_id: str, job: dict[str, Any] | None, cost: floa
 
 def slot_wait(model_id: str) -> None:
     _incr("kling.slot_waits", model_id=model_id)
+
+
+def reviewed(decision: str) -> None:
+    """A person (or the review's timeout) decided on a clip: ``approved``, ``rejected`` or ``timed_out``."""
+    _incr(f"kling.reviews.{decision}")
 
 
 def archived(files: int, size: int) -> None:

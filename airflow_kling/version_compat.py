@@ -14,7 +14,7 @@ elsewhere.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow import __version__ as _airflow_version
 from packaging.version import Version
@@ -40,13 +40,35 @@ else:
     )
     from airflow.stats import Stats
 
+HITL_REQUIREMENT = "Airflow 3.1+ with apache-airflow-providers-standard (its operators.hitl module)"
+"""What the review step (:mod:`airflow_kling.operators.review`) needs: the human-in-the-loop operators."""
+
+
+def require_hitl() -> type[Any]:
+    """The standard provider's ``HITLOperator``, the base of the review step.
+
+    :raises ImportError: naming what to install, when this Airflow has no human-in-the-loop operators: a
+        DAG with a review step then fails to parse with that message, and never runs without its review.
+    """
+    try:
+        from airflow.providers.standard.operators.hitl import HITLOperator
+    except Exception as error:  # not installed (ImportError), or the provider's own refusal of this Airflow
+        raise ImportError(
+            f"The Kling review step needs Airflow's human-in-the-loop operators: install {HITL_REQUIREMENT} "
+            f"({error})"
+        ) from None
+    return HITLOperator
+
+
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_V_3_3_PLUS",
+    "HITL_REQUIREMENT",
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowSkipException",
     "Stats",
     "conf",
+    "require_hitl",
 ]

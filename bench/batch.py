@@ -194,6 +194,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--deployments", default="standalone,cluster")
     parser.add_argument("--contenders", default=",".join(str(i) for i in range(len(CONTENDERS))))
     args = parser.parse_args(argv)
+    import signal
+    import sys
+
+    # A terminated bench stops what it started: its deployments stop in their context managers' exits.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from airflow_kling.emulator import run_emulator
     from airflow_kling.media.samples import make_video
 

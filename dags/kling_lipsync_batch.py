@@ -3,11 +3,13 @@
 Each ``<name>.mp4``/``.mov`` in ``source`` (a directory or an object-storage prefix) is paired with the audio
 file of the same name (``.mp3``, ``.wav``, ``.m4a``, ``.aac``) or, when there is none, speaks ``text``.
 
-    list_clips -> clip[i]: prepare_and_upload -> lipsync -> archive -> report
+    list_clips -> clip[i]: prepare_and_upload -> lipsync -> archive -> review (when asked) -> report
                                       \\-> check_budget -/
 
 - A clip that cannot be used (not media, too short, ...) fails its own group; the other clips go on and are
   archived. ``report`` names each failed clip and why, and fails the run when any clip failed.
+- With ``review`` on, a person approves or rejects each archived clip (one Required action per clip, linked to
+  its preview) before it is published; see :class:`airflow_kling.operators.review.KlingReviewOperator`.
 - Before the first paid job, ``check_budget`` asks for the estimate of every clip (``dryRun``: nothing is
   paid) and refuses the whole batch, with the total, above ``max_total_creative_units``.
 - Files pass between tasks only through ``source`` and the ``work`` location, which every worker must see: the
@@ -33,6 +35,7 @@ from airflow.sdk import DAG, Param, task, task_group
 from airflow_kling.media.limits import AUDIO_EXTENSIONS, TEXT_MAX_CHARS, VIDEO_EXTENSIONS
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator
 from airflow_kling.operators.generate import KlingLipsyncOperator
+from airflow_kling.operators.review import KlingReviewOperator
 from airflow_kling.xcoms import JOB_ID_XCOM_KEY
 
 POOL = "kling_lipsync"
@@ -87,6 +90,13 @@ with DAG(
             type=["null", "string"],
             title="Archive location",
             description="Folder or object-storage URI of the archive. Empty: $AIRFLOW_HOME/kling-archive.",
+        ),
+        "review": Param(
+            False,
+            type="boolean",
+            title="Review each clip",
+            description="Ask a person to approve or reject each archived clip (Required actions) before it is "
+            "published (the kling_lipsync_published asset).",
         ),
         "max_total_creative_units": Param(
             2000,
@@ -144,6 +154,7 @@ with DAG(
         if not clips:
             raise ValueError(f"No {' or '.join(sorted(VIDEO_EXTENSIONS))} clip in {source}")
         ti.xcom_push(key="destination", value=plain_uri(destination))
+        ti.xcom_push(key="review", value=bool(params["review"]))  # the review task cannot read params
         return clips
 
     @task(trigger_rule="all_done", on_failure_callback=_record_failure)
@@ -247,7 +258,12 @@ with DAG(
             job_id=cast(Any, lipsync.output)[JOB_ID_XCOM_KEY],  # pushed as soon as the job is submitted
             destination="{{ ti.xcom_pull(task_ids='list_clips', key='destination') }}",
         )
-        arguments >> budget >> lipsync >> archive
+        review = KlingReviewOperator(
+            task_id="review",
+            destination="{{ ti.xcom_pull(task_ids='list_clips', key='destination') }}",
+            ask="{{ ti.xcom_pull(task_ids='list_clips', key='review') }}",  # the review param
+        )
+        arguments >> budget >> lipsync >> archive >> review
 
     groups = clip_group.expand(clip=clips)
 

@@ -15,7 +15,14 @@ from airflow_kling.emulator import EmulatorServer
 from tests.airflow_runs import airflow_bin, dags_test, prepare_airflow_home
 
 DAGS = Path(__file__).parent.parent / "dags"
-EXAMPLES = ["kling_lipsync_pipeline", "kling_lipsync_batch", "kling_lipsync_on_archive"]
+EXAMPLE_FILES = {
+    "kling_lipsync_pipeline": "kling_lipsync_pipeline.py",
+    "kling_lipsync_review": "kling_lipsync_pipeline.py",  # the pipeline with its review step
+    "kling_lipsync_batch": "kling_lipsync_batch.py",
+    "kling_lipsync_on_archive": "kling_lipsync_on_archive.py",
+    "kling_lipsync_on_publish": "kling_lipsync_on_archive.py",
+}
+EXAMPLES = list(EXAMPLE_FILES)
 
 
 @pytest.mark.every_line
@@ -33,6 +40,9 @@ def test_dagbag_loads_every_example_without_errors() -> None:
         "lipsync",
         "archive",
     }
+    review = bag.dags["kling_lipsync_review"]
+    assert review.task_ids == [*bag.dags["kling_lipsync_pipeline"].task_ids, "review"]
+    assert review.get_task("review").upstream_task_ids == {"archive"}
 
 
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in DAGS.glob("*.py")))
@@ -209,7 +219,7 @@ def test_the_trigger_form_accepts_the_defaults_and_cleared_fields(dag_id: str) -
 
     from tests.airflow_runs import DagBag
 
-    params = DagBag(dag_folder=str(DAGS / f"{dag_id}.py")).dags[dag_id].params
+    params = DagBag(dag_folder=str(DAGS / EXAMPLE_FILES[dag_id])).dags[dag_id].params
     params.validate()  # the defaults
     optional_texts = [
         key
@@ -220,5 +230,5 @@ def test_the_trigger_form_accepts_the_defaults_and_cleared_fields(dag_id: str) -
         cleared = ParamsDict({k: p for k, p in params.items()})
         cleared[key] = None
         cleared.validate()
-    if dag_id != "kling_lipsync_on_archive":
+    if not dag_id.startswith("kling_lipsync_on_"):
         assert optional_texts  # the optional inputs are nullable, not just empty strings

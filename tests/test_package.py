@@ -129,7 +129,10 @@ def test_airflow_sees_the_provider_its_plugin_and_the_example_dags(
         "sys.exit(1 if bag.import_errors else 0)\n"
     )
     out = run(python, "-c", parse, cwd=python.parent, env=env)
-    assert "['kling_lipsync_batch', 'kling_lipsync_on_archive', 'kling_lipsync_pipeline'] {}" in out
+    assert (
+        "['kling_lipsync_batch', 'kling_lipsync_on_archive', 'kling_lipsync_on_publish', "
+        "'kling_lipsync_pipeline', 'kling_lipsync_review'] {}" in out
+    )
 
 
 def test_a_users_module_type_checks_strictly_against_the_installed_package(

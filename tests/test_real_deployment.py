@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,10 +164,17 @@ def test_a_batch_above_the_teams_limit_waits_for_slots_on_first_tries(
     assert made.status_code in (200, 201), made.text
     scenario_emulator.store.config.team_job_limit = 2
     try:
+        archive = tmp_path / "archive"
         run_id = deployment.trigger(
             "kling_lipsync_batch",
-            {"source": str(source), "work": str(tmp_path / "work"), "destination": str(tmp_path / "archive")},
+            {
+                "source": str(source),
+                "work": str(tmp_path / "work"),
+                "destination": str(archive),
+                "review": True,
+            },
         )
+        verdicts = review_each_clip(deployment, run_id, 8)
         state = finished(deployment, "kling_lipsync_batch", run_id, RUN_LIMIT * 2)
     finally:
         scenario_emulator.store.config.team_job_limit = None
@@ -179,8 +187,39 @@ def test_a_batch_above_the_teams_limit_waits_for_slots_on_first_tries(
     assert len(scenario_emulator.store.jobs) == 8  # one paid job a clip
     assert scenario_emulator.store.refused_submissions > 0  # the ceiling was really met
     assert most_running_at_once(scenario_emulator) == 2
-    archived = sorted(path.name for path in (tmp_path / "archive").rglob("*.mp4"))
+    archived = sorted(path.name for path in archive.rglob("*.mp4"))
     assert len(archived) == 8, archived
+    # One required action per clip, each about its own clip: its job, its preview; each verdict in its manifest.
+    for job_id, decision in verdicts.items():
+        assert json.loads((archive / job_id / "manifest.json").read_text())["review"]["decision"] == decision
+    reviews = [ti for ti in instances["task_instances"] if ti["task_id"] == "clip.review"]
+    assert sorted(ti["state"] for ti in reviews) == ["skipped"] * 4 + ["success"] * 4
+
+
+def review_each_clip(deployment: Deployment, run_id: str, clips: int) -> dict[str, str]:
+    """Answer each clip's required action as it comes (even clips approved, odd ones rejected); the verdict
+    asked of each job."""
+    from urllib.parse import quote
+
+    base = f"{deployment.api}/api/v2/dags/kling_lipsync_batch/dagRuns/{run_id}/taskInstances/clip.review"
+    verdicts: dict[str, str] = {}
+    deadline = time.monotonic() + RUN_LIMIT * 2
+    while len(verdicts) < clips:
+        assert time.monotonic() < deadline, deployment.logs_of("kling_lipsync_batch")
+        for index in range(clips):
+            answer = deployment.session.get(f"{base}/{index}/hitlDetails", timeout=30)
+            if answer.status_code != 200 or answer.json()["response_received"]:
+                continue
+            action = answer.json()
+            job_id = action["subject"].rsplit(" ", 1)[-1]
+            page = f"/runs/{quote(run_id, safe='')}/tasks/clip.archive/mapped/{index}/plugin/kling-lipsync-preview"
+            assert page in action["body"], action["body"]
+            assert f"job `{job_id}`" in action["body"]
+            option = "Approve" if index % 2 == 0 else "Reject"
+            answer_action(deployment, f"{base}/{index}/hitlDetails", action, option, f"clip {index}")
+            verdicts[job_id] = "approved" if option == "Approve" else "rejected"
+        time.sleep(1)
+    return verdicts
 
 
 def test_pipelines_with_jobs_of_one_to_four_seconds_end_on_first_tries(
@@ -200,3 +239,104 @@ def test_pipelines_with_jobs_of_one_to_four_seconds_end_on_first_tries(
         lipsync = deployment.task(DAG_ID, run_id, "lipsync")
         assert (state, lipsync["try_number"]) == ("success", 1), deployment.logs_of(DAG_ID)
     assert sorted(job.seconds for job in scenario_emulator.store.jobs.values()) == [1.0, 2.5, 4.0]
+
+
+REVIEWER_DELAY = 10.0
+"""Seconds a test's reviewer waits after an action appears before answering, as a person watching the clip
+would: an answer within seconds of the task's pause can meet an Airflow scheduler race that fails the
+resumed task (the pausing try's executor event read after the answer; apache/airflow #72716)."""
+
+
+def answer_action(deployment: Deployment, path: str, action: Any, option: str, comment: str | None) -> None:
+    from datetime import datetime
+
+    asked = datetime.fromisoformat(action["created_at"].replace("Z", "+00:00")).timestamp()
+    time.sleep(max(0.0, asked + REVIEWER_DELAY - time.time()))
+    sent = deployment.session.patch(
+        path, json={"chosen_options": [option], "params_input": {"comment": comment}}, timeout=30
+    )
+    assert sent.status_code == 200, sent.text
+
+
+def required_action(deployment: Deployment, dag_id: str, run_id: str, limit: float = RUN_LIMIT) -> Any:
+    """The review task's required action once the task asks for it."""
+    path = f"{deployment.api}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/review/-1/hitlDetails"
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        answer = deployment.session.get(path, timeout=30)
+        if answer.status_code == 200:
+            return answer.json()
+        time.sleep(1)
+    pytest.fail(f"no required action for {run_id}:\n{deployment.logs_of(dag_id)}")
+
+
+def test_a_reviewer_approves_one_clip_and_rejects_another(
+    deployment: Deployment, scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The review step over the REST API, as the UI's Required actions answers it: the action links to the
+    clip's preview, Approve publishes (verified copy, the verdict in the manifest, the published asset's DAG
+    runs), Reject with a comment publishes nothing and keeps the comment."""
+    import hashlib
+    from urllib.parse import quote
+
+    dag_id = "kling_lipsync_review"
+    archive, published = deployment.home / "kling-archive", tmp_path / "published"  # the preview's root
+    conf = {"text": "Approve me", "publish_to": str(published)}
+    approved_run = deployment.trigger(dag_id, conf)
+    rejected_run = deployment.trigger(dag_id, {**conf, "text": "Reject me"})
+    unanswered = tmp_path / "unanswered"
+    timeout_run = deployment.trigger(
+        "kling_review_timeout",
+        {"job_id": submit_text_job(scenario_emulator, seconds=1), "destination": str(unanswered)},
+    )
+    actions = {run: required_action(deployment, dag_id, run) for run in (approved_run, rejected_run)}
+    jobs = {job.inputs["text"]: job.id for job in scenario_emulator.store.jobs.values()}
+    assert sorted(jobs) == ["Approve me", "Reject me", "hi"]
+    action = actions[approved_run]
+    assert action["subject"] == f"Review the lipsync clip of job {jobs['Approve me']}"
+    assert action["options"] == ["Approve", "Reject"]
+    assert action["defaults"] == ["Reject"]
+    assert list(action["params"]) == ["comment"]
+    preview = f"/dags/{dag_id}/runs/{quote(approved_run, safe='')}/tasks/archive/plugin/kling-lipsync-preview"
+    assert f"]({preview})" in action["body"], action["body"]  # its link, to this clip ([api] base_url unset)
+    assert "Without an answer within 3 days, the clip is rejected." in action["body"]
+    app = deployment.session.get(
+        f"{deployment.api}/kling/preview/ti/{dag_id}/{quote(approved_run, safe='')}/archive/-1", timeout=30
+    )
+    assert app.status_code == 200
+    assert "<video" in app.text  # what the preview tab shows: the clip
+
+    published_before = deployment.get("/dags/kling_lipsync_on_publish/dagRuns")["total_entries"]
+    for run, option, comment in (
+        (approved_run, "Approve", None),
+        (rejected_run, "Reject", "The lips drift after two seconds"),
+    ):
+        path = f"{deployment.api}/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/review/-1/hitlDetails"
+        answer_action(deployment, path, actions[run], option, comment)
+    for run, state in ((approved_run, "success"), (rejected_run, "skipped")):
+        assert finished(deployment, dag_id, run, RUN_LIMIT) == "success", deployment.logs_of(dag_id)
+        assert deployment.task(dag_id, run, "review")["state"] == state
+
+    good, bad = jobs["Approve me"], jobs["Reject me"]
+    manifest = json.loads((archive / good / "manifest.json").read_text())
+    assert manifest["review"]["decision"] == "approved"
+    assert manifest["review"]["by"] == "admin"
+    (entry,) = manifest["files"]
+    copy = published / good / entry["uri"].rsplit("/", 1)[-1]
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == entry["sha256"]
+    assert json.loads((published / good / "manifest.json").read_text())["review"] == manifest["review"]
+    rejected = json.loads((archive / bad / "manifest.json").read_text())["review"]
+    assert (rejected["decision"], rejected["comment"]) == ("rejected", "The lips drift after two seconds")
+    assert not (published / bad).exists()  # nothing published
+    deadline = time.monotonic() + RUN_LIMIT
+    while not (published / good / "published.json").exists():  # the asset-scheduled DAG ran, once
+        assert time.monotonic() < deadline, deployment.logs_of("kling_lipsync_on_publish")
+        time.sleep(1)
+    assert deployment.get("/dags/kling_lipsync_on_publish/dagRuns")["total_entries"] == published_before + 1
+    assert json.loads((published / good / "published.json").read_text())["review"]["decision"] == "approved"
+    # Nobody answered the third: after its response_timeout it is rejected, never approved.
+    assert finished(deployment, "kling_review_timeout", timeout_run, RUN_LIMIT) == "success"
+    assert deployment.task("kling_review_timeout", timeout_run, "review")["state"] == "skipped"
+    review = json.loads((unanswered / jobs["hi"] / "manifest.json").read_text())["review"]
+    assert (review["decision"], review["by"]) == ("timed_out", None)
+    assert list((unanswered / "published").rglob("*")) == []  # checked writable before asking; nothing in it

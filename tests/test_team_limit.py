@@ -240,3 +240,45 @@ def test_a_slot_wait_never_fires_before_its_not_before_time(scenario_emulator: E
     event, not_before = asyncio.run(scenario())
     assert event["status"] == "slot_freed"
     assert time.time() >= not_before
+
+
+def test_while_this_triggerer_follows_all_the_teams_jobs_only_a_hand_off_ends_the_wait(
+    scenario_emulator: EmulatorServer,
+) -> None:
+    """The timer of a waiter would only meet the ceiling again when every running job is followed here:
+    it waits on, up to its deadline, for the slot a job's end hands over."""
+    import asyncio
+    import time
+
+    from airflow_kling.hooks.scenario_async import close_shared_session
+    from airflow_kling.triggers.job import ScenarioJobTrigger
+    from airflow_kling.triggers.slot import SLOTS, ScenarioSlotTrigger
+    from tests.media_samples import submit_text_job
+
+    job = submit_text_job(scenario_emulator, seconds=4)
+
+    async def scenario() -> tuple[dict[str, Any], float, dict[str, Any]]:
+        try:
+            following = asyncio.ensure_future(anext(aiter(ScenarioJobTrigger(job, poll_interval=0.2).run())))
+            await asyncio.sleep(0.1)
+            assert SLOTS.followed("scenario_default") == 1
+            now = time.time()
+            trigger = ScenarioSlotTrigger(now + 0.5, waiting_since=now, limit=1, deadline=now + 120)
+            event = await asyncio.wait_for(anext(aiter(trigger.run())), 60)  # past its 0.5 s timer
+            ended = await asyncio.wait_for(following, 10)
+            return dict(event.payload), time.time() - now, dict(ended.payload)
+        finally:
+            await close_shared_session()
+
+    event, waited, ended = asyncio.run(scenario())
+    assert (event["status"], ended["status"]) == ("slot_freed", "success")
+    assert waited > 1.0  # not at its timer: at the job's end
+    assert SLOTS.followed("scenario_default") == 0
+
+    # With fewer jobs followed here than the limit, the timer decides as before.
+    async def alone() -> dict[str, Any]:
+        now = time.time()
+        trigger = ScenarioSlotTrigger(now + 0.2, waiting_since=now, limit=1, deadline=now + 120)
+        return dict((await asyncio.wait_for(anext(aiter(trigger.run())), 30)).payload)
+
+    assert asyncio.run(alone())["status"] == "slot_wait_over"

@@ -28,7 +28,13 @@ from tests.deployments import REPO, RUN_LIMIT, Deployment, emulator, scenario_em
 from tests.s3 import environment, moto_s3
 
 PIPELINE = "kling_lipsync_pipeline"
-EXAMPLES = [PIPELINE, "kling_lipsync_batch", "kling_lipsync_on_archive"]
+EXAMPLES = [
+    PIPELINE,
+    "kling_lipsync_review",
+    "kling_lipsync_batch",
+    "kling_lipsync_on_archive",
+    "kling_lipsync_on_publish",
+]
 PREVIEW = "/kling/preview"
 __all__ = ["emulator", "scenario_emulator"]  # the shared fixtures, one emulator per module
 # On one worker with the real-deployment tests (xdist group), so that two deployments never start at once.

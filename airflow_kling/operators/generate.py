@@ -106,7 +106,8 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     again: in the triggerer when deferrable, else asleep in the worker; no try is used up, nothing is paid
     for the refusal, and the wait (5 s doubling to 60 s, each cut by up to half at random) is bounded by
     ``timeout``. A deferred wait ends sooner when a job of the same connection ends in the same
-    triggerer: its slot goes to the task that has waited longest.
+    triggerer: its slot goes to the task that has waited longest; while that triggerer follows all the
+    team's running jobs, only such a hand-off ends the wait (its timer would only meet the ceiling again).
     """
 
     template_fields: Sequence[str] = ("model_id", "inputs", "project_id", "max_creative_units")
@@ -216,16 +217,19 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
                 if self.deferrable:
                     from airflow_kling.triggers.slot import ScenarioSlotTrigger
 
+                    deadline = waiting_since + float(self.timeout)
                     self.defer(
                         trigger=ScenarioSlotTrigger(
                             wake_at=time.time() + delay,
                             scenario_conn_id=self.scenario_conn_id,
                             waiting_since=waiting_since,
                             not_before=time.time() + self.first_poll_delay,
+                            limit=refusal.limit,
+                            deadline=deadline,
                         ),
                         method_name="resume_submission",
                         kwargs={"waiting_since": waiting_since, "waits": waits},
-                        timeout=delay + DEFERRAL_GRACE,
+                        timeout=max(0.0, deadline - time.time()) + DEFERRAL_GRACE,
                     )
                 time.sleep(delay)
         job, cost = submission.job, submission.cost

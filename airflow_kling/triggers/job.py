@@ -44,8 +44,7 @@ class ScenarioJobTrigger(BaseTrigger):
 
     It only ever reads (``GET /v1/jobs/{jobId}``), so a trigger restarted on another triggerer repeats
     nothing. When its job ends it hands the job's slot to a submission of the same connection waiting in
-    this triggerer (:class:`~airflow_kling.triggers.slot.ScenarioSlotTrigger`); while one waits, it polls
-    at ``poll_interval`` without stretching. Passing errors (unreachable API, 429, 5xx) are waited through with backoff; only a final
+    this triggerer (:class:`~airflow_kling.triggers.slot.ScenarioSlotTrigger`). Passing errors (unreachable API, 429, 5xx) are waited through with backoff; only a final
     error or the deadline ends it, with a ``timeout`` event at ``timeout_at`` (Airflow enforces no
     ``execution_timeout`` while a task is deferred).
 
@@ -118,9 +117,10 @@ class ScenarioJobTrigger(BaseTrigger):
         from airflow_kling.hooks.scenario_async import session_lease
 
         try:
-            async with session_lease():
-                async for event in self._poll():
-                    yield event
+            with SLOTS.following(self.scenario_conn_id):
+                async with session_lease():
+                    async for event in self._poll():
+                        yield event
         except asyncio.CancelledError:
             # Airflow 3.3+ calls on_kill() when a user ends the task. Before, a cancelled trigger asks what
             # became of its task: a triggerer that stops or hands the trigger over leaves it deferred.
@@ -157,8 +157,6 @@ class ScenarioJobTrigger(BaseTrigger):
                 SLOTS.freed(self.scenario_conn_id)  # hand its slot to a submission waiting in this triggerer
                 yield TriggerEvent(job_event(job["status"], self.job_id, job, ending_message(job)))
                 return
-            if SLOTS.waiting(self.scenario_conn_id):
-                delay = min(delay, self.poll_interval)  # a slot is awaited: see the end without stretching
             left = self._seconds_left()
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
 

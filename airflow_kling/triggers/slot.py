@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -22,6 +23,8 @@ SLOT_FREED = "slot_freed"
 """The slot trigger's event status when a job of its connection ended in this triggerer."""
 SLOT_WAIT_OVER = "slot_wait_over"
 """The slot trigger's event status when its backoff timer ran out."""
+HANDOFF_RECHECK = 5.0
+"""Seconds between two looks at whether this triggerer still follows every running job of the team."""
 
 
 class SlotBoard:
@@ -34,6 +37,22 @@ class SlotBoard:
 
     def __init__(self) -> None:
         self._waiters: dict[str, list[tuple[float, asyncio.Future[None]]]] = {}
+        self._followed: dict[str, int] = {}
+
+    @contextmanager
+    def following(self, conn_id: str) -> Iterator[None]:
+        """While a job trigger of ``conn_id`` follows its job in this process."""
+        self._followed[conn_id] = self._followed.get(conn_id, 0) + 1
+        try:
+            yield
+        finally:
+            self._followed[conn_id] -= 1
+            if not self._followed[conn_id]:
+                del self._followed[conn_id]
+
+    def followed(self, conn_id: str) -> int:
+        """How many jobs of ``conn_id`` this process follows now."""
+        return self._followed.get(conn_id, 0)
 
     def join(self, conn_id: str, since: float) -> asyncio.Future[None]:
         """Wait for a slot of ``conn_id``'s team; ``since`` orders the waiters (epoch seconds)."""
@@ -72,10 +91,16 @@ class ScenarioSlotTrigger(BaseTrigger):
     ``{"status": "slot_wait_over"}`` at ``wake_at``; at once when that has passed (a trigger taken over
     late by another triggerer). It makes no request and cancels nothing.
 
+    While this triggerer follows at least ``limit`` jobs of the connection (all the team may run), every
+    slot that frees is handed over here: the timer then does not end the wait (a submission it woke would
+    only be refused again), up to ``deadline``.
+
     :param wake_at: wall-clock time (epoch seconds) at which the wait ends in any case.
     :param scenario_conn_id: the connection whose team's slot is awaited; default ``scenario_default``.
     :param waiting_since: when the task first met the ceiling (epoch seconds), its place among the
         waiters; default ``wake_at``.
+    :param limit: the team's parallel jobs, as the refusal named them; default none (the timer decides).
+    :param deadline: the wait ends by this time (epoch seconds) in any case; default ``wake_at``.
     :param not_before: no event before this time (epoch seconds), however the wait ends; default none.
         The operator sets it a few seconds after its deferral: an event within seconds of the deferral can
         meet an Airflow scheduler race that fails the try (see
@@ -88,12 +113,16 @@ class ScenarioSlotTrigger(BaseTrigger):
         scenario_conn_id: str = DEFAULT_CONN_ID,
         waiting_since: float | None = None,
         not_before: float | None = None,
+        limit: int | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
         self.wake_at = float(wake_at)
         self.scenario_conn_id = scenario_conn_id
         self.waiting_since = self.wake_at if waiting_since is None else float(waiting_since)
         self.not_before = None if not_before is None else float(not_before)
+        self.limit = None if limit is None else int(limit)
+        self.deadline = self.wake_at if deadline is None else float(deadline)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -103,16 +132,27 @@ class ScenarioSlotTrigger(BaseTrigger):
                 "scenario_conn_id": self.scenario_conn_id,
                 "waiting_since": self.waiting_since,
                 "not_before": self.not_before,
+                "limit": self.limit,
+                "deadline": self.deadline,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         waiter = SLOTS.join(self.scenario_conn_id, self.waiting_since)
+        until = self.wake_at
         try:
-            await asyncio.wait({waiter}, timeout=max(0.0, self.wake_at - time.time()))
+            while not waiter.done():
+                await asyncio.wait({waiter}, timeout=max(0.0, until - time.time()))
+                now = time.time()
+                if waiter.done() or now >= self.deadline or not self._all_jobs_followed_here():
+                    break
+                until = min(now + HANDOFF_RECHECK, self.deadline)
         finally:
             SLOTS.leave(self.scenario_conn_id, waiter)
         status = SLOT_FREED if waiter.done() else SLOT_WAIT_OVER
         if self.not_before is not None:
             await asyncio.sleep(max(0.0, self.not_before - time.time()))
         yield TriggerEvent({"status": status, "wake_at": self.wake_at})
+
+    def _all_jobs_followed_here(self) -> bool:
+        return self.limit is not None and SLOTS.followed(self.scenario_conn_id) >= self.limit

@@ -12,6 +12,7 @@ from airflow.sdk import DAG, task
 
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator, ScenarioUploadAssetOperator
 from airflow_kling.operators.generate import KlingLipsyncOperator, ScenarioGenerateOperator
+from airflow_kling.operators.review import KlingReviewOperator
 from airflow_kling.sensors.job import ScenarioJobSensor
 
 FAST = {
@@ -105,3 +106,27 @@ with DAG("chaos_batch", schedule=None, params={"videos": [], "destination": ""})
     ScenarioArchiveAssetsOperator.partial(
         task_id="archive", destination="{{ params.destination }}", retries=1, retry_delay=timedelta(seconds=0)
     ).expand(job_id=lipsyncs.output.map(lambda result: result["job_id"]))
+
+
+with DAG("kling_review_timeout", schedule=None, params={"job_id": "", "destination": ""}):
+    # A review nobody answers: after its response_timeout the clip is rejected ("timed_out"), never approved.
+
+    @task
+    def where(params: dict[str, Any] | None = None) -> str:
+        assert params is not None
+        return str(params["destination"])
+
+    destination = where()
+    archived = ScenarioArchiveAssetsOperator(
+        task_id="archive", job_id="{{ params.job_id }}", destination="{{ ti.xcom_pull(task_ids='where') }}"
+    )
+    (
+        destination
+        >> archived
+        >> KlingReviewOperator(
+            task_id="review",
+            destination="{{ ti.xcom_pull(task_ids='where') }}",
+            publish_to="{{ ti.xcom_pull(task_ids='where') }}/published",
+            response_timeout=timedelta(seconds=3),
+        )
+    )

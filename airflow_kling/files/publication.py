@@ -1,0 +1,108 @@
+"""After a person's review: the verdict written into the clip's manifest, and an approved clip copied,
+verified, to where its consumers read it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from airflow_kling.exceptions import ScenarioResponseError, ScenarioValidationError
+from airflow_kling.files.archive import MANIFEST_NAME
+from airflow_kling.ids import checked_id
+from airflow_kling.locations import UntrustedValue, roots, under_roots
+from airflow_kling.storage import COPY_BLOCK, atomic_writer, io_path, plain_uri, storage_path
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_kling.xcoms import ArchivedFileRecord
+
+FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+"""An archived file's own name: no slash, no leading dot (so never ``..``)."""
+
+
+def checked_files(
+    files: list[ArchivedFileRecord], destination: str, argument: str
+) -> list[ArchivedFileRecord]:
+    """The archive's records when every file, and its manifest, lies under ``destination`` (the location this
+    DAG archives to), with a job id of Scenario's shape and a plain file name; an XCom is a claim.
+
+    :param argument: the argument that named ``destination``, for the error.
+    :raises ScenarioValidationError: naming the value refused, before anything is read or written.
+    """
+    allowed = roots(destination, argument)
+    for record in files:
+        try:
+            for uri in (record["uri"], record["manifest_uri"]):
+                under_roots(uri, allowed)
+            checked_id(record["job_id"], "job id")
+            name = record["uri"].rsplit("/", 1)[-1]
+            if not FILE_NAME.match(name):
+                raise UntrustedValue(f"the file name {name[:80]!r} is not a plain name")
+            if record["manifest_uri"].rsplit("/", 1)[-1] != MANIFEST_NAME:
+                raise UntrustedValue("a manifest must be named manifest.json")
+        except (UntrustedValue, ScenarioResponseError, KeyError, AttributeError, TypeError) as error:
+            raise ScenarioValidationError(
+                f"The archive's record names a file this review does not trust ({error}); {argument}="
+                f"{destination!r}; nothing was read or written"
+            ) from None
+    return files
+
+
+def record_review(manifest_uri: str, review: dict[str, Any], storage_conn_id: str | None = None) -> None:
+    """Add ``review`` (decision, who, when, comment) to a manifest, written whole or not at all."""
+    manifest = storage_path(manifest_uri, storage_conn_id)
+    content = json.loads(manifest.read_text())
+    content["review"] = review
+    with atomic_writer(io_path(manifest)) as out:
+        out.write(json.dumps(content, indent=2, sort_keys=True).encode())
+
+
+def publish_copies(
+    files: list[ArchivedFileRecord], publish_to: str, storage_conn_id: str | None = None
+) -> list[str]:
+    """Copy each archived file to ``publish_to/<job id>/<name>``, its SHA-256 checked against the archive's
+    record on the way (a file that differs is not published), then each job's manifest beside them;
+    returns the published files' URIs. A file already published with the same checksum is left as it is.
+
+    :raises ScenarioValidationError: a file's bytes are not the ones archived.
+    """
+    target_root = storage_path(publish_to, storage_conn_id)
+    published = []
+    manifests: dict[str, str] = {}
+    for record in files:
+        folder = target_root / record["job_id"]
+        target = folder / record["uri"].rsplit("/", 1)[-1]
+        _copy_verified(storage_path(record["uri"], storage_conn_id), target, record["sha256"])
+        manifests[record["job_id"]] = record["manifest_uri"]
+        published.append(plain_uri(target))
+    for job_id, manifest_uri in manifests.items():
+        source = storage_path(manifest_uri, storage_conn_id)
+        with atomic_writer(io_path(target_root / job_id / MANIFEST_NAME)) as out:
+            out.write(source.read_bytes())
+    return published
+
+
+def _copy_verified(source: ObjectStoragePath, target: ObjectStoragePath, sha256: str) -> None:
+    if target.exists() and _sha256(target) == sha256:
+        return
+    digest = hashlib.sha256()
+    with io_path(source).open("rb") as reader, atomic_writer(io_path(target)) as out:
+        while block := reader.read(COPY_BLOCK):
+            digest.update(block)
+            out.write(block)
+        if digest.hexdigest() != sha256:
+            raise ScenarioValidationError(
+                f"{plain_uri(source)} is not the file that was archived (its SHA-256 differs from the "
+                "archive's record): not published"
+            )
+
+
+def _sha256(path: ObjectStoragePath) -> str:
+    digest = hashlib.sha256()
+    with io_path(path).open("rb") as reader:
+        while block := reader.read(COPY_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,263 @@
+"""A person's review before a lipsync clip is published: Airflow's human-in-the-loop operator, wired to
+the clip the archive task wrote.
+
+``KlingReviewOperator`` after the archive task asks a reviewer, under the UI's *Required actions* (or over
+the REST API's ``hitlDetails``), to watch the clip in its *Lipsync preview* and to choose **Approve** or
+**Reject**, with a comment. Approve publishes the clip: the verdict goes into its ``manifest.json``, the
+files are copied (verified) to ``publish_to`` when given, and the asset ``kling_lipsync_published`` is
+updated. Reject publishes nothing: the verdict and the comment go into the manifest, and the task and
+what follows it are skipped. No answer within ``response_timeout`` rejects the clip, never approves it.
+
+Needs Airflow's human-in-the-loop operators (Airflow 3.1+, the standard provider): without them, a DAG file
+that uses this operator fails to parse, naming what to install (:func:`~airflow_kling.version_compat.require_hitl`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypedDict
+from urllib.parse import quote
+
+from airflow.sdk import Asset, Param
+
+from airflow_kling import metrics
+from airflow_kling.operators.failures import invalid_input_fails_task
+from airflow_kling.version_compat import AirflowSkipException, conf, require_hitl
+from airflow_kling.xcoms import ARCHIVE_XCOM_KEY
+
+if TYPE_CHECKING:
+    from airflow.providers.standard.operators.hitl import HITLOperator
+    from airflow.sdk import Context
+
+    from airflow_kling.xcoms import ArchivedFileRecord
+else:
+    HITLOperator = require_hitl()
+
+LIPSYNC_PUBLISHED = Asset(name="kling_lipsync_published", group="kling")
+"""The asset an approved clip updates: schedule the DAGs that show clips to customers on it (each event's
+``extra`` lists the published ``uris``, the ``job_ids`` and who approved them)."""
+APPROVE = "Approve"
+REJECT = "Reject"
+COMMENT = "comment"
+"""The name of the reviewer's comment, a field of the required action (a param)."""
+DEFAULT_RESPONSE_TIMEOUT = timedelta(days=3)
+PREVIEW_ROUTE = "kling-lipsync-preview"
+"""The task instance tab of this provider's plugin (:mod:`airflow_kling.plugins.preview`)."""
+
+
+class Review(TypedDict):
+    """What a review decided, as the task returns it and the manifest keeps it."""
+
+    decision: str  # "approved", "rejected" or "timed_out"
+    by: str | None
+    at: str | None
+    comment: str | None
+
+
+class KlingReviewOperator(HITLOperator):
+    """Ask a person to watch an archived lipsync clip and approve or reject it before it is published.
+
+    Returns (XCom) ``{"decision": "approved", "by", "at", "comment", "uris"}`` for an approved clip; a
+    rejected one skips this task and its downstream tasks.
+
+    :param destination: the archive location the clip was written to (the archive task's ``destination``):
+        the files the archive task's XCom names must lie under it. Templated.
+    :param archive_task_id: the archive task (:class:`~.assets.ScenarioArchiveAssetsOperator`) whose clip
+        is reviewed, in the same task group and map index; default ``archive``.
+    :param publish_to: where an approved clip is copied (``<publish_to>/<job id>/<file>`` and its
+        manifest), a folder or object-storage URI; default none (published where it was archived).
+        Templated.
+    :param storage_conn_id: the object store's connection for both locations; default none.
+    :param ask: ask for a review; when it renders false (``False``, ``"False"``, ``""``), the task is skipped
+        without asking and nothing is published (a DAG whose review is a run's choice); default ``True``.
+        Templated.
+    :param response_timeout: how long to wait for a reviewer; default 3 days. Then the clip is
+        rejected (``timed_out``), never approved.
+    :param subject: the required action's title; default ``Review the lipsync clip of job <id>``.
+    :param kwargs: the arguments of Airflow's ``HITLOperator`` (``assigned_users``, ``notifiers``, ...)
+        but ``options``, ``defaults``, ``multiple`` and ``params``, which the review fixes (its form is
+        the comment alone, so ``{{ params.* }}`` does not render here: pass values through XComs).
+    """
+
+    template_fields: Sequence[str] = (*HITLOperator.template_fields, "destination", "publish_to", "ask")
+    ui_color = "#fef3c7"
+
+    def __init__(
+        self,
+        *,
+        destination: str,
+        archive_task_id: str = "archive",
+        publish_to: str | None = None,
+        storage_conn_id: str | None = None,
+        ask: bool | str = True,
+        response_timeout: timedelta = DEFAULT_RESPONSE_TIMEOUT,
+        subject: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        for fixed in ("options", "defaults", "multiple"):
+            if fixed in kwargs:
+                raise ValueError(f"KlingReviewOperator fixes {fixed}: Approve or Reject, with a comment")
+        # Airflow passes the DAG's params in; the required action's form is the comment alone (the HITL
+        # operator keeps only the task's own params), so this task's templates cannot read DAG params.
+        kwargs.pop("params", None)
+        kwargs.setdefault("outlets", [LIPSYNC_PUBLISHED])
+        super().__init__(
+            subject=subject or "Review a lipsync clip",
+            options=[APPROVE, REJECT],
+            defaults=[REJECT],  # what a timeout chooses: never publish an unwatched clip
+            multiple=False,
+            params={
+                COMMENT: Param(
+                    None,
+                    type=["null", "string"],
+                    maxLength=2000,
+                    title="Comment",
+                    description="What is wrong with the clip (kept in its manifest); optional when approving.",
+                )
+            },
+            response_timeout=response_timeout,
+            **kwargs,
+        )
+        self.destination = destination
+        self.archive_task_id = archive_task_id
+        self.publish_to = publish_to
+        self.storage_conn_id = storage_conn_id
+        self.ask = ask
+        self._subject_given = subject is not None
+
+    @property
+    def serialized_params(self) -> dict[str, dict[str, Any]]:
+        """The required action's form: the comment alone (before 3.2, Airflow's HITL operator would add
+        every DAG param to it)."""
+        return {key: value for key, value in super().serialized_params.items() if key == COMMENT}
+
+    def execute(self, context: Context) -> Any:
+        from airflow_kling.locations import check_input_location
+        from airflow_kling.storage import check_writable
+
+        if str(self.ask).strip().lower() in ("false", "", "none", "0"):
+            raise AirflowSkipException("No review asked for: the clip stays archived, and is not published")
+        files = self._archived_files(context)
+        if self.publish_to in ("", "None"):
+            self.publish_to = None
+        if self.publish_to is not None:
+            with (
+                invalid_input_fails_task()
+            ):  # before anyone is asked to watch a clip that cannot be published
+                check_input_location(str(self.publish_to), "publish_to")
+                check_writable(str(self.publish_to), "publish_to", self.storage_conn_id)
+        job_ids = sorted({record["job_id"] for record in files})
+        if not self._subject_given:
+            self.subject = f"Review the lipsync clip of job {', '.join(job_ids)}"
+        self.body = self._body(context, files)
+        return super().execute(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        answer = super().execute_complete(context, event)
+        files = self._archived_files(context)
+        who = answer.get("responded_by_user") or {}
+        at = answer.get("responded_at")
+        approved = answer["chosen_options"] == [APPROVE]
+        review = Review(
+            decision="approved" if approved else "rejected" if who else "timed_out",
+            by=str(who.get("name") or who.get("id")) if who else None,
+            at=at.isoformat() if hasattr(at, "isoformat") else str(at) if at else None,
+            comment=(answer.get("params_input") or {}).get(COMMENT) or None,
+        )
+        self._record(files, review)
+        metrics.reviewed(review["decision"])
+        if not approved:
+            raise AirflowSkipException(
+                f"Clip {review['decision']}"
+                + (
+                    f" by {review['by']}"
+                    if review["by"]
+                    else f": no answer within {_spoken(self._timeout())}"
+                )
+                + (f": {review['comment']}" if review["comment"] else "")
+                + "; nothing published"
+            )
+        from airflow_kling.files.publication import publish_copies
+
+        uris = (
+            publish_copies(files, str(self.publish_to), self.storage_conn_id)
+            if self.publish_to
+            else [record["uri"] for record in files]
+        )
+        extra: dict[str, Any] = {
+            "uris": uris,
+            "job_ids": sorted({record["job_id"] for record in files}),
+            "approved_by": review["by"],
+        }
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = extra
+        self.log.info("Clip approved by %s: published %s", review["by"], uris)
+        return {**review, "uris": uris}
+
+    def _archived_files(self, context: Context) -> list[ArchivedFileRecord]:
+        """The archive task's record of the clip, checked against ``destination`` (an XCom is a claim)."""
+        from airflow_kling.files.publication import checked_files
+
+        ti = context["ti"]
+        task_id = self._sibling_task_id(self.archive_task_id)
+        mapped = ti.map_index is not None and ti.map_index >= 0
+        record = ti.xcom_pull(
+            task_ids=task_id, key=ARCHIVE_XCOM_KEY, map_indexes=ti.map_index if mapped else None
+        )
+        with invalid_input_fails_task():
+            if not isinstance(record, dict) or not record.get("files"):
+                raise ValueError(
+                    f"{task_id} archived no clip to review (its XCom {ARCHIVE_XCOM_KEY} is empty)"
+                )
+            return checked_files(list(record["files"]), str(self.destination), "destination")
+
+    def _sibling_task_id(self, task_id: str) -> str:
+        group = self.task_id.rpartition(".")[0]
+        return f"{group}.{task_id}" if group and "." not in task_id else task_id
+
+    def _record(self, files: list[ArchivedFileRecord], review: Review) -> None:
+        from airflow_kling.files.publication import record_review
+
+        for manifest in sorted({record["manifest_uri"] for record in files}):
+            record_review(manifest, dict(review), self.storage_conn_id)
+
+    def _timeout(self) -> timedelta:
+        return self.response_timeout or DEFAULT_RESPONSE_TIMEOUT
+
+    def _body(self, context: Context, files: list[ArchivedFileRecord]) -> str:
+        ti = context["ti"]
+        map_index = ti.map_index if ti.map_index is not None else -1
+        base = str(conf.get("api", "base_url", fallback="") or "").rstrip("/")
+        page = (
+            f"{base}/dags/{quote(ti.dag_id, safe='')}/runs/{quote(ti.run_id, safe='')}"
+            f"/tasks/{quote(self._sibling_task_id(self.archive_task_id), safe='')}"
+            + (f"/mapped/{map_index}" if map_index >= 0 else "")
+            + f"/plugin/{PREVIEW_ROUTE}"
+        )
+        listed = "\n".join(
+            f"- `{record['uri']}` ({record['size']} bytes, SHA-256 `{record['sha256'][:16]}...`), job "
+            f"`{record['job_id']}`"
+            for record in files
+        )
+        timeout = self._timeout()
+        return (
+            f"**[Watch the clip in its Lipsync preview]({page})**, then judge it: the lips follow the voice, "
+            "the face is not distorted, no glitch in picture or sound.\n\n"
+            "- **Approve** publishes it"
+            + (f" to `{self.publish_to}`" if self.publish_to else "")
+            + " and tells the DAGs scheduled on `kling_lipsync_published`.\n"
+            "- **Reject** publishes nothing; say why in *Comment*: it is kept in the clip's manifest.\n\n"
+            f"Without an answer within {_spoken(timeout)}, the clip is rejected.\n\n{listed}"
+        )
+
+
+def _spoken(duration: timedelta) -> str:
+    """``3 days``, ``2 hours``, ``90 seconds``: a duration as a reviewer reads it."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"

@@ -1,0 +1,114 @@
+"""The review step's own files work, on real files: what an archive task's XCom names is checked against
+the location the DAG archives to before anything is read, a published copy is the archived file or
+nothing, and the verdict goes into the manifest whole."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_kling.exceptions import ScenarioValidationError
+from airflow_kling.files.publication import checked_files, publish_copies, record_review
+
+JOB = "job_abc123"
+
+
+def archived(tmp_path: Path, data: bytes = b"\x00\x00\x00\x18ftypmp42 a video") -> dict[str, Any]:
+    """A clip as the archive task leaves it: the file, its manifest, and the XCom record of both."""
+    folder = tmp_path / "archive" / JOB
+    folder.mkdir(parents=True)
+    video = folder / "asset_out1.mp4"
+    video.write_bytes(data)
+    (folder / "manifest.json").write_text(json.dumps({"job_id": JOB, "files": []}))
+    return {
+        "asset_id": "asset_out1",
+        "job_id": JOB,
+        "uri": f"file://{video}",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "mime_type": "video/mp4",
+        "manifest_uri": f"file://{folder / 'manifest.json'}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("uri", "file:///etc/passwd", "under none of the allowed roots"),
+        ("manifest_uri", "file:///tmp/elsewhere/manifest.json", "under none of the allowed roots"),
+        ("uri", "http://169.254.169.254/latest/meta-data", "under none of the allowed roots"),
+        ("job_id", "../../outside", "of another shape"),
+        ("uri", "ARCHIVE/job_abc123/.hidden", "not a plain name"),
+        ("manifest_uri", "ARCHIVE/job_abc123/evil.json", "must be named manifest.json"),
+    ],
+)
+def test_a_hostile_archive_record_is_refused_before_anything_is_read(
+    tmp_path: Path, field: str, value: str, named: str
+) -> None:
+    record = archived(tmp_path)
+    record[field] = value.replace("ARCHIVE", f"file://{tmp_path / 'archive'}")
+    with pytest.raises(ScenarioValidationError) as refused:
+        checked_files([record], str(tmp_path / "archive"), "destination")
+    assert named in str(refused.value)
+    assert "destination=" in str(refused.value)
+
+
+def test_a_link_out_of_the_archive_is_out_of_it(tmp_path: Path) -> None:
+    record = archived(tmp_path)
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes(b"secret")
+    link = tmp_path / "archive" / JOB / "asset_link.mp4"
+    link.symlink_to(outside)
+    record["uri"] = f"file://{link}"
+    with pytest.raises(ScenarioValidationError, match="under none of the allowed roots"):
+        checked_files([record], str(tmp_path / "archive"), "destination")
+
+
+def test_an_approved_clip_is_published_verified_with_its_manifest(tmp_path: Path) -> None:
+    record = archived(tmp_path)
+    files = checked_files([record], str(tmp_path / "archive"), "destination")
+    record_review(record["manifest_uri"], {"decision": "approved", "by": "ana", "at": "now", "comment": None})
+    (uri,) = publish_copies(files, str(tmp_path / "published"))
+    copy = tmp_path / "published" / JOB / "asset_out1.mp4"
+    assert uri == f"file://{copy}"
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == record["sha256"]
+    manifest = json.loads((tmp_path / "published" / JOB / "manifest.json").read_text())
+    assert manifest["review"]["by"] == "ana"
+    assert manifest["job_id"] == JOB  # the archive's manifest, whole, with its verdict
+    assert publish_copies(files, str(tmp_path / "published")) == [uri]  # again: the same, left as it is
+
+
+def test_a_file_changed_since_it_was_archived_is_not_published(tmp_path: Path) -> None:
+    record = archived(tmp_path)
+    Path(record["uri"].removeprefix("file://")).write_bytes(b"something else")
+    with pytest.raises(ScenarioValidationError, match="not the file that was archived"):
+        publish_copies([record], str(tmp_path / "published"))
+    assert [path.name for path in (tmp_path / "published").rglob("*") if path.is_file()] == []
+
+
+def test_without_airflows_human_in_the_loop_operators_a_review_dag_fails_to_parse_saying_why(
+    tmp_path: Path,
+) -> None:
+    """An Airflow without the standard provider's HITL module (simulated by blocking its import) must not
+    run the DAG with its review silently left out: the DAG file fails to import, naming what to install."""
+    import subprocess
+    import sys
+
+    dag_file = Path(__file__).parent.parent / "dags" / "kling_lipsync_pipeline.py"
+    code = (
+        "import sys, runpy; sys.modules['airflow.providers.standard.operators.hitl'] = None; "
+        "runpy.run_path(sys.argv[1])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(dag_file)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert (
+        "ImportError: The Kling review step needs Airflow's human-in-the-loop operators: install Airflow "
+        in (result.stderr)
+    )
+    assert "apache-airflow-providers-standard" in result.stderr
