@@ -207,6 +207,7 @@ def wait_until(cluster: Cluster, what: str, check: Any, limit: float = 120.0) ->
     pytest.fail(f"{what} did not happen within {limit:.0f} s\n{cluster.logs()}")
 
 
+@pytest.mark.every_line  # 3.3 asks in on_kill, the older lines when run() is cancelled: both paths
 def test_triggers_survive_a_killed_a_stopped_and_a_stalled_triggerer_without_a_cancel(
     cluster: Cluster, books: EmulatorServer, s3: Any
 ) -> None:

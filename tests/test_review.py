@@ -112,3 +112,9 @@ def test_without_airflows_human_in_the_loop_operators_a_review_dag_fails_to_pars
         in (result.stderr)
     )
     assert "apache-airflow-providers-standard" in result.stderr
+
+
+def test_a_destination_that_is_no_storage_location_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioValidationError) as refused:
+        checked_files([archived(tmp_path)], "http://cdn.example/x", "destination")
+    assert "destination='http://cdn.example/x' is not a storage location" in str(refused.value)

@@ -32,7 +32,12 @@ def checked_files(
     :param argument: the argument that named ``destination``, for the error.
     :raises ScenarioValidationError: naming the value refused, before anything is read or written.
     """
-    allowed = roots(destination, argument)
+    try:
+        allowed = roots(destination, argument)
+    except ValueError as error:
+        raise ScenarioValidationError(
+            f"{argument}={destination!r} is not a storage location: {error}"
+        ) from None
     for record in files:
         try:
             for uri in (record["uri"], record["manifest_uri"]):

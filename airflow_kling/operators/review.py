@@ -22,6 +22,7 @@ from urllib.parse import quote
 from airflow.sdk import Asset, Param
 
 from airflow_kling import metrics
+from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.operators.failures import invalid_input_fails_task
 from airflow_kling.version_compat import AirflowSkipException, conf, require_hitl
 from airflow_kling.xcoms import ARCHIVE_XCOM_KEY
@@ -208,7 +209,7 @@ class KlingReviewOperator(HITLOperator):
         )
         with invalid_input_fails_task():
             if not isinstance(record, dict) or not record.get("files"):
-                raise ValueError(
+                raise ScenarioValidationError(
                     f"{task_id} archived no clip to review (its XCom {ARCHIVE_XCOM_KEY} is empty)"
                 )
             return checked_files(list(record["files"]), str(self.destination), "destination")

@@ -4,7 +4,8 @@ job of the same connection ends in the same triggerer and hands its slot over.
 
 The hand-off is in-process: :data:`SLOTS` pairs the job triggers that see a job end with the slot
 triggers that wait, one freed slot for the longest waiter. Waiters in another triggerer, or jobs followed
-elsewhere, fall back to the timer, so the timer bounds every wait and the hand-off only shortens it.
+elsewhere, fall back to the backoff timer; while one triggerer follows all the team's running jobs, only a
+hand-off ends a wait there, up to the operator's ``timeout``.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class ScenarioSlotTrigger(BaseTrigger):
     slot that frees is handed over here: the timer then does not end the wait (a submission it woke would
     only be refused again), up to ``deadline``.
 
-    :param wake_at: wall-clock time (epoch seconds) at which the wait ends in any case.
+    :param wake_at: wall-clock time (epoch seconds) at which the backoff timer ends the wait.
     :param scenario_conn_id: the connection whose team's slot is awaited; default ``scenario_default``.
     :param waiting_since: when the task first met the ceiling (epoch seconds), its place among the
         waiters; default ``wake_at``.
