@@ -243,10 +243,11 @@ def test_a_slot_wait_never_fires_before_its_not_before_time(scenario_emulator: E
 
 
 def test_while_this_triggerer_follows_all_the_teams_jobs_only_a_hand_off_ends_the_wait(
-    scenario_emulator: EmulatorServer,
+    scenario_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The timer of a waiter would only meet the ceiling again when every running job is followed here:
-    it waits on, up to its deadline, for the slot a job's end hands over."""
+    """The timer of a waiter would only meet the ceiling again when every running job is followed here (a
+    slot just handed over counts until its job is followed): it waits on, up to its deadline, for the slot
+    a job's end hands over."""
     import asyncio
     import time
 
@@ -255,30 +256,63 @@ def test_while_this_triggerer_follows_all_the_teams_jobs_only_a_hand_off_ends_th
     from airflow_kling.triggers.slot import SLOTS, ScenarioSlotTrigger
     from tests.media_samples import submit_text_job
 
-    job = submit_text_job(scenario_emulator, seconds=4)
+    team = "scenario_handoff"  # a connection of its own: the board is the process's
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_HANDOFF", scenario_emulator.connection_uri())
+    first, second = (
+        submit_text_job(scenario_emulator, seconds=4),
+        submit_text_job(scenario_emulator, seconds=1),
+    )
 
-    async def scenario() -> tuple[dict[str, Any], float, dict[str, Any]]:
+    async def scenario() -> tuple[dict[str, Any], float, int, int]:
         try:
-            following = asyncio.ensure_future(anext(aiter(ScenarioJobTrigger(job, poll_interval=0.2).run())))
+            following = asyncio.ensure_future(
+                anext(aiter(ScenarioJobTrigger(first, team, poll_interval=0.2).run()))
+            )
             await asyncio.sleep(0.1)
-            assert SLOTS.followed("scenario_default") == 1
+            assert SLOTS.followed(team) == 1
             now = time.time()
-            trigger = ScenarioSlotTrigger(now + 0.5, waiting_since=now, limit=1, deadline=now + 120)
+            trigger = ScenarioSlotTrigger(now + 0.5, team, waiting_since=now, limit=1, deadline=now + 120)
             event = await asyncio.wait_for(anext(aiter(trigger.run())), 60)  # past its 0.5 s timer
-            ended = await asyncio.wait_for(following, 10)
-            return dict(event.payload), time.time() - now, dict(ended.payload)
+            assert (await asyncio.wait_for(following, 10)).payload["status"] == "success"
+            waited, handed = time.time() - now, SLOTS.followed(team)  # the slot handed over, its job not yet
+            next_job = ScenarioJobTrigger(second, team, poll_interval=0.2).run()
+            await asyncio.wait_for(anext(aiter(next_job)), 30)  # the job submitted into it, followed here
+            return dict(event.payload), waited, handed, SLOTS.followed(team)
         finally:
             await close_shared_session()
 
-    event, waited, ended = asyncio.run(scenario())
-    assert (event["status"], ended["status"]) == ("slot_freed", "success")
+    event, waited, handed, after = asyncio.run(scenario())
+    assert event["status"] == "slot_freed"
     assert waited > 1.0  # not at its timer: at the job's end
-    assert SLOTS.followed("scenario_default") == 0
+    assert (handed, after) == (1, 0)
 
     # With fewer jobs followed here than the limit, the timer decides as before.
     async def alone() -> dict[str, Any]:
         now = time.time()
-        trigger = ScenarioSlotTrigger(now + 0.2, waiting_since=now, limit=1, deadline=now + 120)
+        trigger = ScenarioSlotTrigger(
+            now + 0.2, "lonely_team", waiting_since=now, limit=1, deadline=now + 120
+        )
         return dict((await asyncio.wait_for(anext(aiter(trigger.run())), 30)).payload)
 
     assert asyncio.run(alone())["status"] == "slot_wait_over"
+
+
+def test_a_freed_slot_goes_to_the_longest_waiter_that_can_submit_now() -> None:
+    """A waiter that just met the ceiling again keeps its place (it waited longest) but cannot submit until
+    its not-before time: the slot goes to the next one that can, and counts as taken until its job is
+    followed here."""
+    import asyncio
+    import time
+
+    from airflow_kling.triggers.slot import SlotBoard
+
+    async def scenario() -> tuple[bool, bool, bool, int]:
+        board = SlotBoard()
+        now = time.time()
+        oldest_but_not_ready = board.join("team", since=now - 60, ready_at=now + 8)
+        next_in_line = board.join("team", since=now - 30)
+        last = board.join("team", since=now - 1)
+        assert board.freed("team")
+        return oldest_but_not_ready.done(), next_in_line.done(), last.done(), board.followed("team")
+
+    assert asyncio.run(scenario()) == (False, True, False, 1)

@@ -729,3 +729,88 @@ def test_a_range_of_thousands_of_digits_is_no_server_error(deployment: Deploymen
     answer = deployment.session.get(url, headers={"Range": f"bytes={'9' * 5000}-"}, timeout=30)
     assert answer.status_code == 200  # a range this server does not honour: the whole file (RFC 9110)
     assert len(answer.content) == archived["size"]
+
+
+REVIEW_DAG = "kling_lipsync_review"
+
+
+def review_in_the_browser(
+    browser: Any, deployment: Deployment, run_id: str, option: str, comment: str
+) -> None:
+    """What a reviewer does: open the run's required action, follow its link to the clip's preview, watch
+    the clip play, come back, write a comment and choose ``option``."""
+    from selenium.webdriver.common.by import By
+
+    browser.switch_to.default_content()
+    action_page = (
+        f"{deployment.api}/dags/{REVIEW_DAG}/runs/{quote(run_id, safe='')}/tasks/review/required_actions"
+    )
+    browser.get(action_page)
+    link = wait_for(
+        lambda: [a for a in browser.find_elements(By.TAG_NAME, "a") if "Lipsync preview" in a.text],
+        "the action's link to the preview",
+        limit=RUN_LIMIT,
+    )[0]
+    preview = f"/dags/{REVIEW_DAG}/runs/{quote(run_id, safe='')}/tasks/archive/plugin/kling-lipsync-preview"
+    assert link.get_attribute("href") == f"{deployment.api}{preview}"
+    asked_at = time.monotonic()
+    screenshot(browser, f"review-required-action-{option.lower()}")
+    link.click()
+    enter_preview_frame(browser)
+    video = wait_for(lambda: browser.find_element(By.TAG_NAME, "video"), "the player")
+    wait_for(lambda: browser.execute_script("return arguments[0].readyState", video) >= 2, "the clip to play")
+    browser.switch_to.default_content()
+    # A person watches the clip; an answer within seconds of the pause can meet an Airflow scheduler race.
+    time.sleep(max(0.0, asked_at + 10 - time.monotonic()))
+    browser.get(action_page)
+    field = wait_for(lambda: browser.find_element(By.NAME, "element_comment"), "the comment field")
+    wait_for(field.is_displayed, "the comment field to show")
+    field.send_keys(comment)
+    wait_for(lambda: buttons(browser, option), f"the {option} button")[0].click()
+    wait_for(
+        lambda: deployment.get(
+            f"/dags/{REVIEW_DAG}/dagRuns/{quote(run_id, safe='')}/taskInstances/review/-1/hitlDetails"
+        )["response_received"],
+        "the answer to be received",
+    )
+    screenshot(browser, f"review-answered-{option.lower()}")
+
+
+@pytest.mark.every_line  # the approval on the oldest line too (3.1 answers through its HITL trigger)
+def test_a_reviewer_approves_a_clip_in_the_browser_and_it_is_published(
+    browser: Any, deployment: Deployment, scenario_emulator: EmulatorServer
+) -> None:
+    published = deployment.home / "kling-published"
+    before = deployment.get("/dags/kling_lipsync_on_publish/dagRuns")["total_entries"]
+    run_id = deployment.trigger(REVIEW_DAG, {"text": "Approve me", "publish_to": str(published)})
+    review_in_the_browser(browser, deployment, run_id, "Approve", "Lips and voice match")
+    assert finished_run(deployment, REVIEW_DAG, run_id) == "success", deployment.logs_of(REVIEW_DAG)
+    (job_id,) = scenario_emulator.store.jobs
+    archive = deployment.home / "kling-archive" / job_id
+    review = json.loads((archive / "manifest.json").read_text())["review"]
+    assert (review["decision"], review["by"], review["comment"]) == (
+        "approved",
+        "admin",
+        "Lips and voice match",
+    )
+    assert [path.name for path in (published / job_id).iterdir() if path.suffix == ".mp4"]
+    wait_for(
+        lambda: deployment.get("/dags/kling_lipsync_on_publish/dagRuns")["total_entries"] == before + 1,
+        "the published asset's DAG to run",
+        limit=RUN_LIMIT,
+    )
+
+
+def test_a_reviewer_rejects_a_clip_in_the_browser_and_nothing_is_published(
+    browser: Any, deployment: Deployment, scenario_emulator: EmulatorServer
+) -> None:
+    published = deployment.home / "kling-published"
+    run_id = deployment.trigger(REVIEW_DAG, {"text": "Reject me", "publish_to": str(published)})
+    review_in_the_browser(browser, deployment, run_id, "Reject", "The lips drift after two seconds")
+    assert finished_run(deployment, REVIEW_DAG, run_id) == "success", deployment.logs_of(REVIEW_DAG)
+    (job_id,) = scenario_emulator.store.jobs
+    review = json.loads((deployment.home / "kling-archive" / job_id / "manifest.json").read_text())["review"]
+    assert (review["decision"], review["comment"]) == ("rejected", "The lips drift after two seconds")
+    assert not (published / job_id).exists()
+    task = deployment.get(f"/dags/{REVIEW_DAG}/dagRuns/{quote(run_id, safe='')}/taskInstances/review")
+    assert task["state"] == "skipped"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -117,9 +117,9 @@ class ScenarioJobTrigger(BaseTrigger):
         from airflow_kling.hooks.scenario_async import session_lease
 
         try:
-            with SLOTS.following(self.scenario_conn_id):
+            with SLOTS.following(self.scenario_conn_id) as job_ended:
                 async with session_lease():
-                    async for event in self._poll():
+                    async for event in self._poll(job_ended):
                         yield event
         except asyncio.CancelledError:
             # Airflow 3.3+ calls on_kill() when a user ends the task. Before, a cancelled trigger asks what
@@ -128,7 +128,7 @@ class ScenarioJobTrigger(BaseTrigger):
                 await outlast_cancellation(self._cancel_if_task_ended(), self.log)
             raise
 
-    async def _poll(self) -> AsyncIterator[TriggerEvent]:
+    async def _poll(self, job_ended: Callable[[], None]) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
         watch = JobWatch(self.job_id, self.poll_interval, self.max_poll_interval, self.log, log_end=False)
         job: dict[str, Any] | None = None
@@ -154,6 +154,7 @@ class ScenarioJobTrigger(BaseTrigger):
                     return
             if delay is None:
                 assert job is not None
+                job_ended()
                 SLOTS.freed(self.scenario_conn_id)  # hand its slot to a submission waiting in this triggerer
                 yield TriggerEvent(job_event(job["status"], self.job_id, job, ending_message(job)))
                 return

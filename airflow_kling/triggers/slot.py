@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +26,8 @@ SLOT_WAIT_OVER = "slot_wait_over"
 """The slot trigger's event status when its backoff timer ran out."""
 HANDOFF_RECHECK = 5.0
 """Seconds between two looks at whether this triggerer still follows every running job of the team."""
+HANDOFF_GRACE = 60.0
+"""Seconds a slot handed to a waiter counts as taken, until the job submitted into it is followed here."""
 
 
 class SlotBoard:
@@ -37,49 +39,72 @@ class SlotBoard:
     """
 
     def __init__(self) -> None:
-        self._waiters: dict[str, list[tuple[float, asyncio.Future[None]]]] = {}
+        self._waiters: dict[str, list[tuple[float, float, asyncio.Future[None]]]] = {}
         self._followed: dict[str, int] = {}
+        self._handed: dict[str, list[float]] = {}  # slots handed over, by when they stop counting
 
     @contextmanager
-    def following(self, conn_id: str) -> Iterator[None]:
-        """While a job trigger of ``conn_id`` follows its job in this process."""
+    def following(self, conn_id: str) -> Iterator[Callable[[], None]]:
+        """While a job trigger of ``conn_id`` follows its job in this process (most likely the job that was
+        submitted into a slot handed over here: that hand-off is done). Gives the function that ends it
+        early, when the job ends (before the trigger's event; calling it again does nothing)."""
+        handed = self._handed.get(conn_id)
+        if handed:
+            handed.pop(0)
         self._followed[conn_id] = self._followed.get(conn_id, 0) + 1
+        done = False
+
+        def stop() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self._followed[conn_id] -= 1
+                if not self._followed[conn_id]:
+                    del self._followed[conn_id]
+
         try:
-            yield
+            yield stop
         finally:
-            self._followed[conn_id] -= 1
-            if not self._followed[conn_id]:
-                del self._followed[conn_id]
+            stop()
 
     def followed(self, conn_id: str) -> int:
-        """How many jobs of ``conn_id`` this process follows now."""
-        return self._followed.get(conn_id, 0)
+        """How many jobs of ``conn_id`` this process follows now, counting the slots it handed over in the
+        last :data:`HANDOFF_GRACE` seconds whose jobs it does not follow yet."""
+        now = time.time()
+        handed = self._handed.get(conn_id, [])
+        handed[:] = [until for until in handed if until > now]
+        return self._followed.get(conn_id, 0) + len(handed)
 
-    def join(self, conn_id: str, since: float) -> asyncio.Future[None]:
-        """Wait for a slot of ``conn_id``'s team; ``since`` orders the waiters (epoch seconds)."""
+    def join(self, conn_id: str, since: float, ready_at: float = 0.0) -> asyncio.Future[None]:
+        """Wait for a slot of ``conn_id``'s team; ``since`` orders the waiters (epoch seconds), and a waiter
+        that cannot act before ``ready_at`` yields to one that can."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._waiters.setdefault(conn_id, [])
-        queue.append((since, waiter))
+        queue.append((since, ready_at, waiter))
         queue.sort(key=lambda entry: entry[0])
         return waiter
 
     def leave(self, conn_id: str, waiter: asyncio.Future[None]) -> None:
         queue = self._waiters.get(conn_id, [])
-        queue[:] = [entry for entry in queue if entry[1] is not waiter]
+        queue[:] = [entry for entry in queue if entry[2] is not waiter]
         if not queue:
             self._waiters.pop(conn_id, None)
 
     def waiting(self, conn_id: str) -> int:
         """How many tasks of ``conn_id`` wait for a slot in this process now."""
-        return sum(not waiter.done() for _, waiter in self._waiters.get(conn_id, []))
+        return sum(not waiter.done() for _, _, waiter in self._waiters.get(conn_id, []))
 
     def freed(self, conn_id: str) -> bool:
-        """A job of ``conn_id`` ended: wake its longest waiter; whether one was waiting."""
-        for _, waiter in self._waiters.get(conn_id, []):
-            if not waiter.done():
-                waiter.set_result(None)
-                return True
-        return False
+        """A job of ``conn_id`` ended: wake its longest waiter that can act now (else the one that can act
+        soonest); whether one was waiting."""
+        now = time.time()
+        ready = [entry for entry in self._waiters.get(conn_id, []) if not entry[2].done()]
+        if not ready:
+            return False
+        chosen = next((entry for entry in ready if entry[1] <= now), None) or min(ready, key=lambda e: e[1])
+        chosen[2].set_result(None)
+        self._handed.setdefault(conn_id, []).append(now + HANDOFF_GRACE)
+        return True
 
 
 SLOTS = SlotBoard()
@@ -139,7 +164,7 @@ class ScenarioSlotTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        waiter = SLOTS.join(self.scenario_conn_id, self.waiting_since)
+        waiter = SLOTS.join(self.scenario_conn_id, self.waiting_since, self.not_before or 0.0)
         until = self.wake_at
         try:
             while not waiter.done():
