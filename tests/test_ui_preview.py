@@ -745,9 +745,20 @@ def review_in_the_browser(
     action_page = (
         f"{deployment.api}/dags/{REVIEW_DAG}/runs/{quote(run_id, safe='')}/tasks/review/required_actions"
     )
+    wait_for(
+        lambda: (
+            deployment.session.get(
+                f"{deployment.api}/api/v2/dags/{REVIEW_DAG}/dagRuns/{quote(run_id, safe='')}/taskInstances/review/-1/hitlDetails",
+                timeout=30,
+            ).status_code
+            == 200
+        ),
+        "the review to ask",
+        limit=RUN_LIMIT,
+    )
     browser.get(action_page)
     link = wait_for(
-        lambda: [a for a in browser.find_elements(By.TAG_NAME, "a") if "Lipsync preview" in a.text],
+        lambda: [a for a in browser.find_elements(By.TAG_NAME, "a") if "Watch the clip" in a.text],
         "the action's link to the preview",
         limit=RUN_LIMIT,
     )[0]
@@ -755,7 +766,7 @@ def review_in_the_browser(
     assert link.get_attribute("href") == f"{deployment.api}{preview}"
     asked_at = time.monotonic()
     screenshot(browser, f"review-required-action-{option.lower()}")
-    link.click()
+    browser.get(link.get_attribute("href"))  # the link, followed (the UI opens markdown links in a new tab)
     enter_preview_frame(browser)
     video = wait_for(lambda: browser.find_element(By.TAG_NAME, "video"), "the player")
     wait_for(lambda: browser.execute_script("return arguments[0].readyState", video) >= 2, "the clip to play")

@@ -110,7 +110,7 @@ class KlingReviewOperator(HITLOperator):
             multiple=False,
             params={
                 COMMENT: Param(
-                    None,
+                    "",  # not None: Airflow 3.1's form shows a null default as "[object Object]"
                     type=["null", "string"],
                     maxLength=2000,
                     title="Comment",
