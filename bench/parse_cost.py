@@ -16,6 +16,7 @@ MODULES = [
     "airflow_kling.operators.generate",
     "airflow_kling.operators.media",
     "airflow_kling.operators.assets",
+    "airflow_kling.operators.review",
     "airflow_kling.sensors.job",
 ]
 TIMED = (

@@ -129,8 +129,8 @@ class KlingReviewOperator(HITLOperator):
 
     @property
     def serialized_params(self) -> dict[str, dict[str, Any]]:
-        """The required action's form: the comment alone (before 3.2, Airflow's HITL operator would add
-        every DAG param to it)."""
+        """The required action's form: the comment alone (on Airflow 3.1 the HITL operator adds every DAG
+        param to it)."""
         return {key: value for key, value in super().serialized_params.items() if key == COMMENT}
 
     def execute(self, context: Context) -> Any:
@@ -140,14 +140,12 @@ class KlingReviewOperator(HITLOperator):
         if str(self.ask).strip().lower() in ("false", "", "none", "0"):
             raise AirflowSkipException("No review asked for: the clip stays archived, and is not published")
         files = self._archived_files(context)
-        if self.publish_to in ("", "None"):
-            self.publish_to = None
-        if self.publish_to is not None:
-            with (
-                invalid_input_fails_task()
-            ):  # before anyone is asked to watch a clip that cannot be published
-                check_input_location(str(self.publish_to), "publish_to")
-                check_writable(str(self.publish_to), "publish_to", self.storage_conn_id)
+        publish_to = self._publish_to()
+        if publish_to is not None:
+            # Before anyone is asked to watch a clip that could not be published.
+            with invalid_input_fails_task():
+                check_input_location(publish_to, "publish_to")
+                check_writable(publish_to, "publish_to", self.storage_conn_id)
         job_ids = sorted({record["job_id"] for record in files})
         if not self._subject_given:
             self.subject = f"Review the lipsync clip of job {', '.join(job_ids)}"
@@ -181,9 +179,10 @@ class KlingReviewOperator(HITLOperator):
             )
         from airflow_kling.files.publication import publish_copies
 
+        publish_to = self._publish_to()
         uris = (
-            publish_copies(files, str(self.publish_to), self.storage_conn_id)
-            if self.publish_to
+            publish_copies(files, publish_to, self.storage_conn_id)
+            if publish_to is not None
             else [record["uri"] for record in files]
         )
         extra: dict[str, Any] = {
@@ -213,6 +212,10 @@ class KlingReviewOperator(HITLOperator):
                     f"{task_id} archived no clip to review (its XCom {ARCHIVE_XCOM_KEY} is empty)"
                 )
             return checked_files(list(record["files"]), str(self.destination), "destination")
+
+    def _publish_to(self) -> str | None:
+        """``publish_to`` as rendered, ``None`` when it renders empty."""
+        return None if self.publish_to in (None, "", "None") else str(self.publish_to)
 
     def _sibling_task_id(self, task_id: str) -> str:
         group = self.task_id.rpartition(".")[0]
