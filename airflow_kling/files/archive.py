@@ -140,7 +140,7 @@ def _archive_one(
     io_target = local_target or target
     if local_target is not None:
         remove_stale_partials(local_target)
-    existing = _existing_checksum(io_target)
+    existing = existing_checksum(io_target)
     if (
         existing is not None
         and existing[0] == (asset.get("properties") or {}).get("size")
@@ -199,7 +199,8 @@ def _archived(
     return ArchivedFile(record, skipped)
 
 
-def _existing_checksum(target: ObjectStoragePath | Path) -> tuple[int, str] | None:
+def existing_checksum(target: ObjectStoragePath | Path) -> tuple[int, str] | None:
+    """Size and SHA-256 of a stored file, read in chunks; ``None`` when there is none."""
     if not target.exists():
         return None
     digest = hashlib.sha256()

@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from airflow_kling.exceptions import ScenarioResponseError, ScenarioValidationError
-from airflow_kling.files.archive import MANIFEST_NAME
+from airflow_kling.files.archive import MANIFEST_NAME, existing_checksum
 from airflow_kling.ids import checked_id
 from airflow_kling.locations import UntrustedValue, roots, under_roots
 from airflow_kling.storage import COPY_BLOCK, atomic_writer, io_path, plain_uri, storage_path
@@ -91,7 +91,8 @@ def publish_copies(
 
 
 def _copy_verified(source: ObjectStoragePath, target: ObjectStoragePath, sha256: str) -> None:
-    if target.exists() and _sha256(target) == sha256:
+    existing = existing_checksum(io_path(target))
+    if existing is not None and existing[1] == sha256:
         return
     digest = hashlib.sha256()
     with io_path(source).open("rb") as reader, atomic_writer(io_path(target)) as out:
@@ -103,11 +104,3 @@ def _copy_verified(source: ObjectStoragePath, target: ObjectStoragePath, sha256:
                 f"{plain_uri(source)} is not the file that was archived (its SHA-256 differs from the "
                 "archive's record): not published"
             )
-
-
-def _sha256(path: ObjectStoragePath) -> str:
-    digest = hashlib.sha256()
-    with io_path(path).open("rb") as reader:
-        while block := reader.read(COPY_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()

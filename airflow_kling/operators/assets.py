@@ -112,6 +112,13 @@ LIPSYNC_VIDEOS = Asset(name="kling_lipsync_videos", group="kling")
 run on every new archived lipsync video (each event's ``extra`` lists the archived ``uris`` and ``job_ids``)."""
 
 
+def set_asset_extra(outlets: Sequence[Any], context: Context, extra: dict[str, Any]) -> None:
+    """Give every asset among a task's ``outlets`` the ``extra`` of the event it is about to emit."""
+    for outlet in outlets:
+        if isinstance(outlet, Asset):
+            context["outlet_events"][outlet].extra = extra
+
+
 class ScenarioArchiveAssetsOperator(ScenarioHookMixin, BaseOperator):
     """Copy generated assets into your own storage before their signed URLs expire.
 
@@ -195,9 +202,7 @@ class ScenarioArchiveAssetsOperator(ScenarioHookMixin, BaseOperator):
             "uris": uris,
             "job_ids": sorted({item.record["job_id"] for item in archived}),
         }
-        for outlet in self.outlets:
-            if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra = extra
+        set_asset_extra(self.outlets, context, extra)
         return uris
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

@@ -23,6 +23,7 @@ from airflow.sdk import Asset, Param
 
 from airflow_kling import metrics
 from airflow_kling.exceptions import ScenarioValidationError
+from airflow_kling.operators.assets import set_asset_extra
 from airflow_kling.operators.failures import invalid_input_fails_task
 from airflow_kling.version_compat import AirflowSkipException, conf, require_hitl
 from airflow_kling.xcoms import ARCHIVE_XCOM_KEY
@@ -190,9 +191,7 @@ class KlingReviewOperator(HITLOperator):
             "job_ids": sorted({record["job_id"] for record in files}),
             "approved_by": review["by"],
         }
-        for outlet in self.outlets:
-            if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra = extra
+        set_asset_extra(self.outlets, context, extra)
         self.log.info("Clip approved by %s: published %s", review["by"], uris)
         return {**review, "uris": uris}
 

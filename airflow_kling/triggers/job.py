@@ -154,8 +154,7 @@ class ScenarioJobTrigger(BaseTrigger):
                     return
             if delay is None:
                 assert job is not None
-                job_ended()
-                SLOTS.freed(self.scenario_conn_id)  # hand its slot to a submission waiting in this triggerer
+                job_ended()  # its slot goes to a submission waiting in this triggerer
                 yield TriggerEvent(job_event(job["status"], self.job_id, job, ending_message(job)))
                 return
             left = self._seconds_left()

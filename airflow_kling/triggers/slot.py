@@ -46,8 +46,9 @@ class SlotBoard:
     @contextmanager
     def following(self, conn_id: str) -> Iterator[Callable[[], None]]:
         """While a job trigger of ``conn_id`` follows its job in this process (most likely the job that was
-        submitted into a slot handed over here: that hand-off is done). Gives the function that ends it
-        early, when the job ends (before the trigger's event; calling it again does nothing)."""
+        submitted into a slot handed over here: that hand-off is done). Gives the function the trigger calls
+        when the job ends, before its event: the job stops counting and its slot goes to a waiter
+        (:meth:`freed`); calling it again does nothing."""
         handed = self._handed.get(conn_id)
         if handed:
             handed.pop(0)
@@ -62,8 +63,13 @@ class SlotBoard:
                 if not self._followed[conn_id]:
                     del self._followed[conn_id]
 
+        def ended() -> None:
+            if not done:
+                stop()
+                self.freed(conn_id)
+
         try:
-            yield stop
+            yield ended
         finally:
             stop()
 
@@ -89,10 +95,6 @@ class SlotBoard:
         queue[:] = [entry for entry in queue if entry[2] is not waiter]
         if not queue:
             self._waiters.pop(conn_id, None)
-
-    def waiting(self, conn_id: str) -> int:
-        """How many tasks of ``conn_id`` wait for a slot in this process now."""
-        return sum(not waiter.done() for _, _, waiter in self._waiters.get(conn_id, []))
 
     def freed(self, conn_id: str) -> bool:
         """A job of ``conn_id`` ended: wake its longest waiter that can act now (else the one that can act
