@@ -12,7 +12,7 @@ AIRFLOW_OLDEST := 3.1
 AIRFLOW_MIDDLE := 3.2
 AIRFLOW_NEWEST := 3.3
 
-.PHONY: install demo test test-matrix test-airflow lint bench clean
+.PHONY: install demo test test-matrix test-airflow lint bench soak clean
 
 $(STAMP): pyproject.toml constraints/airflow-$(AIRFLOW_NEWEST).txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,12 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run
+
+# The batch DAG over many clips on the distributed deployment (PostgreSQL, Redis, Celery, two triggerers, S3)
+# under random API faults and process kills; prints its seed, what it injected and the ledger. SOAK: its
+# options (python -m tests.soak --help), e.g. SOAK="--seed 1234 --clips 40" replays seed 1234.
+soak: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m tests.soak $(SOAK)
 
 clean:
 	rm -rf $(VENV) .venv-airflow-* .demo .pytest_cache .mypy_cache .ruff_cache

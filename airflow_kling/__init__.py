@@ -45,6 +45,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_kling.operators.assets",
                     "airflow_kling.operators.generate",
                     "airflow_kling.operators.media",
+                    "airflow_kling.operators.rerun",
                     "airflow_kling.operators.review",
                 ],
             }

@@ -10,6 +10,7 @@ allow and block lists, and tags where the backend takes them (``model_id``).
 | ``kling.job.duration`` | timer | milliseconds | a job succeeded: from its creation to its last update, as the API dates them |
 | ``kling.slot_waits`` | counter | waits | a submission was refused at the team's parallel-job limit and waits for a slot |
 | ``kling.reviews.approved``, ``.rejected``, ``.timed_out`` | counter | clips | a review ended |
+| ``kling.reviews.reruns`` | counter | runs | a rejected clip was sent to a new run (a new paid job, on purpose) |
 | ``kling.archive.files`` / ``kling.archive.bytes`` | counter | files / bytes | an archive task wrote files (skipped ones do not count) |
 
 A metric never fails a task: an error while sending one is logged and dropped.
@@ -50,6 +51,11 @@ def slot_wait(model_id: str) -> None:
 def reviewed(decision: str) -> None:
     """A person (or the review's timeout) decided on a clip: ``approved``, ``rejected`` or ``timed_out``."""
     _incr(f"kling.reviews.{decision}")
+
+
+def rerun() -> None:
+    """A rejected clip is run again (:class:`~airflow_kling.operators.rerun.KlingRerunRejectedOperator`)."""
+    _incr("kling.reviews.reruns")
 
 
 def archived(files: int, size: int) -> None:

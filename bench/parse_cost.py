@@ -17,6 +17,7 @@ MODULES = [
     "airflow_kling.operators.media",
     "airflow_kling.operators.assets",
     "airflow_kling.operators.review",
+    "airflow_kling.operators.rerun",
     "airflow_kling.sensors.job",
 ]
 TIMED = (

@@ -204,6 +204,9 @@ with DAG(
         group_id="clip",
         default_args={
             "on_failure_callback": _record_failure,
+            # A lost worker (a killed pod, a replaced node) fails its tasks' tries; each step of a clip is
+            # safe to run again (a retried lipsync adopts its job; the archive skips what it has).
+            "retries": 2,
             "map_index_template": "{{ ti.xcom_pull(task_ids='list_clips')[ti.map_index]['name'] }}",
         },
     )
@@ -250,7 +253,6 @@ with DAG(
             pool=POOL,
             deferrable=True,
             poll_interval=5,
-            retries=2,
             max_creative_units=500,
         )
         archive = ScenarioArchiveAssetsOperator(

@@ -16,9 +16,10 @@ and object-store prefixes, comma-separated) to confine them to those roots; the 
 ``kling_lipsync_review`` is the same pipeline with a person's review after the archive (Airflow's
 human-in-the-loop *Required actions*): **Approve** publishes the clip (to ``publish_to`` when given) and
 updates the asset ``kling_lipsync_published``; **Reject**, or no answer within three days, publishes nothing.
-The verdict, with the reviewer's comment, is kept in the clip's ``manifest.json``.
+The verdict, with the reviewer's comment, is kept in the clip's ``manifest.json``. With ``rerun_on_reject``,
+a rejected clip is made again once: a new run of this DAG with the same settings (a new paid job).
 
-    ... -> archive -> review (Approve: published / Reject: nothing published)
+    ... -> archive -> review (Approve: published / Reject: nothing published) -> rerun (Reject: a new run)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from airflow_kling.media.limits import (
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator, ScenarioUploadAssetOperator
 from airflow_kling.operators.generate import KlingLipsyncOperator
 from airflow_kling.operators.media import KlingPrepareMediaOperator
+from airflow_kling.operators.rerun import KlingRerunRejectedOperator
 from airflow_kling.operators.review import KlingReviewOperator
 
 REVIEW_PARAMS = {
@@ -48,7 +50,15 @@ REVIEW_PARAMS = {
         description="Where an approved clip is copied (folder or object-storage URI). Empty: published where "
         "it was archived.",
         section="Storage and budget",
-    )
+    ),
+    "rerun_on_reject": Param(
+        False,
+        type="boolean",
+        title="Re-run a rejected clip",
+        description="When the reviewer rejects the clip, run this DAG again with the same settings (a new "
+        "paid job), once.",
+        section="Storage and budget",
+    ),
 }
 
 for dag_id, description, with_review, extra_params in (
@@ -224,8 +234,14 @@ for dag_id, description, with_review, extra_params in (
         )
         inputs >> prepare >> [upload_video, upload_audio] >> lipsync >> archive
         if with_review:
-            archive >> KlingReviewOperator(
+            review = KlingReviewOperator(
                 task_id="review",
                 destination="{{ ti.xcom_pull(task_ids='resolve_inputs')['destination'] }}",
                 publish_to="{{ ti.xcom_pull(task_ids='resolve_inputs')['publish_to'] }}",
+            )
+            # A rejected clip, when the run asks for it: a new run of this DAG with the same conf (once).
+            (
+                archive
+                >> review
+                >> KlingRerunRejectedOperator(task_id="rerun", rerun="{{ params.rerun_on_reject }}")
             )

@@ -20,14 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.deployments import STARTUP_LIMIT, Deployment, free_port
+from tests.deployments import RUN_LIMIT, STARTUP_LIMIT, Deployment, free_port
 
 REPO = Path(__file__).parent.parent
 HOSTNAME_VARIABLE = "KLING_TEST_HOSTNAME"
@@ -94,6 +94,18 @@ class Component:
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
+
+    def running(self) -> bool:
+        """Whether its process (the group's leader) has not ended."""
+        return self.process is not None and self.process.poll() is None
+
+    def restart(self) -> None:
+        """Start it again after a kill: the same command, name and log (appended to)."""
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=30)
+        self.start()
+        self.stopped = False
 
     def alive(self, grace: float = 10.0) -> bool:
         """Whether any process of its group is still there after ``grace`` seconds (killed children take a
@@ -182,6 +194,11 @@ class Cluster:
             # handed over after 10 s (default 30): the same mechanisms, sooner.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
+            # A task a SIGKILLed Celery worker had taken but not started stays queued (its message is
+            # unacknowledged until Redis's visibility timeout, 6 h): Airflow queues it again after 90 s
+            # (default 600), checked every 10 s (default 120).
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -335,6 +352,64 @@ class Cluster:
         ]
         if ended:
             pytest.fail(f"{', '.join(ended)} ended by itself\n{self.logs()}")
+
+    # -- what Airflow's database says ---------------------------------------------------------------------------
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        rows = self.sql(
+            "SELECT task_id, map_index, state, hostname, try_number FROM task_instance "
+            "WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index",
+            dag_id,
+            run_id,
+        )
+        return [
+            dict(zip(("task_id", "map_index", "state", "hostname", "try_number"), row, strict=True))
+            for row in rows
+        ]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        ((state,),) = self.sql("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", dag_id, run_id)
+        return str(state)
+
+    def wait_for_run(self, dag_id: str, run_id: str, limit: float = RUN_LIMIT) -> str:
+        """The run's final state (``success`` or ``failed``); fails when it does not end within ``limit``
+        seconds or a component ends that nobody stopped."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in ("success", "failed"):
+                return state
+            self.check_running()
+            time.sleep(1)
+        pytest.fail(f"{dag_id} {run_id} did not end within {limit:.0f} s\n{self.logs()}")
+
+    def triggers_by_triggerer(self) -> dict[str, int]:
+        """How many triggers each triggerer (by process name) holds now."""
+        rows = self.sql(
+            "SELECT job.hostname, count(*) FROM trigger JOIN job ON job.id = trigger.triggerer_id "
+            "GROUP BY job.hostname"
+        )
+        return {str(host): int(count) for host, count in rows}
+
+    def triggerer_beating(self, name: str) -> bool:
+        """Whether triggerer ``name`` wrote its heartbeat into the database in the last 3 seconds."""
+        rows = self.sql(
+            "SELECT count(*) FROM job WHERE hostname = %s AND job_type = 'TriggererJob' "
+            "AND latest_heartbeat > now() - interval '3 seconds'",
+            name,
+        )
+        return bool(rows[0][0])
+
+    def wait_until(self, what: str, check: Callable[[], Any], limit: float = 120.0) -> Any:
+        """``check()``'s first true value, asked every half second; fails after ``limit`` seconds."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            self.check_running()
+            time.sleep(0.5)
+        pytest.fail(f"{what} did not happen within {limit:.0f} s\n{self.logs()}")
 
     def logs(self, limit: int = 2500) -> str:
         """The end of every component's output and of every task log, for failure messages."""

@@ -44,3 +44,24 @@ def moto_s3(bucket: str) -> Iterator[Any]:
 
 def environment(client: Any) -> dict[str, str]:
     return {**CREDENTIALS, "AWS_ENDPOINT_URL": str(client.endpoint)}
+
+
+def put_clips(client: Any, bucket: str, prefix: str, names: list[str], broken: str | None = None) -> None:
+    """A generated 2.5 s 720p clip at ``<prefix>/<name>.mp4`` for each name; ``broken``: one more object that
+    is no video at all."""
+    import tempfile
+    from pathlib import Path
+
+    from airflow_kling.media.samples import make_video
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in names:
+            local = make_video(Path(scratch) / f"{name}.mp4", width=1280, height=720, seconds=2.5, fps=10)
+            client.upload_file(local, bucket, f"{prefix}/{name}.mp4")
+    if broken:
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{broken}.mp4", Body=b"not a video at all")
+
+
+def keys(client: Any, bucket: str, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))

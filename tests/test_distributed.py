@@ -16,8 +16,8 @@ import pytest
 
 from airflow_kling.emulator import EmulatorServer
 from tests.cluster import Cluster, running_cluster
-from tests.deployments import RUN_LIMIT, scenario_emulator
-from tests.s3 import environment, moto_s3
+from tests.deployments import scenario_emulator
+from tests.s3 import environment, keys, moto_s3, put_clips
 
 REPO = Path(__file__).parent.parent
 __all__ = ["scenario_emulator"]  # the shared fixture, on this module's own emulator
@@ -73,50 +73,6 @@ def books(scenario_emulator: EmulatorServer) -> EmulatorServer:
     return scenario_emulator
 
 
-def put_clips(s3: Any, prefix: str, names: list[str], broken: str | None = None) -> None:
-    import tempfile
-
-    from airflow_kling.media.samples import make_video
-
-    with tempfile.TemporaryDirectory() as scratch:
-        for name in names:
-            local = make_video(Path(scratch) / f"{name}.mp4", width=1280, height=720, seconds=2.5, fps=10)
-            s3.upload_file(local, BUCKET, f"{prefix}/{name}.mp4")
-    if broken:
-        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{broken}.mp4", Body=b"not a video at all")
-
-
-def keys(s3: Any, prefix: str) -> list[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
-
-
-def instances(cluster: Cluster, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    rows = cluster.sql(
-        "SELECT task_id, map_index, state, hostname, try_number FROM task_instance "
-        "WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index",
-        dag_id,
-        run_id,
-    )
-    return [
-        dict(zip(("task_id", "map_index", "state", "hostname", "try_number"), row, strict=True))
-        for row in rows
-    ]
-
-
-def wait_for_run(cluster: Cluster, dag_id: str, run_id: str, limit: float = RUN_LIMIT) -> str:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        ((state,),) = cluster.sql(
-            "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", dag_id, run_id
-        )
-        if state in ("success", "failed"):
-            return str(state)
-        cluster.check_running()
-        time.sleep(1)
-    pytest.fail(f"{dag_id} {run_id} did not end within {limit:.0f} s\n{cluster.logs()}")
-
-
 def generate_calls(emulator: EmulatorServer) -> list[dict[str, Any]]:
     return [
         entry
@@ -129,7 +85,7 @@ def test_batch_on_celery_archives_every_good_clip_and_names_the_bad_one(
     cluster: Cluster, books: EmulatorServer, s3: Any
 ) -> None:
     assert cluster.deployment is not None
-    put_clips(s3, "batch-1/clips", [f"clip-{n}" for n in range(5)], broken="clip-9-broken")
+    put_clips(s3, BUCKET, "batch-1/clips", [f"clip-{n}" for n in range(5)], broken="clip-9-broken")
     run_id = cluster.deployment.trigger(
         "kling_lipsync_batch",
         {
@@ -138,8 +94,8 @@ def test_batch_on_celery_archives_every_good_clip_and_names_the_bad_one(
             "destination": f"s3://{BUCKET}/batch-1/archive",
         },
     )
-    state = wait_for_run(cluster, "kling_lipsync_batch", run_id)
-    tasks = instances(cluster, "kling_lipsync_batch", run_id)
+    state = cluster.wait_for_run("kling_lipsync_batch", run_id)
+    tasks = cluster.task_instances("kling_lipsync_batch", run_id)
     assert state == "failed", f"{tasks}\n{cluster.logs()}"
     by_task: dict[str, list[str]] = {}
     for ti in tasks:
@@ -148,7 +104,7 @@ def test_batch_on_celery_archives_every_good_clip_and_names_the_bad_one(
     assert by_task["clip.archive"] == ["success"] * 5 + ["upstream_failed"], tasks
     assert by_task["report"] == ["failed"]
     assert len(generate_calls(books)) == 5 == len(books.store.jobs)  # one paid job per good clip
-    archived = keys(s3, "batch-1/archive/")
+    archived = keys(s3, BUCKET, "batch-1/archive/")
     assert sorted(key.rsplit("/", 2)[1] for key in archived if key.endswith("manifest.json")) == sorted(
         books.store.jobs
     )
@@ -170,13 +126,13 @@ def test_pipeline_hands_files_between_workers_through_s3(
         "kling_lipsync_pipeline",
         {"work": f"s3://{BUCKET}/pipeline/work", "destination": f"s3://{BUCKET}/pipeline/archive"},
     )
-    state = wait_for_run(cluster, "kling_lipsync_pipeline", run_id)
-    tasks = {ti["task_id"]: ti for ti in instances(cluster, "kling_lipsync_pipeline", run_id)}
+    state = cluster.wait_for_run("kling_lipsync_pipeline", run_id)
+    tasks = {ti["task_id"]: ti for ti in cluster.task_instances("kling_lipsync_pipeline", run_id)}
     assert state == "success", f"{tasks}\n{cluster.logs()}"
     assert tasks["prepare"]["hostname"] == "worker-1"
     assert tasks["upload_video"]["hostname"] == tasks["upload_audio"]["hostname"] == "worker-2"
     (job_id,) = books.store.jobs
-    archived = keys(s3, "pipeline/archive/")
+    archived = keys(s3, BUCKET, "pipeline/archive/")
     assert [key for key in archived if key.endswith("manifest.json")] == [
         f"pipeline/archive/{job_id}/manifest.json"
     ]
@@ -186,25 +142,9 @@ def test_pipeline_hands_files_between_workers_through_s3(
     (entry,) = manifest["files"]
     video_key = entry["uri"].removeprefix(f"s3://{BUCKET}/")
     assert s3.head_object(Bucket=BUCKET, Key=video_key)["ContentLength"] == entry["size"] > 0
-    assert any(key.endswith(".kling.mp4") for key in keys(s3, "pipeline/work/"))  # what prepare handed on
-
-
-def triggers_by_triggerer(cluster: Cluster) -> dict[str, int]:
-    rows = cluster.sql(
-        "SELECT job.hostname, count(*) FROM trigger JOIN job ON job.id = trigger.triggerer_id GROUP BY job.hostname"
-    )
-    return {str(host): int(count) for host, count in rows}
-
-
-def wait_until(cluster: Cluster, what: str, check: Any, limit: float = 120.0) -> Any:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        cluster.check_running()
-        time.sleep(0.5)
-    pytest.fail(f"{what} did not happen within {limit:.0f} s\n{cluster.logs()}")
+    assert any(
+        key.endswith(".kling.mp4") for key in keys(s3, BUCKET, "pipeline/work/")
+    )  # what prepare handed on
 
 
 @pytest.mark.every_line  # 3.3 asks in on_kill, the older lines when run() is cancelled: both paths
@@ -213,7 +153,7 @@ def test_triggers_survive_a_killed_a_stopped_and_a_stalled_triggerer_without_a_c
 ) -> None:
     assert cluster.deployment is not None
     books.store.config.job_seconds = 60.0
-    put_clips(s3, "failover/clips", [f"clip-{n}" for n in range(8)])
+    put_clips(s3, BUCKET, "failover/clips", [f"clip-{n}" for n in range(8)])
     run_id = cluster.deployment.trigger(
         "kling_lipsync_batch",
         {
@@ -222,33 +162,31 @@ def test_triggers_survive_a_killed_a_stopped_and_a_stalled_triggerer_without_a_c
             "destination": f"s3://{BUCKET}/failover/archive",
         },
     )
-    deferred = wait_until(
-        cluster,
+    deferred = cluster.wait_until(
         "8 deferred lipsyncs",
         lambda: (
             sum(
                 ti["state"] == "deferred" and ti["task_id"] == "clip.lipsync"
-                for ti in instances(cluster, "kling_lipsync_batch", run_id)
+                for ti in cluster.task_instances("kling_lipsync_batch", run_id)
             )
             == 8
-            and sum(triggers_by_triggerer(cluster).values()) == 8
+            and sum(cluster.triggers_by_triggerer().values()) == 8
         ),
         limit=180,
     )
     assert deferred
-    holder = max(triggers_by_triggerer(cluster).items(), key=lambda item: item[1])[0]
+    holder = max(cluster.triggers_by_triggerer().items(), key=lambda item: item[1])[0]
     survivor = "triggerer-2" if holder == "triggerer-1" else "triggerer-1"
     cluster.components[holder].signal(signal.SIGKILL)
-    wait_until(
-        cluster, f"{survivor} holding all 8 triggers", lambda: triggers_by_triggerer(cluster) == {survivor: 8}
+    cluster.wait_until(
+        f"{survivor} holding all 8 triggers", lambda: cluster.triggers_by_triggerer() == {survivor: 8}
     )
 
     cluster.components[survivor].stop()  # SIGTERM: a triggerer that stops is not a user's kill
     cluster.start_triggerer("triggerer-3")
-    wait_until(
-        cluster,
+    cluster.wait_until(
         "triggerer-3 holding all 8 triggers",
-        lambda: triggers_by_triggerer(cluster) == {"triggerer-3": 8},
+        lambda: cluster.triggers_by_triggerer() == {"triggerer-3": 8},
     )
     # A triggerer that stalls (SIGSTOP of its whole process tree: a paused container, a long GC pause) until
     # another holds every trigger, then comes back: it finds its triggers gone and cancels them in its loop
@@ -256,34 +194,26 @@ def test_triggers_survive_a_killed_a_stopped_and_a_stalled_triggerer_without_a_c
     # under the other triggerer: no job may be cancelled.
     cluster.start_triggerer("triggerer-4")
     cluster.components["triggerer-3"].signal(signal.SIGSTOP)
-    wait_until(
-        cluster,
+    cluster.wait_until(
         "triggerer-4 holding all 8 triggers",
-        lambda: triggers_by_triggerer(cluster) == {"triggerer-4": 8},
+        lambda: cluster.triggers_by_triggerer() == {"triggerer-4": 8},
     )
     cluster.components["triggerer-3"].signal(signal.SIGCONT)
     stalled = cluster.components["triggerer-3"]
-    wait_until(
-        cluster,
+    cluster.wait_until(
         "triggerer-3 back at work (its heartbeat in the database again) or ended by itself",
-        lambda: (
-            (stalled.process is not None and stalled.process.poll() is not None)
-            or cluster.sql(
-                "SELECT count(*) FROM job WHERE hostname = 'triggerer-3' AND job_type = 'TriggererJob' "
-                "AND latest_heartbeat > now() - interval '3 seconds'"
-            )[0][0]
-        ),
+        lambda: not stalled.running() or cluster.triggerer_beating("triggerer-3"),
     )
     time.sleep(5)  # its loop has run again: the cancels it makes of triggers it lost
     assert books.store.requests("^/v1/jobs/[^/]+/action") == []
     books.store.config.job_seconds = 4.0
 
-    state = wait_for_run(cluster, "kling_lipsync_batch", run_id)
+    state = cluster.wait_for_run("kling_lipsync_batch", run_id)
     assert state == "success", cluster.logs()
     assert len(generate_calls(books)) == 8 == len(books.store.jobs)
     assert books.store.requests("^/v1/jobs/[^/]+/action") == []  # nothing was cancelled
     assert all(job.outcome == "success" for job in books.store.jobs.values())
-    assert sum(key.endswith(".mp4") for key in keys(s3, "failover/archive/")) == 8
+    assert sum(key.endswith(".mp4") for key in keys(s3, BUCKET, "failover/archive/")) == 8
 
 
 def test_a_killed_worker_s_retry_on_the_other_worker_adopts_the_job(
@@ -298,9 +228,8 @@ def test_a_killed_worker_s_retry_on_the_other_worker_adopts_the_job(
         patch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", books.connection_uri())
         video = ScenarioHook().upload_asset(sample_video())
     run_id = cluster.deployment.trigger("kling_sync", {"video": video, "text": "hello there"})
-    wait_until(cluster, "the job submitted", lambda: len(books.store.jobs) == 1)
-    ((hostname,),) = wait_until(
-        cluster,
+    cluster.wait_until("the job submitted", lambda: len(books.store.jobs) == 1)
+    ((hostname,),) = cluster.wait_until(
         "the task's worker recorded",
         lambda: cluster.sql(
             "SELECT hostname FROM task_instance WHERE dag_id = 'kling_sync' AND run_id = %s AND hostname <> ''",
@@ -311,9 +240,33 @@ def test_a_killed_worker_s_retry_on_the_other_worker_adopts_the_job(
     cluster.components[hostname].signal(signal.SIGKILL)
     books.store.config.job_seconds = 4.0
 
-    state = wait_for_run(cluster, "kling_sync", run_id)
-    (lipsync,) = instances(cluster, "kling_sync", run_id)
+    state = cluster.wait_for_run("kling_sync", run_id)
+    (lipsync,) = cluster.task_instances("kling_sync", run_id)
     assert state == "success", f"{lipsync}\n{cluster.logs()}"
     assert lipsync["try_number"] == 2
     assert lipsync["hostname"] == other
     assert len(generate_calls(books)) == 1 == len(books.store.jobs)  # the retry adopted the job
+
+
+def test_a_short_soak_under_chaos_and_process_faults_keeps_its_ledger(
+    cluster: Cluster, books: EmulatorServer, s3: Any
+) -> None:
+    """``make soak`` in small (see :mod:`tests.soak`): 6 clips, the team limit under the pool, random API
+    faults (and a lost answer on the first submission), a worker killed right after a submission, a
+    triggerer killed and one stalled while they hold jobs: every clip paid once and archived intact, no
+    cancel, no signed URL or secret in any log."""
+    from tests.soak import SoakPlan, run_soak
+
+    plan = SoakPlan(seed=20261202, clips=6, job_seconds=8.0, chaos_rate=0.3, team_limit=3)
+    ledger = run_soak(cluster, books, s3, BUCKET, plan, "soak")
+    report = ledger.render()
+    assert ledger.state == "success", f"{report}\n{cluster.logs()}"
+    assert ledger.problems == [], f"{report}\n{cluster.logs()}"
+    assert [row["jobs"] for row in ledger.clips] == [1] * 6, report
+    assert all(row["archived"] == "archived intact (SHA-256)" for row in ledger.clips), report
+    kinds = [line.split(": ", 1)[1].split(" ")[0] for line in ledger.injected]
+    assert sorted(kinds) == ["SIGKILL", "SIGKILL", "SIGKILL", "SIGSTOP"], report  # every planned kill made
+    assert ledger.chaos["injected"] >= 20, report
+    assert ledger.refused > 0, report  # the ceiling was met
+    assert ledger.peak_jobs <= 3, report
+    assert books.store.requests("^/v1/jobs/[^/]+/action") == []

@@ -41,8 +41,9 @@ def test_dagbag_loads_every_example_without_errors() -> None:
         "archive",
     }
     review = bag.dags["kling_lipsync_review"]
-    assert review.task_ids == [*bag.dags["kling_lipsync_pipeline"].task_ids, "review"]
+    assert review.task_ids == [*bag.dags["kling_lipsync_pipeline"].task_ids, "review", "rerun"]
     assert review.get_task("review").upstream_task_ids == {"archive"}
+    assert review.get_task("rerun").upstream_task_ids == {"review"}
 
 
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in DAGS.glob("*.py")))

@@ -64,9 +64,11 @@ def test_a_reviews_verdict_is_counted_by_name(statsd: socket.socket) -> None:
         "from airflow_kling import metrics\n"
         "for decision in ('approved', 'rejected', 'rejected', 'timed_out'):\n"
         "    metrics.reviewed(decision)\n"
+        "metrics.rerun()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     metrics = kling_metrics(received(statsd))
     assert metrics["kling.reviews.approved"] == ["1|c"]
     assert metrics["kling.reviews.rejected"] == ["1|c", "1|c"]
     assert metrics["kling.reviews.timed_out"] == ["1|c"]
+    assert metrics["kling.reviews.reruns"] == ["1|c"]

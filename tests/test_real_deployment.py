@@ -275,7 +275,8 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
 ) -> None:
     """The review step over the REST API, as the UI's Required actions answers it: the action links to the
     clip's preview, Approve publishes (verified copy, the verdict in the manifest, the published asset's DAG
-    runs), Reject with a comment publishes nothing and keeps the comment."""
+    runs), Reject with a comment publishes nothing and keeps the comment, and makes the clip again once when
+    the run asks for it."""
     import hashlib
     from urllib.parse import quote
 
@@ -283,7 +284,7 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
     archive, published = deployment.home / "kling-archive", tmp_path / "published"  # the preview's root
     conf = {"text": "Approve me", "publish_to": str(published)}
     approved_run = deployment.trigger(dag_id, conf)
-    rejected_run = deployment.trigger(dag_id, {**conf, "text": "Reject me"})
+    rejected_run = deployment.trigger(dag_id, {**conf, "text": "Reject me", "rerun_on_reject": True})
     unanswered = tmp_path / "unanswered"
     timeout_run = deployment.trigger(
         "kling_review_timeout",
@@ -334,8 +335,36 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
         time.sleep(1)
     assert deployment.get("/dags/kling_lipsync_on_publish/dagRuns")["total_entries"] == published_before + 1
     assert json.loads((published / good / "published.json").read_text())["review"]["decision"] == "approved"
+
+    # The rejected run asked for a re-run (rerun_on_reject): one new run with its settings, one new paid
+    # job; rejected again, it is not made a third time. The approved one is not re-run.
+    rerun = f"kling_rerun__{bad}"
+    rerun_action = required_action(deployment, dag_id, rerun)
+    rerun_conf = deployment.get(f"/dags/{dag_id}/dagRuns/{rerun}")["conf"]
+    assert rerun_conf["kling_rerun"] == {
+        "of": [bad],
+        "comment": "The lips drift after two seconds",
+        "count": 1,
+    }
+    assert rerun_conf["text"] == "Reject me"
+    made = sorted(
+        job.id for job in scenario_emulator.store.jobs.values() if job.inputs["text"] == "Reject me"
+    )
+    assert len(made) == 2
+    assert bad in made
+    assert deployment.task(dag_id, rejected_run, "rerun")["state"] == "success"
+    assert deployment.task(dag_id, approved_run, "rerun")["state"] == "skipped"
+    path = f"{deployment.api}/api/v2/dags/{dag_id}/dagRuns/{rerun}/taskInstances/review/-1/hitlDetails"
+    answer_action(deployment, path, rerun_action, "Reject", "Still drifting")
+    assert finished(deployment, dag_id, rerun, RUN_LIMIT) == "success", deployment.logs_of(dag_id)
+    assert deployment.task(dag_id, rerun, "rerun")["state"] == "skipped"
+    runs = deployment.get(f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+    assert [run["dag_run_id"] for run in runs if run["dag_run_id"].startswith("kling_rerun__")] == [rerun]
+    assert sum(job.inputs["text"] == "Reject me" for job in scenario_emulator.store.jobs.values()) == 2
     # Nobody answered the third: after its response_timeout it is rejected, never approved.
-    assert finished(deployment, "kling_review_timeout", timeout_run, RUN_LIMIT) == "success"
+    assert finished(deployment, "kling_review_timeout", timeout_run, RUN_LIMIT) == "success", (
+        deployment.logs_of("kling_review_timeout")
+    )
     assert deployment.task("kling_review_timeout", timeout_run, "review")["state"] == "skipped"
     review = json.loads((unanswered / jobs["hi"] / "manifest.json").read_text())["review"]
     assert (review["decision"], review["by"]) == ("timed_out", None)

@@ -118,3 +118,18 @@ def test_a_destination_that_is_no_storage_location_is_refused(tmp_path: Path) ->
     with pytest.raises(ScenarioValidationError) as refused:
         checked_files([archived(tmp_path)], "http://cdn.example/x", "destination")
     assert "destination='http://cdn.example/x' is not a storage location" in str(refused.value)
+
+
+def test_a_response_timeout_under_the_minimum_is_refused_naming_both() -> None:
+    from datetime import timedelta
+
+    from airflow_kling.operators.review import KlingReviewOperator
+
+    with pytest.raises(ValueError, match=r"response_timeout=3 s is below the minimum of 15 s"):
+        KlingReviewOperator(
+            task_id="review", destination="/tmp/archive", response_timeout=timedelta(seconds=3)
+        )
+    accepted = KlingReviewOperator(
+        task_id="review", destination="/tmp/a", response_timeout=timedelta(seconds=15)
+    )
+    assert accepted.response_timeout == timedelta(seconds=15)

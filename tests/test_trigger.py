@@ -160,7 +160,7 @@ def test_on_kill_cancels_the_remote_job_of_its_owner(scenario_emulator: Emulator
     assert ScenarioHook().get_job(job_id)["status"] == "canceled"
 
 
-@pytest.mark.parametrize("state", ["deferred", None])
+@pytest.mark.parametrize("state", ["deferred", "up_for_retry", None])
 def test_on_kill_of_a_task_still_deferred_or_of_unknown_state_cancels_nothing(
     scenario_emulator: EmulatorServer, state: str | None, captured_logs: Callable[[], str]
 ) -> None:
@@ -172,8 +172,32 @@ def test_on_kill_of_a_task_still_deferred_or_of_unknown_state_cancels_nothing(
     kill_while_running(trigger)
     assert cancel_requests(scenario_emulator) == []
     assert ScenarioHook().get_job(job_id)["status"] == "in-progress"
-    expected = "its task is deferred" if state else "Could not read the state of task lipsync"
+    expected = f"its task is {state}" if state else "Could not read the state of task lipsync"
     assert expected in captured_logs()
+
+
+def test_on_kill_after_the_job_ended_sends_no_cancel(
+    scenario_emulator: EmulatorServer, captured_logs: Callable[[], str]
+) -> None:
+    """Found by the soak (tests/soak.py): a triggerer stalled past the health threshold comes back after
+    another one saw the job end and the task finished; on Airflow 3.3 it calls on_kill for the trigger it
+    lost, and finds the task ``success``. The job has ended: there is nothing to cancel, and no cancel is
+    sent."""
+    job_id = submit_text_job(scenario_emulator, seconds=0.2)
+    deadline = time.monotonic() + 30
+    while ScenarioHook().get_job(job_id)["status"] != "success":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    trigger = TriggerOfATaskIn(job_id, poll_interval=0.1, cancel_on_exit=True)
+    trigger.state = "success"
+
+    async def kill() -> None:
+        await trigger.on_kill()
+        await close_shared_session()
+
+    asyncio.run(kill())
+    assert cancel_requests(scenario_emulator) == []
+    assert f"Scenario job {job_id} already ended (success): nothing to cancel" in captured_logs()
 
 
 def test_on_kill_without_a_task_instance_cancels_nothing(

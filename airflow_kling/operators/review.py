@@ -44,6 +44,11 @@ REJECT = "Reject"
 COMMENT = "comment"
 """The name of the reviewer's comment, a field of the required action (a param)."""
 DEFAULT_RESPONSE_TIMEOUT = timedelta(days=3)
+MIN_RESPONSE_TIMEOUT = timedelta(seconds=15)
+"""A person watches the clip first; and a timeout within seconds of the task's pause can meet Airflow's
+scheduler race (apache/airflow #67287: the pausing try's own end read late fails the resumed try)."""
+REVIEW_XCOM_KEY = "kling_review"
+"""The verdict (a :class:`Review`) and the reviewed ``job_ids``, pushed by the review whatever it decided."""
 PREVIEW_ROUTE = "kling-lipsync-preview"
 """The task instance tab of this provider's plugin (:mod:`airflow_kling.plugins.preview`)."""
 
@@ -74,8 +79,8 @@ class KlingReviewOperator(HITLOperator):
     :param ask: ask for a review; when it renders false (``False``, ``"False"``, ``""``), the task is skipped
         without asking and nothing is published (a DAG whose review is a run's choice); default ``True``.
         Templated.
-    :param response_timeout: how long to wait for a reviewer; default 3 days. Then the clip is
-        rejected (``timed_out``), never approved.
+    :param response_timeout: how long to wait for a reviewer; default 3 days, at least 15 seconds
+        (:data:`MIN_RESPONSE_TIMEOUT`). Then the clip is rejected (``timed_out``), never approved.
     :param subject: the required action's title; default ``Review the lipsync clip of job <id>``.
     :param kwargs: the arguments of Airflow's ``HITLOperator`` (``assigned_users``, ``notifiers``, ...)
         but ``options``, ``defaults``, ``multiple`` and ``params``, which the review fixes (its form is
@@ -100,6 +105,11 @@ class KlingReviewOperator(HITLOperator):
         for fixed in ("options", "defaults", "multiple"):
             if fixed in kwargs:
                 raise ValueError(f"KlingReviewOperator fixes {fixed}: Approve or Reject, with a comment")
+        if response_timeout is not None and response_timeout < MIN_RESPONSE_TIMEOUT:
+            raise ValueError(
+                f"KlingReviewOperator response_timeout={response_timeout.total_seconds():g} s is below "
+                f"the minimum of {MIN_RESPONSE_TIMEOUT.total_seconds():g} s"
+            )
         # Airflow passes the DAG's params in; the required action's form is the comment alone (the HITL
         # operator keeps only the task's own params), so this task's templates cannot read DAG params.
         kwargs.pop("params", None)
@@ -166,6 +176,8 @@ class KlingReviewOperator(HITLOperator):
             comment=(answer.get("params_input") or {}).get(COMMENT) or None,
         )
         self._record(files, review)
+        job_ids = sorted({record["job_id"] for record in files})
+        context["ti"].xcom_push(key=REVIEW_XCOM_KEY, value={**review, "job_ids": job_ids})
         metrics.reviewed(review["decision"])
         if not approved:
             raise AirflowSkipException(
@@ -188,7 +200,7 @@ class KlingReviewOperator(HITLOperator):
         )
         extra: dict[str, Any] = {
             "uris": uris,
-            "job_ids": sorted({record["job_id"] for record in files}),
+            "job_ids": job_ids,
             "approved_by": review["by"],
         }
         set_asset_extra(self.outlets, context, extra)
@@ -200,7 +212,7 @@ class KlingReviewOperator(HITLOperator):
         from airflow_kling.files.publication import checked_files
 
         ti = context["ti"]
-        task_id = self._sibling_task_id(self.archive_task_id)
+        task_id = sibling_task_id(self.task_id, self.archive_task_id)
         mapped = ti.map_index is not None and ti.map_index >= 0
         record = ti.xcom_pull(
             task_ids=task_id, key=ARCHIVE_XCOM_KEY, map_indexes=ti.map_index if mapped else None
@@ -215,10 +227,6 @@ class KlingReviewOperator(HITLOperator):
     def _publish_to(self) -> str | None:
         """``publish_to`` as rendered, ``None`` when it renders empty."""
         return None if self.publish_to in (None, "", "None") else str(self.publish_to)
-
-    def _sibling_task_id(self, task_id: str) -> str:
-        group = self.task_id.rpartition(".")[0]
-        return f"{group}.{task_id}" if group and "." not in task_id else task_id
 
     def _record(self, files: list[ArchivedFileRecord], review: Review) -> None:
         from airflow_kling.files.publication import record_review
@@ -235,7 +243,7 @@ class KlingReviewOperator(HITLOperator):
         base = str(conf.get("api", "base_url", fallback="") or "").rstrip("/")
         page = (
             f"{base}/dags/{quote(ti.dag_id, safe='')}/runs/{quote(ti.run_id, safe='')}"
-            f"/tasks/{quote(self._sibling_task_id(self.archive_task_id), safe='')}"
+            f"/tasks/{quote(sibling_task_id(self.task_id, self.archive_task_id), safe='')}"
             + (f"/mapped/{map_index}" if map_index >= 0 else "")
             + f"/plugin/{PREVIEW_ROUTE}"
         )
@@ -264,3 +272,9 @@ def _spoken(duration: timedelta) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def sibling_task_id(task_id: str, other: str) -> str:
+    """``other``'s full id when it is in ``task_id``'s task group (a plain id names a task of the same group)."""
+    group = task_id.rpartition(".")[0]
+    return f"{group}.{other}" if group and "." not in other else other

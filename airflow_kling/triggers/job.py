@@ -11,7 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_kling.exceptions import ScenarioError
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
-from airflow_kling.jobs import ending_message
+from airflow_kling.jobs import ending_message, is_terminal
 from airflow_kling.polling import STRETCH, JobWatch
 from airflow_kling.triggers.events import job_event
 from airflow_kling.triggers.slot import SLOTS
@@ -174,10 +174,23 @@ class ScenarioJobTrigger(BaseTrigger):
             await self._cancel_killed_job()
 
     async def _cancel_killed_job(self) -> None:
+        """Cancel the job, unless it has ended: a stalled triggerer that comes back after another one saw
+        the job end (and the task went on, or finished) has nothing to cancel, and asks nothing."""
         from airflow_kling.hooks.scenario_async import session_lease
 
         async with session_lease():
-            await self._cancel(self._hook(), "the task was killed")
+            hook = self._hook()
+            try:
+                job = await asyncio.wait_for(hook.get_job(self.job_id), CANCEL_TIMEOUT)
+            except (ScenarioError, TimeoutError) as error:
+                self.log.warning("Could not read Scenario job %s: %s; it is left running", self.job_id, error)
+                return
+            if is_terminal(str(job.get("status"))):
+                self.log.info(
+                    "Scenario job %s already ended (%s): nothing to cancel", self.job_id, job["status"]
+                )
+                return
+            await self._cancel(hook, "the task was killed")
 
     async def _task_was_ended(self) -> bool:
         """Whether this trigger's task instance has left ``deferred`` (a user marked, cleared or killed it).
@@ -197,7 +210,8 @@ class ScenarioJobTrigger(BaseTrigger):
             )
             return False
         self.log.info("Trigger of job %s cancelled; its task is %s", self.job_id, state)
-        return state is not None and state != "deferred"
+        # up_for_retry: its next try follows the job (no user sets it on a deferred task)
+        return state is not None and state not in ("deferred", "up_for_retry")
 
     async def _read_task_state(self, ti: Any) -> str | None:
         """The task instance's state as Airflow's API server has it now (``None`` when it has none)."""

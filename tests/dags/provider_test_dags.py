@@ -12,7 +12,7 @@ from airflow.sdk import DAG, task
 
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator, ScenarioUploadAssetOperator
 from airflow_kling.operators.generate import KlingLipsyncOperator, ScenarioGenerateOperator
-from airflow_kling.operators.review import KlingReviewOperator
+from airflow_kling.operators.review import MIN_RESPONSE_TIMEOUT, KlingReviewOperator
 from airflow_kling.sensors.job import ScenarioJobSensor
 
 FAST = {
@@ -127,6 +127,6 @@ with DAG("kling_review_timeout", schedule=None, params={"job_id": "", "destinati
             task_id="review",
             destination="{{ ti.xcom_pull(task_ids='where') }}",
             publish_to="{{ ti.xcom_pull(task_ids='where') }}/published",
-            response_timeout=timedelta(seconds=3),
+            response_timeout=MIN_RESPONSE_TIMEOUT,
         )
     )
