@@ -19,13 +19,17 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow_kling import metrics
 from airflow_kling.ids import checked_id
 from airflow_kling.operators.failures import invalid_input_fails_task
-from airflow_kling.operators.review import REVIEW_XCOM_KEY, sibling_task_id
+from airflow_kling.operators.review import (
+    REVIEW_XCOM_KEY,
+    pull_from_sibling,
+    renders_false,
+    sibling_task_id,
+)
 from airflow_kling.version_compat import AirflowSkipException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-_FALSE = ("false", "", "none", "0")
 RERUN_CONF_KEY = "kling_rerun"
 """Where a re-run's conf says what it re-runs: ``of`` (job ids), ``comment``, ``count``."""
 
@@ -71,14 +75,10 @@ class KlingRerunRejectedOperator(TriggerDagRunOperator):
         self.max_reruns = max_reruns
 
     def execute(self, context: Context) -> Any:
-        if str(self.rerun).strip().lower() in _FALSE:
+        if renders_false(self.rerun):
             raise AirflowSkipException("No re-run asked for")
-        ti = context["ti"]
-        mapped = ti.map_index is not None and ti.map_index >= 0
-        review = ti.xcom_pull(
-            task_ids=sibling_task_id(self.task_id, self.review_task_id),
-            key=REVIEW_XCOM_KEY,
-            map_indexes=ti.map_index if mapped else None,
+        review = pull_from_sibling(
+            context, sibling_task_id(self.task_id, self.review_task_id), REVIEW_XCOM_KEY
         )
         decision = review.get("decision") if isinstance(review, dict) else None
         if decision != "rejected":

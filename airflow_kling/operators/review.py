@@ -148,7 +148,7 @@ class KlingReviewOperator(HITLOperator):
         from airflow_kling.locations import check_input_location
         from airflow_kling.storage import check_writable
 
-        if str(self.ask).strip().lower() in ("false", "", "none", "0"):
+        if renders_false(self.ask):
             raise AirflowSkipException("No review asked for: the clip stays archived, and is not published")
         files = self._archived_files(context)
         publish_to = self._publish_to()
@@ -157,7 +157,7 @@ class KlingReviewOperator(HITLOperator):
             with invalid_input_fails_task():
                 check_input_location(publish_to, "publish_to")
                 check_writable(publish_to, "publish_to", self.storage_conn_id)
-        job_ids = sorted({record["job_id"] for record in files})
+        job_ids = reviewed_job_ids(files)
         if not self._subject_given:
             self.subject = f"Review the lipsync clip of job {', '.join(job_ids)}"
         self.body = self._body(context, files)
@@ -176,7 +176,7 @@ class KlingReviewOperator(HITLOperator):
             comment=(answer.get("params_input") or {}).get(COMMENT) or None,
         )
         self._record(files, review)
-        job_ids = sorted({record["job_id"] for record in files})
+        job_ids = reviewed_job_ids(files)
         context["ti"].xcom_push(key=REVIEW_XCOM_KEY, value={**review, "job_ids": job_ids})
         metrics.reviewed(review["decision"])
         if not approved:
@@ -211,12 +211,8 @@ class KlingReviewOperator(HITLOperator):
         """The archive task's record of the clip, checked against ``destination`` (an XCom is a claim)."""
         from airflow_kling.files.publication import checked_files
 
-        ti = context["ti"]
         task_id = sibling_task_id(self.task_id, self.archive_task_id)
-        mapped = ti.map_index is not None and ti.map_index >= 0
-        record = ti.xcom_pull(
-            task_ids=task_id, key=ARCHIVE_XCOM_KEY, map_indexes=ti.map_index if mapped else None
-        )
+        record = pull_from_sibling(context, task_id, ARCHIVE_XCOM_KEY)
         with invalid_input_fails_task():
             if not isinstance(record, dict) or not record.get("files"):
                 raise ScenarioValidationError(
@@ -278,3 +274,20 @@ def sibling_task_id(task_id: str, other: str) -> str:
     """``other``'s full id when it is in ``task_id``'s task group (a plain id names a task of the same group)."""
     group = task_id.rpartition(".")[0]
     return f"{group}.{other}" if group and "." not in other else other
+
+
+def pull_from_sibling(context: Context, task_id: str, key: str) -> Any:
+    """XCom ``key`` of ``task_id`` in the same run, from the same map index when this task is mapped."""
+    ti = context["ti"]
+    mapped = ti.map_index is not None and ti.map_index >= 0
+    return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=ti.map_index if mapped else None)
+
+
+def renders_false(value: object) -> bool:
+    """Whether a templated switch rendered off: ``False``, ``"False"``, ``""``, ``"None"``, ``0``."""
+    return str(value).strip().lower() in ("false", "", "none", "0")
+
+
+def reviewed_job_ids(files: list[ArchivedFileRecord]) -> list[str]:
+    """The jobs whose archived files a review shows, sorted."""
+    return sorted({record["job_id"] for record in files})
