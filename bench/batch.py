@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import random
 import shutil
@@ -154,6 +155,27 @@ def run_contender(
             f"{contender.name}: the run {run['state']}\n{deployment.logs_of(contender.dag_id)}"
         )
     cpu_after = component_cpu()
+    if args.books:
+        jobs = sorted(emulator.store.jobs.values(), key=lambda job: job.created_at)
+        started = _epoch(run["start_date"])
+        with Path(args.books).open("a") as books:
+            books.write(
+                json.dumps(
+                    {
+                        "contender": contender.name,
+                        "T": args.seconds,
+                        "run": [started, _epoch(run["end_date"])],
+                        "jobs": [
+                            [
+                                job.created_at - started,
+                                (job.ended_at or job.created_at + job.seconds) - started,
+                            ]
+                            for job in jobs
+                        ],
+                    }
+                )
+                + "\n"
+            )
     outcome = analyse(emulator.store, args.limit, _epoch(run["start_date"]), _epoch(run["end_date"]))
     cpu = {part: cpu_after[part] - cpu_before[part] for part in cpu_after}
     return Outcome(
@@ -193,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job-seconds", default="30,60", help="T, comma-separated")
     parser.add_argument("--deployments", default="standalone,cluster")
     parser.add_argument("--contenders", default=",".join(str(i) for i in range(len(CONTENDERS))))
+    parser.add_argument(
+        "--books", help="append each run's jobs (creation, end; seconds from its start) to this file"
+    )
     args = parser.parse_args(argv)
     import signal
     import sys

@@ -315,3 +315,128 @@ def test_a_freed_slot_goes_to_the_longest_waiter_that_can_submit_now() -> None:
         return oldest_but_not_ready.done(), next_in_line.done(), last.done(), board.followed("team")
 
     assert asyncio.run(scenario()) == (False, True, False, 1)
+
+
+def test_a_job_followed_elsewhere_frees_a_slot_here_through_a_look_at_the_teams_jobs(
+    scenario_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot held by a job that no trigger here follows (another triggerer's): the waiters of this process
+    look at the team's jobs together, one look at a time; the slot free after the job's end wakes the longest
+    waiter, and the timer, passed meanwhile, did not end the wait while the look counted the team full."""
+    import asyncio
+    import time
+
+    from airflow_kling.hooks.scenario_async import close_shared_session
+    from airflow_kling.triggers.slot import LOOK_MAX, ScenarioSlotTrigger
+    from tests.media_samples import submit_text_job
+
+    team = "scenario_elsewhere"
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_ELSEWHERE", scenario_emulator.connection_uri())
+    job = submit_text_job(scenario_emulator, seconds=6)
+    store = scenario_emulator.store
+    looks_before = sum(1 for r in store.requests() if r["path"] == "/v1/jobs")
+
+    async def scenario() -> tuple[dict[str, Any], bool, float]:
+        try:
+            now = time.time()
+            waiters = [
+                asyncio.ensure_future(
+                    anext(
+                        aiter(ScenarioSlotTrigger(now + 0.5, team, since, limit=1, deadline=now + 120).run())
+                    )
+                )
+                for since in (now - 5, now)
+            ]
+            event = await asyncio.wait_for(waiters[0], 60)
+            ended_at = time.time()
+            await asyncio.sleep(0.5)
+            later_one_done = waiters[1].done()
+            waiters[1].cancel()
+            await asyncio.gather(waiters[1], return_exceptions=True)
+            return dict(event.payload), later_one_done, ended_at
+        finally:
+            await close_shared_session()
+
+    event, later_one_done, woken_at = asyncio.run(scenario())
+    job_end = store.job(job).created_at + store.job(job).seconds
+    assert event["status"] == "slot_freed"
+    assert not later_one_done  # one job ended: one slot, one waiter
+    assert job_end <= woken_at <= job_end + LOOK_MAX  # at the job's end, not at the 0.5 s timer
+    looks = sum(1 for r in store.requests() if r["path"] == "/v1/jobs") - looks_before
+    assert 2 <= looks <= 6  # one at a time for both waiters, not one per waiter and second
+
+
+def test_a_look_hands_over_no_slot_of_a_job_followed_or_ended_here(
+    scenario_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs of a team limited to 2: one followed here, one elsewhere. The one followed here hands its
+    slot over when it ends; the looks count that slot taken (no job is submitted into it here) and do not
+    hand it over a second time: the second waiter waits on until the other job ends."""
+    import asyncio
+    import time
+
+    from airflow_kling.hooks.scenario_async import close_shared_session
+    from airflow_kling.triggers.job import ScenarioJobTrigger
+    from airflow_kling.triggers.slot import ScenarioSlotTrigger
+    from tests.media_samples import submit_text_job
+
+    team = "scenario_mixed"
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_MIXED", scenario_emulator.connection_uri())
+    here = submit_text_job(scenario_emulator, seconds=3)
+    elsewhere = submit_text_job(scenario_emulator, seconds=16)  # past one look at LOOK_MAX
+    store = scenario_emulator.store
+
+    async def scenario() -> tuple[list[str], list[float]]:
+        try:
+            following = asyncio.ensure_future(
+                anext(aiter(ScenarioJobTrigger(here, team, poll_interval=0.3).run()))
+            )
+            await asyncio.sleep(0.2)
+            now = time.time()
+            waiters = [
+                asyncio.ensure_future(
+                    anext(
+                        aiter(ScenarioSlotTrigger(now + 600, team, since, limit=2, deadline=now + 120).run())
+                    )
+                )
+                for since in (now - 5, now)
+            ]
+            statuses, times = [], []
+            for waiter in waiters:
+                statuses.append((await asyncio.wait_for(waiter, 60)).payload["status"])
+                times.append(time.time())
+            assert (await following).payload["status"] == "success"
+            return statuses, times
+        finally:
+            await close_shared_session()
+
+    statuses, times = asyncio.run(scenario())
+    assert statuses == ["slot_freed", "slot_freed"]
+    first_end = store.job(here).created_at + store.job(here).seconds
+    second_end = store.job(elsewhere).created_at + store.job(elsewhere).seconds
+    assert first_end <= times[0] < second_end
+    assert times[1] >= second_end  # not woken by the first job's end seen again in a look
+
+
+def test_a_slot_handed_over_whose_submission_was_refused_stops_counting_as_taken() -> None:
+    """Two triggerers may wake a waiter each for one freed slot; the task refused all the same waits again with
+    ``handed_back``: the slot it was handed no longer makes this triggerer think it follows the whole team."""
+    import asyncio
+    import time
+
+    from airflow_kling.triggers.slot import SLOTS, ScenarioSlotTrigger
+
+    team = "scenario_refused_again"
+
+    async def scenario() -> tuple[int, int, dict[str, Any]]:
+        SLOTS.join(team, since=time.time())
+        assert SLOTS.freed(team)
+        handed = SLOTS.followed(team)
+        trigger = ScenarioSlotTrigger(time.time() - 1, team, limit=1, handed_back=True)
+        assert trigger.serialize()[1]["handed_back"] is True
+        event = await asyncio.wait_for(anext(aiter(trigger.run())), 30)
+        return handed, SLOTS.followed(team), dict(event.payload)
+
+    handed, after, event = asyncio.run(scenario())
+    assert (handed, after) == (1, 0)
+    assert event["status"] == "slot_wait_over"  # nothing followed, no look fresh: its passed timer ends it

@@ -208,6 +208,12 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
         """Ask the API to cancel a job; returns the job object. The API may refuse (an error is raised)."""
         return await self.get_object(CANCEL_JOB, job_id)
 
+    async def recent_jobs(self, page_size: int = 100) -> list[dict[str, Any]]:
+        """The first page of ``GET /jobs``: the project's newest jobs first, at most ``page_size`` (1-100,
+        default 100); one request, no paging (an empty page is an answer here, not a reason to page on)."""
+        _, payload = await self.request("GET", "/jobs", params={"page_size": page_size})
+        return [job for job in payload.get("jobs") or [] if isinstance(job, dict)]
+
     async def get_asset(self, asset_id: str) -> dict[str, Any]:
         """The asset object of ``GET /assets/{assetId}``."""
         return await self.get_object(GET_ASSET, asset_id)

@@ -197,14 +197,21 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         """Resume after a wait for a slot of the team's parallel jobs (in the triggerer): submit again."""
         from airflow_kling.triggers.slot import SLOT_FREED
 
-        if isinstance(event, dict) and event.get("status") == SLOT_FREED:
-            self.log.info("A job of the team ended in the triggerer: submitting into its slot")
+        handed = isinstance(event, dict) and event.get("status") == SLOT_FREED
+        if handed:
+            self.log.info("A job of the team ended: submitting into its slot")
         with invalid_input_fails_task():
             inputs = self.build_inputs()
-        return self._submit_and_wait(context, inputs, waiting_since=waiting_since, waits=waits)
+        return self._submit_and_wait(context, inputs, waiting_since=waiting_since, waits=waits, handed=handed)
 
     def _submit_and_wait(
-        self, context: Context, inputs: dict[str, Any], *, waiting_since: float | None, waits: int
+        self,
+        context: Context,
+        inputs: dict[str, Any],
+        *,
+        waiting_since: float | None,
+        waits: int,
+        handed: bool = False,
     ) -> JobResult:
         while True:
             try:
@@ -226,6 +233,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
                             not_before=time.time() + self.first_poll_delay,
                             limit=refusal.limit,
                             deadline=deadline,
+                            handed_back=handed,
                         ),
                         method_name="resume_submission",
                         kwargs={"waiting_since": waiting_since, "waits": waits},

@@ -117,7 +117,7 @@ class ScenarioJobTrigger(BaseTrigger):
         from airflow_kling.hooks.scenario_async import session_lease
 
         try:
-            with SLOTS.following(self.scenario_conn_id) as job_ended:
+            with SLOTS.following(self.scenario_conn_id, self.job_id) as job_ended:
                 async with session_lease():
                     async for event in self._poll(job_ended):
                         yield event

@@ -3,22 +3,34 @@ waits in the triggerer, holding no worker slot and no try, until its backoff tim
 job of the same connection ends in the same triggerer and hands its slot over.
 
 The hand-off is in-process: :data:`SLOTS` pairs the job triggers that see a job end with the slot
-triggers that wait, one freed slot for the longest waiter. Waiters in another triggerer, or jobs followed
-elsewhere, fall back to the backoff timer; while one triggerer follows all the team's running jobs, only a
-hand-off ends a wait there, up to the operator's ``timeout``.
+triggers that wait, one freed slot for the longest waiter. While one triggerer follows all the team's
+running jobs, only a hand-off ends a wait there, up to the operator's ``timeout``.
+
+A slot held by a job followed elsewhere (another triggerer, another client of the team) is seen free through
+the API: while fewer of the team's jobs than its limit are followed here, the waiters' process looks at the
+team's newest jobs (``GET /jobs``, one page, one look at a time for all its waiters), aimed a few seconds past
+the end that the jobs' progress predicts (time for the triggerer that follows the job to hand its slot over
+there), and wakes as many waiters as the team has slots free. The backoff timer remains for what no look
+shows (running jobs off the first page).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
+from airflow_kling.jobs import is_terminal
+from airflow_kling.polling import predicted_end_delay
+
+log = logging.getLogger(__name__)
 
 SLOT_FREED = "slot_freed"
 """The slot trigger's event status when a job of its connection ended in this triggerer."""
@@ -26,8 +38,39 @@ SLOT_WAIT_OVER = "slot_wait_over"
 """The slot trigger's event status when its backoff timer ran out."""
 HANDOFF_RECHECK = 5.0
 """Seconds between two looks at whether this triggerer still follows every running job of the team."""
-HANDOFF_GRACE = 60.0
-"""Seconds a slot handed to a waiter counts as taken, until the job submitted into it is followed here."""
+HANDOFF_GRACE = 15.0
+"""Seconds a slot handed to a waiter counts as taken, until the job submitted into it is followed here or seen
+by a look (a woken task resumes and submits in a few seconds; one slower to come is refused at worst)."""
+LOOK_MIN = 1.0
+"""Seconds between two looks at the team's jobs, at least."""
+LOOK_MAX = 10.0
+"""Seconds between two looks at the team's jobs, at most, while a waiter here waits for a slot held by a job
+followed elsewhere (the most a job's end seen by no trigger here waits to be noticed, when its progress
+predicts nothing)."""
+LOOK_AFTER_END = 3.0
+"""Seconds after a job's predicted end that a look is aimed at: time for the triggerer that follows the job to
+hand its slot over and for that task to submit, so that the look sees the slot taken instead of waking a
+second task for it (which would only be refused)."""
+
+JobLister = Callable[[], Awaitable[list[dict[str, Any]]]]
+"""Lists the team's newest jobs (:meth:`~airflow_kling.hooks.scenario_async.ScenarioAsyncHook.recent_jobs`)."""
+
+
+@dataclass
+class TeamLook:
+    """What this process last saw of a team's jobs through the API.
+
+    :param at: when the last look answered (epoch seconds); 0 before the first.
+    :param next_at: when the next look is due (epoch seconds).
+    :param running: the team's custom jobs that had not ended at the last look: job id -> (when seen,
+        progress), the sample a prediction of its end is made from.
+    :param in_flight: the look under way, if one is.
+    """
+
+    at: float = 0.0
+    next_at: float = 0.0
+    running: dict[str, tuple[float, float]] = field(default_factory=dict)
+    in_flight: asyncio.Task[None] | None = None
 
 
 class SlotBoard:
@@ -40,27 +83,27 @@ class SlotBoard:
 
     def __init__(self) -> None:
         self._waiters: dict[str, list[tuple[float, float, asyncio.Future[None]]]] = {}
-        self._followed: dict[str, int] = {}
+        self._followed: dict[str, list[str]] = {}  # job ids followed here
         self._handed: dict[str, list[float]] = {}  # slots handed over, by when they stop counting
+        self._looks: dict[str, TeamLook] = {}
 
     @contextmanager
-    def following(self, conn_id: str) -> Iterator[Callable[[], None]]:
-        """While a job trigger of ``conn_id`` follows its job in this process (most likely the job that was
-        submitted into a slot handed over here: that hand-off is done). Gives the function the trigger calls
-        when the job ends, before its event: the job stops counting and its slot goes to a waiter
-        (:meth:`freed`); calling it again does nothing."""
-        handed = self._handed.get(conn_id)
-        if handed:
-            handed.pop(0)
-        self._followed[conn_id] = self._followed.get(conn_id, 0) + 1
+    def following(self, conn_id: str, job_id: str = "") -> Iterator[Callable[[], None]]:
+        """While a job trigger of ``conn_id`` follows job ``job_id`` in this process (most likely the job
+        that was submitted into a slot handed over here: that hand-off is done). Gives the function the
+        trigger calls when the job ends, before its event: the job stops counting and its slot goes to a
+        waiter (:meth:`freed`); calling it again does nothing."""
+        self.handoff_settled(conn_id)
+        self._followed.setdefault(conn_id, []).append(job_id)
         done = False
 
         def stop() -> None:
             nonlocal done
             if not done:
                 done = True
-                self._followed[conn_id] -= 1
-                if not self._followed[conn_id]:
+                followed = self._followed[conn_id]
+                followed.remove(job_id)
+                if not followed:
                     del self._followed[conn_id]
 
         def ended() -> None:
@@ -76,10 +119,86 @@ class SlotBoard:
     def followed(self, conn_id: str) -> int:
         """How many jobs of ``conn_id`` this process follows now, counting the slots it handed over in the
         last :data:`HANDOFF_GRACE` seconds whose jobs it does not follow yet."""
+        return len(self._followed.get(conn_id, ())) + self._handed_now(conn_id)
+
+    def handoff_settled(self, conn_id: str) -> None:
+        """The oldest slot handed over here stops counting as taken: its job is followed here now, or the
+        submission into it was refused (another triggerer's waiter took the slot first)."""
+        handed = self._handed.get(conn_id)
+        if handed:
+            handed.pop(0)
+
+    def _handed_now(self, conn_id: str) -> int:
         now = time.time()
         handed = self._handed.get(conn_id, [])
         handed[:] = [until for until in handed if until > now]
-        return self._followed.get(conn_id, 0) + len(handed)
+        return len(handed)
+
+    def team_full(self, conn_id: str, limit: int) -> bool:
+        """Whether a submission of ``conn_id``'s team would meet its ``limit`` now, as far as this process
+        knows: it follows that many jobs (slots just handed over included), or its last look at the team's
+        jobs, younger than the longest time between two looks, counted that many running."""
+        if self.followed(conn_id) >= limit:
+            return True
+        look = self._looks.get(conn_id)
+        if look is None or time.time() - look.at > LOOK_MAX + LOOK_AFTER_END:
+            return False
+        return len(look.running) + self._handed_now(conn_id) >= limit
+
+    def look_under_way(self, conn_id: str) -> asyncio.Task[None] | None:
+        """The look at ``conn_id``'s team that has not answered yet, if there is one."""
+        look = self._looks.get(conn_id)
+        if look is None or look.in_flight is None or look.in_flight.done():
+            return None
+        return look.in_flight
+
+    def next_look(self, conn_id: str) -> float:
+        """When a look at ``conn_id``'s team is due (epoch seconds); a look under way is awaited by its
+        waiters as a hand-off, so the next is due :data:`LOOK_MIN` from now."""
+        look = self._looks.get(conn_id)
+        if look is None:
+            return 0.0
+        return time.time() + LOOK_MIN if self.look_under_way(conn_id) else look.next_at
+
+    def look_if_due(self, conn_id: str, limit: int, list_jobs: JobLister) -> None:
+        """Start a look at the team's jobs when one is due and none is under way (one at a time for all of
+        this process's waiters): it wakes as many waiters as the team has slots free, ``limit`` less the
+        jobs running less the slots handed over here (:meth:`freed`)."""
+        look = self._looks.setdefault(conn_id, TeamLook())
+        if self.look_under_way(conn_id) or time.time() < look.next_at:
+            return
+        look.in_flight = asyncio.ensure_future(self._look(conn_id, limit, look, list_jobs))
+
+    async def _look(self, conn_id: str, limit: int, look: TeamLook, list_jobs: JobLister) -> None:
+        try:
+            jobs = await list_jobs()
+        except Exception as error:  # a look is a hint: the timer still ends the wait
+            log.warning("Could not look at the team's jobs of %s: %s", conn_id, error)
+            look.next_at = time.time() + LOOK_MAX
+            return
+        now = time.time()
+        followed_here = set(self._followed.get(conn_id, ()))
+        running = {
+            str(job.get("jobId")): (now, float(job.get("progress") or 0.0))
+            for job in jobs
+            if job.get("jobType", "custom") == "custom"  # the ceiling counts custom jobs only
+            and not is_terminal(str(job.get("status")))
+        }
+        if look.at:  # a job new since the last look, followed by no trigger here, may be the one
+            # submitted into a slot handed over here whose job another triggerer follows: that hand-off is done
+            for _new in running.keys() - look.running.keys() - followed_here:
+                self.handoff_settled(conn_id)
+        ends = [
+            delay + LOOK_AFTER_END
+            for job_id, (_, progress) in running.items()
+            if job_id not in followed_here  # the trigger that follows a job here hands its slot over
+            and (delay := predicted_end_delay(look.running.get(job_id), now, progress, LOOK_MAX)) < LOOK_MAX
+        ]
+        look.at, look.running = now, running
+        look.next_at = now + max(LOOK_MIN, min(ends, default=LOOK_MAX))
+        for _ in range(limit - len(running) - self._handed_now(conn_id)):
+            if not self.freed(conn_id):
+                break
 
     def join(self, conn_id: str, since: float, ready_at: float = 0.0) -> asyncio.Future[None]:
         """Wait for a slot of ``conn_id``'s team; ``since`` orders the waiters (epoch seconds), and a waiter
@@ -117,11 +236,14 @@ class ScenarioSlotTrigger(BaseTrigger):
     """Wait for a slot of the team's parallel jobs: fire ``{"status": "slot_freed"}`` as soon as a job of
     ``scenario_conn_id`` ends in this triggerer (one waiter per ended job, the longest first), else
     ``{"status": "slot_wait_over"}`` at ``wake_at``; at once when that has passed (a trigger taken over
-    late by another triggerer). It makes no request and cancels nothing.
+    late by another triggerer). It submits nothing and cancels nothing.
 
     While this triggerer follows at least ``limit`` jobs of the connection (all the team may run), every
     slot that frees is handed over here: the timer then does not end the wait (a submission it woke would
-    only be refused again), up to ``deadline``.
+    only be refused again), up to ``deadline``. While it follows fewer, the triggerer looks at the team's
+    newest jobs (``GET /jobs``, see the module's description): a slot free in the team wakes a waiter here
+    too, and while the last look counted the team full the timer does not end the wait either.
+
 
     :param wake_at: wall-clock time (epoch seconds) at which the backoff timer ends the wait.
     :param scenario_conn_id: the connection whose team's slot is awaited; default ``scenario_default``.
@@ -129,6 +251,8 @@ class ScenarioSlotTrigger(BaseTrigger):
         waiters; default ``wake_at``.
     :param limit: the team's parallel jobs, as the refusal named them; default none (the timer decides).
     :param deadline: the wait ends by this time (epoch seconds) in any case; default ``wake_at``.
+    :param handed_back: the task was handed a slot and its submission was refused all the same (another
+        triggerer's waiter took it first): the slot no longer counts as taken here; default ``False``.
     :param not_before: no event before this time (epoch seconds), however the wait ends; default none.
         The operator sets it a few seconds after its deferral: an event within seconds of the deferral can
         meet an Airflow scheduler race that fails the try (see
@@ -143,8 +267,10 @@ class ScenarioSlotTrigger(BaseTrigger):
         not_before: float | None = None,
         limit: int | None = None,
         deadline: float | None = None,
+        handed_back: bool = False,
     ) -> None:
         super().__init__()
+        self.handed_back = bool(handed_back)
         self.wake_at = float(wake_at)
         self.scenario_conn_id = scenario_conn_id
         self.waiting_since = self.wake_at if waiting_since is None else float(waiting_since)
@@ -162,25 +288,43 @@ class ScenarioSlotTrigger(BaseTrigger):
                 "not_before": self.not_before,
                 "limit": self.limit,
                 "deadline": self.deadline,
+                "handed_back": self.handed_back,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        waiter = SLOTS.join(self.scenario_conn_id, self.waiting_since, self.not_before or 0.0)
+        conn_id = self.scenario_conn_id
+        if self.handed_back:
+            SLOTS.handoff_settled(conn_id)
+        waiter = SLOTS.join(conn_id, self.waiting_since, self.not_before or 0.0)
         until = self.wake_at
         try:
             while not waiter.done():
-                await asyncio.wait({waiter}, timeout=max(0.0, until - time.time()))
                 now = time.time()
-                if waiter.done() or now >= self.deadline or not self._all_jobs_followed_here():
+                if now >= self.deadline:
                     break
-                until = min(now + HANDOFF_RECHECK, self.deadline)
+                looking = self.limit is not None and SLOTS.followed(conn_id) < self.limit
+                if looking:
+                    SLOTS.look_if_due(conn_id, self.limit or 0, self._recent_jobs)
+                if now >= until:
+                    look = SLOTS.look_under_way(conn_id)
+                    if looking and look is not None:  # its answer decides whether the timer ends the wait
+                        await asyncio.wait({waiter, look}, timeout=self.deadline - now)
+                        continue
+                    if self.limit is None or not SLOTS.team_full(conn_id, self.limit):
+                        break
+                    until = min(now + HANDOFF_RECHECK, self.deadline)
+                wake = min(until, self.deadline, SLOTS.next_look(conn_id) if looking else until)
+                await asyncio.wait({waiter}, timeout=max(0.0, wake - time.time()))
         finally:
-            SLOTS.leave(self.scenario_conn_id, waiter)
+            SLOTS.leave(conn_id, waiter)
         status = SLOT_FREED if waiter.done() else SLOT_WAIT_OVER
         if self.not_before is not None:
             await asyncio.sleep(max(0.0, self.not_before - time.time()))
         yield TriggerEvent({"status": status, "wake_at": self.wake_at})
 
-    def _all_jobs_followed_here(self) -> bool:
-        return self.limit is not None and SLOTS.followed(self.scenario_conn_id) >= self.limit
+    async def _recent_jobs(self) -> list[dict[str, Any]]:
+        from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, session_lease
+
+        async with session_lease():
+            return await ScenarioAsyncHook(self.scenario_conn_id).recent_jobs()
