@@ -31,7 +31,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_kling.hooks.scenario", "airflow_kling.hooks.scenario_async"],
             }
         ],
-        "extra-links": ["airflow_kling.links.ScenarioJobLink"],
+        "extra-links": ["airflow_kling.links.ScenarioJobLink", "airflow_kling.links.KlingRerunLink"],
         "triggers": [
             {
                 "integration-name": "Scenario",

@@ -1,17 +1,29 @@
-"""The operator extra link to a job in Scenario's web app."""
+"""The operator extra links: a job in Scenario's web app, and the DAG run a re-run triggered."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
-from airflow_kling.xcoms import JOB_URL_XCOM_KEY
+from airflow_kling.version_compat import conf
+from airflow_kling.xcoms import JOB_URL_XCOM_KEY, RERUN_XCOM_KEY
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
+
+AIRFLOW_KEY = re.compile(r"^[A-Za-z0-9_.~:+-]{1,250}$")
+"""The characters Airflow allows in a DAG id (and this provider's run ids)."""
+
+
+def dag_run_url(dag_id: str, run_id: str) -> str:
+    """A DAG run's page in Airflow's UI (under ``[api] base_url``), both ids quoted."""
+    base = str(conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    return f"{base}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
 
 
 class ScenarioJobLink(BaseOperatorLink):
@@ -21,4 +33,21 @@ class ScenarioJobLink(BaseOperatorLink):
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         url = XCom.get_value(ti_key=ti_key, key=JOB_URL_XCOM_KEY)
-        return str(url) if url else ""
+        # an XCom anyone in the run can write: only a web address becomes a link
+        return url if isinstance(url, str) and url.startswith(("https://", "http://")) else ""
+
+
+class KlingRerunLink(BaseOperatorLink):
+    """ "Re-run": the DAG run that :class:`~airflow_kling.operators.rerun.KlingRerunRejectedOperator`
+    triggered for a rejected clip (empty when it triggered none)."""
+
+    name = "Re-run"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        rerun = XCom.get_value(ti_key=ti_key, key=RERUN_XCOM_KEY)
+        if not isinstance(rerun, dict):
+            return ""
+        dag_id, run_id = rerun.get("dag_id"), rerun.get("run_id")
+        if not all(isinstance(key, str) and AIRFLOW_KEY.match(key) for key in (dag_id, run_id)):
+            return ""
+        return dag_run_url(str(dag_id), str(run_id))

@@ -16,6 +16,8 @@ CONN_ID_XCOM_KEY = "scenario_conn_id"
 """The Airflow connection the job was submitted through: the preview asks the API through it."""
 ARCHIVE_XCOM_KEY = "scenario_archive"
 """What an archive task wrote: an :class:`ArchiveRecord`."""
+RERUN_XCOM_KEY = "kling_rerun"
+"""The run a re-run triggered: ``{"dag_id", "run_id"}`` (the "Re-run" link)."""
 
 
 class ArchivedFileRecord(TypedDict):

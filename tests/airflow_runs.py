@@ -166,8 +166,10 @@ def dags_test(dag_id: str, conf: dict[str, Any]) -> DagRunOutcome:
         )
         returncode, output = result.returncode, result.stdout + result.stderr
     with _db() as db:
-        (run_id,) = db.execute(
-            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+        (run_id,) = db.execute(  # the run this test made, not one that a task of it triggered
+            "SELECT run_id FROM dag_run WHERE dag_id = ? AND run_type != 'operator_triggered' "
+            "AND coalesce(triggered_by, '') != 'OPERATOR' ORDER BY id DESC LIMIT 1",
+            (dag_id,),
         ).fetchone()
         rows = db.execute(
             "SELECT task_id, state, try_number, map_index FROM task_instance WHERE dag_id = ? AND run_id = ? "

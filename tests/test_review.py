@@ -133,3 +133,62 @@ def test_a_response_timeout_under_the_minimum_is_refused_naming_both() -> None:
         task_id="review", destination="/tmp/a", response_timeout=timedelta(seconds=15)
     )
     assert accepted.response_timeout == timedelta(seconds=15)
+
+
+def _reruns_of(dag_id: str) -> list[tuple[str, Any]]:
+    """The runs a re-run triggered, with their conf, as the metadata database has them."""
+    import json
+    import os
+    import sqlite3
+
+    with sqlite3.connect(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db") as db:
+        rows = db.execute(
+            "SELECT run_id, conf FROM dag_run WHERE dag_id = ? AND run_id LIKE 'kling_rerun__%' ORDER BY id",
+            (dag_id,),
+        ).fetchall()
+    return [(run_id, json.loads(conf) if isinstance(conf, str) else conf) for run_id, conf in rows]
+
+
+@pytest.mark.every_line
+def test_a_rerun_triggers_one_run_for_a_rejection_and_nothing_for_anything_else() -> None:
+    """In real DAG runs: a rejection by a person triggers one run with the given conf and what it re-runs; a
+    second run over the same rejection triggers no second one; a timeout, a hostile job id, a count that is
+    no number or one at ``max_reruns`` trigger nothing, and say why."""
+    from tests.airflow_runs import dags_test, prepare_airflow_home
+
+    prepare_airflow_home()
+    dag_id = "kling_rerun_verdict"
+    rejected = {"decision": "rejected", "by": "ana", "comment": "lips drift", "job_ids": ["job_rerun1"]}
+    run = dags_test(dag_id, {"review": rejected})
+    assert run.states["rerun"] == "success", run.output
+    (rerun,) = _reruns_of(dag_id)
+    assert rerun == (
+        "kling_rerun__job_rerun1",
+        {"text": "again", "kling_rerun": {"of": ["job_rerun1"], "comment": "lips drift", "count": 1}},
+    )
+    link = run.xcom("rerun", "_link_KlingRerunLink")  # what the task's "Re-run" button opens
+    assert link.endswith(f"/dags/{dag_id}/runs/kling_rerun__job_rerun1"), link
+
+    again = dags_test(dag_id, {"review": rejected})  # the same rejection once more (a retry, a clear)
+    assert again.states["rerun"] in ("success", "skipped"), again.output
+    assert _reruns_of(dag_id) == [rerun]
+
+    for review, state, why in (
+        ({"decision": "timed_out", "job_ids": ["job_rerun2"]}, "skipped", "not rejected by a reviewer"),
+        ({"decision": "rejected", "job_ids": ["../../etc/passwd"]}, "failed", "rejected job id"),
+        ({"decision": "rejected", "job_ids": "job_rerun3"}, "failed", "rejected job id"),
+        ("rejected", "skipped", "not rejected by a reviewer"),
+    ):
+        outcome = dags_test(dag_id, {"review": review})
+        assert outcome.states["rerun"] == state, (review, outcome.output)
+        assert why in outcome.output, (review, outcome.output)
+        assert not outcome.xcom("rerun", "_link_KlingRerunLink")
+    assert _reruns_of(dag_id) == [rerun]
+
+
+def test_max_reruns_must_be_a_whole_number_of_at_least_one() -> None:
+    from airflow_kling.operators.rerun import KlingRerunRejectedOperator
+
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match=r"max_reruns=.* must be a whole number >= 1"):
+            KlingRerunRejectedOperator(task_id=f"rerun_{bad!s}", max_reruns=bad)  # type: ignore[arg-type]

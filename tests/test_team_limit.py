@@ -440,3 +440,52 @@ def test_a_slot_handed_over_whose_submission_was_refused_stops_counting_as_taken
     handed, after, event = asyncio.run(scenario())
     assert (handed, after) == (1, 0)
     assert event["status"] == "slot_wait_over"  # nothing followed, no look fresh: its passed timer ends it
+
+
+def test_a_look_that_sees_a_new_job_settles_a_slot_handed_over_here(
+    scenario_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot handed over here whose job another triggerer follows: the job never starts being followed here,
+    so the next look that sees it new settles the hand-off, and the slot no longer counts as taken."""
+    import asyncio
+    import time
+
+    from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session, session_lease
+    from airflow_kling.triggers.slot import SlotBoard
+    from tests.media_samples import submit_text_job
+
+    team = "scenario_settle"
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_SETTLE", scenario_emulator.connection_uri())
+
+    async def recent_jobs() -> list[dict[str, Any]]:
+        async with session_lease():
+            return await ScenarioAsyncHook(team).recent_jobs()
+
+    async def look(board: SlotBoard) -> None:
+        await asyncio.sleep(max(0.0, board.next_look(team) - time.time()))
+        board.look_if_due(team, 3, recent_jobs)
+        under_way = board.look_under_way(team)
+        assert under_way is not None
+        await under_way
+
+    def looks_made() -> int:
+        return len(scenario_emulator.store.requests("^/v1/jobs$"))
+
+    async def scenario() -> tuple[int, int, int]:
+        before = looks_made()
+        try:
+            board = SlotBoard()
+            board.join(team, since=time.time())
+            assert board.freed(team)
+            await look(board)
+            handed = board.followed(team)
+            job = await asyncio.to_thread(submit_text_job, scenario_emulator, seconds=60)
+            await look(board)
+            assert scenario_emulator.store.job(job).created_at < time.time()
+            return handed, board.followed(team), looks_made() - before
+        finally:
+            await close_shared_session()
+
+    handed, after, looks = asyncio.run(scenario())
+    assert (handed, after) == (1, 0)
+    assert looks == 2  # one request a look

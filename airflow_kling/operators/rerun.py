@@ -14,10 +14,12 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import BaseOperator
 
 from airflow_kling import metrics
+from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.ids import checked_id
+from airflow_kling.links import KlingRerunLink
 from airflow_kling.operators.failures import invalid_input_fails_task
 from airflow_kling.operators.review import (
     REVIEW_XCOM_KEY,
@@ -26,6 +28,7 @@ from airflow_kling.operators.review import (
     sibling_task_id,
 )
 from airflow_kling.version_compat import AirflowSkipException
+from airflow_kling.xcoms import RERUN_XCOM_KEY
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -34,8 +37,12 @@ RERUN_CONF_KEY = "kling_rerun"
 """Where a re-run's conf says what it re-runs: ``of`` (job ids), ``comment``, ``count``."""
 
 
-class KlingRerunRejectedOperator(TriggerDagRunOperator):
+class KlingRerunRejectedOperator(BaseOperator):
     """Trigger a new run for a clip its reviewer rejected; skipped for any other outcome.
+
+    The run is triggered by the standard provider's ``TriggerDagRunOperator``, imported only when a re-run is
+    due (importing it loads Airflow's database models: a third of a second on every parse of the DAG file).
+    The "Re-run" link of the task opens the run it triggered.
 
     :param review_task_id: the review task, in the same task group (and map index); default ``review``.
     :param trigger_dag_id: the DAG to run; default this one. Templated.
@@ -45,12 +52,13 @@ class KlingRerunRejectedOperator(TriggerDagRunOperator):
         skipped (a DAG whose re-run is a run's choice); default ``True``. Templated.
     :param max_reruns: re-runs of one clip in a row at most (counted through ``kling_rerun.count`` of the
         conf); default 1.
-    :param kwargs: ``TriggerDagRunOperator``'s; ``trigger_rule`` defaults to ``all_done`` (the review is
-        skipped when it rejects), the new run's id is ``kling_rerun__<first job id>`` and an existing one is
-        not triggered twice (a retry of this task pays nothing more).
+    :param kwargs: ``BaseOperator``'s; ``trigger_rule`` defaults to ``all_done`` (the review is skipped when
+        it rejects). The new run's id is ``kling_rerun__<first job id>`` and an existing one is not triggered
+        twice (a retry of this task pays nothing more).
     """
 
-    template_fields: Sequence[str] = (*TriggerDagRunOperator.template_fields, "rerun")
+    template_fields: Sequence[str] = ("trigger_dag_id", "conf", "rerun")
+    operator_extra_links = (KlingRerunLink(),)
     ui_color = "#fde68a"
 
     def __init__(
@@ -63,13 +71,14 @@ class KlingRerunRejectedOperator(TriggerDagRunOperator):
         max_reruns: int = 1,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(max_reruns, int) or max_reruns < 1:
+        if not isinstance(max_reruns, int) or isinstance(max_reruns, bool) or max_reruns < 1:
             raise ValueError(
                 f"KlingRerunRejectedOperator max_reruns={max_reruns!r} must be a whole number >= 1"
             )
         kwargs.setdefault("trigger_rule", "all_done")
-        kwargs["skip_when_already_exists"] = True
-        super().__init__(trigger_dag_id=trigger_dag_id, conf=conf, **kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
+        self.trigger_dag_id = trigger_dag_id
+        self.conf = conf
         self.review_task_id = review_task_id
         self.rerun = rerun
         self.max_reruns = max_reruns
@@ -83,8 +92,13 @@ class KlingRerunRejectedOperator(TriggerDagRunOperator):
         decision = review.get("decision") if isinstance(review, dict) else None
         if decision != "rejected":
             raise AirflowSkipException(f"The clip was not rejected by a reviewer ({decision or 'no review'})")
+        listed = review.get("job_ids")
         with invalid_input_fails_task():
-            job_ids = [checked_id(job_id, "rejected job id") for job_id in review.get("job_ids") or []]
+            if not isinstance(listed, list):
+                raise ScenarioValidationError(
+                    f"The review's job_ids must be a list of rejected job ids, got {str(listed)[:80]!r}"
+                )
+            job_ids = [checked_id(job_id, "rejected job id") for job_id in listed]
         if not job_ids:
             raise AirflowSkipException("The review names no job: nothing to re-run")
         run_conf = dict(context["dag_run"].conf or {})
@@ -99,28 +113,50 @@ class KlingRerunRejectedOperator(TriggerDagRunOperator):
                 "not again"
             )
         base = self.conf if self.conf is not None else run_conf
-        if isinstance(base, str):
-            base = json.loads(base)
+        with invalid_input_fails_task():
+            base = _conf_mapping(base)
         comment = review.get("comment")
-        self.conf = {
-            **dict(base),
+        conf = {
+            **base,
             RERUN_CONF_KEY: {
                 "of": job_ids,
                 "comment": comment if isinstance(comment, str) else None,
                 "count": done + 1,
             },
         }
-        self.trigger_run_id = f"kling_rerun__{job_ids[0]}"
+        run_id = f"kling_rerun__{job_ids[0]}"
+        context["ti"].xcom_push(key=RERUN_XCOM_KEY, value={"dag_id": self.trigger_dag_id, "run_id": run_id})
         metrics.rerun()
         self.log.info(
             "The clip of job %s was rejected: running %s again as run %s (a new paid job; re-run %d of at most %d)",
             ", ".join(job_ids),
             self.trigger_dag_id,
-            self.trigger_run_id,
+            run_id,
             done + 1,
             self.max_reruns,
         )
-        return super().execute(context)
+        from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+        trigger = TriggerDagRunOperator(
+            task_id=self.task_id,
+            trigger_dag_id=self.trigger_dag_id,
+            trigger_run_id=run_id,
+            conf=conf,
+            skip_when_already_exists=True,
+        )
+        return trigger.execute(context)
+
+
+def _conf_mapping(value: object) -> dict[str, Any]:
+    """A conf given as a mapping or its JSON text, as a dict."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ScenarioValidationError("conf must be a mapping or its JSON text") from None
+    if not isinstance(value, dict):
+        raise ScenarioValidationError(f"conf must be a mapping, got {type(value).__name__}")
+    return dict(value)
 
 
 def _reruns_so_far(previous: object) -> int | None:

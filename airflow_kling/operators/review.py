@@ -23,9 +23,10 @@ from airflow.sdk import Asset, Param
 
 from airflow_kling import metrics
 from airflow_kling.exceptions import ScenarioValidationError
+from airflow_kling.links import dag_run_url
 from airflow_kling.operators.assets import set_asset_extra
 from airflow_kling.operators.failures import invalid_input_fails_task
-from airflow_kling.version_compat import AirflowSkipException, conf, require_hitl
+from airflow_kling.version_compat import AirflowSkipException, require_hitl
 from airflow_kling.xcoms import ARCHIVE_XCOM_KEY
 
 if TYPE_CHECKING:
@@ -236,10 +237,9 @@ class KlingReviewOperator(HITLOperator):
     def _body(self, context: Context, files: list[ArchivedFileRecord]) -> str:
         ti = context["ti"]
         map_index = ti.map_index if ti.map_index is not None else -1
-        base = str(conf.get("api", "base_url", fallback="") or "").rstrip("/")
         page = (
-            f"{base}/dags/{quote(ti.dag_id, safe='')}/runs/{quote(ti.run_id, safe='')}"
-            f"/tasks/{quote(sibling_task_id(self.task_id, self.archive_task_id), safe='')}"
+            dag_run_url(ti.dag_id, ti.run_id)
+            + f"/tasks/{quote(sibling_task_id(self.task_id, self.archive_task_id), safe='')}"
             + (f"/mapped/{map_index}" if map_index >= 0 else "")
             + f"/plugin/{PREVIEW_ROUTE}"
         )

@@ -1,6 +1,6 @@
 """The deferrable wait for a slot of the team's parallel jobs: a submission refused at the team's limit
 waits in the triggerer, holding no worker slot and no try, until its backoff timer runs out or, sooner, a
-job of the same connection ends in the same triggerer and hands its slot over.
+slot of the team frees.
 
 The hand-off is in-process: :data:`SLOTS` pairs the job triggers that see a job end with the slot
 triggers that wait, one freed slot for the longest waiter. While one triggerer follows all the team's
@@ -33,7 +33,8 @@ from airflow_kling.polling import predicted_end_delay
 log = logging.getLogger(__name__)
 
 SLOT_FREED = "slot_freed"
-"""The slot trigger's event status when a job of its connection ended in this triggerer."""
+"""The slot trigger's event status when a slot of its connection's team freed (a job followed here ended, or
+a look saw the team below its limit)."""
 SLOT_WAIT_OVER = "slot_wait_over"
 """The slot trigger's event status when its backoff timer ran out."""
 HANDOFF_RECHECK = 5.0
@@ -233,8 +234,8 @@ SLOTS = SlotBoard()
 
 
 class ScenarioSlotTrigger(BaseTrigger):
-    """Wait for a slot of the team's parallel jobs: fire ``{"status": "slot_freed"}`` as soon as a job of
-    ``scenario_conn_id`` ends in this triggerer (one waiter per ended job, the longest first), else
+    """Wait for a slot of the team's parallel jobs: fire ``{"status": "slot_freed"}`` as soon as a slot of
+    ``scenario_conn_id``'s team frees (one waiter per freed slot, the longest first), else
     ``{"status": "slot_wait_over"}`` at ``wake_at``; at once when that has passed (a trigger taken over
     late by another triggerer). It submits nothing and cancels nothing.
 

@@ -12,7 +12,8 @@ from airflow.sdk import DAG, task
 
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator, ScenarioUploadAssetOperator
 from airflow_kling.operators.generate import KlingLipsyncOperator, ScenarioGenerateOperator
-from airflow_kling.operators.review import MIN_RESPONSE_TIMEOUT, KlingReviewOperator
+from airflow_kling.operators.rerun import KlingRerunRejectedOperator
+from airflow_kling.operators.review import MIN_RESPONSE_TIMEOUT, REVIEW_XCOM_KEY, KlingReviewOperator
 from airflow_kling.sensors.job import ScenarioJobSensor
 
 FAST = {
@@ -130,3 +131,14 @@ with DAG("kling_review_timeout", schedule=None, params={"job_id": "", "destinati
             response_timeout=MIN_RESPONSE_TIMEOUT,
         )
     )
+
+
+with DAG("kling_rerun_verdict", schedule=None, params={"review": None}):
+    # A review's verdict as the run's conf gives it (anything a writer of XComs could push), then the re-run.
+
+    @task(task_id="review")
+    def verdict(ti: Any = None, params: dict[str, Any] | None = None) -> None:
+        assert params is not None
+        ti.xcom_push(key=REVIEW_XCOM_KEY, value=params["review"])
+
+    verdict() >> KlingRerunRejectedOperator(task_id="rerun", conf={"text": "again"})
