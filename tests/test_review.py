@@ -173,15 +173,22 @@ def test_a_rerun_triggers_one_run_for_a_rejection_and_nothing_for_anything_else(
     assert again.states["rerun"] in ("success", "skipped"), again.output
     assert _reruns_of(dag_id) == [rerun]
 
-    for review, state, why in (
-        ({"decision": "timed_out", "job_ids": ["job_rerun2"]}, "skipped", "not rejected by a reviewer"),
-        ({"decision": "rejected", "job_ids": ["../../etc/passwd"]}, "failed", "rejected job id"),
-        ({"decision": "rejected", "job_ids": "job_rerun3"}, "failed", "rejected job id"),
-        ("rejected", "skipped", "not rejected by a reviewer"),
+    other = {"decision": "rejected", "job_ids": ["job_rerun4"]}
+    for conf, state, why in (
+        (
+            {"review": {"decision": "timed_out", "job_ids": ["job_rerun2"]}},
+            "skipped",
+            "not rejected by a reviewer",
+        ),
+        ({"review": {"decision": "rejected", "job_ids": ["../../etc/passwd"]}}, "failed", "rejected job id"),
+        ({"review": {"decision": "rejected", "job_ids": "job_rerun3"}}, "failed", "rejected job id"),
+        ({"review": "rejected"}, "skipped", "not rejected by a reviewer"),
+        ({"review": other, "kling_rerun": {"count": "many"}}, "skipped", "without a count of re-runs"),
+        ({"review": other, "kling_rerun": {"count": 1}}, "skipped", "(max_reruns=1): not again"),
     ):
-        outcome = dags_test(dag_id, {"review": review})
-        assert outcome.states["rerun"] == state, (review, outcome.output)
-        assert why in outcome.output, (review, outcome.output)
+        outcome = dags_test(dag_id, conf)
+        assert outcome.states["rerun"] == state, (conf, outcome.output)
+        assert why in outcome.output, (conf, outcome.output)
         assert not outcome.xcom("rerun", "_link_KlingRerunLink")
     assert _reruns_of(dag_id) == [rerun]
 
