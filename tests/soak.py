@@ -217,9 +217,9 @@ class Nemesis:
         return f"SIGSTOP {name} holding {count} trigger(s) for {seconds:.0f} s, then SIGCONT"
 
 
-def leaked_secrets(cluster: Cluster, emulator: EmulatorServer) -> list[str]:
-    """Log files of any component or task that hold a signed URL's signature, the API secret or the Basic
-    auth header's value: ``<file>: <what>``, never the value itself."""
+def leaked_secrets(root: Path, emulator: EmulatorServer) -> list[str]:
+    """Log files under ``root`` (any component's or task's, PostgreSQL's aside) that hold a signed URL's
+    signature, the API secret or the Basic auth header's value: ``<file>: <what>``, never the value itself."""
     config = emulator.config
     basic = base64.b64encode(f"{config.api_key}:{config.api_secret}".encode()).decode()
     secrets = {
@@ -229,14 +229,12 @@ def leaked_secrets(cluster: Cluster, emulator: EmulatorServer) -> list[str]:
         "the Basic auth header": basic,
     }
     found = []
-    for path in sorted(cluster.root.rglob("*")):
-        parts = path.relative_to(cluster.root).parts
+    for path in sorted(root.rglob("*")):
+        parts = path.relative_to(root).parts
         if not path.is_file() or "logs" not in parts or "postgres" in parts:
             continue
         text = path.read_text(errors="replace")
-        found += [
-            f"{path.relative_to(cluster.root)}: {name}" for name, value in secrets.items() if value in text
-        ]
+        found += [f"{path.relative_to(root)}: {name}" for name, value in secrets.items() if value in text]
     return found
 
 
@@ -360,7 +358,7 @@ def _check(
     cancels = store.requests("^/v1/jobs/[^/]+/action$", method="POST")
     if cancels:
         problems.append(f"{len(cancels)} cancel request(s), though no task was ended by a user")
-    problems += [f"leaked in {where}" for where in leaked_secrets(cluster, emulator)]
+    problems += [f"leaked in {where}" for where in leaked_secrets(cluster.root, emulator)]
 
 
 def main(argv: list[str] | None = None) -> int:

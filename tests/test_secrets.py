@@ -7,6 +7,7 @@ import base64
 import json
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,35 @@ def test_no_signed_url_when_the_storage_host_cannot_be_reached(
     assert f"download of asset {output} failed after 2 attempts: ConnectionError" in everything
     assert "signature" not in everything.lower()
     assert "expires=" not in everything
+
+
+def test_the_soaks_log_scan_finds_each_kind_of_planted_secret_and_names_no_value(
+    scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The soak's verdict trusts ``leaked_secrets``: fed logs with a signed URL, the API secret and the Basic
+    auth value planted, it names each file and kind, never the value; PostgreSQL's logs and clean logs pass."""
+    from tests.soak import leaked_secrets
+
+    root = tmp_path
+    config = scenario_emulator.config
+    basic = base64.b64encode(f"{config.api_key}:{config.api_secret}".encode()).decode()
+    signed = f"{scenario_emulator.base_url}/files/asset_x/clip.mp4?{scenario_emulator.store.signed_query('asset_x')}"
+    planted = {
+        "logs/worker-1/task.log": f"GET {signed} 200",
+        "logs/triggerer-1/triggerer.log": f"connection secret {config.api_secret}",
+        "logs/api/access.log": f"Authorization: Basic {basic}",
+        "logs/scheduler/scheduler.log": "job_abc ended: success, archived to s3://bucket/clip.mp4",
+        "postgres/logs/postgresql.log": f"statement with {config.api_secret}",
+    }
+    for name, text in planted.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text + "\n")
+
+    found = leaked_secrets(root, scenario_emulator)
+
+    assert found == [
+        "logs/api/access.log: the Basic auth header",
+        "logs/triggerer-1/triggerer.log: the API secret",
+        "logs/worker-1/task.log: a signed URL",
+    ]
+    assert not any(config.api_secret in line or basic in line for line in found)
