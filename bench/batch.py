@@ -75,11 +75,11 @@ def analyse(store: Any, limit: int, started: float, ended: float) -> Outcome:
     """The figures of one run from the emulator's books and the run's start and end (epoch seconds)."""
     jobs = sorted(store.jobs.values(), key=lambda job: job.created_at)
     created = [job.created_at for job in jobs]
-    ends = sorted(job.ended_at or job.created_at + job.seconds for job in jobs)
+    ends = sorted(job.ends_at for job in jobs)
     rounds = math.ceil(len(jobs) / limit)
     mean = statistics.mean(job.seconds for job in jobs)
     ideal = rounds * mean + (created[0] - started) + (ended - ends[-1])
-    busy = sum((job.ended_at or job.created_at + job.seconds) - job.created_at for job in jobs)
+    busy = sum(job.ends_at - job.created_at for job in jobs)
     span = ends[-1] - created[0]
     handoffs = [created[i + limit] - ends[i] for i in range(len(jobs) - limit)]
     requests = store.requests()
@@ -155,28 +155,18 @@ def run_contender(
             f"{contender.name}: the run {run['state']}\n{deployment.logs_of(contender.dag_id)}"
         )
     cpu_after = component_cpu()
+    started, ended = _epoch(run["start_date"]), _epoch(run["end_date"])
     if args.books:
         jobs = sorted(emulator.store.jobs.values(), key=lambda job: job.created_at)
-        started = _epoch(run["start_date"])
         with Path(args.books).open("a") as books:
-            books.write(
-                json.dumps(
-                    {
-                        "contender": contender.name,
-                        "T": args.seconds,
-                        "run": [started, _epoch(run["end_date"])],
-                        "jobs": [
-                            [
-                                job.created_at - started,
-                                (job.ended_at or job.created_at + job.seconds) - started,
-                            ]
-                            for job in jobs
-                        ],
-                    }
-                )
-                + "\n"
-            )
-    outcome = analyse(emulator.store, args.limit, _epoch(run["start_date"]), _epoch(run["end_date"]))
+            record = {
+                "contender": contender.name,
+                "T": args.seconds,
+                "run": [started, ended],
+                "jobs": [[job.created_at - started, job.ends_at - started] for job in jobs],
+            }
+            books.write(json.dumps(record) + "\n")
+    outcome = analyse(emulator.store, args.limit, started, ended)
     cpu = {part: cpu_after[part] - cpu_before[part] for part in cpu_after}
     return Outcome(
         outcome.makespan, outcome.ideal, outcome.utilization, outcome.handoffs, outcome.per_job, cpu

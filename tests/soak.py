@@ -241,7 +241,7 @@ def leaked_secrets(root: Path, emulator: EmulatorServer) -> list[str]:
 def peak_running(emulator: EmulatorServer) -> int:
     events = []
     for job in emulator.store.jobs.values():
-        events += [(job.created_at, 1), (job.ended_at or job.created_at + job.seconds, -1)]
+        events += [(job.created_at, 1), (job.ends_at, -1)]
     running = peak = 0
     for _, step in sorted(events):
         running += step

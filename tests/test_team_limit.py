@@ -25,6 +25,23 @@ def generate_posts(emulator: EmulatorServer) -> list[dict[str, object]]:
     return [r for r in emulator.store.requests(GENERATE) if "dryRun" not in r["query"]]  # type: ignore[operator]
 
 
+def slot_waiters(team: str, limit: int, timer: float) -> list[Any]:
+    """Two slot triggers of ``team`` started in the running loop, the first refused 5 s before the second,
+    their timers ``timer`` seconds away: the futures of their first events."""
+    import asyncio
+    import time
+
+    from airflow_kling.triggers.slot import ScenarioSlotTrigger
+
+    now = time.time()
+    return [
+        asyncio.ensure_future(
+            anext(aiter(ScenarioSlotTrigger(now + timer, team, since, limit=limit, deadline=now + 120).run()))
+        )
+        for since in (now - 5, now)
+    ]
+
+
 @pytest.fixture
 def inputs(scenario_emulator: EmulatorServer) -> dict[str, object]:
     return {"videoUrl": ScenarioHook().upload_asset(sample_video()), "text": "hello there"}
@@ -327,26 +344,17 @@ def test_a_job_followed_elsewhere_frees_a_slot_here_through_a_look_at_the_teams_
     import time
 
     from airflow_kling.hooks.scenario_async import close_shared_session
-    from airflow_kling.triggers.slot import ScenarioSlotTrigger
     from tests.media_samples import submit_text_job
 
     team = "scenario_elsewhere"
     monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_ELSEWHERE", scenario_emulator.connection_uri())
     job = submit_text_job(scenario_emulator, seconds=6)
     store = scenario_emulator.store
-    looks_before = sum(1 for r in store.requests() if r["path"] == "/v1/jobs")
+    looks_before = len(store.requests("^/v1/jobs$"))
 
     async def scenario() -> tuple[dict[str, Any], bool, float]:
         try:
-            now = time.time()
-            waiters = [
-                asyncio.ensure_future(
-                    anext(
-                        aiter(ScenarioSlotTrigger(now + 0.5, team, since, limit=1, deadline=now + 120).run())
-                    )
-                )
-                for since in (now - 5, now)
-            ]
+            waiters = slot_waiters(team, limit=1, timer=0.5)
             event = await asyncio.wait_for(waiters[0], 60)
             ended_at = time.time()
             await asyncio.sleep(0.5)
@@ -362,7 +370,7 @@ def test_a_job_followed_elsewhere_frees_a_slot_here_through_a_look_at_the_teams_
     assert event["status"] == "slot_freed"
     assert not later_one_done  # one job ended: one slot, one waiter
     assert woken_at >= job_end  # by the job's end (a slot_freed event), not by the 0.5 s timer
-    looks = sum(1 for r in store.requests() if r["path"] == "/v1/jobs") - looks_before
+    looks = len(store.requests("^/v1/jobs$")) - looks_before
     assert 2 <= looks <= 6  # one at a time for both waiters, not one per waiter and second
 
 
@@ -377,7 +385,6 @@ def test_a_look_hands_over_no_slot_of_a_job_followed_or_ended_here(
 
     from airflow_kling.hooks.scenario_async import close_shared_session
     from airflow_kling.triggers.job import ScenarioJobTrigger
-    from airflow_kling.triggers.slot import ScenarioSlotTrigger
     from tests.media_samples import submit_text_job
 
     team = "scenario_mixed"
@@ -392,15 +399,7 @@ def test_a_look_hands_over_no_slot_of_a_job_followed_or_ended_here(
                 anext(aiter(ScenarioJobTrigger(here, team, poll_interval=0.3).run()))
             )
             await asyncio.sleep(0.2)
-            now = time.time()
-            waiters = [
-                asyncio.ensure_future(
-                    anext(
-                        aiter(ScenarioSlotTrigger(now + 600, team, since, limit=2, deadline=now + 120).run())
-                    )
-                )
-                for since in (now - 5, now)
-            ]
+            waiters = slot_waiters(team, limit=2, timer=600)
             statuses, times = [], []
             for waiter in waiters:
                 statuses.append((await asyncio.wait_for(waiter, 60)).payload["status"])

@@ -114,6 +114,11 @@ class Job:
     forced_status: str | None = None
     output_asset_id: str | None = None
 
+    @property
+    def ends_at(self) -> float:
+        """When the job ended, or ends as planned (epoch seconds): its cancel, else creation plus duration."""
+        return self.ended_at or self.created_at + self.seconds
+
 
 @dataclass
 class Fault:
@@ -472,7 +477,7 @@ class Store:
                 break
             history.append({"date": api_date(at), "status": name})
         if status in TERMINAL_STATUSES:
-            end = job.ended_at or job.created_at + job.seconds
+            end = job.ends_at
             history.append({"date": api_date(end), "status": status})
         return history
 

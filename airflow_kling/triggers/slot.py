@@ -154,8 +154,8 @@ class SlotBoard:
         return look.in_flight
 
     def next_look(self, conn_id: str) -> float:
-        """When a look at ``conn_id``'s team is due (epoch seconds); a look under way is awaited by its
-        waiters as a hand-off, so the next is due :data:`LOOK_MIN` from now."""
+        """When a look at ``conn_id``'s team is due (epoch seconds); while one is under way, :data:`LOOK_MIN`
+        from now (its answer wakes the waiters it frees a slot for)."""
         look = self._looks.get(conn_id)
         if look is None:
             return 0.0
@@ -245,7 +245,6 @@ class ScenarioSlotTrigger(BaseTrigger):
     newest jobs (``GET /jobs``, see the module's description): a slot free in the team wakes a waiter here
     too, and while the last look counted the team full the timer does not end the wait either.
 
-
     :param wake_at: wall-clock time (epoch seconds) at which the backoff timer ends the wait.
     :param scenario_conn_id: the connection whose team's slot is awaited; default ``scenario_default``.
     :param waiting_since: when the task first met the ceiling (epoch seconds), its place among the
@@ -294,7 +293,7 @@ class ScenarioSlotTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        conn_id = self.scenario_conn_id
+        conn_id, limit = self.scenario_conn_id, self.limit
         if self.handed_back:
             SLOTS.handoff_settled(conn_id)
         waiter = SLOTS.join(conn_id, self.waiting_since, self.not_before or 0.0)
@@ -304,15 +303,16 @@ class ScenarioSlotTrigger(BaseTrigger):
                 now = time.time()
                 if now >= self.deadline:
                     break
-                looking = self.limit is not None and SLOTS.followed(conn_id) < self.limit
-                if looking:
-                    SLOTS.look_if_due(conn_id, self.limit or 0, self._recent_jobs)
+                looking = False
+                if limit is not None and SLOTS.followed(conn_id) < limit:
+                    looking = True  # some of the team's slots are held by jobs not followed here
+                    SLOTS.look_if_due(conn_id, limit, self._recent_jobs)
                 if now >= until:
                     look = SLOTS.look_under_way(conn_id)
                     if looking and look is not None:  # its answer decides whether the timer ends the wait
                         await asyncio.wait({waiter, look}, timeout=self.deadline - now)
                         continue
-                    if self.limit is None or not SLOTS.team_full(conn_id, self.limit):
+                    if limit is None or not SLOTS.team_full(conn_id, limit):
                         break
                     until = min(now + HANDOFF_RECHECK, self.deadline)
                 wake = min(until, self.deadline, SLOTS.next_look(conn_id) if looking else until)
