@@ -31,7 +31,10 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_kling.hooks.scenario", "airflow_kling.hooks.scenario_async"],
             }
         ],
-        "extra-links": ["airflow_kling.links.ScenarioJobLink", "airflow_kling.links.KlingRerunLink"],
+        "extra-links": [
+            "airflow_kling.operators.links.ScenarioJobLink",
+            "airflow_kling.operators.links.KlingRerunLink",
+        ],
         "triggers": [
             {
                 "integration-name": "Scenario",

@@ -23,7 +23,7 @@ SIZE = 200 * 1024 * 1024
 # Each Python contender writes the seconds its transfer took (imports excluded) to the file in argv[-1].
 OURS = (
     "import sys, time; from airflow_kling.files.archive import archive_assets; from airflow_kling.hooks.scenario import "
-    "ScenarioHook; from airflow_kling.storage import storage_path; hook = ScenarioHook(); hook.config; "
+    "ScenarioHook; from airflow_kling.files.storage import storage_path; hook = ScenarioHook(); hook.config; "
     "started = time.perf_counter(); "
     "archive_assets(hook, [sys.argv[1]], storage_path(sys.argv[2], sys.argv[3] or None)); "
     "open(sys.argv[4], 'w').write(str(time.perf_counter() - started))"

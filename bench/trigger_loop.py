@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from airflow_kling.jobs import TERMINAL_STATUSES
+from airflow_kling.jobs.status import TERMINAL_STATUSES
 
 
 async def ours(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str, Any], float]]:

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from airflow_kling.jobs import TERMINAL_STATUSES
+from airflow_kling.jobs.status import TERMINAL_STATUSES
 from bench.common import describe_machine, print_table
 
 

@@ -32,11 +32,11 @@ from typing import Any, cast
 
 from airflow.sdk import DAG, Param, task, task_group
 
+from airflow_kling.jobs.xcoms import JOB_ID_XCOM_KEY
 from airflow_kling.media.limits import AUDIO_EXTENSIONS, TEXT_MAX_CHARS, VIDEO_EXTENSIONS
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator
 from airflow_kling.operators.generate import KlingLipsyncOperator
 from airflow_kling.operators.review import KlingReviewOperator
-from airflow_kling.xcoms import JOB_ID_XCOM_KEY
 
 POOL = "kling_lipsync"
 SAMPLE_CLIPS = 3
@@ -115,10 +115,10 @@ with DAG(
         import tempfile
         from pathlib import Path
 
-        from airflow_kling.locations import check_input_location
+        from airflow_kling.files.locations import check_input_location
+        from airflow_kling.files.storage import check_writable, plain_uri, publish, storage_path
         from airflow_kling.media.samples import make_video
         from airflow_kling.operators.failures import invalid_input_fails_task
-        from airflow_kling.storage import check_writable, plain_uri, publish, storage_path
 
         assert params is not None
         with invalid_input_fails_task():  # checked before anything is paid for
@@ -218,10 +218,10 @@ with DAG(
             import tempfile
             from pathlib import Path
 
+            from airflow_kling.files.storage import local_copy, storage_path
             from airflow_kling.hooks.scenario import ScenarioHook
             from airflow_kling.media import prepare_audio, prepare_video
             from airflow_kling.operators.failures import invalid_input_fails_task
-            from airflow_kling.storage import local_copy, storage_path
 
             assert params is not None
             hook = ScenarioHook()

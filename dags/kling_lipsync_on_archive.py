@@ -42,7 +42,7 @@ for dag_id, description, asset, summary_name in (
             archived video, ``published.json`` for a published one)."""
             import json
 
-            from airflow_kling.storage import storage_path
+            from airflow_kling.files.storage import storage_path
 
             summaries = []
             for events in (triggering_asset_events or {}).values():

@@ -162,10 +162,10 @@ for dag_id, description, with_review, extra_params in (
             import tempfile
             from pathlib import Path
 
-            from airflow_kling.locations import check_input_location
+            from airflow_kling.files.locations import check_input_location
+            from airflow_kling.files.storage import check_writable, plain_uri, publish
             from airflow_kling.media.samples import make_audio, make_video
             from airflow_kling.operators.failures import invalid_input_fails_task
-            from airflow_kling.storage import check_writable, plain_uri, publish
 
             assert params is not None
             home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()

@@ -20,9 +20,9 @@ from airflow.sdk.execution_time.context import OutletEventAccessors
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioDownloadError
 from airflow_kling.files.archive import archive_assets
+from airflow_kling.files.storage import storage_path
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.operators.assets import LIPSYNC_VIDEOS, ScenarioArchiveAssetsOperator
-from airflow_kling.storage import storage_path
 from tests.media_samples import output_assets, sample_audio, sample_video
 
 # On every line: ObjectStoragePath and the amazon provider follow the line.
@@ -196,7 +196,7 @@ def test_a_killed_download_leaves_nothing_under_the_final_name(
     scenario_emulator.add_fault("^/_files/", delay=5)
     code = (
         "import sys; from airflow_kling.files.archive import archive_assets; from airflow_kling.hooks.scenario import "
-        "ScenarioHook; from airflow_kling.storage import storage_path; "
+        "ScenarioHook; from airflow_kling.files.storage import storage_path; "
         "archive_assets(ScenarioHook(), [sys.argv[1]], storage_path(sys.argv[2]))"
     )
     process = subprocess.Popen([sys.executable, "-c", code, asset_id, str(tmp_path)])

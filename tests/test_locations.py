@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from airflow_kling.exceptions import ScenarioValidationError
-from airflow_kling.locations import UntrustedValue, check_input_location, roots, under_roots
+from airflow_kling.files.locations import UntrustedValue, check_input_location, roots, under_roots
 from airflow_kling.plugins.trust import PreviewTrust, playable_type
 
 

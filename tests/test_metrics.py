@@ -61,7 +61,7 @@ def test_a_reviews_verdict_is_counted_by_name(statsd: socket.socket) -> None:
     import sys
 
     code = (
-        "from airflow_kling import metrics\n"
+        "from airflow_kling.observability import metrics\n"
         "for decision in ('approved', 'rejected', 'rejected', 'timed_out'):\n"
         "    metrics.reviewed(decision)\n"
         "metrics.rerun()\n"

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
-from airflow_kling.polling import JobProgress, error_backoff, next_poll_delay
+from airflow_kling.jobs.polling import JobProgress, error_backoff, next_poll_delay
 
 
 def test_the_poll_interval_is_a_floor_and_the_stretch_is_bounded() -> None:
@@ -80,7 +80,7 @@ def test_a_waiter_that_just_logged_the_submission_starts_quiet() -> None:
 
 
 def test_the_poll_after_a_job_predicted_to_end_is_aimed_just_past_that_end() -> None:
-    from airflow_kling.polling import FINAL_POLL_MARGIN, FINAL_POLL_MIN, JobWatch
+    from airflow_kling.jobs.polling import FINAL_POLL_MARGIN, FINAL_POLL_MIN, JobWatch
 
     now = [0.0]
     watch = JobWatch("job_x", 5.0, 15.0, logging.getLogger("test"), clock=lambda: now[0])

@@ -102,7 +102,7 @@ def test_no_signed_url_when_the_storage_host_cannot_be_reached(
     from pathlib import Path
 
     from airflow_kling.files.archive import archive_assets
-    from airflow_kling.storage import storage_path
+    from airflow_kling.files.storage import storage_path
 
     with EmulatorServer(config=EmulatorConfig(job_seconds=0.2)) as emulator:
         conn = json.loads(emulator.connection_uri())

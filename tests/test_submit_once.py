@@ -11,7 +11,7 @@ import pytest
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioAmbiguousSubmitError
 from airflow_kling.hooks.scenario import ScenarioHook
-from airflow_kling.hooks.submission import MemoryRecordStore, SubmitRecord, holds_inputs, inputs_digest
+from airflow_kling.jobs.submission import MemoryRecordStore, SubmitRecord, holds_inputs, inputs_digest
 from tests.media_samples import sample_video
 
 # On every line: the reattach path: a record on 3.3, the inputs before.

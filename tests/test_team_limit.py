@@ -12,9 +12,9 @@ import pytest
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioTeamLimitError
 from airflow_kling.hooks.scenario import ScenarioHook
-from airflow_kling.hooks.submission import MemoryRecordStore, SubmitRecord, inputs_digest
-from airflow_kling.jobs import PERMANENT_FAILURES
-from airflow_kling.polling import SLOT_WAIT_FIRST, SLOT_WAIT_MAX, slot_wait_delay
+from airflow_kling.jobs.polling import SLOT_WAIT_FIRST, SLOT_WAIT_MAX, slot_wait_delay
+from airflow_kling.jobs.status import PERMANENT_FAILURES
+from airflow_kling.jobs.submission import MemoryRecordStore, SubmitRecord, inputs_digest
 from tests.media_samples import sample_video
 
 MODEL = "model_kling-lip-sync"

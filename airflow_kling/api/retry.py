@@ -6,7 +6,7 @@ submits a job is never resent when its outcome is unknown, since the API has no 
 second attempt can create, and bill, a second job. Only 429 and 503 prove that a submission was refused
 before any work; a 500, 502 or 504, a dropped connection or a read timeout after the request was sent
 prove nothing, so they end in :class:`~airflow_kling.exceptions.ScenarioAmbiguousSubmitError` (the
-caller then looks for the job: :mod:`airflow_kling.hooks.submission`).
+caller then looks for the job: :mod:`airflow_kling.jobs.submission`).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from airflow_kling.emulator.store import (
     Store,
     Upload,
 )
-from airflow_kling.jobs import api_date, parse_api_date
+from airflow_kling.jobs.status import api_date, parse_api_date
 from airflow_kling.media.limits import KLING_LIPSYNC_MODEL_ID
 
 STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from airflow_kling.exceptions import MediaError
-from airflow_kling.jobs import TERMINAL_STATUSES, JobStatus, api_date
+from airflow_kling.jobs.status import TERMINAL_STATUSES, JobStatus, api_date
 
 AUTHOR_ID = "user_emulator"
 DEFAULT_OWNER_ID = "proj_emulator"

@@ -8,12 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_kling.api.ids import checked_id
 from airflow_kling.exceptions import ScenarioDownloadError, ScenarioResponseError, ScenarioValidationError
 from airflow_kling.files.downloads import download_asset
-from airflow_kling.ids import checked_id
-from airflow_kling.jobs import job_cost
-from airflow_kling.media.formats import ARCHIVED_TYPES, extension_for
-from airflow_kling.storage import (
+from airflow_kling.files.storage import (
     abandon,
     atomic_writer,
     io_path,
@@ -23,7 +21,9 @@ from airflow_kling.storage import (
     plain_uri,
     remove_stale_partials,
 )
-from airflow_kling.xcoms import ArchivedFileRecord
+from airflow_kling.jobs.status import job_cost
+from airflow_kling.jobs.xcoms import ArchivedFileRecord
+from airflow_kling.media.formats import ARCHIVED_TYPES, extension_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -62,7 +62,7 @@ def archive_assets(
     :param overwrite: replace a different file already at a target; default ``False`` (an error).
 
     What the API answers is checked before anything is written: ids of Scenario's shape
-    (:mod:`airflow_kling.ids`), the answered asset the one asked for, a media type from
+    (:mod:`airflow_kling.api.ids`), the answered asset the one asked for, a media type from
     :data:`~airflow_kling.media.formats.ARCHIVED_TYPES` (its extension from that table), every target under
     ``destination``.
 

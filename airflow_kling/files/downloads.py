@@ -16,7 +16,7 @@ import requests
 
 from airflow_kling.api.retry import backoff_delay
 from airflow_kling.exceptions import ScenarioDownloadError, ScenarioError
-from airflow_kling.storage import abandon
+from airflow_kling.files.storage import abandon
 
 if TYPE_CHECKING:
     from airflow_kling.files.client import TransferClient
@@ -50,7 +50,7 @@ def download_asset(
 
     :param asset: the asset object of ``GET /assets/{id}`` (its ``url`` and ``properties.size`` are used).
     :return: the verified size and SHA-256, and the sink still open: the caller commits it (``close``) or
-        abandons it (:func:`airflow_kling.storage.abandon`) once it has decided; a sink that failed is abandoned here.
+        abandons it (:func:`airflow_kling.files.storage.abandon`) once it has decided; a sink that failed is abandoned here.
     :raises ScenarioDownloadError: the file could not be fetched completely and verified.
     """
     asset_id = str(asset["id"])

@@ -8,16 +8,16 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from airflow_kling.api.ids import checked_id
 from airflow_kling.exceptions import ScenarioResponseError, ScenarioValidationError
 from airflow_kling.files.archive import MANIFEST_NAME, existing_checksum
-from airflow_kling.ids import checked_id
-from airflow_kling.locations import UntrustedValue, roots, under_roots
-from airflow_kling.storage import COPY_BLOCK, atomic_writer, io_path, plain_uri, storage_path
+from airflow_kling.files.locations import UntrustedValue, roots, under_roots
+from airflow_kling.files.storage import COPY_BLOCK, atomic_writer, io_path, plain_uri, storage_path
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-    from airflow_kling.xcoms import ArchivedFileRecord
+    from airflow_kling.jobs.xcoms import ArchivedFileRecord
 
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 """An archived file's own name: no slash, no leading dot (so never ``..``)."""

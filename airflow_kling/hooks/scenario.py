@@ -22,6 +22,7 @@ from airflow_kling.api.contract import (
     api_path,
     decode_json,
 )
+from airflow_kling.api.redaction import redact_http_library_logs
 from airflow_kling.api.retry import Attempts
 from airflow_kling.exceptions import ScenarioError
 from airflow_kling.hooks.connection import (
@@ -30,13 +31,12 @@ from airflow_kling.hooks.connection import (
     ScenarioConnectionConfig,
     ScenarioHookIdentity,
 )
-from airflow_kling.hooks.submission import DEFAULT_SETTLE_SECONDS
-from airflow_kling.redaction import redact_http_library_logs
+from airflow_kling.jobs.submission import DEFAULT_SETTLE_SECONDS
 from airflow_kling.version_compat import AIRFLOW_V_3_2_PLUS
 
 if TYPE_CHECKING:
     from airflow_kling.files.uploads import UploadSource
-    from airflow_kling.hooks.submission import RecordStore, Submission
+    from airflow_kling.jobs.submission import RecordStore, Submission
 
 
 _USE_REQUEST = (
@@ -261,7 +261,7 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
         :class:`~airflow_kling.exceptions.ScenarioAmbiguousSubmitError`. This method then looks for the job
         that submission may have created (``GET /jobs?createdAfter=...``, matched on the model and inputs)
         for up to ``settle_seconds``, adopts it when found, and submits again only when none appeared.
-        See :mod:`airflow_kling.hooks.submission` for the guarantee and its one limit.
+        See :mod:`airflow_kling.jobs.submission` for the guarantee and its one limit.
 
         :param store: where the intent and the job id are recorded, so that a later call (a task's retry)
             with the same store follows the same job; default in memory, for this call only.
@@ -274,10 +274,10 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
             that failed with one is returned (``how="reattached"``), never paid for again; default none.
         :raises ScenarioTeamLimitError: the team runs as many jobs as it may (HTTP 429): nothing was
             created, and the record says so; call again once a job has ended.
-        :return: the :class:`~airflow_kling.hooks.submission.Submission`: the job, its cost, and ``how`` it was
+        :return: the :class:`~airflow_kling.jobs.submission.Submission`: the job, its cost, and ``how`` it was
             obtained (``submitted``, ``adopted`` or ``reattached``).
         """
-        from airflow_kling.hooks.submission import MemoryRecordStore, SubmitOnce
+        from airflow_kling.jobs.submission import MemoryRecordStore, SubmitOnce
 
         return SubmitOnce(
             self,

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
-from airflow_kling import metrics
 from airflow_kling.exceptions import ScenarioValidationError
+from airflow_kling.jobs.xcoms import ARCHIVE_XCOM_KEY, ArchiveRecord
+from airflow_kling.observability import metrics
 from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin
 from airflow_kling.operators.failures import invalid_input_fails_task
-from airflow_kling.xcoms import ARCHIVE_XCOM_KEY, ArchiveRecord
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -63,8 +63,8 @@ class ScenarioUploadAssetOperator(ScenarioHookMixin, BaseOperator):
         self._asset_id: str | None = None
 
     def execute(self, context: Context) -> str:
+        from airflow_kling.files.storage import local_copy, storage_path
         from airflow_kling.media.formats import kind_for
-        from airflow_kling.storage import local_copy, storage_path
         from airflow_kling.version_compat import AirflowSkipException
 
         if self.source in (None, "", "None"):
@@ -84,7 +84,7 @@ class ScenarioUploadAssetOperator(ScenarioHookMixin, BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The file in, the Scenario asset out (Airflow's OpenLineage provider calls this)."""
-        from airflow_kling.lineage import asset_datasets, file_dataset, operator_lineage
+        from airflow_kling.observability.lineage import asset_datasets, file_dataset, operator_lineage
 
         return operator_lineage(
             inputs=[file_dataset(str(self.source))],
@@ -171,8 +171,8 @@ class ScenarioArchiveAssetsOperator(ScenarioHookMixin, BaseOperator):
 
     def execute(self, context: Context) -> list[str]:
         from airflow_kling.files.archive import DEFAULT_FILE_NAME_TEMPLATE, archive_assets
-        from airflow_kling.jobs import job_asset_ids
-        from airflow_kling.storage import check_writable
+        from airflow_kling.files.storage import check_writable
+        from airflow_kling.jobs.status import job_asset_ids
 
         with invalid_input_fails_task():
             destination = check_writable(self.destination, "destination", self.storage_conn_id)
@@ -208,7 +208,11 @@ class ScenarioArchiveAssetsOperator(ScenarioHookMixin, BaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The Scenario assets in, the archived files out, each versioned by its SHA-256 and sized (Airflow's
         OpenLineage provider calls this)."""
-        from airflow_kling.lineage import archived_file_dataset, asset_datasets, operator_lineage
+        from airflow_kling.observability.lineage import (
+            archived_file_dataset,
+            asset_datasets,
+            operator_lineage,
+        )
 
         return operator_lineage(
             inputs=asset_datasets(self.hook.config, [item.record["asset_id"] for item in self._archived]),

@@ -8,21 +8,27 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_kling import metrics
 from airflow_kling.exceptions import (
     ScenarioError,
     ScenarioJobError,
     ScenarioTeamLimitError,
     ScenarioValidationError,
 )
-from airflow_kling.hooks.submission import DEFAULT_SETTLE_SECONDS, SubmitRecord
-from airflow_kling.jobs import (
+from airflow_kling.jobs.events import successful_job
+from airflow_kling.jobs.status import (
     PERMANENT_FAILURES,
     JobStatus,
     is_permanent_failure,
     is_terminal,
 )
-from airflow_kling.links import ScenarioJobLink
+from airflow_kling.jobs.submission import DEFAULT_SETTLE_SECONDS, SubmitRecord
+from airflow_kling.jobs.xcoms import (
+    CONN_ID_XCOM_KEY,
+    JOB_ID_XCOM_KEY,
+    JOB_URL_XCOM_KEY,
+    JobResult,
+    job_result,
+)
 from airflow_kling.media.limits import (
     DEFAULT_VOICE_ID,
     DEFAULT_VOICE_SPEED,
@@ -30,16 +36,16 @@ from airflow_kling.media.limits import (
     TEXT_MAX_CHARS,
     VOICE_SPEED_RANGE,
 )
+from airflow_kling.observability import metrics
 from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin
 from airflow_kling.operators.failures import invalid_input_fails_task
-from airflow_kling.triggers.events import successful_job
+from airflow_kling.operators.links import ScenarioJobLink
 from airflow_kling.version_compat import AirflowFailException, conf
-from airflow_kling.xcoms import CONN_ID_XCOM_KEY, JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, JobResult, job_result
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_kling.hooks.submission import Submission
+    from airflow_kling.jobs.submission import Submission
 
 STATE_KEY = "scenario_job"
 """``task_state_store`` key under which a try records the job it submitted."""
@@ -69,7 +75,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     """Run any Scenario custom model (``POST /generate/custom/{modelId}``) and wait for its job.
 
     Submits in the worker so that one task pays for one job, in every failure path (see
-    :mod:`airflow_kling.hooks.submission`): the intent is recorded in the task's ``task_state_store`` before the
+    :mod:`airflow_kling.jobs.submission`): the intent is recorded in the task's ``task_state_store`` before the
     ``POST`` and the job id after it, so a retry, or a try after a dead worker, follows that job; a
     submission whose answer was lost is looked for, and adopted, before anything is sent again. Then it
     waits: deferred to :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` (no worker slot held) or by
@@ -96,7 +102,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     :param settle_seconds: after a submission whose answer was lost, how long to keep looking for its job
         before submitting again; default 90.
     :param permanent_failures: regular expressions for job errors that no retry can fix; default
-        :data:`airflow_kling.jobs.PERMANENT_FAILURES`. An earlier try's job that failed with one fails a
+        :data:`airflow_kling.jobs.status.PERMANENT_FAILURES`. An earlier try's job that failed with one fails a
         retry at once too, without a new job.
     :param first_poll_delay: seconds after a deferral before its trigger may fire (the job trigger's
         first poll, the end of a wait for a slot); default :data:`FIRST_POLL_DELAY` (10).
@@ -293,7 +299,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     def _lineage(self) -> Any:
         """Input assets -> output assets, with the job (id, model, voice, cost, error) as run facets. The
         job id is set again by ``execute_complete``: after a deferral this is a new operator instance."""
-        from airflow_kling.lineage import asset_datasets, job_run_facets, operator_lineage
+        from airflow_kling.observability.lineage import asset_datasets, job_run_facets, operator_lineage
 
         try:
             inputs = self.build_inputs()
@@ -357,7 +363,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     def _slot_wait(self, refusal: ScenarioTeamLimitError, since: float, waits: int) -> float:
         """Seconds to wait before submitting again; fails the try once ``timeout`` has passed since the
         first refusal. A refused submission created nothing: waiting costs nothing but time."""
-        from airflow_kling.polling import slot_wait_delay
+        from airflow_kling.jobs.polling import slot_wait_delay
 
         waited = time.time() - since
         limit = f"its limit of {refusal.limit}" if refusal.limit else "its limit of"
@@ -387,7 +393,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         self.log.info("Scenario job page: %s", url)
 
     def _wait(self, job_id: str, timeout_at: float) -> dict[str, Any]:
-        from airflow_kling.polling import JobWatch
+        from airflow_kling.jobs.polling import JobWatch
 
         # A worker slot is held here anyway: poll at the interval asked, with no stretching.
         watch = JobWatch(job_id, float(self.poll_interval), float(self.poll_interval), self.log)

@@ -64,7 +64,7 @@ class KlingPrepareMediaOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The raw files in, the prepared files out (Airflow's OpenLineage provider calls this)."""
-        from airflow_kling.lineage import file_dataset, operator_lineage
+        from airflow_kling.observability.lineage import file_dataset, operator_lineage
 
         prepared = self._prepared or {}
         sources = [self.video, self.audio]
@@ -74,8 +74,8 @@ class KlingPrepareMediaOperator(BaseOperator):
         )
 
     def _prepare(self) -> dict[str, Any]:
+        from airflow_kling.files.storage import local_copy, publish, storage_path
         from airflow_kling.media.prepare import prepare_audio, prepare_video
-        from airflow_kling.storage import local_copy, publish, storage_path
 
         output_dir = storage_path(self.output_dir, self.storage_conn_id)
         video_source = storage_path(self.video, self.storage_conn_id)

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_kling import metrics
+from airflow_kling.api.ids import checked_id
 from airflow_kling.exceptions import ScenarioValidationError
-from airflow_kling.ids import checked_id
-from airflow_kling.links import KlingRerunLink
+from airflow_kling.jobs.xcoms import RERUN_XCOM_KEY
+from airflow_kling.observability import metrics
 from airflow_kling.operators.failures import invalid_input_fails_task
+from airflow_kling.operators.links import KlingRerunLink
 from airflow_kling.operators.review import (
     REVIEW_XCOM_KEY,
     pull_from_sibling,
@@ -28,7 +29,6 @@ from airflow_kling.operators.review import (
     sibling_task_id,
 )
 from airflow_kling.version_compat import AirflowSkipException
-from airflow_kling.xcoms import RERUN_XCOM_KEY
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -21,19 +21,19 @@ from urllib.parse import quote
 
 from airflow.sdk import Asset, Param
 
-from airflow_kling import metrics
 from airflow_kling.exceptions import ScenarioValidationError
-from airflow_kling.links import dag_run_url
+from airflow_kling.jobs.xcoms import ARCHIVE_XCOM_KEY
+from airflow_kling.observability import metrics
 from airflow_kling.operators.assets import set_asset_extra
 from airflow_kling.operators.failures import invalid_input_fails_task
+from airflow_kling.operators.links import dag_run_url
 from airflow_kling.version_compat import AirflowSkipException, require_hitl
-from airflow_kling.xcoms import ARCHIVE_XCOM_KEY
 
 if TYPE_CHECKING:
     from airflow.providers.standard.operators.hitl import HITLOperator
     from airflow.sdk import Context
 
-    from airflow_kling.xcoms import ArchivedFileRecord
+    from airflow_kling.jobs.xcoms import ArchivedFileRecord
 else:
     HITLOperator = require_hitl()
 
@@ -146,8 +146,8 @@ class KlingReviewOperator(HITLOperator):
         return {key: value for key, value in super().serialized_params.items() if key == COMMENT}
 
     def execute(self, context: Context) -> Any:
-        from airflow_kling.locations import check_input_location
-        from airflow_kling.storage import check_writable
+        from airflow_kling.files.locations import check_input_location
+        from airflow_kling.files.storage import check_writable
 
         if renders_false(self.ask):
             raise AirflowSkipException("No review asked for: the clip stays archived, and is not published")

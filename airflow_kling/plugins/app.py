@@ -27,13 +27,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from airflow_kling.exceptions import MediaError, ScenarioError
-from airflow_kling.jobs import JobStatus, is_terminal, job_asset_ids
+from airflow_kling.jobs.status import JobStatus, is_terminal, job_asset_ids
+from airflow_kling.jobs.xcoms import ArchivedFileRecord
 from airflow_kling.plugins.clips import Clip, load_clips, run_exists
 from airflow_kling.plugins.page import CONTENT_SECURITY_POLICY, ClipView, render_page
 from airflow_kling.plugins.ranges import CHUNK, UnsatisfiableRange, parse_range, read_range
 from airflow_kling.plugins.trust import UntrustedValue, playable_type, preview_trust
 from airflow_kling.version_compat import AirflowNotFoundException
-from airflow_kling.xcoms import ArchivedFileRecord
 
 log = logging.getLogger(__name__)
 

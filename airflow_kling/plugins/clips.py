@@ -1,4 +1,4 @@
-"""What a DAG run's Kling tasks made, read back from the XComs they pushed (:mod:`airflow_kling.xcoms`):
+"""What a DAG run's Kling tasks made, read back from the XComs they pushed (:mod:`airflow_kling.jobs.xcoms`):
 one :class:`Clip` per Scenario job, with the files an archive task wrote of it.
 
 A lipsync task pushes its job id (and connection) as soon as the job exists, so a job that failed, or is
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
-from airflow_kling.xcoms import (
+from airflow_kling.jobs.xcoms import (
     ARCHIVE_XCOM_KEY,
     CONN_ID_XCOM_KEY,
     JOB_ID_XCOM_KEY,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from airflow_kling.jobs import JobStatus, is_terminal, job_cost, job_error_text, parse_api_date
+from airflow_kling.jobs.status import JobStatus, is_terminal, job_cost, job_error_text, parse_api_date
 
 if TYPE_CHECKING:
     from airflow_kling.plugins.clips import Clip

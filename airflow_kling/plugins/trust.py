@@ -3,7 +3,7 @@ connections on its allowlists, and video types it plays.
 
 XComs are written by every task of a DAG and, through the REST API, by any user allowed to edit that DAG's
 XComs, so a location or a connection id read from one is a claim, never an instruction. The preview opens a
-file only under an allowed archive root (:mod:`airflow_kling.locations`: local folders resolved through
+file only under an allowed archive root (:mod:`airflow_kling.files.locations`: local folders resolved through
 their symbolic links, object-store prefixes, never ``http(s)``), asks Scenario only through an allowed
 connection, and reads an object store only through an allowed storage connection (or none: the
 api-server's own credentials).
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow_kling.files.locations import Root, UntrustedValue, roots, under_roots
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
-from airflow_kling.locations import Root, UntrustedValue, roots, under_roots
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -77,7 +77,7 @@ class PreviewTrust:
 
         :raises UntrustedValue: naming what is not allowed.
         """
-        from airflow_kling.storage import storage_path
+        from airflow_kling.files.storage import storage_path
 
         if storage_conn_id is not None and storage_conn_id not in self.storage_conn_ids:
             raise UntrustedValue(

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_kling.exceptions import ScenarioError, ScenarioJobError
-from airflow_kling.jobs import is_terminal
+from airflow_kling.jobs.events import successful_job
+from airflow_kling.jobs.polling import JobProgress, is_transient
+from airflow_kling.jobs.status import is_terminal
+from airflow_kling.jobs.xcoms import JobResult, job_result
 from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin
-from airflow_kling.polling import JobProgress, is_transient
-from airflow_kling.triggers.events import successful_job
 from airflow_kling.version_compat import AirflowFailException, AirflowSkipException, conf
-from airflow_kling.xcoms import JobResult, job_result
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -11,9 +11,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_kling.exceptions import ScenarioError
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
-from airflow_kling.jobs import ending_message, is_terminal
-from airflow_kling.polling import STRETCH, JobWatch
-from airflow_kling.triggers.events import job_event
+from airflow_kling.jobs.events import job_event
+from airflow_kling.jobs.polling import STRETCH, JobWatch
+from airflow_kling.jobs.status import ending_message, is_terminal
 from airflow_kling.triggers.slot import SLOTS
 from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
 
@@ -61,7 +61,7 @@ class ScenarioJobTrigger(BaseTrigger):
     :param timeout_at: wall-clock deadline as epoch seconds, or ``None`` for none.
     :param project_id: the project the job belongs to, overriding the connection's; default none.
     :param max_poll_interval: seconds the interval may stretch to while a long job is far from its end
-        (see :func:`airflow_kling.polling.next_poll_delay`); default 3 x ``poll_interval``.
+        (see :func:`airflow_kling.jobs.polling.next_poll_delay`); default 3 x ``poll_interval``.
     :param cancel_on_exit: cancel the job at the deadline and when the task is killed; default ``False``.
     :param first_poll_at: wall-clock time (epoch seconds) of the first poll; default at once. A trigger
         started after it (on another triggerer) polls at once.

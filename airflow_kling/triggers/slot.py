@@ -27,8 +27,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
-from airflow_kling.jobs import is_terminal
-from airflow_kling.polling import predicted_end_delay
+from airflow_kling.jobs.polling import predicted_end_delay
+from airflow_kling.jobs.status import is_terminal
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from airflow_kling.exceptions import (
     ScenarioNotFoundError,
     ScenarioTeamLimitError,
 )
-from airflow_kling.jobs import JobStatus, api_date, is_permanent_failure, job_cost
+from airflow_kling.jobs.status import JobStatus, api_date, is_permanent_failure, job_cost
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -206,7 +206,7 @@ class SubmitOnce:
     :param reattach: follow the job an earlier try recorded, while it runs or once it succeeded; default
         ``True``.
     :param permanent_failures: patterns of job errors no retry can change
-        (:func:`airflow_kling.jobs.is_permanent_failure`): an earlier try's job that failed with one is
+        (:func:`airflow_kling.jobs.status.is_permanent_failure`): an earlier try's job that failed with one is
         returned as it is (the caller fails with its refusal) instead of being paid for again; default none.
     """
 

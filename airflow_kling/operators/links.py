@@ -9,8 +9,8 @@ from urllib.parse import quote
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
+from airflow_kling.jobs.xcoms import JOB_URL_XCOM_KEY, RERUN_XCOM_KEY
 from airflow_kling.version_compat import conf
-from airflow_kling.xcoms import JOB_URL_XCOM_KEY, RERUN_XCOM_KEY
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator

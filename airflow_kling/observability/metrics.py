@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def job_obtained(how: str, model_id: str) -> None:
-    """``how``: ``submitted``, ``adopted`` or ``reattached`` (:class:`~airflow_kling.hooks.submission.Submission`)."""
+    """``how``: ``submitted``, ``adopted`` or ``reattached`` (:class:`~airflow_kling.jobs.submission.Submission`)."""
     _incr(f"kling.jobs.{how}", model_id=model_id)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow_kling.api.retry import is_retryable_status
 from airflow_kling.exceptions import ScenarioAPIError, ScenarioError, ScenarioTransportError
-from airflow_kling.jobs import is_terminal
+from airflow_kling.jobs.status import is_terminal
 
 MAX_ERROR_BACKOFF = 60.0
 """Seconds at most between polls while the API keeps failing."""

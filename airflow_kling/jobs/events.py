@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_kling.jobs import JobStatus, ending_message
+from airflow_kling.jobs.status import JobStatus, ending_message
 
 EVENT_STATUSES = frozenset({"success", "failure", "canceled", "timeout", "error"})
 """Every ``status`` a :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` event can carry: the job's

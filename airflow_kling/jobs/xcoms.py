@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from airflow_kling.jobs import job_asset_ids, job_cost
+from airflow_kling.jobs.status import job_asset_ids, job_cost
 
 JOB_ID_XCOM_KEY = "scenario_job_id"
 """The job a lipsync (or any generate) task submitted or adopted, pushed as soon as it is known."""
