@@ -47,6 +47,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_kling.operators.assets",
                     "airflow_kling.operators.generate",
+                    "airflow_kling.operators.kling_lipsync",
                     "airflow_kling.operators.media",
                     "airflow_kling.operators.rerun",
                     "airflow_kling.operators.review",

@@ -68,7 +68,11 @@ def make_clip(path: Path, clip: dict[str, int]) -> Path:
 
 
 def ours_command(source: Path, target: Path) -> list[str]:
-    code = "import sys; from airflow_kling.media.prepare import prepare_video; prepare_video(sys.argv[1], sys.argv[2])"
+    code = (
+        "import sys; from airflow_kling.media.prepare import prepare_video; "
+        "from airflow_kling.models.kling_lipsync import VIDEO_LIMITS; "
+        "prepare_video(sys.argv[1], sys.argv[2], limits=VIDEO_LIMITS)"
+    )
     return [sys.executable, "-c", code, str(source), str(target)]
 
 
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     import imageio_ffmpeg
 
     from airflow_kling.media.prepare import fit_size
+    from airflow_kling.models.kling_lipsync import VIDEO_LIMITS
 
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     rows = []
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(directory)
         for name, clip in CLIPS.items():
             source = make_clip(work / "source.mp4", clip)
-            width, height = fit_size(int(clip["width"]), int(clip["height"]))
+            width, height = fit_size(int(clip["width"]), int(clip["height"]), VIDEO_LIMITS)
             ours: list[Measure] = []
             theirs: list[Measure] = []
             for _ in range(args.repeat):

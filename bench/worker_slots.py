@@ -38,7 +38,7 @@ def context() -> dict[str, Any]:
 def deferrable(video: str, poll: float) -> float:
     from airflow.sdk.exceptions import TaskDeferred
 
-    from airflow_kling.operators.generate import KlingLipsyncOperator
+    from airflow_kling.operators.kling_lipsync import KlingLipsyncOperator
 
     operator = KlingLipsyncOperator(
         task_id="lipsync", video_asset_id=video, text="Hello", deferrable=True, poll_interval=poll
@@ -64,7 +64,7 @@ def deferrable(video: str, poll: float) -> float:
 
 
 def synchronous(video: str, poll: float) -> float:
-    from airflow_kling.operators.generate import KlingLipsyncOperator
+    from airflow_kling.operators.kling_lipsync import KlingLipsyncOperator
 
     operator = KlingLipsyncOperator(
         task_id="lipsync", video_asset_id=video, text="Hello", deferrable=False, poll_interval=poll

@@ -33,9 +33,9 @@ from typing import Any, cast
 from airflow.sdk import DAG, Param, task, task_group
 
 from airflow_kling.jobs.xcoms import JOB_ID_XCOM_KEY
-from airflow_kling.media.limits import AUDIO_EXTENSIONS, TEXT_MAX_CHARS, VIDEO_EXTENSIONS
+from airflow_kling.models.kling_lipsync import AUDIO_LIMITS, TEXT_MAX_CHARS, VIDEO_LIMITS
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator
-from airflow_kling.operators.generate import KlingLipsyncOperator
+from airflow_kling.operators.kling_lipsync import LIPSYNC_VIDEOS, KlingLipsyncOperator
 from airflow_kling.operators.review import KlingReviewOperator
 
 POOL = "kling_lipsync"
@@ -145,14 +145,14 @@ with DAG(
         clips = []
         for name, path in sorted(files.items()):
             stem, suffix = os.path.splitext(name)
-            if suffix.lower() not in VIDEO_EXTENSIONS:
+            if suffix.lower() not in VIDEO_LIMITS.extensions:
                 continue
-            audio = next((files[stem + s] for s in AUDIO_EXTENSIONS if stem + s in files), None)
+            audio = next((files[stem + s] for s in AUDIO_LIMITS.extensions if stem + s in files), None)
             clips.append(
                 {"name": stem, "video": plain_uri(path), "audio": plain_uri(audio) if audio else None}
             )
         if not clips:
-            raise ValueError(f"No {' or '.join(sorted(VIDEO_EXTENSIONS))} clip in {source}")
+            raise ValueError(f"No {' or '.join(sorted(VIDEO_LIMITS.extensions))} clip in {source}")
         ti.xcom_push(key="destination", value=plain_uri(destination))
         ti.xcom_push(key="review", value=bool(params["review"]))  # the review task cannot read params
         return clips
@@ -167,8 +167,8 @@ with DAG(
         bad file fails its group; any other error fails the batch (the total would be unknown)."""
         from airflow_kling.exceptions import ScenarioAPIError
         from airflow_kling.hooks.scenario import ScenarioHook
-        from airflow_kling.media.limits import KLING_LIPSYNC_MODEL_ID
-        from airflow_kling.operators.generate import kling_lipsync_inputs
+        from airflow_kling.models.kling_lipsync import MODEL_ID as KLING_LIPSYNC_MODEL_ID
+        from airflow_kling.models.kling_lipsync import kling_lipsync_inputs
         from airflow_kling.version_compat import AirflowFailException
 
         assert params is not None
@@ -228,14 +228,17 @@ with DAG(
             arguments: dict[str, Any] = {"audio_asset_id": None, "text": None}
             with tempfile.TemporaryDirectory(prefix="kling-clip-") as scratch, invalid_input_fails_task():
                 with local_copy(storage_path(clip["video"])) as video:
-                    prepared = prepare_video(video, Path(scratch) / "video.mp4")
+                    prepared = prepare_video(video, Path(scratch) / "video.mp4", limits=VIDEO_LIMITS)
                 arguments["video_asset_id"] = hook.upload_asset(
                     prepared.output, file_name=f"{clip['name']}.mp4"
                 )
                 if clip["audio"]:
                     with local_copy(storage_path(clip["audio"])) as audio:
                         voice = prepare_audio(
-                            audio, Path(scratch) / "voice.m4a", max_duration=prepared.output_info["duration"]
+                            audio,
+                            Path(scratch) / "voice.m4a",
+                            limits=AUDIO_LIMITS,
+                            max_duration=prepared.output_info["duration"],
                         )
                     arguments["audio_asset_id"] = hook.upload_asset(
                         voice.output, file_name=f"{clip['name']}.m4a"
@@ -259,6 +262,7 @@ with DAG(
             task_id="archive",
             job_id=cast(Any, lipsync.output)[JOB_ID_XCOM_KEY],  # pushed as soon as the job is submitted
             destination="{{ ti.xcom_pull(task_ids='list_clips', key='destination') }}",
+            outlets=[LIPSYNC_VIDEOS],
         )
         review = KlingReviewOperator(
             task_id="review",

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import DAG, task
 
-from airflow_kling.operators.assets import LIPSYNC_VIDEOS
+from airflow_kling.operators.kling_lipsync import LIPSYNC_VIDEOS
 from airflow_kling.operators.review import LIPSYNC_PUBLISHED
 
 for dag_id, description, asset, summary_name in (

@@ -30,14 +30,14 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
-from airflow_kling.media.limits import (
+from airflow_kling.models.kling_lipsync import (
     DEFAULT_VOICE_ID,
     DEFAULT_VOICE_SPEED,
     TEXT_MAX_CHARS,
     VOICE_SPEED_RANGE,
 )
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator, ScenarioUploadAssetOperator
-from airflow_kling.operators.generate import KlingLipsyncOperator
+from airflow_kling.operators.kling_lipsync import LIPSYNC_VIDEOS, KlingLipsyncOperator
 from airflow_kling.operators.media import KlingPrepareMediaOperator
 from airflow_kling.operators.rerun import KlingRerunRejectedOperator
 from airflow_kling.operators.review import KlingReviewOperator
@@ -231,6 +231,7 @@ for dag_id, description, with_review, extra_params in (
             task_id="archive",
             job_id="{{ ti.xcom_pull(task_ids='lipsync')['job_id'] }}",
             destination="{{ ti.xcom_pull(task_ids='resolve_inputs')['destination'] }}",
+            outlets=[LIPSYNC_VIDEOS],
         )
         inputs >> prepare >> [upload_video, upload_audio] >> lipsync >> archive
         if with_review:

@@ -15,12 +15,48 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 for _name in ("SCENARIO_SDK_API_KEY", "SCENARIO_SDK_API_SECRET", "SCENARIO_BASE_URL"):
     os.environ.pop(_name, None)
+# The suite's second model (tests/upscaler_model.py), named as a user names a spec of their own; every Airflow
+# process the tests start (dags test, standalone, the cluster) inherits it, and imports it from the repository.
+_repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["AIRFLOW__KLING__MODEL_SPECS"] = "tests.upscaler_model:UPSCALER"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_repo, os.environ.get("PYTHONPATH")]))
 
 
 import logging  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import pytest  # noqa: E402
+
+if TYPE_CHECKING:
+    from airflow_kling.emulator import EmulatorServer
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """The tests' AIRFLOW_HOME, its database migrated and the test DAGs serialized (once per process)."""
+    from tests.airflow_runs import prepare_airflow_home
+
+    return prepare_airflow_home()
+
+
+@pytest.fixture
+def hook(scenario_emulator: EmulatorServer) -> ScenarioHook:
+    """A sync hook on ``scenario_default``, which points at the test's emulator."""
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+    return ScenarioHook()
+
+
+@pytest.fixture
+def inputs(scenario_emulator: EmulatorServer) -> dict[str, object]:
+    """Kling Lipsync's inputs in text mode, on the sample video uploaded to the test's emulator."""
+    from airflow_kling.hooks.scenario import ScenarioHook
+    from tests.media_samples import sample_video
+
+    return {"videoUrl": ScenarioHook().upload_asset(sample_video()), "text": "hello there"}
 
 
 @pytest.fixture

@@ -50,3 +50,22 @@ def output_assets(job_id: str, limit: float = 30.0) -> list[str]:
             return list(job["metadata"]["assetIds"])
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not succeed within {limit} s")
+
+
+def write_png(path: Path, width: int = 16, height: int = 16) -> Path:
+    """A small, valid PNG (grey, 8-bit) at ``path``."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes([(x * 16) % 256 for x in range(width)]) for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    return path

@@ -6,7 +6,12 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from tests.deployments import free_port
+
+BUCKET = "kling"
+"""The bucket of the :func:`s3` fixture."""
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -65,3 +70,10 @@ def put_clips(client: Any, bucket: str, prefix: str, names: list[str], broken: s
 def keys(client: Any, bucket: str, prefix: str) -> list[str]:
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    """A moto S3 server for a test module, with :data:`BUCKET` in it (a client of it, see :func:`moto_s3`)."""
+    with moto_s3(BUCKET) as client:
+        yield client

@@ -22,7 +22,7 @@ from airflow_kling.exceptions import ScenarioDownloadError
 from airflow_kling.files.archive import archive_assets
 from airflow_kling.files.storage import storage_path
 from airflow_kling.hooks.scenario import ScenarioHook
-from airflow_kling.operators.assets import LIPSYNC_VIDEOS, ScenarioArchiveAssetsOperator
+from airflow_kling.operators.assets import ARCHIVED_OUTPUTS, ScenarioArchiveAssetsOperator
 from tests.media_samples import output_assets, sample_audio, sample_video
 
 # On every line: ObjectStoragePath and the amazon provider follow the line.
@@ -65,7 +65,7 @@ def test_archive_to_local_disk_with_a_manifest(scenario_emulator: EmulatorServer
     )
     target = tmp_path / job_id / f"{asset_id}.mp4"
     assert uris == [f"file://{target}"]
-    assert events[LIPSYNC_VIDEOS].extra == {"uris": uris, "job_ids": [job_id]}  # for downstream DAGs
+    assert events[ARCHIVED_OUTPUTS].extra == {"uris": uris, "job_ids": [job_id]}  # for downstream DAGs
     content = emulator_file(scenario_emulator, asset_id)
     assert target.read_bytes() == content
     manifest = json.loads((tmp_path / job_id / "manifest.json").read_text())

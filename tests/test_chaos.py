@@ -14,7 +14,7 @@ import requests
 
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.emulator.chaos import ROUTES, Chaos
-from tests.airflow_runs import dags_test, prepare_airflow_home
+from tests.airflow_runs import dags_test
 from tests.media_samples import sample_video
 
 
@@ -97,11 +97,6 @@ def test_the_command_line_starts_in_chaos_mode() -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=10) is not None
-
-
-@pytest.fixture(scope="module")
-def airflow_home() -> Path:
-    return prepare_airflow_home()
 
 
 @pytest.mark.parametrize("seed", [7, 2026])

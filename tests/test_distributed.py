@@ -16,13 +16,12 @@ import pytest
 
 from airflow_kling.emulator import EmulatorServer
 from tests.cluster import Cluster, running_cluster
-from tests.deployments import scenario_emulator
-from tests.s3 import environment, keys, moto_s3, put_clips
+from tests.deployments import emulator, scenario_emulator
+from tests.s3 import BUCKET, environment, keys, put_clips, s3
 
 REPO = Path(__file__).parent.parent
-__all__ = ["scenario_emulator"]  # the shared fixture, on this module's own emulator
+__all__ = ["emulator", "s3", "scenario_emulator"]  # the shared fixtures, one emulator and bucket per module
 pytestmark = pytest.mark.xdist_group("cluster")  # one worker holds the cluster
-BUCKET = "kling"
 POLICY = '''
 """Pins tasks to workers, so that a file handed from one task to the next must cross machines."""
 
@@ -38,20 +37,6 @@ def task_policy(task):
     if queue:
         task.queue = queue
 '''
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[Any]:
-    with moto_s3(BUCKET) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    from airflow_kling.emulator import EmulatorConfig
-
-    with EmulatorServer(config=EmulatorConfig(job_seconds=4.0)) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +56,6 @@ def books(scenario_emulator: EmulatorServer) -> EmulatorServer:
     """The emulator with its books emptied for one case."""
     scenario_emulator.store.config.job_seconds = 4.0
     return scenario_emulator
-
-
-def generate_calls(emulator: EmulatorServer) -> list[dict[str, Any]]:
-    return [
-        entry
-        for entry in emulator.store.requests("^/v1/generate/", method="POST")
-        if "dryRun" not in entry["query"]
-    ]
 
 
 def test_batch_on_celery_archives_every_good_clip_and_names_the_bad_one(
@@ -103,7 +80,7 @@ def test_batch_on_celery_archives_every_good_clip_and_names_the_bad_one(
     assert by_task["clip.prepare_and_upload"] == ["success"] * 5 + ["failed"], tasks
     assert by_task["clip.archive"] == ["success"] * 5 + ["upstream_failed"], tasks
     assert by_task["report"] == ["failed"]
-    assert len(generate_calls(books)) == 5 == len(books.store.jobs)  # one paid job per good clip
+    assert len(books.store.paid_submissions()) == 5 == len(books.store.jobs)  # one paid job per good clip
     archived = keys(s3, BUCKET, "batch-1/archive/")
     assert sorted(key.rsplit("/", 2)[1] for key in archived if key.endswith("manifest.json")) == sorted(
         books.store.jobs
@@ -210,7 +187,7 @@ def test_triggers_survive_a_killed_a_stopped_and_a_stalled_triggerer_without_a_c
 
     state = cluster.wait_for_run("kling_lipsync_batch", run_id)
     assert state == "success", cluster.logs()
-    assert len(generate_calls(books)) == 8 == len(books.store.jobs)
+    assert len(books.store.paid_submissions()) == 8 == len(books.store.jobs)
     assert books.store.requests("^/v1/jobs/[^/]+/action") == []  # nothing was cancelled
     assert all(job.outcome == "success" for job in books.store.jobs.values())
     assert sum(key.endswith(".mp4") for key in keys(s3, BUCKET, "failover/archive/")) == 8
@@ -245,7 +222,7 @@ def test_a_killed_worker_s_retry_on_the_other_worker_adopts_the_job(
     assert state == "success", f"{lipsync}\n{cluster.logs()}"
     assert lipsync["try_number"] == 2
     assert lipsync["hostname"] == other
-    assert len(generate_calls(books)) == 1 == len(books.store.jobs)  # the retry adopted the job
+    assert len(books.store.paid_submissions()) == 1 == len(books.store.jobs)  # the retry adopted the job
 
 
 def test_a_short_soak_under_chaos_and_process_faults_keeps_its_ledger(

@@ -119,17 +119,20 @@ def test_failed_job_carries_error_and_hint(scenario_emulator: EmulatorServer, cl
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
-        ({"text": "hi"}, "'videoUrl' is required"),
-        ({"videoUrl": "{video}"}, "Exactly one of 'audioFile' and 'text'"),
-        ({"videoUrl": "{video}", "text": "hi", "audioFile": "{video}"}, "Exactly one"),
-        ({"videoUrl": "{video}", "audioFile": "{video}"}, "must be a audio asset"),
+        ({"text": "hi"}, "videoUrl is required"),
+        ({"videoUrl": "{video}"}, "Give exactly one of audioFile"),
+        ({"videoUrl": "{video}", "text": "hi", "audioFile": "{video}"}, "Give exactly one of audioFile"),
+        ({"videoUrl": "{video}", "audioFile": "{video}"}, "audioFile must be an asset of kind audio"),
         (
             {"videoUrl": "{video}", "text": "hi", "voiceSpeed": 2.5},
-            "'voiceSpeed' must be a number from 0.8 to 2.0",
+            "voiceSpeed must be at most 2, got 2.5",
         ),
-        ({"videoUrl": "{video}", "text": "hi", "voiceSpeed": 1.25}, "one decimal place"),
-        ({"videoUrl": "{video}", "text": "hi", "speed": 1}, "Unknown input"),
-        ({"videoUrl": "asset_missing", "text": "hi"}, "not found"),
+        (
+            {"videoUrl": "{video}", "text": "hi", "voiceSpeed": 1.25},
+            "voiceSpeed must be a multiple of 0.1 from 0.8, got 1.25",
+        ),
+        ({"videoUrl": "{video}", "text": "hi", "speed": 1}, "'speed': no such input of this model"),
+        ({"videoUrl": "asset_missing", "text": "hi"}, "videoUrl: no asset asset_missing"),
     ],
 )
 def test_lipsync_inputs_are_validated(

@@ -87,7 +87,7 @@ def test_the_archived_video_traces_back_to_the_raw_clip(
     facets = lipsync["run"]["facets"]
     assert facets["externalQuery"]["externalQueryId"] == job_id
     assert facets["scenario_job"]["modelId"] == "model_kling-lip-sync"
-    assert facets["scenario_job"]["audioAssetId"] == job.inputs["audioFile"]
+    assert facets["scenario_job"]["inputs"]["audioAssetId"] == job.inputs["audioFile"]
     assert facets["scenario_job"]["creativeUnitsCost"] == job.cost > 0
 
     archived = tasks["archive"]
@@ -119,8 +119,8 @@ def test_a_failed_job_carries_its_error(
     facets = lipsync["run"]["facets"]
     assert facets["externalQuery"]["externalQueryId"] == job_id
     assert "No face detected" in facets["errorMessage"]["message"]
-    assert facets["scenario_job"]["voiceId"] == "en_AOT"
-    assert facets["scenario_job"]["textLength"] == len("Hello there")
+    assert facets["scenario_job"]["inputs"]["voiceId"] == "en_AOT"
+    assert facets["scenario_job"]["inputs"]["textLength"] == len("Hello there")
     assert "Hello there" not in json.dumps(facets["scenario_job"])  # its length, not the text itself
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from airflow_kling.exceptions import ScenarioValidationError
-from airflow_kling.operators.generate import KlingLipsyncOperator
+from airflow_kling.operators.kling_lipsync import KlingLipsyncOperator
 
 
 def inputs_of(**arguments: Any) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.media.limits import check_audio, check_video
 from airflow_kling.media.probing import probe
 from airflow_kling.media.samples import make_audio, make_video
+from airflow_kling.models.kling_lipsync import AUDIO_LIMITS as AUDIO
+from airflow_kling.models.kling_lipsync import VIDEO_LIMITS as VIDEO
 from airflow_kling.operators.assets import ScenarioUploadAssetOperator
 from airflow_kling.operators.media import KlingPrepareMediaOperator
 from airflow_kling.version_compat import AirflowFailException
@@ -29,8 +31,8 @@ def test_prepare_a_4k_take_and_a_long_wav(tmp_path: Path) -> None:
     assert result["audio"] == f"file://{tmp_path}/out/speech.kling.m4a"
     prepared_video = probe(tmp_path / "out" / "take.kling.mp4")
     prepared_audio = probe(tmp_path / "out" / "speech.kling.m4a")
-    assert check_video(prepared_video) == []
-    assert check_audio(prepared_audio) == []
+    assert check_video(prepared_video, VIDEO) == []
+    assert check_audio(prepared_audio, AUDIO) == []
     assert prepared_audio.duration <= prepared_video.duration
     assert "scaled 2560x1440 -> 1920x1080" in result["report"]["video"]["changes"]
     assert result["report"]["audio"]["changes"][0] == "trimmed 30.0 s -> 10.0 s"
@@ -65,8 +67,11 @@ def test_upload_a_compliant_file_from_a_uri(scenario_emulator: EmulatorServer, t
 @pytest.mark.parametrize(
     ("clip", "message"),
     [
-        ({"width": 1280, "height": 720, "seconds": 1.0}, "'videoUrl' must last 2 to 10 s, got 1.00 s"),
-        ({"width": 640, "height": 480, "seconds": 3.0}, "'videoUrl' width must be 720-1920 px, got 640"),
+        (
+            {"width": 1280, "height": 720, "seconds": 1.0},
+            "videoUrl must last at least 2 s, asset_[A-Za-z0-9]+ lasts 1.00 s",
+        ),
+        ({"width": 640, "height": 480, "seconds": 3.0}, "videoUrl width must be 720-1920 px, got 640"),
     ],
 )
 def test_the_emulator_refuses_what_kling_refuses(

@@ -8,7 +8,7 @@ import pytest
 
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
-from airflow_kling.operators.generate import KlingLipsyncOperator
+from airflow_kling.operators.kling_lipsync import KlingLipsyncOperator
 from tests.media_samples import submit_text_job
 
 # On every line: the cancel path.

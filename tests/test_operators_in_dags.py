@@ -13,18 +13,13 @@ import pytest
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
-from tests.airflow_runs import dags_test, prepare_airflow_home
+from tests.airflow_runs import dags_test
 from tests.media_samples import sample_audio, sample_video, submit_text_job
 from tests.statsd_listener import kling_metrics, received, statsd
 
 GENERATE = "^/v1/generate/"
 MODES = ["sync", "deferrable"]
 __all__ = ["statsd"]  # the StatsD listener fixture
-
-
-@pytest.fixture(scope="session")
-def airflow_home() -> Path:
-    return prepare_airflow_home()
 
 
 @pytest.fixture
@@ -35,10 +30,6 @@ def video(scenario_emulator: EmulatorServer, airflow_home: Path) -> str:
 @pytest.fixture
 def audio(scenario_emulator: EmulatorServer) -> str:
     return ScenarioHook().upload_asset(sample_audio())
-
-
-def generate_calls(emulator: EmulatorServer) -> list[dict[str, object]]:
-    return [r for r in emulator.store.requests(GENERATE) if "dryRun" not in r["query"]]  # type: ignore[operator]
 
 
 @pytest.mark.every_line
@@ -59,7 +50,7 @@ def test_lipsync_success(mode: str, scenario_emulator: EmulatorServer, video: st
         in run.output
     )
     assert ("Pausing task as DEFERRED" in run.output) is (mode == "deferrable")
-    assert len(generate_calls(scenario_emulator)) == 1
+    assert len(scenario_emulator.store.paid_submissions()) == 1
     job_url = f"{scenario_emulator.origin}/jobs/{job_id}"
     assert run.xcom("lipsync", "scenario_job_url") == job_url
     assert run.xcom("lipsync", "_link_ScenarioJobLink") == job_url  # what the "Scenario job" button opens
@@ -77,7 +68,7 @@ def test_job_failure_fails_the_task_with_the_jobs_error(
     assert "No face detected in the video Hint: Use a clip with a visible face" in run.output
     assert "retrying cannot help" in run.output
     assert run.tries["lipsync"] == 1  # the model refused the inputs: no retry, no second bill
-    assert len(generate_calls(scenario_emulator)) == 1
+    assert len(scenario_emulator.store.paid_submissions()) == 1
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -104,7 +95,7 @@ def test_retry_reattaches_instead_of_submitting_again(
         assert f"Reattaching to job {job_id} submitted by an earlier try" in run.output
     else:  # no store outlives a try: the job is found by its inputs
         assert f"Adopting job {job_id}" in run.output
-    assert len(generate_calls(scenario_emulator)) == 1
+    assert len(scenario_emulator.store.paid_submissions()) == 1
 
 
 def test_spend_guard_refuses_an_expensive_job(scenario_emulator: EmulatorServer, video: str) -> None:

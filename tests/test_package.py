@@ -22,7 +22,7 @@ USER_MODULE = """
 from airflow.sdk import DAG
 
 from airflow_kling.hooks.scenario import ScenarioHook
-from airflow_kling.operators.generate import KlingLipsyncOperator
+from airflow_kling.operators.kling_lipsync import KlingLipsyncOperator
 
 
 def job_status(job_id: str) -> str:

@@ -12,27 +12,12 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioAmbiguousSubmitError
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.jobs.submission import MemoryRecordStore, SubmitRecord, holds_inputs, inputs_digest
-from tests.media_samples import sample_video
 
 # On every line: the reattach path: a record on 3.3, the inputs before.
 pytestmark = pytest.mark.every_line
 
 MODEL = "model_kling-lip-sync"
 GENERATE = "^/v1/generate/"
-
-
-@pytest.fixture
-def hook(scenario_emulator: EmulatorServer) -> ScenarioHook:
-    return ScenarioHook()
-
-
-@pytest.fixture
-def inputs(hook: ScenarioHook) -> dict[str, object]:
-    return {"videoUrl": hook.upload_asset(sample_video()), "text": "hello there"}
-
-
-def generate_posts(emulator: EmulatorServer) -> list[dict[str, object]]:
-    return [r for r in emulator.store.requests(GENERATE) if "dryRun" not in r["query"]]  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
@@ -45,7 +30,7 @@ def test_an_error_after_the_job_was_created_adopts_it(
     (job_id,) = scenario_emulator.store.jobs
     assert submission.job_id == job_id
     assert submission.how == "adopted"
-    assert [r["status"] for r in generate_posts(scenario_emulator)] == [status]
+    assert [r["status"] for r in scenario_emulator.store.paid_submissions()] == [status]
     assert store.record is not None
     assert store.record.job_id == job_id
 
@@ -75,7 +60,7 @@ def test_an_answer_past_the_read_timeout_adopts_the_job(
     submission = impatient_hook.submit_once(MODEL, inputs, settle_seconds=0)
     time.sleep(2.0)  # the late answer has come and gone: still one job
     assert list(scenario_emulator.store.jobs) == [submission.job_id]
-    assert len(generate_posts(scenario_emulator)) == 1
+    assert len(scenario_emulator.store.paid_submissions()) == 1
 
 
 def test_a_request_in_flight_that_creates_its_job_late_is_waited_for(
@@ -85,7 +70,7 @@ def test_a_request_in_flight_that_creates_its_job_late_is_waited_for(
     submission = impatient_hook.submit_once(MODEL, inputs, settle_seconds=10)
     assert list(scenario_emulator.store.jobs) == [submission.job_id]
     assert submission.how == "adopted"
-    assert len(generate_posts(scenario_emulator)) == 1
+    assert len(scenario_emulator.store.paid_submissions()) == 1
 
 
 @pytest.mark.parametrize("status", [502, 504])
@@ -96,7 +81,7 @@ def test_an_error_before_anything_was_created_submits_again_after_the_settle_win
     submission = hook.submit_once(MODEL, inputs, settle_seconds=0.5)
     assert list(scenario_emulator.store.jobs) == [submission.job_id]
     assert submission.how == "submitted"
-    assert [r["status"] for r in generate_posts(scenario_emulator)] == [status, 200]
+    assert [r["status"] for r in scenario_emulator.store.paid_submissions()] == [status, 200]
     lookups = scenario_emulator.store.requests("^/v1/jobs$")
     assert lookups
     assert all("createdAfter" in r["query"] for r in lookups)  # type: ignore[operator]
@@ -167,7 +152,7 @@ def test_a_recorded_running_job_is_reattached(
     again = hook.submit_once(MODEL, inputs, store=store)
     assert again.job_id == first.job_id
     assert again.how == "reattached"
-    assert len(generate_posts(scenario_emulator)) == 1
+    assert len(scenario_emulator.store.paid_submissions()) == 1
 
 
 def test_without_a_record_a_failed_job_is_not_adopted_but_a_running_one_is(
@@ -192,7 +177,7 @@ def test_repeated_lost_answers_give_up_without_paying_more(
     with pytest.raises(ScenarioAmbiguousSubmitError, match="not submitting again"):
         hook.submit_once(MODEL, inputs, settle_seconds=0)
     assert scenario_emulator.store.jobs == {}
-    assert len(generate_posts(scenario_emulator)) == 3
+    assert len(scenario_emulator.store.paid_submissions()) == 3
 
 
 def test_inputs_match_with_defaults_added_by_the_api() -> None:

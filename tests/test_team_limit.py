@@ -13,16 +13,12 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioTeamLimitError
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.jobs.polling import SLOT_WAIT_FIRST, SLOT_WAIT_MAX, slot_wait_delay
-from airflow_kling.jobs.status import PERMANENT_FAILURES
 from airflow_kling.jobs.submission import MemoryRecordStore, SubmitRecord, inputs_digest
+from airflow_kling.models.kling_lipsync import PERMANENT_FAILURES
 from tests.media_samples import sample_video
 
 MODEL = "model_kling-lip-sync"
 GENERATE = "^/v1/generate/"
-
-
-def generate_posts(emulator: EmulatorServer) -> list[dict[str, object]]:
-    return [r for r in emulator.store.requests(GENERATE) if "dryRun" not in r["query"]]  # type: ignore[operator]
 
 
 def slot_waiters(team: str, limit: int, timer: float) -> list[Any]:
@@ -42,11 +38,6 @@ def slot_waiters(team: str, limit: int, timer: float) -> list[Any]:
     ]
 
 
-@pytest.fixture
-def inputs(scenario_emulator: EmulatorServer) -> dict[str, object]:
-    return {"videoUrl": ScenarioHook().upload_asset(sample_video()), "text": "hello there"}
-
-
 def test_past_the_ceiling_the_hook_hands_the_refusal_over_at_once(
     scenario_emulator: EmulatorServer, inputs: dict[str, object]
 ) -> None:
@@ -59,7 +50,7 @@ def test_past_the_ceiling_the_hook_hands_the_refusal_over_at_once(
     assert raised.value.limit == 1
     assert raised.value.status == 429
     assert "limit of 1 parallel custom jobs" in str(raised.value)
-    assert [r["status"] for r in generate_posts(scenario_emulator)] == [200, 429]  # no quick retries
+    assert [r["status"] for r in scenario_emulator.store.paid_submissions()] == [200, 429]  # no quick retries
     assert len(scenario_emulator.store.jobs) == 1
     assert scenario_emulator.store.refused_submissions == 1
 
@@ -69,7 +60,7 @@ def test_a_429_with_retry_after_on_generate_is_still_retried_at_once(
 ) -> None:
     scenario_emulator.add_fault(GENERATE, status=429, headers={"Retry-After": "0.1"}, times=1)
     job = ScenarioHook().run_model(MODEL, inputs)["job"]
-    assert [r["status"] for r in generate_posts(scenario_emulator)] == [429, 200]
+    assert [r["status"] for r in scenario_emulator.store.paid_submissions()] == [429, 200]
     assert list(scenario_emulator.store.jobs) == [job["jobId"]]
 
 
@@ -124,7 +115,7 @@ def test_a_retry_after_a_permanent_refusal_fails_with_it_and_pays_nothing(
     else:
         again = hook.submit_once(MODEL, inputs, adopt_since=started, permanent_failures=PERMANENT_FAILURES)
     assert (again.job_id, again.how, again.job["status"]) == (first, "reattached", "failure")
-    assert len(generate_posts(scenario_emulator)) == 1
+    assert len(scenario_emulator.store.paid_submissions()) == 1
     # A failure a retry can change (not on the list) is paid for again, as before.
     scenario_emulator.plan_jobs("failure", error="Internal error", seconds=0.1)
     other = {**inputs, "text": "a temporary failure"}
@@ -134,7 +125,7 @@ def test_a_retry_after_a_permanent_refusal_fails_with_it_and_pays_nothing(
     assert (
         hook.submit_once(MODEL, other, store=store, permanent_failures=PERMANENT_FAILURES).how == "submitted"
     )
-    assert len(generate_posts(scenario_emulator)) == 3
+    assert len(scenario_emulator.store.paid_submissions()) == 3
 
 
 def test_the_ceiling_is_set_from_the_command_line_and_the_admin_api(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,7 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.media import probe
 from tests.browser import buttons, chromium, log_in, screenshot, wait_for
 from tests.deployments import REPO, RUN_LIMIT, Deployment, emulator, scenario_emulator, standalone
-from tests.s3 import environment, moto_s3
+from tests.s3 import environment, s3
 
 PIPELINE = "kling_lipsync_pipeline"
 EXAMPLES = [
@@ -36,15 +36,9 @@ EXAMPLES = [
     "kling_lipsync_on_publish",
 ]
 PREVIEW = "/kling/preview"
-__all__ = ["emulator", "scenario_emulator"]  # the shared fixtures, one emulator per module
+__all__ = ["emulator", "s3", "scenario_emulator"]  # the shared fixtures, one emulator and bucket per module
 # On one worker with the real-deployment tests (xdist group), so that two deployments never start at once.
 pytestmark = pytest.mark.xdist_group("deployment")
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[Any]:
-    with moto_s3("kling") as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,7 @@ class ObjectCall:
 GET_JOB = ObjectCall("GET", "/jobs/{}", "job")
 CANCEL_JOB = ObjectCall("POST", "/jobs/{}/action", "job", {"action": "cancel"})
 GET_ASSET = ObjectCall("GET", "/assets/{}", "asset")
+GET_MODEL = ObjectCall("GET", "/models/{}", "model")
 
 
 def is_job_submission(method: str, path: str, params: Mapping[str, Any] | None = None) -> bool:

@@ -10,11 +10,10 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from airflow_kling.emulator import kling
 from airflow_kling.emulator.chaos import Chaos
 from airflow_kling.emulator.store import (
     AUTHOR_ID,
@@ -27,7 +26,11 @@ from airflow_kling.emulator.store import (
     Upload,
 )
 from airflow_kling.jobs.status import api_date, parse_api_date
-from airflow_kling.media.limits import KLING_LIPSYNC_MODEL_ID
+from airflow_kling.models import known_specs
+from airflow_kling.models.schema import descriptor_inputs, input_problems
+
+if TYPE_CHECKING:
+    from airflow_kling.models.spec import ModelSpec
 
 STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
 TRUNCATE_KEY: web.RequestKey[bool] = web.RequestKey("truncate", bool)
@@ -45,6 +48,7 @@ def create_app(store: Store) -> web.Application:
     app[STORE_KEY] = store
     app.on_response_prepare.append(_log_status)
     app.router.add_post("/v1/generate/custom/{model_id}", run_model)
+    app.router.add_get("/v1/models/{model_id}", get_model)
     app.router.add_get("/v1/jobs", list_jobs)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_post("/v1/jobs/{job_id}/action", job_action)
@@ -64,6 +68,7 @@ def create_app(store: Store) -> web.Application:
     app.router.add_post("/_emulator/jobs/next", admin_next_jobs)
     app.router.add_post("/_emulator/jobs/{job_id}", admin_job)
     app.router.add_post("/_emulator/settings", admin_settings)
+    app.router.add_post("/_emulator/models/{model_id}", admin_model)
     app.router.add_get("/_emulator/chaos", admin_chaos)
     return app
 
@@ -255,7 +260,8 @@ def render_asset(store: Store, asset: Asset, origin: str) -> dict[str, Any]:
     }
     if asset.parent_job_id:
         metadata["parentJobId"] = asset.parent_job_id
-        metadata["modelId"] = KLING_LIPSYNC_MODEL_ID
+    if asset.model_id:
+        metadata["modelId"] = asset.model_id
     return {
         "id": asset.id,
         "url": f"{origin}/_files/{resource}?{store.signed_query(resource)}",
@@ -312,17 +318,61 @@ def render_upload(store: Store, upload: Upload, origin: str) -> dict[str, Any]:
 # -- API routes ---------------------------------------------------------------------------------------------
 
 
+def _spec(model_id: str) -> ModelSpec:
+    spec = known_specs().get(model_id)
+    if spec is None:
+        raise ApiError(404, f"Model {model_id} not found")
+    return spec
+
+
+def served_descriptor(store: Store, spec: ModelSpec) -> dict[str, Any]:
+    """What ``GET /models/{modelId}`` answers: the spec's descriptor, with any admin override of its inputs."""
+    descriptor = spec.descriptor()
+    overrides = store.model_overrides.get(spec.model_id, {})
+    for entry in descriptor["inputs"]:
+        entry.update(overrides.get(entry["name"], {}))
+    return descriptor
+
+
+def validate_inputs(store: Store, spec: ModelSpec, inputs: Any) -> None:
+    """Refuse (HTTP 400, naming the input) what the API would: the spec's own checks across inputs, the
+    served descriptor's rules, and each file input's extension and picture size against the spec's media limits."""
+    if not isinstance(inputs, dict):
+        raise ApiError(400, "The request body must be a JSON object of the model's inputs")
+    try:
+        spec.check_inputs(inputs)
+    except ValueError as error:
+        raise ApiError(400, str(error)) from None
+    problems = input_problems(descriptor_inputs(served_descriptor(store, spec)), inputs, store.find_asset)
+    if problems:
+        raise ApiError(400, "; ".join(problems))
+    for name, limits in spec.media.items():
+        asset = store.find_asset(str(inputs.get(name)))
+        if asset is None:
+            continue
+        extension = "." + str(asset["file_name"]).rpartition(".")[2].lower()
+        if extension not in limits.extensions:
+            raise ApiError(400, f"{name} must be a {' or '.join(limits.extensions)} file, got {extension}")
+        for side in ("width", "height"):
+            value = asset["properties"].get(side)
+            low, high = getattr(limits, "min_side", None), getattr(limits, "max_side", None)
+            if value is not None and low is not None and high is not None and not low <= value <= high:
+                raise ApiError(400, f"{name} {side} must be {low}-{high} px, got {value}")
+
+
+async def get_model(request: web.Request) -> web.Response:
+    store = _store(request)
+    return web.json_response({"model": served_descriptor(store, _spec(request.match_info["model_id"]))})
+
+
 async def run_model(request: web.Request) -> web.Response:
     store = _store(request)
-    model_id = request.match_info["model_id"]
-    if model_id != KLING_LIPSYNC_MODEL_ID:
-        raise ApiError(404, f"Model {model_id} not found")
+    spec = _spec(request.match_info["model_id"])
+    model_id = spec.model_id
     inputs = await _json_body(request)
-    try:
-        kling.validate_inputs(inputs, store.find_asset)
-    except kling.InputError as exc:
-        raise ApiError(400, str(exc)) from None
-    cost = kling.estimate_cost(inputs, store.find_asset)
+    validate_inputs(store, spec, inputs)
+    cost = spec.emulated_cost(inputs, store.find_asset)
+    cost = int(cost) if float(cost).is_integer() else cost
     dry_run = request.query.get("dryRun")
     if dry_run is not None:
         if dry_run not in ("true", "api"):
@@ -576,6 +626,19 @@ def _chaos(settings: Any) -> Chaos | None:
         raise ApiError(
             400, f"chaos wants seed (an integer), rate (0-1), max_in_a_row, routes: {error}"
         ) from None
+
+
+async def admin_model(request: web.Request) -> web.Response:
+    """Change what ``GET /models/{modelId}`` serves (and the emulator checks): ``{"inputs": {name: {field:
+    value}}}`` merged into the spec's descriptor, e.g. ``allowedValues`` of a voice; ``{}`` restores it."""
+    store = _store(request)
+    spec = _spec(request.match_info["model_id"])
+    body = await _json_body(request)
+    inputs = body.get("inputs", {}) if isinstance(body, dict) else None
+    if not isinstance(inputs, dict) or not all(isinstance(value, dict) for value in inputs.values()):
+        raise ApiError(400, "Send {'inputs': {name: {field: value}}}")
+    store.model_overrides[spec.model_id] = inputs
+    return web.json_response({"model": served_descriptor(store, spec)})
 
 
 async def admin_chaos(request: web.Request) -> web.Response:

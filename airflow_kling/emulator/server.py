@@ -80,6 +80,12 @@ class EmulatorServer:
         """Make the next jobs end in ``outcome``; ``details``: ``error``, ``hint``, ``seconds``."""
         self.store.plan_jobs(outcome, count, **details)
 
+    def describe_model(self, model_id: str, **inputs: dict[str, Any]) -> None:
+        """Serve (and check against) another descriptor for ``model_id``: each keyword names an input and the
+        descriptor fields that replace the spec's, e.g. ``voiceId={"allowedValues": ["en_AOT"]}``."""
+        with self.store.lock:
+            self.store.model_overrides[model_id] = {name: dict(fields) for name, fields in inputs.items()}
+
     def start(self) -> EmulatorServer:
         started = threading.Event()
         errors: list[BaseException] = []

@@ -18,10 +18,14 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow_kling.exceptions import MediaError
 from airflow_kling.jobs.status import TERMINAL_STATUSES, JobStatus, api_date
+from airflow_kling.models import model_spec
+
+if TYPE_CHECKING:
+    from airflow_kling.models.spec import FileLookup, ModelSpec
 
 AUTHOR_ID = "user_emulator"
 DEFAULT_OWNER_ID = "proj_emulator"
@@ -79,6 +83,8 @@ class Asset:
     created_at: float
     properties: dict[str, Any]
     parent_job_id: str | None = None
+    model_id: str | None = None
+    """The model whose job made this asset (outputs only)."""
 
 
 @dataclass
@@ -106,7 +112,7 @@ class Job:
     owner_id: str
     created_at: float
     seconds: float
-    cost: int
+    cost: float
     outcome: str = "success"
     error: str | None = None
     hint: str | None = None
@@ -184,6 +190,8 @@ class Store:
         self.next_outcomes: deque[dict[str, Any]] = deque()
         self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_LIMIT)
         self.empty_pages = False
+        self.model_overrides: dict[str, dict[str, dict[str, Any]]] = {}
+        """Model id -> input name -> descriptor fields served instead of the spec's (admin API)."""
         self.refused_submissions = 0
         """Job submissions refused at the team's limit (``team_job_limit``)."""
         self._signing_key = secrets.token_bytes(32)
@@ -247,6 +255,15 @@ class Store:
                 if (path is None or re.search(path, entry["path"])) and method in (None, entry["method"])
             ]
 
+    def paid_submissions(self) -> list[dict[str, Any]]:
+        """The logged job submissions, oldest first: ``POST /v1/generate/...`` that were not ``dryRun``
+        estimates (what a client pays for when its answer is a 200), refused ones included."""
+        return [
+            entry
+            for entry in self.requests("^/v1/generate/", method="POST")
+            if "dryRun" not in entry["query"]
+        ]
+
     def reset(self) -> None:
         with self.lock:
             self.faults.clear()
@@ -255,6 +272,7 @@ class Store:
             self.request_log.clear()
             self.empty_pages = False
             self.refused_submissions = 0
+            self.model_overrides.clear()
 
     # -- uploads --------------------------------------------------------------------------------------------
 
@@ -372,10 +390,16 @@ class Store:
         return asset.id
 
     def find_asset(self, asset_id: str) -> dict[str, Any] | None:
+        """An asset's ``kind``, ``properties`` and ``file_name``, or ``None`` when there is no such asset."""
         asset = self.assets.get(asset_id)
         if asset is None:
             return None
         return {"kind": asset.kind, "properties": asset.properties, "file_name": asset.file_name}
+
+    def asset_file(self, asset_id: str) -> Path | None:
+        """An asset's file, or ``None`` when there is no such asset."""
+        asset = self.assets.get(asset_id)
+        return asset.path if asset is not None else None
 
     # -- jobs -----------------------------------------------------------------------------------------------
 
@@ -384,7 +408,7 @@ class Store:
         with self.lock:
             return [job for job in self.jobs.values() if self.job_state(job, now)[0] not in TERMINAL_STATUSES]
 
-    def create_job(self, model_id: str, inputs: dict[str, Any], owner_id: str, cost: int) -> Job:
+    def create_job(self, model_id: str, inputs: dict[str, Any], owner_id: str, cost: float) -> Job:
         with self.lock:
             limit = self.config.team_job_limit
             if limit is not None and len(self.running_jobs()) >= limit:
@@ -490,18 +514,27 @@ class Store:
             if not made.done():
                 return False
             path = made.result()
-            source = self.assets.get(str(job.inputs.get("videoUrl")))
+            spec = model_spec(job.model_id)
+            source = next(
+                (
+                    self.assets[value]
+                    for value in job.inputs.values()
+                    if isinstance(value, str) and value in self.assets
+                ),
+                None,
+            )
             asset = Asset(
                 id=new_id("asset"),
-                kind="video",
-                mime_type="video/mp4",
-                file_name=f"{job.id}.mp4",
+                kind=spec.output.kind,
+                mime_type=spec.output.mime_type,
+                file_name=f"{job.id}{spec.output.extension}",
                 path=path,
-                source="video2video",
+                source=f"{source.kind}2{spec.output.kind}" if source else f"txt2{spec.output.kind}",
                 owner_id=job.owner_id,
                 created_at=job.created_at + job.seconds,
                 properties={**(source.properties if source else {}), "size": path.stat().st_size},
                 parent_job_id=job.id,
+                model_id=job.model_id,
             )
             self.assets[asset.id] = asset
             job.output_asset_id = asset.id
@@ -509,19 +542,21 @@ class Store:
 
     def _output_file(self, job: Job) -> Future[Path]:
         """The job's output file, made in a worker thread (never in the server's event loop, never under the
-        store's lock): the input video with the audio, or a tone as long as the text takes to say.
+        store's lock) by the model spec's ``emulated_output``.
 
-        Jobs with the same inputs share one file, so that thousands of emulated jobs cost one mux.
+        Jobs with the same model and inputs share one file, so that thousands of emulated jobs cost one mux.
         """
-        key = json.dumps(job.inputs, sort_keys=True)
+        key = json.dumps([job.model_id, job.inputs], sort_keys=True)
         with self.lock:
             made = self._outputs.get(key)
             if made is None:
-                video = self.assets[str(job.inputs["videoUrl"])].path
-                audio = self.assets.get(str(job.inputs.get("audioFile")))
-                text, speed = str(job.inputs.get("text", "")), float(job.inputs.get("voiceSpeed", 1.0))
+                spec = model_spec(job.model_id)
                 made = self._muxer.submit(
-                    _make_output, video, self.new_file(".mp4"), audio.path if audio else None, text, speed
+                    _make_output,
+                    spec,
+                    dict(job.inputs),
+                    self.asset_file,
+                    self.new_file(spec.output.extension),
                 )
                 self._outputs[key] = made
         return made
@@ -531,13 +566,17 @@ class Store:
         self._muxer.shutdown(wait=True)
 
 
-def _make_output(video: Path, path: Path, audio: Path | None, text: str, speed: float) -> Path:
-    from airflow_kling.emulator.output_video import mux_speech, speaking_seconds
-
-    if audio is not None:
-        mux_speech(video, path, audio=audio)
+def _make_output(spec: ModelSpec, inputs: dict[str, Any], files: FileLookup, path: Path) -> Path:
+    if spec.emulated_output is not None:
+        spec.emulated_output(inputs, files, path)
+        return path
+    source = next(
+        (files(value) for value in inputs.values() if isinstance(value, str) and files(value)), None
+    )
+    if source is not None:
+        shutil.copyfile(source, path)
     else:
-        mux_speech(video, path, tone_seconds=speaking_seconds(text, speed))
+        path.write_bytes(b"emulated output of " + spec.model_id.encode())
     return path
 
 

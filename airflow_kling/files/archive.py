@@ -223,6 +223,30 @@ def _manifest_says(target: ObjectStoragePath | Path, asset_id: str, sha256: str)
     return any(entry.get("asset_id") == asset_id and entry.get("sha256") == sha256 for entry in files)
 
 
+INPUT_TEXT_LIMIT = 2000
+"""Characters of one input's text the manifest keeps; a longer one (a data URL) is recorded by its length."""
+
+
+def recorded_inputs(inputs: Any) -> dict[str, Any]:
+    """The job's inputs as the manifest records them: numbers, booleans and texts of at most
+    :data:`INPUT_TEXT_LIMIT` characters by name; anything else by a short description."""
+    if not isinstance(inputs, dict):
+        return {}
+    recorded: dict[str, Any] = {}
+    for name, value in list(inputs.items())[:100]:
+        if (
+            isinstance(value, bool | int | float)
+            or value is None
+            or (isinstance(value, str) and len(value) <= INPUT_TEXT_LIMIT and not value.startswith("data:"))
+        ):
+            recorded[str(name)] = value
+        elif isinstance(value, str):
+            recorded[str(name)] = f"({len(value)} characters)"
+        else:
+            recorded[str(name)] = f"({type(value).__name__})"
+    return recorded
+
+
 def _write_manifest(
     folder: ObjectStoragePath,
     job_id: str,
@@ -235,11 +259,7 @@ def _write_manifest(
     manifest = {
         "job_id": job_id,
         "model_id": model_id,
-        "inputs": {
-            key: inputs[key]
-            for key in ("videoUrl", "audioFile", "text", "voiceId", "voiceSpeed")
-            if key in inputs
-        },
+        "inputs": recorded_inputs(inputs),
         "output_asset_ids": list(metadata.get("assetIds") or [item["asset_id"] for item in files]),
         "creative_units_cost": job_cost(job),
         "job_created_at": job.get("createdAt"),

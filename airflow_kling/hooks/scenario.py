@@ -15,6 +15,7 @@ from airflow_kling.api.contract import (
     CANCEL_JOB,
     GET_ASSET,
     GET_JOB,
+    GET_MODEL,
     USER_AGENT,
     ObjectCall,
     api_call,
@@ -24,7 +25,7 @@ from airflow_kling.api.contract import (
 )
 from airflow_kling.api.redaction import redact_http_library_logs
 from airflow_kling.api.retry import Attempts
-from airflow_kling.exceptions import ScenarioError
+from airflow_kling.exceptions import ScenarioError, ScenarioNotFoundError
 from airflow_kling.hooks.connection import (
     DEFAULT_CONN_ID,
     DEFAULT_CONNECT_TIMEOUT,
@@ -33,6 +34,12 @@ from airflow_kling.hooks.connection import (
 )
 from airflow_kling.jobs.submission import DEFAULT_SETTLE_SECONDS
 from airflow_kling.version_compat import AIRFLOW_V_3_2_PLUS
+
+DESCRIPTOR_TTL = 600.0
+"""Seconds a model's descriptor (``GET /models/{modelId}``) is kept in a process before it is asked again."""
+UNAVAILABLE_DESCRIPTOR_TTL = 60.0
+"""Seconds a model's descriptor that could not be had (a 404, an error) is not asked again."""
+_descriptors: dict[tuple[str, str | None, str], tuple[float, dict[str, Any] | None]] = {}
 
 if TYPE_CHECKING:
     from airflow_kling.files.uploads import UploadSource
@@ -296,6 +303,33 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
     def get_job(self, job_id: str) -> dict[str, Any]:
         """The job object of ``GET /jobs/{jobId}`` (status, progress, metadata, statusHistory, ...)."""
         return self.get_object(GET_JOB, job_id)
+
+    def get_model(self, model_id: str) -> dict[str, Any]:
+        """The model of ``GET /models/{modelId}``: its ``inputs`` describe names, defaults and limits."""
+        return self.get_object(GET_MODEL, model_id)
+
+    def model_descriptor(
+        self, model_id: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> dict[str, Any] | None:
+        """:meth:`get_model`, asked at most once per process, connection and model every
+        :data:`DESCRIPTOR_TTL` seconds (600); ``None`` when it cannot be had (a private model's 404, an
+        error after the retries), and then not asked again for :data:`UNAVAILABLE_DESCRIPTOR_TTL` seconds."""
+        key = (self.config.base_url, self.config.project_id, model_id)
+        now = clock()
+        cached = _descriptors.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            descriptor: dict[str, Any] | None = self.get_model(model_id)
+        except ScenarioNotFoundError:
+            descriptor = None
+        except ScenarioError as error:
+            self.log.warning("The descriptor of model %s could not be had: %s", model_id, error)
+            descriptor = None
+        if not isinstance(descriptor, dict):
+            descriptor = None
+        _descriptors[key] = (now + (DESCRIPTOR_TTL if descriptor else UNAVAILABLE_DESCRIPTOR_TTL), descriptor)
+        return descriptor
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         """Ask the API to cancel a job; returns the job object. The API may refuse (an error is raised)."""

@@ -60,20 +60,10 @@ def job_asset_ids(job: dict[str, Any]) -> list[str]:
     return list((job.get("metadata") or {}).get("assetIds") or [])
 
 
-PERMANENT_FAILURES: tuple[str, ...] = (
-    r"\bno (visible |clear |detectable )?faces?\b",
-    r"\bfaces? (was |were |is )?not (detected|found|visible)\b",
-    r"\b(could not|cannot|can't|unable to|failed to) (detect|find|locate) (a |any |the )?faces?\b",
-    r"\b(duration|length|resolution|width|height|file size|size|dimensions?)\b[^.;]*"
-    r"\b(out of range|exceeds?|exceeded|too (long|short|large|small|big))\b",
-)
-"""Regular expressions (searched case-insensitively in a failed job's ``metadata.error`` and ``hint``)
-for the refusals that a retry with the same inputs cannot change: no face in the video, media out of
-Kling's limits. Any other failure (a temporary error, an unknown one) is worth a retry."""
-
-
-def is_permanent_failure(job: dict[str, Any], patterns: Iterable[str] = PERMANENT_FAILURES) -> bool:
-    """Whether a failed job's error is one of the refusals in ``patterns`` (retrying cannot help)."""
+def is_permanent_failure(job: dict[str, Any], patterns: Iterable[str]) -> bool:
+    """Whether a failed job's error matches one of ``patterns`` (regular expressions searched
+    case-insensitively in ``metadata.error`` and ``hint``: failures no retry can change, from the model's
+    spec)."""
     text = job_error_text(job)
     return bool(text) and any(re.search(pattern, text, re.IGNORECASE) for pattern in patterns)
 

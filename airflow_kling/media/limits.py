@@ -1,5 +1,6 @@
-"""Kling Lipsync's inputs and their limits, defined once for the operators, the media code, the DAGs and
-the emulator; and the checks of a probed file against them (no decoding here)."""
+"""A model's limits on video and audio files (:class:`VideoLimits`, :class:`AudioLimits`, given by its spec,
+e.g. :data:`airflow_kling.models.kling_lipsync.KLING_LIPSYNC`), and the checks of a probed file against
+them (no decoding here)."""
 
 from __future__ import annotations
 
@@ -10,25 +11,32 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from airflow_kling.media.probing import MediaInfo
 
-KLING_LIPSYNC_MODEL_ID = "model_kling-lip-sync"
-"""The Scenario model id of Kling Lipsync."""
-VIDEO_EXTENSIONS = (".mp4", ".mov")
-AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".aac")
-VIDEO_MAX_BYTES = 100 * 1000 * 1000
-"""Video files must be smaller than this (100 MB)."""
-AUDIO_MAX_BYTES = 5 * 1000 * 1000
-"""Audio files must be smaller than this (5 MB)."""
-VIDEO_MIN_SECONDS = 2.0
-VIDEO_MAX_SECONDS = 10.0
-VIDEO_MIN_SIDE = 720
-VIDEO_MAX_SIDE = 1920
-"""Width and height, each, in pixels, as displayed (after rotation)."""
-TEXT_MAX_CHARS = 120
-"""Characters of ``text`` at most (text-driven lipsync)."""
-DEFAULT_VOICE_ID = "en_AOT"
-DEFAULT_VOICE_SPEED = 1.0
-VOICE_SPEED_RANGE = (0.8, 2.0)
-"""``voiceSpeed`` from, to (inclusive), with one decimal place."""
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """What a model accepts as a video file.
+
+    :param extensions: file name endings, lower case (``.mp4``).
+    :param max_bytes: the file must be smaller than this.
+    :param min_seconds: length at least, in seconds; ``max_seconds`` at most.
+    :param min_side: width and height each at least, in pixels as displayed (after rotation);
+        ``max_side`` at most.
+    """
+
+    extensions: tuple[str, ...]
+    max_bytes: int
+    min_seconds: float
+    max_seconds: float
+    min_side: int
+    max_side: int
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """What a model accepts as an audio file: ``extensions`` (lower case), smaller than ``max_bytes``."""
+
+    extensions: tuple[str, ...]
+    max_bytes: int
 
 
 @dataclass(frozen=True)
@@ -43,35 +51,35 @@ class Violation:
         return f"{self.field} must be {self.limit}, got {self.actual}"
 
 
-def check_video(info: MediaInfo) -> list[Violation]:
-    """Every video limit ``info`` breaks; empty when the file fits Kling as it is."""
-    violations = _check_extension(info, VIDEO_EXTENSIONS)
+def check_video(info: MediaInfo, limits: VideoLimits) -> list[Violation]:
+    """Every limit of ``limits`` that ``info`` breaks; empty when the file fits as it is."""
+    violations = _check_extension(info, limits.extensions)
     if not info.has_video:
         violations.append(Violation("video stream", "present", "none"))
         return violations
-    if info.size_bytes >= VIDEO_MAX_BYTES:
-        violations.append(
-            Violation("size", f"under {VIDEO_MAX_BYTES // 1_000_000} MB", f"{info.size_bytes} bytes")
-        )
-    if not VIDEO_MIN_SECONDS <= info.duration <= VIDEO_MAX_SECONDS:
-        limit = f"{VIDEO_MIN_SECONDS:g}-{VIDEO_MAX_SECONDS:g} s"
+    violations.extend(_check_size(info, limits.max_bytes))
+    if not limits.min_seconds <= info.duration <= limits.max_seconds:
+        limit = f"{limits.min_seconds:g}-{limits.max_seconds:g} s"
         violations.append(Violation("duration", limit, f"{info.duration:.2f} s"))
     for name, value in (("width", info.display_width), ("height", info.display_height)):
-        if not VIDEO_MIN_SIDE <= value <= VIDEO_MAX_SIDE:
-            violations.append(Violation(name, f"{VIDEO_MIN_SIDE}-{VIDEO_MAX_SIDE} px", f"{value} px"))
+        if not limits.min_side <= value <= limits.max_side:
+            violations.append(Violation(name, f"{limits.min_side}-{limits.max_side} px", f"{value} px"))
     return violations
 
 
-def check_audio(info: MediaInfo) -> list[Violation]:
-    """Every audio limit ``info`` breaks; empty when the file fits Kling as it is."""
-    violations = _check_extension(info, AUDIO_EXTENSIONS)
+def check_audio(info: MediaInfo, limits: AudioLimits) -> list[Violation]:
+    """Every limit of ``limits`` that ``info`` breaks; empty when the file fits as it is."""
+    violations = _check_extension(info, limits.extensions)
     if not info.has_audio:
         violations.append(Violation("audio stream", "present", "none"))
-    if info.size_bytes >= AUDIO_MAX_BYTES:
-        violations.append(
-            Violation("size", f"under {AUDIO_MAX_BYTES // 1_000_000} MB", f"{info.size_bytes} bytes")
-        )
+    violations.extend(_check_size(info, limits.max_bytes))
     return violations
+
+
+def _check_size(info: MediaInfo, max_bytes: int) -> list[Violation]:
+    if info.size_bytes < max_bytes:
+        return []
+    return [Violation("size", f"under {max_bytes / 1_000_000:g} MB", f"{info.size_bytes} bytes")]
 
 
 def _check_extension(info: MediaInfo, allowed: tuple[str, ...]) -> list[Violation]:

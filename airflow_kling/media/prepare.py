@@ -1,8 +1,10 @@
-"""Make a user's clip and voice track fit Kling Lipsync before any paid call (PyAV, imported when called).
+"""Make a user's clip and voice track fit a model's media limits before any paid call (PyAV, imported when
+called). The limits come from the model's spec (:class:`~airflow_kling.media.limits.VideoLimits`,
+:class:`~airflow_kling.media.limits.AudioLimits`).
 
-Video: H.264 + AAC ``.mp4`` (faststart), trimmed to a 2-10 s window, scaled keeping the aspect ratio so
-that both displayed sides land in 720-1920 px (rotation metadata applied to the pixels), at most 30 fps,
-with a capped bitrate. Audio: ``.m4a`` (AAC) or ``.mp3``, mono, under 5 MB. A file that already fits is
+Video: H.264 + AAC ``.mp4`` (faststart), trimmed to the limits' window, scaled keeping the aspect ratio so
+that both displayed sides land within the limits (rotation metadata applied to the pixels), at most 30 fps,
+with a capped bitrate. Audio: ``.m4a`` (AAC) or ``.mp3``, mono, under the size limit. A file that already fits is
 copied as it is; an H.264 clip that fits but is not an H.264/AAC ``.mp4`` (a ``.mov``, other sound) is
 remuxed, its picture never re-encoded. Outputs appear under their final name only once complete.
 """
@@ -18,21 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_kling.exceptions import MediaError
-from airflow_kling.media.limits import (
-    AUDIO_MAX_BYTES,
-    VIDEO_MAX_SECONDS,
-    VIDEO_MAX_SIDE,
-    VIDEO_MIN_SECONDS,
-    VIDEO_MIN_SIDE,
-    check_audio,
-    check_video,
-)
+from airflow_kling.media.limits import AudioLimits, VideoLimits, check_audio, check_video
 from airflow_kling.media.output import atomic_output, copy_atomically
 from airflow_kling.media.probing import MediaInfo, open_media, probe
 
 MAX_FPS = 30.0
 VIDEO_MAX_BITRATE = 8_000_000
-"""Bits per second at most for the prepared video: 10 s stay near 10 MB, far under the 100 MB limit."""
+"""Bits per second at most for the prepared video: 10 s stay near 10 MB."""
 AUDIO_BITRATE = 128_000
 AUDIO_MIN_BITRATE = 32_000
 X264_PRESET = "veryfast"
@@ -57,21 +51,25 @@ def prepare_video(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     *,
-    max_duration: float = VIDEO_MAX_SECONDS,
+    limits: VideoLimits,
+    max_duration: float | None = None,
     start: float = 0.0,
     pad_short: bool = False,
 ) -> PrepareReport:
-    """Write a version of ``src`` at ``dst`` (``.mp4``) that meets every Kling video limit.
+    """Write a version of ``src`` at ``dst`` (``.mp4``) that meets every limit of ``limits``.
 
-    :param max_duration: seconds to keep at most, 2-10; default 10.
+    :param limits: the model's video limits, e.g. ``KLING_LIPSYNC.video_limits``.
+    :param max_duration: seconds to keep at most, within the limits' lengths; default their maximum.
     :param start: where the kept window starts, in seconds; default 0.
-    :param pad_short: hold the last frame to reach 2 s when less is left; default ``False`` (an error).
+    :param pad_short: hold the last frame to reach the minimum length when less is left; default ``False``
+        (an error).
     :raises MediaError: unreadable input, no video stream, too short, or an aspect ratio no scaling fits.
     """
     source, target = os.fspath(src), Path(dst)
-    if not VIDEO_MIN_SECONDS <= max_duration <= VIDEO_MAX_SECONDS:
+    max_duration = limits.max_seconds if max_duration is None else max_duration
+    if not limits.min_seconds <= max_duration <= limits.max_seconds:
         raise MediaError(
-            f"max_duration must be {VIDEO_MIN_SECONDS:g}-{VIDEO_MAX_SECONDS:g} s, got {max_duration}"
+            f"max_duration must be {limits.min_seconds:g}-{limits.max_seconds:g} s, got {max_duration}"
         )
     if start < 0:
         raise MediaError(f"start must be 0 s or later, got {start}")
@@ -84,18 +82,18 @@ def prepare_video(
     if available <= 0:
         raise MediaError(f"{source}: start {start} s is past the end of the video ({info.duration:.2f} s)")
     window = min(max_duration, available)
-    if window < VIDEO_MIN_SECONDS and not pad_short:
+    if window < limits.min_seconds and not pad_short:
         raise MediaError(
-            f"{source}: {window:.2f} s of video from {start:g} s, Kling needs at least {VIDEO_MIN_SECONDS:g} s "
+            f"{source}: {window:.2f} s of video from {start:g} s, the model needs at least {limits.min_seconds:g} s "
             "(pad_short=True holds the last frame to reach it)"
         )
-    width, height = fit_size(info.display_width, info.display_height, source)
+    width, height = fit_size(info.display_width, info.display_height, limits, source)
     if (
         start == 0
         and info.duration <= max_duration
         and info.rotation == 0
         and info.video_codec == "h264"
-        and not check_video(info)
+        and not check_video(info, limits)
     ):  # the picture fits as it is: never re-encoded
         if Path(source).suffix.lower() == ".mp4" and info.audio_codec in (None, "aac"):
             copy_atomically(source, target)
@@ -104,7 +102,7 @@ def prepare_video(
             with atomic_output(target) as temporary:
                 changes = _remux(source, temporary, info)
         return PrepareReport(source, str(target), True, changes, probe(target).as_dict())
-    changes = _video_changes(info, start, window, width, height, pad_short)
+    changes = _video_changes(info, start, window, width, height, pad_short, limits.min_seconds)
     with atomic_output(target) as temporary:
         _transcode(
             source,
@@ -112,7 +110,7 @@ def prepare_video(
             info,
             start,
             window,
-            max(window, VIDEO_MIN_SECONDS) if pad_short else window,
+            max(window, limits.min_seconds) if pad_short else window,
             width,
             height,
         )
@@ -121,13 +119,18 @@ def prepare_video(
 
 
 def prepare_audio(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, max_duration: float | None = None
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    limits: AudioLimits,
+    max_duration: float | None = None,
 ) -> PrepareReport:
-    """Write ``src``'s audio (an audio file, or a video's sound track) at ``dst`` under 5 MB.
+    """Write ``src``'s audio (an audio file, or a video's sound track) at ``dst`` within ``limits``.
 
     :param dst: ``.m4a`` (AAC) or ``.mp3``.
+    :param limits: the model's audio limits, e.g. ``KLING_LIPSYNC.audio_limits``.
     :param max_duration: seconds to keep at most, e.g. the prepared video's length; default all.
-    :raises MediaError: unreadable input, no audio stream, or too long to fit 5 MB even at 32 kb/s.
+    :raises MediaError: unreadable input, no audio stream, or too long to fit the size limit even at 32 kb/s.
     """
     source, target = os.fspath(src), Path(dst)
     codec = {".m4a": "aac", ".mp3": "libmp3lame"}.get(target.suffix.lower())
@@ -137,7 +140,7 @@ def prepare_audio(
     if not info.has_audio:
         raise MediaError(f"{source}: no audio stream")
     keep = info.duration if max_duration is None else min(max_duration, info.duration)
-    fits = not check_audio(info) and not info.has_video and keep >= info.duration - 0.05
+    fits = not check_audio(info, limits) and not info.has_video and keep >= info.duration - 0.05
     if fits and Path(source).suffix.lower() == target.suffix.lower():
         copy_atomically(source, target)
         return PrepareReport(
@@ -147,10 +150,10 @@ def prepare_audio(
             ["already within every limit: copied, not re-encoded"],
             probe(target).as_dict(),
         )
-    bitrate = min(AUDIO_BITRATE, int(0.9 * AUDIO_MAX_BYTES * 8 / max(keep, 0.1)) // 1000 * 1000)
+    bitrate = min(AUDIO_BITRATE, int(0.9 * limits.max_bytes * 8 / max(keep, 0.1)) // 1000 * 1000)
     if bitrate < AUDIO_MIN_BITRATE:
         raise MediaError(
-            f"{source}: {keep:.1f} s of audio cannot fit {AUDIO_MAX_BYTES // 1_000_000} MB even at "
+            f"{source}: {keep:.1f} s of audio cannot fit {limits.max_bytes / 1_000_000:g} MB even at "
             f"{AUDIO_MIN_BITRATE // 1000} kb/s; pass max_duration"
         )
     changes = []
@@ -163,41 +166,42 @@ def prepare_audio(
     return PrepareReport(source, str(target), False, changes, probe(target).as_dict())
 
 
-def fit_size(width: int, height: int, source: str = "video") -> tuple[int, int]:
-    """The displayed size, scaled keeping the aspect ratio so both sides are 720-1920 px (even numbers).
+def fit_size(width: int, height: int, limits: VideoLimits, source: str = "video") -> tuple[int, int]:
+    """The displayed size, scaled keeping the aspect ratio so both sides are within ``limits`` (even numbers).
 
-    :raises MediaError: the aspect ratio is wider than 1920:720, so no scale fits both sides.
+    :raises MediaError: the aspect ratio is wider than ``max_side:min_side``, so no scale fits both sides.
     """
+    low, high = limits.min_side, limits.max_side
     short, long = min(width, height), max(width, height)
     if short <= 0:
         raise MediaError(f"{source}: the video has no picture size")
-    if long / short > VIDEO_MAX_SIDE / VIDEO_MIN_SIDE:
+    if long / short > high / low:
         raise MediaError(
-            f"{source}: aspect ratio {width}x{height} ({long / short:.2f}:1) cannot fit {VIDEO_MIN_SIDE}-"
-            f"{VIDEO_MAX_SIDE} px on both sides (at most {VIDEO_MAX_SIDE / VIDEO_MIN_SIDE:.2f}:1)"
+            f"{source}: aspect ratio {width}x{height} ({long / short:.2f}:1) cannot fit {low}-"
+            f"{high} px on both sides (at most {high / low:.2f}:1)"
         )
     scale = 1.0
-    if short < VIDEO_MIN_SIDE:
-        scale = VIDEO_MIN_SIDE / short
-    elif long > VIDEO_MAX_SIDE:
-        scale = VIDEO_MAX_SIDE / long
+    if short < low:
+        scale = low / short
+    elif long > high:
+        scale = high / long
     if scale == 1.0:
         return width, height
 
     def even(value: float) -> int:
-        return min(max(round(value / 2) * 2, VIDEO_MIN_SIDE), VIDEO_MAX_SIDE)
+        return min(max(round(value / 2) * 2, low), high)
 
     return even(width * scale), even(height * scale)
 
 
 def _video_changes(
-    info: MediaInfo, start: float, window: float, width: int, height: int, pad_short: bool
+    info: MediaInfo, start: float, window: float, width: int, height: int, pad_short: bool, min_seconds: float
 ) -> list[str]:
     changes = []
     if start > 0 or window < info.duration - 0.01:
         changes.append(f"trimmed {info.duration:.1f} s -> {window:.1f} s (from {start:g} s)")
-    if pad_short and window < VIDEO_MIN_SECONDS:
-        changes.append(f"padded {window:.1f} s -> {VIDEO_MIN_SECONDS:g} s by holding the last frame")
+    if pad_short and window < min_seconds:
+        changes.append(f"padded {window:.1f} s -> {min_seconds:g} s by holding the last frame")
     if info.rotation:
         changes.append(
             f"rotated {info.rotation} degrees into the pixels (displayed {info.display_width}x{info.display_height})"

@@ -110,9 +110,11 @@ def job_run_facets(
     cost: float | None = None,
     error: str | None = None,
 ) -> dict[str, Any]:
-    """Run facets of a Scenario job: its id as the external query id, what made it (model, voice and speed
-    or the audio asset, never the text itself), its cost, and its error when it failed."""
+    """Run facets of a Scenario job: its id as the external query id, what made it (the model and its
+    inputs as the model's spec summarises them: never a long text), its cost, and its error when it failed."""
     from airflow.providers.common.compat.openlineage.facet import ErrorMessageRunFacet, ExternalQueryRunFacet
+
+    from airflow_kling.models import model_spec
 
     facets: dict[str, Any] = {}
     if job_id:
@@ -123,10 +125,7 @@ def job_run_facets(
         jobId=job_id,
         modelId=model_id,
         status=status,
-        voiceId=inputs.get("voiceId"),
-        voiceSpeed=inputs.get("voiceSpeed"),
-        audioAssetId=inputs.get("audioFile"),
-        textLength=len(inputs["text"]) if isinstance(inputs.get("text"), str) else None,
+        inputs=model_spec(model_id).lineage_fields(inputs),
         creativeUnitsCost=cost,
     )
     if error:
@@ -141,17 +140,13 @@ def _scenario_job_facet_class() -> type:
 
     @attrs.define
     class ScenarioJobRunFacet(RunFacet):
-        """The Scenario job of a run: ``jobId``, ``modelId``, ``status``, the voice (``voiceId``,
-        ``voiceSpeed``) or ``audioAssetId``, ``textLength`` (characters; the text itself is not sent) and
-        ``creativeUnitsCost``."""
+        """The Scenario job of a run: ``jobId``, ``modelId``, ``status``, ``inputs`` (what the model's spec
+        says of them, e.g. Kling Lipsync's voice or audio asset and text length) and ``creativeUnitsCost``."""
 
         jobId: str | None = attrs.field(default=None)
         modelId: str | None = attrs.field(default=None)
         status: str | None = attrs.field(default=None)
-        voiceId: str | None = attrs.field(default=None)
-        voiceSpeed: float | None = attrs.field(default=None)
-        audioAssetId: str | None = attrs.field(default=None)
-        textLength: int | None = attrs.field(default=None)
+        inputs: dict[str, Any] = attrs.field(factory=dict)
         creativeUnitsCost: float | None = attrs.field(default=None)
 
         @staticmethod

@@ -11,6 +11,7 @@ from airflow.sdk import Asset, BaseOperator
 
 from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.jobs.xcoms import ARCHIVE_XCOM_KEY, ArchiveRecord
+from airflow_kling.models.kling_lipsync import KLING_LIPSYNC
 from airflow_kling.observability import metrics
 from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin
 from airflow_kling.operators.failures import invalid_input_fails_task
@@ -24,16 +25,19 @@ if TYPE_CHECKING:
 class ScenarioUploadAssetOperator(ScenarioHookMixin, BaseOperator):
     """Upload a local or object-storage file as a Scenario asset; returns the asset id.
 
-    Before sending, the file is probed and checked against Kling's limits for its kind (video: ``.mp4`` or
-    ``.mov``, under 100 MB, 2-10 s, 720-1920 px; audio: ``.mp3``/``.wav``/``.m4a``/``.aac``, under 5 MB):
-    a file that breaks one is refused with every violation listed, unless ``validate=False``. A video or
+    Before sending, a video or audio file is probed and checked against the media limits of ``model_id``'s
+    spec for its kind (Kling Lipsync's by default: video ``.mp4`` or ``.mov``, under 100 MB, 2-10 s,
+    720-1920 px; audio ``.mp3``/``.wav``/``.m4a``/``.aac``, under 5 MB): a file that breaks one is refused
+    with every violation listed, unless ``validate=False``. A video or
     audio file is always probed first, ``validate=False`` or not: a file FFmpeg reads only through a
     pseudo-demuxer (a text, a picture; see :data:`airflow_kling.media.probing.MEDIA_CONTAINERS`) is refused.
 
     :param source: a local path or an object-storage URI. Templated. When it renders empty, the task is
         skipped (an optional input, e.g. the audio of a text-driven lipsync).
     :param kind: ``video``, ``audio``, ``image``, ...; default inferred from the file name. Templated.
-    :param validate: check Kling's limits first; default ``True``.
+    :param validate: check the model's limits first; default ``True``.
+    :param model_id: the model the file is for (its spec's media limits); default Kling Lipsync's. A model
+        whose spec gives no limits for the kind is not checked here (its live schema is, before a job).
     :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
     :param storage_conn_id: the connection of the object store, when the URI needs one; default none.
     :param project_id: the project that owns the asset, overriding the connection's; default none.
@@ -51,9 +55,11 @@ class ScenarioUploadAssetOperator(ScenarioHookMixin, BaseOperator):
         scenario_conn_id: str = DEFAULT_CONN_ID,
         storage_conn_id: str | None = None,
         project_id: str | None = None,
+        model_id: str = KLING_LIPSYNC.model_id,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.model_id = model_id
         self.source = source
         self.kind = kind
         self.validate = validate
@@ -94,22 +100,31 @@ class ScenarioUploadAssetOperator(ScenarioHookMixin, BaseOperator):
     def _check(self, local: Path, kind: str) -> None:
         from airflow_kling.media.limits import check_audio, check_video
         from airflow_kling.media.probing import probe
+        from airflow_kling.models import model_spec
 
         info = probe(local)
         if not self.validate:
             return
-        violations = check_video(info) if kind == "video" else check_audio(info)
+        spec = model_spec(self.model_id)
+        video, audio = spec.video_limits, spec.audio_limits
+        if kind == "video" and video is not None:
+            violations = check_video(info, video)
+        elif kind == "audio" and audio is not None:
+            violations = check_audio(info, audio)
+        else:
+            return
         if violations:
             listed = "; ".join(str(violation) for violation in violations)
             raise ScenarioValidationError(
-                f"{self.source} breaks Kling's {kind} limits: {listed} "
+                f"{self.source} breaks {spec.title}'s {kind} limits: {listed} "
                 "(prepare it with KlingPrepareMediaOperator, or pass validate=False)"
             )
 
 
-LIPSYNC_VIDEOS = Asset(name="kling_lipsync_videos", group="kling")
+ARCHIVED_OUTPUTS = Asset(name="scenario_archived_outputs", group="scenario")
 """The Airflow asset that :class:`ScenarioArchiveAssetsOperator` updates by default: schedule a DAG on it to
-run on every new archived lipsync video (each event's ``extra`` lists the archived ``uris`` and ``job_ids``)."""
+run on every new archive (each event's ``extra`` lists the archived ``uris`` and ``job_ids``). A model's own
+asset (e.g. :data:`airflow_kling.operators.kling_lipsync.LIPSYNC_VIDEOS`) is given as ``outlets``."""
 
 
 def set_asset_extra(outlets: Sequence[Any], context: Context, extra: dict[str, Any]) -> None:
@@ -130,7 +145,7 @@ class ScenarioArchiveAssetsOperator(ScenarioHookMixin, BaseOperator):
     inputs, sizes, checksums, MIME types, URIs and cost: never a secret or a signed URL.
 
     Returns the archived URIs, pushes what it wrote (URIs, sizes, checksums, manifests) as the XCom
-    ``scenario_archive`` for the UI preview, and updates the ``outlets`` (default :data:`LIPSYNC_VIDEOS`).
+    ``scenario_archive`` for the UI preview, and updates the ``outlets`` (default :data:`ARCHIVED_OUTPUTS`).
 
     :param destination: a local directory or an object-storage URI (``s3://bucket/prefix``). Templated.
     :param asset_ids: the assets to archive (a list, or a template that renders to one). Templated.
@@ -156,7 +171,7 @@ class ScenarioArchiveAssetsOperator(ScenarioHookMixin, BaseOperator):
         scenario_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", [LIPSYNC_VIDEOS])
+        kwargs.setdefault("outlets", [ARCHIVED_OUTPUTS])
         super().__init__(**kwargs)
         if (asset_ids is None) == (job_id is None):
             raise ScenarioValidationError("Give exactly one of asset_ids and job_id")

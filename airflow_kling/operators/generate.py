@@ -1,9 +1,9 @@
-"""Operators that run a Scenario generation and wait for its job: any custom model, and Kling Lipsync."""
+"""The operator that runs any Scenario model (``POST /generate/custom/{modelId}``) and waits for its job."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -16,7 +16,6 @@ from airflow_kling.exceptions import (
 )
 from airflow_kling.jobs.events import successful_job
 from airflow_kling.jobs.status import (
-    PERMANENT_FAILURES,
     JobStatus,
     is_permanent_failure,
     is_terminal,
@@ -26,15 +25,9 @@ from airflow_kling.jobs.xcoms import (
     CONN_ID_XCOM_KEY,
     JOB_ID_XCOM_KEY,
     JOB_URL_XCOM_KEY,
+    MODEL_ID_XCOM_KEY,
     JobResult,
     job_result,
-)
-from airflow_kling.media.limits import (
-    DEFAULT_VOICE_ID,
-    DEFAULT_VOICE_SPEED,
-    KLING_LIPSYNC_MODEL_ID,
-    TEXT_MAX_CHARS,
-    VOICE_SPEED_RANGE,
 )
 from airflow_kling.observability import metrics
 from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin
@@ -46,6 +39,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_kling.jobs.submission import Submission
+    from airflow_kling.models.spec import ModelSpec
 
 STATE_KEY = "scenario_job"
 """``task_state_store`` key under which a try records the job it submitted."""
@@ -81,12 +75,18 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     waits: deferred to :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` (no worker slot held) or by
     polling in the worker. Returns ``{"job_id", "status", "asset_ids", "creative_units_cost"}``.
 
-    A job that fails with one of the refusals in ``permanent_failures`` (no face, media out of limits)
-    fails the task at once; any other failure fails the try, and ``retries`` apply. Invalid arguments fail
-    the task at once, before any request.
+    Before the first paid request the inputs are checked against the model's live descriptor
+    (``GET /models/{modelId}``, asked once per process and model every 10 minutes): required inputs, types,
+    allowed values, ranges, lengths, and the kind, size and duration of file inputs' assets. When it cannot
+    be had (a private model's 404, an error), the checks of the model's spec stand alone and the log says
+    so. A job that fails with one of the model's ``permanent_failures`` fails the task at once; any other
+    failure fails the try, and ``retries`` apply. Invalid arguments fail the task at once, before any
+    request.
 
-    :param model_id: the model, e.g. ``model_kling-lip-sync``. Templated.
-    :param inputs: the model's inputs by their wire names. Templated.
+    :param model_id: the model, e.g. ``model_kling-lip-sync``: its spec (:func:`airflow_kling.models.model_spec`)
+        gives the local checks and the permanent failures. Templated.
+    :param inputs: the model's inputs by their wire names (a mapping, or a template rendering one with
+        ``render_template_as_native_obj``). Templated.
     :param scenario_conn_id: the Airflow connection id; default ``scenario_default``.
     :param wait_for_completion: wait for the job to end (default); ``False`` returns right after
         submission, for a :class:`~airflow_kling.sensors.job.ScenarioJobSensor` downstream.
@@ -101,9 +101,8 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         succeeded, instead of submitting again; default ``True``.
     :param settle_seconds: after a submission whose answer was lost, how long to keep looking for its job
         before submitting again; default 90.
-    :param permanent_failures: regular expressions for job errors that no retry can fix; default
-        :data:`airflow_kling.jobs.status.PERMANENT_FAILURES`. An earlier try's job that failed with one fails a
-        retry at once too, without a new job.
+    :param permanent_failures: regular expressions for job errors that no retry can fix; default the
+        model spec's. An earlier try's job that failed with one fails a retry at once too, without a new job.
     :param first_poll_delay: seconds after a deferral before its trigger may fire (the job trigger's
         first poll, the end of a wait for a slot); default :data:`FIRST_POLL_DELAY` (10).
 
@@ -125,7 +124,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         self,
         *,
         model_id: str,
-        inputs: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, Any] | str | None = None,
         scenario_conn_id: str = DEFAULT_CONN_ID,
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -135,7 +134,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         max_creative_units: float | str | None = None,
         reattach: bool = True,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
-        permanent_failures: Sequence[str] = PERMANENT_FAILURES,
+        permanent_failures: Sequence[str] | None = None,
         first_poll_delay: float = FIRST_POLL_DELAY,
         **kwargs: Any,
     ) -> None:
@@ -149,7 +148,8 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         if timeout <= 0:
             raise ScenarioValidationError(f"timeout must be a positive number of seconds, got {timeout}")
         self.model_id = model_id
-        self.inputs = dict(inputs or {})
+        # a mapping, or a template that renders one (with render_template_as_native_obj)
+        self.inputs: Any = dict(inputs) if isinstance(inputs, Mapping) else (inputs or {})
         self.scenario_conn_id = scenario_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
@@ -159,7 +159,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         self.max_creative_units = max_creative_units
         self.reattach = reattach
         self.settle_seconds = settle_seconds
-        self.permanent_failures = tuple(permanent_failures)
+        self.permanent_failures = tuple(permanent_failures) if permanent_failures is not None else None
         self.first_poll_delay = float(first_poll_delay)
         self.job_id: str | None = None
         self._result: JobResult | None = None
@@ -175,6 +175,19 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
                 f"max_creative_units must be a number of creative units, got {self.max_creative_units!r}"
             ) from None
 
+    @property
+    def spec(self) -> ModelSpec:
+        """The spec of ``model_id`` (a generic one for a model no spec names)."""
+        from airflow_kling.models import model_spec
+
+        return model_spec(str(self.model_id))
+
+    def failure_patterns(self) -> tuple[str, ...]:
+        """``permanent_failures`` when given, else the model spec's."""
+        return (
+            self.permanent_failures if self.permanent_failures is not None else self.spec.permanent_failures
+        )
+
     def build_inputs(self) -> dict[str, Any]:
         """The model's inputs as sent; subclasses validate and map their arguments here."""
         if not isinstance(self.inputs, Mapping):
@@ -189,6 +202,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         with invalid_input_fails_task():  # before any request: bad input never costs anything
             inputs = self.build_inputs()
             limit = self._spend_limit()
+            self._check_inputs(inputs)
         if limit is not None:
             self._check_estimate(inputs, limit)
         return self._submit_and_wait(context, inputs, waiting_since=None, waits=0)
@@ -323,6 +337,49 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
 
     # -- steps ----------------------------------------------------------------------------------------------
 
+    def _check_inputs(self, inputs: dict[str, Any]) -> None:
+        """The spec's checks across inputs, then the live descriptor's rules (else the spec's descriptor)."""
+        from airflow_kling.models.schema import check_inputs, descriptor_inputs
+
+        spec, model_id = self.spec, str(self.model_id)
+        spec.check_inputs(inputs)
+        descriptor = self.hook.model_descriptor(model_id)
+        if descriptor is None:
+            self.log.warning(
+                "The live descriptor of model %s could not be had (GET /models/%s): checking the inputs "
+                "against the provider's spec of it only",
+                model_id,
+                model_id,
+            )
+            check_inputs(descriptor_inputs(spec.descriptor()), inputs, source=f"the spec of {model_id}")
+            return
+        check_inputs(
+            descriptor_inputs(descriptor),
+            inputs,
+            self._asset_lookup(),
+            source=f"the live schema of {model_id} (GET /models/{model_id})",
+        )
+
+    def _asset_lookup(self) -> Callable[[str], dict[str, Any] | None]:
+        """Asset id -> the asset (``None`` for a 404; ``{}``, nothing to check, when it cannot be had)."""
+        from airflow_kling.exceptions import ScenarioNotFoundError
+
+        seen: dict[str, dict[str, Any] | None] = {}
+
+        def lookup(asset_id: str) -> dict[str, Any] | None:
+            if asset_id not in seen:
+                try:
+                    asset = self.hook.get_asset(asset_id)
+                    seen[asset_id] = {"kind": asset.get("kind"), "properties": asset.get("properties")}
+                except ScenarioNotFoundError:
+                    seen[asset_id] = None
+                except ScenarioError as error:
+                    self.log.warning("Asset %s could not be read to check it: %s", asset_id, error)
+                    seen[asset_id] = {}
+            return seen[asset_id]
+
+        return lookup
+
     def _check_estimate(self, inputs: dict[str, Any], limit: float) -> None:
         estimate = self.hook.estimate_cost(self.model_id, inputs)
         if estimate is not None and estimate > limit:
@@ -348,7 +405,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
             settle_seconds=float(self.settle_seconds),
             adopt_since=adopt_since,
             reattach=self.reattach,
-            permanent_failures=self.permanent_failures,
+            permanent_failures=self.failure_patterns(),
         )
         metrics.job_obtained(submission.how, str(self.model_id))
         if submission.how == "submitted":
@@ -390,6 +447,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job_id)
         ti.xcom_push(key=JOB_URL_XCOM_KEY, value=url)
         ti.xcom_push(key=CONN_ID_XCOM_KEY, value=self.scenario_conn_id)
+        ti.xcom_push(key=MODEL_ID_XCOM_KEY, value=str(self.model_id))
         self.log.info("Scenario job page: %s", url)
 
     def _wait(self, job_id: str, timeout_at: float) -> dict[str, Any]:
@@ -431,7 +489,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
             self._failure = str(error)  # for the lineage of the failed run
             metrics.job_ended(error.status, str(self.model_id), error.job, None)
             refused = error.status == JobStatus.FAILURE and error.job is not None
-            if refused and is_permanent_failure(error.job or {}, self.permanent_failures):
+            if refused and is_permanent_failure(error.job or {}, self.failure_patterns()):
                 raise AirflowFailException(
                     f"{error} (the model refused the inputs: retrying cannot help)"
                 ) from None
@@ -449,119 +507,6 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
             result["creative_units_cost"],
         )
         return result
-
-
-class KlingLipsyncOperator(ScenarioGenerateOperator):
-    """Make the face in a video speak: Kling Lipsync (``model_kling-lip-sync``) on Scenario.
-
-    Give either an audio asset, or a text with a voice. Arguments are checked before any request, and
-    every error names the argument and its limit. The media themselves (2-10 s, 720-1920 px, < 100 MB
-    video, < 5 MB audio) are the job of :mod:`airflow_kling.media` upstream.
-
-    :param video_asset_id: the video asset (``asset_...``), sent as ``videoUrl``. Templated.
-    :param audio_asset_id: an audio asset, sent as ``audioFile``. Templated.
-    :param text: 1-120 characters to speak, sent as ``text``. Templated.
-    :param voice_id: Kling voice for ``text``; default ``en_AOT``. Templated.
-    :param voice_speed: speed of that voice, 0.8-2.0 with one decimal; default 1.0. Templated.
-    :param kwargs: every argument of :class:`ScenarioGenerateOperator` but ``model_id`` and ``inputs``.
-    """
-
-    template_fields: Sequence[str] = (
-        "video_asset_id",
-        "audio_asset_id",
-        "text",
-        "voice_id",
-        "voice_speed",
-        "project_id",
-        "max_creative_units",
-    )
-
-    def __init__(
-        self,
-        *,
-        video_asset_id: str,
-        audio_asset_id: str | None = None,
-        text: str | None = None,
-        voice_id: str | None = None,
-        voice_speed: float | str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(model_id=KLING_LIPSYNC_MODEL_ID, **kwargs)
-        self.video_asset_id = video_asset_id
-        self.audio_asset_id = audio_asset_id
-        self.text = text
-        self.voice_id = voice_id
-        self.voice_speed = voice_speed
-
-    def build_inputs(self) -> dict[str, Any]:
-        return kling_lipsync_inputs(
-            self.video_asset_id,
-            audio_asset_id=self.audio_asset_id,
-            text=self.text,
-            voice_id=self.voice_id,
-            voice_speed=self.voice_speed,
-        )
-
-
-def kling_lipsync_inputs(
-    video_asset_id: Any,
-    *,
-    audio_asset_id: Any = None,
-    text: Any = None,
-    voice_id: Any = None,
-    voice_speed: Any = None,
-) -> dict[str, Any]:
-    """Kling Lipsync's inputs by their wire names, checked as :class:`KlingLipsyncOperator` checks its
-    arguments (the same rules, for code that estimates or submits on its own, such as a batch's budget).
-
-    :raises ScenarioValidationError: naming the argument and the limit it breaks.
-    """
-    video = _text_value(video_asset_id)
-    audio = _text_value(audio_asset_id)
-    text = text if text not in (None, "") else None
-    if not video:
-        raise ScenarioValidationError("video_asset_id is required: the id of a video asset (asset_...)")
-    if (audio is None) == (text is None):
-        raise ScenarioValidationError(
-            "Give exactly one of audio_asset_id (an audio asset) and text (1-120 characters)"
-        )
-    if audio is not None:
-        given = [
-            name
-            for name, value in (("voice_id", voice_id), ("voice_speed", voice_speed))
-            if value not in (None, "")
-        ]
-        if given:
-            raise ScenarioValidationError(
-                f"{' and '.join(given)} apply only to text; with audio_asset_id the model speaks the audio as it is"
-            )
-        return {"videoUrl": video, "audioFile": audio}
-    if not isinstance(text, str) or not 1 <= len(text) <= TEXT_MAX_CHARS:
-        length = len(text) if isinstance(text, str) else type(text).__name__
-        raise ScenarioValidationError(f"text must be 1-{TEXT_MAX_CHARS} characters, got {length}")
-    voice = _text_value(voice_id) or DEFAULT_VOICE_ID
-    return {"videoUrl": video, "text": text, "voiceId": voice, "voiceSpeed": _voice_speed(voice_speed)}
-
-
-def _voice_speed(value: Any) -> float:
-    if value in (None, ""):
-        return DEFAULT_VOICE_SPEED
-    low, high = VOICE_SPEED_RANGE
-    try:
-        speed = float(value)
-    except (TypeError, ValueError):
-        raise ScenarioValidationError(
-            f"voice_speed must be a number from {low} to {high}, got {value!r}"
-        ) from None
-    if not low <= speed <= high or round(speed, 1) != speed:
-        raise ScenarioValidationError(
-            f"voice_speed must be from {low} to {high} with one decimal place, got {value!r}"
-        )
-    return speed
-
-
-def _text_value(value: Any) -> str | None:
-    return str(value).strip() or None if value not in (None, "") else None
 
 
 def _run_start(context: Context) -> float | None:

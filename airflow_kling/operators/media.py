@@ -1,4 +1,4 @@
-"""Make a user's clip (and voice track) fit Kling Lipsync before anything is uploaded or paid for."""
+"""Make a user's clip (and voice track) fit a model's media limits before anything is uploaded or paid for."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_kling.exceptions import ScenarioValidationError
+from airflow_kling.models.kling_lipsync import KLING_LIPSYNC
 from airflow_kling.operators.failures import invalid_input_fails_task
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ class KlingPrepareMediaOperator(BaseOperator):
     :param output_dir: where the prepared files go: a local directory or an object-storage URI. Templated.
     :param start: seconds into the clip where the kept window (at most 10 s) starts; default 0. Templated.
     :param pad_short: hold the last frame of a clip shorter than 2 s instead of failing; default ``False``.
+    :param model_id: the model whose media limits the files are prepared to (its spec's video and audio
+        limits); default Kling Lipsync's.
     :param storage_conn_id: the connection of the object store, when the URIs need one; default none.
     """
 
@@ -46,9 +50,19 @@ class KlingPrepareMediaOperator(BaseOperator):
         start: float | str = 0.0,
         pad_short: bool = False,
         storage_conn_id: str | None = None,
+        model_id: str = KLING_LIPSYNC.model_id,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        from airflow_kling.models import model_spec
+
+        spec = model_spec(model_id)
+        if spec.video_limits is None or spec.audio_limits is None:
+            raise ScenarioValidationError(
+                f"model_id={model_id!r}: its spec gives no video and audio limits to prepare files to"
+            )
+        self.model_id = model_id
+        self.video_limits, self.audio_limits = spec.video_limits, spec.audio_limits
         self.video = video
         self.audio = audio
         self.output_dir = output_dir
@@ -83,7 +97,11 @@ class KlingPrepareMediaOperator(BaseOperator):
             video_name = f"{PurePosixPath(video_source.name).stem}.kling.mp4"
             with local_copy(video_source) as local_video:
                 video_report = prepare_video(
-                    local_video, Path(work) / video_name, start=float(self.start), pad_short=self.pad_short
+                    local_video,
+                    Path(work) / video_name,
+                    limits=self.video_limits,
+                    start=float(self.start),
+                    pad_short=self.pad_short,
                 )
             self._log_report("video", video_report.as_dict())
             result: dict[str, Any] = {
@@ -98,6 +116,7 @@ class KlingPrepareMediaOperator(BaseOperator):
                     audio_report = prepare_audio(
                         local_audio,
                         Path(work) / audio_name,
+                        limits=self.audio_limits,
                         max_duration=float(video_report.output_info["duration"]),
                     )
                 self._log_report("audio", audio_report.as_dict())

@@ -8,6 +8,7 @@ is matched to its lipsync by the job id in what it archived.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -17,13 +18,16 @@ from airflow_kling.jobs.xcoms import (
     ARCHIVE_XCOM_KEY,
     CONN_ID_XCOM_KEY,
     JOB_ID_XCOM_KEY,
+    MODEL_ID_XCOM_KEY,
     ArchivedFileRecord,
 )
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-XCOM_KEYS = (JOB_ID_XCOM_KEY, CONN_ID_XCOM_KEY, ARCHIVE_XCOM_KEY)
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+"""What a model id pushed to XCom must look like before the preview looks its spec up."""
+XCOM_KEYS = (JOB_ID_XCOM_KEY, CONN_ID_XCOM_KEY, MODEL_ID_XCOM_KEY, ARCHIVE_XCOM_KEY)
 
 
 @dataclass
@@ -42,6 +46,8 @@ class Clip:
     archive_task_id: str | None = None
     storage_conn_id: str | None = None
     files: list[ArchivedFileRecord] = field(default_factory=list)
+    model_id: str | None = None
+    """The model the job ran, as its task pushed it (``None`` when only an archive names the job)."""
 
     @property
     def owner_task_id(self) -> str:
@@ -63,16 +69,21 @@ def clips_from_xcoms(rows: Iterable[tuple[str, int, str, Any]]) -> list[Clip]:
     """The clips of a run from its XComs, as ``(task_id, map_index, key, value)`` rows, in map-index order."""
     jobs: dict[tuple[str, int], str] = {}
     conns: dict[tuple[str, int], str] = {}
+    models: dict[tuple[str, int], str] = {}
     archives: list[tuple[str, int, dict[str, Any]]] = []
     for task_id, map_index, key, value in rows:
         if key == JOB_ID_XCOM_KEY and isinstance(value, str) and value:
             jobs[(task_id, map_index)] = value
         elif key == CONN_ID_XCOM_KEY and isinstance(value, str) and value:
             conns[(task_id, map_index)] = value
+        elif key == MODEL_ID_XCOM_KEY and isinstance(value, str) and MODEL_ID.match(value):
+            models[(task_id, map_index)] = value
         elif key == ARCHIVE_XCOM_KEY and isinstance(value, dict):
             archives.append((task_id, map_index, value))
     clips = {
-        job_id: Clip(job_id, conns.get(owner, DEFAULT_CONN_ID), owner[1], task_id=owner[0])
+        job_id: Clip(
+            job_id, conns.get(owner, DEFAULT_CONN_ID), owner[1], task_id=owner[0], model_id=models.get(owner)
+        )
         for owner, job_id in jobs.items()
     }
     for task_id, map_index, record in archives:

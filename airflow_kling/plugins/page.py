@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_kling.jobs.status import JobStatus, is_terminal, job_cost, job_error_text, parse_api_date
 
 if TYPE_CHECKING:
+    from airflow_kling.models.spec import ModelSpec
     from airflow_kling.plugins.clips import Clip
 
 REFRESH_SECONDS = 10
@@ -60,16 +61,25 @@ def render_page(title: str, views: list[ClipView], empty_note: str) -> str:
 def _card(index: int, view: ClipView, numbered: bool) -> str:
     clip, job = view.clip, view.job or {}
     status = str(job.get("status") or "unknown")
-    heading = f"Clip {clip.map_index}" if numbered and clip.map_index >= 0 else "Lipsync"
+    spec = _spec(view)
+    heading = f"Clip {clip.map_index}" if numbered and clip.map_index >= 0 else spec.title
     facts = [
         ("Task", f"{clip.owner_task_id}" + (f" [{clip.map_index}]" if clip.map_index >= 0 else "")),
         ("Job", clip.job_id),
         ("Status", _status(job, status)),
         *_inputs(view),
         ("Cost", _cost(job)),
-        (
-            "Duration",
-            _Html(f'<span id="clip-{index}-duration">{"loading..." if view.video_path else "-"}</span>'),
+        *(
+            [
+                (
+                    "Duration",
+                    _Html(
+                        f'<span id="clip-{index}-duration">{"loading..." if view.video_path else "-"}</span>'
+                    ),
+                )
+            ]
+            if spec.output.kind == "video"
+            else []
         ),
         ("Processing", _processing(job, status)),
         *_archive(view, status),
@@ -121,33 +131,40 @@ def _problem(view: ClipView, status: str) -> str:
 def _player(index: int, view: ClipView) -> str:
     if not view.video_path:
         return ""
-    poster = f' poster="{escape(view.poster_path)}"' if view.poster_path else ""
     origin = (
         "from the archive"
         if view.video_origin == "archive"
         else "from the job's output on Scenario (not archived yet)"
     )
+    note = f'<p class="note" id="clip-{index}-origin">Streamed {escape(origin)}.</p>'
+    kind = _spec(view).output.kind
+    if kind == "image":
+        return f'<img id="clip-{index}" class="output" alt="The job\'s output" src="{escape(view.video_path)}">{note}'
+    if kind != "video":
+        return f'<p><a id="clip-{index}" href="{escape(view.video_path)}">The job\'s output</a></p>{note}'
+    poster = f' poster="{escape(view.poster_path)}"' if view.poster_path else ""
     return (
         f'<video id="clip-{index}" data-clip="clip-{index}" controls preload="metadata" playsinline{poster}'
-        f' src="{escape(view.video_path)}"></video>'
-        f'<p class="note" id="clip-{index}-origin">Streamed {escape(origin)}.</p>'
+        f' src="{escape(view.video_path)}"></video>{note}'
     )
 
 
+def _spec(view: ClipView) -> ModelSpec:
+    """The spec of the clip's model: as its task pushed it, else as its manifest records it; a generic one
+    titled "Scenario job" when neither says."""
+    from airflow_kling.models import model_spec
+    from airflow_kling.models.spec import ModelSpec
+
+    model_id = view.clip.model_id or (view.manifest or {}).get("model_id")
+    if not isinstance(model_id, str) or not model_id:
+        return ModelSpec(model_id="", title="Scenario job")
+    return model_spec(model_id)
+
+
 def _inputs(view: ClipView) -> list[tuple[str, str]]:
+    """The inputs' rows as the model's spec shows them."""
     recorded = (view.manifest or {}).get("inputs") or ((view.job or {}).get("metadata") or {}).get("input")
-    inputs: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
-    rows = [("Video input", str(inputs.get("videoUrl") or "-"))]
-    if inputs.get("text"):
-        rows += [
-            ("Mode", "text + voice"),
-            ("Text", str(inputs["text"])),
-            ("Voice", str(inputs.get("voiceId") or "default")),
-            ("Voice speed", str(inputs.get("voiceSpeed") or "default")),
-        ]
-    elif inputs.get("audioFile"):
-        rows += [("Mode", "audio track"), ("Audio input", str(inputs["audioFile"]))]
-    return rows
+    return _spec(view).preview_rows(recorded if isinstance(recorded, dict) else {})
 
 
 def _cost(job: dict[str, Any]) -> str:

@@ -124,8 +124,8 @@ class ScenarioJobTrigger(BaseTrigger):
         except asyncio.CancelledError:
             # Airflow 3.3+ calls on_kill() when a user ends the task. Before, a cancelled trigger asks what
             # became of its task: a triggerer that stops or hands the trigger over leaves it deferred.
-            if self.cancel_on_exit and not AIRFLOW_V_3_3_PLUS:
-                await outlast_cancellation(self._cancel_if_task_ended(), self.log)
+            if not AIRFLOW_V_3_3_PLUS:
+                await self._end_with_its_task()
             raise
 
     async def _poll(self, job_ended: Callable[[], None]) -> AsyncIterator[TriggerEvent]:
@@ -166,6 +166,12 @@ class ScenarioJobTrigger(BaseTrigger):
         task instance, as :meth:`run` does before 3.3: a triggerer that stalled past the health threshold
         and came back also calls this for the triggers another triggerer took over (apache/airflow PR
         #73454), and a task still deferred there is not this triggerer's to end."""
+        await self._end_with_its_task()
+
+    async def _end_with_its_task(self) -> None:
+        """The one way a killed task's job is cancelled, on every Airflow line: with ``cancel_on_exit``, when
+        the task instance has left ``deferred`` and the job has not ended; to its end however often the
+        triggerer cancels this trigger meanwhile."""
         if self.cancel_on_exit:
             await outlast_cancellation(self._cancel_if_task_ended(), self.log)
 

@@ -11,7 +11,8 @@ from typing import Any
 from airflow.sdk import DAG, task
 
 from airflow_kling.operators.assets import ScenarioArchiveAssetsOperator, ScenarioUploadAssetOperator
-from airflow_kling.operators.generate import KlingLipsyncOperator, ScenarioGenerateOperator
+from airflow_kling.operators.generate import ScenarioGenerateOperator
+from airflow_kling.operators.kling_lipsync import KlingLipsyncOperator
 from airflow_kling.operators.rerun import KlingRerunRejectedOperator
 from airflow_kling.operators.review import MIN_RESPONSE_TIMEOUT, REVIEW_XCOM_KEY, KlingReviewOperator
 from airflow_kling.sensors.job import ScenarioJobSensor
@@ -63,6 +64,37 @@ for mode, deferrable in (("sync", False), ("deferrable", True)):
             timeout=1.5,
             deferrable=deferrable,
         )
+
+with DAG(
+    "generate_sync",
+    schedule=None,
+    params={"model_id": "", "inputs": {}},
+    render_template_as_native_obj=True,
+):
+    # Any model, any inputs, as the conf gives them: the live schema's checks before anything is paid.
+    ScenarioGenerateOperator(
+        task_id="generate", model_id="{{ params.model_id }}", inputs="{{ params.inputs }}", **FAST
+    )
+
+with DAG(
+    "upscale_and_archive",
+    schedule=None,
+    params={"image": "", "scale": 2, "destination": ""},
+    render_template_as_native_obj=True,
+):
+    # The suite's second model (tests/upscaler_model.py) through the generic operator and the archive.
+    upscale = ScenarioGenerateOperator(
+        task_id="upscale",
+        model_id="model_test-upscaler",
+        inputs={"image": "{{ params.image }}", "scale": "{{ params.scale }}"},
+        deferrable=True,
+        **FAST,
+    )
+    upscale >> ScenarioArchiveAssetsOperator(
+        task_id="archive",
+        job_id="{{ ti.xcom_pull(task_ids='upscale')['job_id'] }}",
+        destination="{{ params.destination }}",
+    )
 
 with DAG("sense_given_job", schedule=None, params={"job_id": ""}):
     ScenarioJobSensor(

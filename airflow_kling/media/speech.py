@@ -1,4 +1,5 @@
-"""The emulator's lipsync result: the input picture (not re-encoded) under a new sound track."""
+"""A placeholder lipsync result: the input picture (not re-encoded) under a new sound track (the emulator's
+output for a lipsync model)."""
 
 from __future__ import annotations
 
