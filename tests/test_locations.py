@@ -63,9 +63,7 @@ def test_the_preview_trusts_only_its_settings(tmp_path: Path) -> None:
     with pytest.raises(UntrustedValue, match="no user in it") as raised:
         under_roots("s3://user:pass@bucket/x", trust.archive_roots)
     assert "pass" not in str(raised.value).replace("no user", "")
-    assert [playable_type(t) for t in ("video/mp4", "VIDEO/QUICKTIME; x=1", "text/html", None)] == [
-        "video/mp4",
-        "video/quicktime",
-        None,
-        None,
-    ]
+    assert [
+        playable_type(t)
+        for t in ("video/mp4", "VIDEO/QUICKTIME; x=1", "image/png", "text/html", "image/svg+xml", None)
+    ] == ["video/mp4", "video/quicktime", "image/png", None, None, None]

@@ -5,6 +5,7 @@ through the REST API and must succeed with its lipsync task deferred to the real
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from tests.deployments import RUN_LIMIT, Deployment, emulator, scenario_emulator, standalone
-from tests.media_samples import sample_video, submit_text_job
+from tests.media_samples import sample_video, submit_text_job, write_png
 
 DAG_ID = "kling_lipsync_pipeline"
 __all__ = ["emulator", "scenario_emulator"]  # the session's emulator, its books emptied for each test
@@ -369,3 +370,34 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
     review = json.loads((unanswered / jobs["hi"] / "manifest.json").read_text())["review"]
     assert (review["decision"], review["by"]) == ("timed_out", None)
     assert list((unanswered / "published").rglob("*")) == []  # checked writable before asking; nothing in it
+
+
+def test_a_model_of_one_file_in_the_preview(
+    deployment: Deployment, scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The suite's second model (tests/upscaler_model.py, named in the deployment's environment) run, archived
+    and shown by the preview as its spec says: its title, its rows, its picture as a picture."""
+    from urllib.parse import quote
+
+    source = write_png(tmp_path / "photo.png")
+    image = ScenarioHook().upload_asset(source, kind="image")
+    destination = deployment.home / "kling-archive" / "upscaled"  # under the preview's default root
+    run_id = deployment.trigger(
+        "upscale_and_archive", {"image": image, "scale": 3, "destination": str(destination)}
+    )
+    assert finished(deployment, "upscale_and_archive", run_id, RUN_LIMIT) == "success", deployment.logs_of(
+        "upscale_and_archive"
+    )
+    page = deployment.session.get(
+        f"{deployment.api}/kling/preview/ti/upscale_and_archive/{quote(run_id, safe='')}/upscale/-1",
+        timeout=30,
+    )
+    assert page.status_code == 200
+    assert "<h2>Test upscaler " in page.text
+    assert "<th>Upscaled</th><td>x3</td>" in page.text
+    assert "<video" not in page.text
+    (src,) = re.findall(r'<img id="clip-0" class="output" [^>]*src="(/kling/preview/video/[^"]+)"', page.text)
+    picture = deployment.session.get(f"{deployment.api}{src}", timeout=30)
+    assert picture.status_code == 200
+    assert picture.headers["Content-Type"] == "image/png"
+    assert picture.content == source.read_bytes()  # the archived copy of the emulator's output

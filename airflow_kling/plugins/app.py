@@ -155,7 +155,7 @@ def _page(
 def _view(root: str, dag_id: str, run_id: str, clip: Clip) -> ClipView:
     job, problem = _read_job(clip)
     manifest = _read_manifest(clip)
-    archived = next((item for item in clip.files if item["mime_type"].startswith("video/")), None)
+    archived = next((item for item in clip.files if playable_type(item["mime_type"])), None)
     if archived is not None:
         try:
             preview_trust().archived_path(archived["uri"], clip.storage_conn_id)
@@ -176,7 +176,9 @@ def _view(root: str, dag_id: str, run_id: str, clip: Clip) -> ClipView:
         problem,
         manifest,
         video_path=f"{root}/video/{where}",
-        poster_path=f"{root}/poster/{where}" if archived is not None else None,
+        poster_path=f"{root}/poster/{where}"
+        if archived is not None and archived["mime_type"].startswith("video/")
+        else None,
         video_origin="archive" if archived is not None else "scenario",
     )
 

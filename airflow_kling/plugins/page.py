@@ -139,9 +139,9 @@ def _player(index: int, view: ClipView) -> str:
     note = f'<p class="note" id="clip-{index}-origin">Streamed {escape(origin)}.</p>'
     kind = _spec(view).output.kind
     if kind == "image":
-        return f'<img id="clip-{index}" class="output" alt="The job\'s output" src="{escape(view.video_path)}">{note}'
+        return f'<img id="clip-{index}" class="output" alt="Output of the job" src="{escape(view.video_path)}">{note}'
     if kind != "video":
-        return f'<p><a id="clip-{index}" href="{escape(view.video_path)}">The job\'s output</a></p>{note}'
+        return f'<p><a id="clip-{index}" href="{escape(view.video_path)}">Output of the job</a></p>{note}'
     poster = f' poster="{escape(view.poster_path)}"' if view.poster_path else ""
     return (
         f'<video id="clip-{index}" data-clip="clip-{index}" controls preload="metadata" playsinline{poster}'

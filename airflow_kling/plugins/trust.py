@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 SECTION = "kling_preview"
-PLAYABLE_TYPES = frozenset({"video/mp4", "video/quicktime"})
-"""The only media types the preview sends as such; anything else is sent as a download."""
+PLAYABLE_TYPES = frozenset({"video/mp4", "video/quicktime", "image/png", "image/jpeg", "image/webp"})
+"""The only media types the preview sends as such (MP4 and QuickTime video, PNG, JPEG and WebP pictures: never
+SVG, HTML or anything else a browser would run); anything else is sent as a download."""
 
 __all__ = ["PLAYABLE_TYPES", "SECTION", "PreviewTrust", "UntrustedValue", "playable_type", "preview_trust"]
 
@@ -100,6 +101,7 @@ def preview_trust() -> PreviewTrust:
 
 
 def playable_type(mime_type: str | None) -> str | None:
-    """``mime_type`` (without parameters) when the preview may send it as a video, else ``None``."""
+    """``mime_type`` (without parameters) when the preview may send it as it is (:data:`PLAYABLE_TYPES`),
+    else ``None``."""
     bare = (mime_type or "").split(";", 1)[0].strip().lower()
     return bare if bare in PLAYABLE_TYPES else None

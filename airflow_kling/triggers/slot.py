@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -53,6 +55,8 @@ LOOK_AFTER_END = 3.0
 hand its slot over and for that task to submit, so that the look sees the slot taken instead of waking a
 second task for it (which would only be refused)."""
 
+Clock = Callable[[], float]
+"""Wall-clock time in epoch seconds (``time.time``; a test passes its own)."""
 JobLister = Callable[[], Awaitable[list[dict[str, Any]]]]
 """Lists the team's newest jobs (:meth:`~airflow_kling.hooks.scenario_async.ScenarioAsyncHook.recent_jobs`)."""
 
@@ -74,16 +78,33 @@ class TeamLook:
     in_flight: asyncio.Task[None] | None = None
 
 
+@dataclass
+class Waiter:
+    """A task waiting in this process for a slot of its team.
+
+    :param since: when its task first met the ceiling (epoch seconds): the waiters' order.
+    :param ready_at: before this time it cannot submit (epoch seconds): it yields a slot to one that can.
+    :param woken: resolved when a slot is handed to it.
+    """
+
+    since: float
+    ready_at: float
+    woken: asyncio.Future[None]
+
+
 class SlotBoard:
     """The slot waiters of one process, by Scenario connection id, oldest first.
 
     A job trigger that sees its job end calls :meth:`freed`, which wakes the waiter that has waited
     longest (by the time its task was first refused), so a batch's clips get the slots in the order they
     met the ceiling. A slot freed while no one waits is not kept: another client may have taken it.
+
+    :param clock: wall-clock time in epoch seconds; default ``time.time``.
     """
 
-    def __init__(self) -> None:
-        self._waiters: dict[str, list[tuple[float, float, asyncio.Future[None]]]] = {}
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
+        self._waiters: dict[str, list[Waiter]] = {}
         self._followed: dict[str, list[str]] = {}  # job ids followed here
         self._handed: dict[str, list[float]] = {}  # slots handed over, by when they stop counting
         self._looks: dict[str, TeamLook] = {}
@@ -130,7 +151,7 @@ class SlotBoard:
             handed.pop(0)
 
     def _handed_now(self, conn_id: str) -> int:
-        now = time.time()
+        now = self.clock()
         handed = self._handed.get(conn_id, [])
         handed[:] = [until for until in handed if until > now]
         return len(handed)
@@ -142,9 +163,20 @@ class SlotBoard:
         if self.followed(conn_id) >= limit:
             return True
         look = self._looks.get(conn_id)
-        if look is None or time.time() - look.at > LOOK_MAX + LOOK_AFTER_END:
+        if look is None or self.clock() - look.at > LOOK_MAX + LOOK_AFTER_END:
             return False
         return len(look.running) + self._handed_now(conn_id) >= limit
+
+    def view(self, conn_id: str, limit: int | None) -> TeamView:
+        """What this process knows of ``conn_id``'s team now, for :func:`next_step`."""
+        followed = self.followed(conn_id)
+        looking = limit is not None and followed < limit
+        return TeamView(
+            looking=looking,
+            look_under_way=self.look_under_way(conn_id) is not None,
+            full=limit is not None and self.team_full(conn_id, limit),
+            next_look=self.next_look(conn_id) if looking else math.inf,
+        )
 
     def look_under_way(self, conn_id: str) -> asyncio.Task[None] | None:
         """The look at ``conn_id``'s team that has not answered yet, if there is one."""
@@ -159,14 +191,14 @@ class SlotBoard:
         look = self._looks.get(conn_id)
         if look is None:
             return 0.0
-        return time.time() + LOOK_MIN if self.look_under_way(conn_id) else look.next_at
+        return self.clock() + LOOK_MIN if self.look_under_way(conn_id) else look.next_at
 
     def look_if_due(self, conn_id: str, limit: int, list_jobs: JobLister) -> None:
         """Start a look at the team's jobs when one is due and none is under way (one at a time for all of
         this process's waiters): it wakes as many waiters as the team has slots free, ``limit`` less the
         jobs running less the slots handed over here (:meth:`freed`)."""
         look = self._looks.setdefault(conn_id, TeamLook())
-        if self.look_under_way(conn_id) or time.time() < look.next_at:
+        if self.look_under_way(conn_id) or self.clock() < look.next_at:
             return
         look.in_flight = asyncio.ensure_future(self._look(conn_id, limit, look, list_jobs))
 
@@ -175,9 +207,9 @@ class SlotBoard:
             jobs = await list_jobs()
         except Exception as error:  # a look is a hint: the timer still ends the wait
             log.warning("Could not look at the team's jobs of %s: %s", conn_id, error)
-            look.next_at = time.time() + LOOK_MAX
+            look.next_at = self.clock() + LOOK_MAX
             return
-        now = time.time()
+        now = self.clock()
         followed_here = set(self._followed.get(conn_id, ()))
         running = {
             str(job.get("jobId")): (now, float(job.get("progress") or 0.0))
@@ -204,33 +236,91 @@ class SlotBoard:
     def join(self, conn_id: str, since: float, ready_at: float = 0.0) -> asyncio.Future[None]:
         """Wait for a slot of ``conn_id``'s team; ``since`` orders the waiters (epoch seconds), and a waiter
         that cannot act before ``ready_at`` yields to one that can."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._waiters.setdefault(conn_id, [])
-        queue.append((since, ready_at, waiter))
-        queue.sort(key=lambda entry: entry[0])
-        return waiter
+        queue.append(Waiter(since, ready_at, woken))
+        queue.sort(key=lambda waiter: waiter.since)
+        return woken
 
-    def leave(self, conn_id: str, waiter: asyncio.Future[None]) -> None:
+    def leave(self, conn_id: str, woken: asyncio.Future[None]) -> None:
+        """The waiter whose future is ``woken`` stops waiting (woken, timed out or cancelled)."""
         queue = self._waiters.get(conn_id, [])
-        queue[:] = [entry for entry in queue if entry[2] is not waiter]
+        queue[:] = [waiter for waiter in queue if waiter.woken is not woken]
         if not queue:
             self._waiters.pop(conn_id, None)
 
     def freed(self, conn_id: str) -> bool:
         """A job of ``conn_id`` ended: wake its longest waiter that can act now (else the one that can act
         soonest); whether one was waiting."""
-        now = time.time()
-        ready = [entry for entry in self._waiters.get(conn_id, []) if not entry[2].done()]
+        now = self.clock()
+        ready = [waiter for waiter in self._waiters.get(conn_id, []) if not waiter.woken.done()]
         if not ready:
             return False
-        chosen = next((entry for entry in ready if entry[1] <= now), None) or min(ready, key=lambda e: e[1])
-        chosen[2].set_result(None)
+        chosen = next((waiter for waiter in ready if waiter.ready_at <= now), None) or min(
+            ready, key=lambda waiter: waiter.ready_at
+        )
+        chosen.woken.set_result(None)
         self._handed.setdefault(conn_id, []).append(now + HANDOFF_GRACE)
         return True
 
 
 SLOTS = SlotBoard()
 """This process's board: in a triggerer, every trigger of this provider shares it."""
+
+
+@dataclass(frozen=True)
+class TeamView:
+    """What a process knows of a team when a waiter decides its next step (:meth:`SlotBoard.view`).
+
+    :param looking: fewer of the team's jobs than its limit are followed here: some of its slots are held
+        by jobs followed elsewhere, which only looks at the team's jobs see end.
+    :param look_under_way: a look has been sent and not answered yet.
+    :param full: a submission would meet the team's limit now, as far as this process knows.
+    :param next_look: when the next look is due (epoch seconds); ``inf`` when not looking.
+    """
+
+    looking: bool
+    look_under_way: bool
+    full: bool
+    next_look: float
+
+
+class Act(Enum):
+    """What a waiter does next."""
+
+    END = "end"
+    """Stop waiting: the deadline passed, or the timer ran out and the team has room (or no known limit)."""
+    AWAIT_LOOK = "await_look"
+    """Wait for the look under way (its answer decides whether the timer ends the wait), or a hand-off."""
+    SLEEP = "sleep"
+    """Wait until ``wake`` for a hand-off, then decide again."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """A waiter's next step: the act, when it decides again at the latest (epoch seconds), and its timer."""
+
+    act: Act
+    wake: float = 0.0
+    until: float = 0.0
+
+
+def next_step(now: float, until: float, deadline: float, team: TeamView) -> Step:
+    """The next step of a waiter whose timer ends at ``until`` and whose wait ends by ``deadline``.
+
+    A passed timer ends the wait unless the team is known full (then it looks again in
+    :data:`HANDOFF_RECHECK` seconds) or a look under way is about to say so; until then the waiter sleeps
+    to its timer, the deadline or the next look, whichever comes first. A hand-off wakes it sooner.
+    """
+    if now >= deadline:
+        return Step(Act.END)
+    if now >= until:
+        if team.looking and team.look_under_way:
+            return Step(Act.AWAIT_LOOK, wake=deadline, until=until)
+        if not team.full:
+            return Step(Act.END)
+        until = min(now + HANDOFF_RECHECK, deadline)
+    return Step(Act.SLEEP, wake=min(until, deadline, team.next_look), until=until)
 
 
 class ScenarioSlotTrigger(BaseTrigger):
@@ -293,35 +383,27 @@ class ScenarioSlotTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        conn_id, limit = self.scenario_conn_id, self.limit
+        conn_id, limit, board = self.scenario_conn_id, self.limit, SLOTS
         if self.handed_back:
-            SLOTS.handoff_settled(conn_id)
-        waiter = SLOTS.join(conn_id, self.waiting_since, self.not_before or 0.0)
+            board.handoff_settled(conn_id)
+        woken = board.join(conn_id, self.waiting_since, self.not_before or 0.0)
         until = self.wake_at
         try:
-            while not waiter.done():
-                now = time.time()
-                if now >= self.deadline:
+            while not woken.done():
+                if limit is not None and board.followed(conn_id) < limit:
+                    board.look_if_due(conn_id, limit, self._recent_jobs)
+                now = board.clock()
+                step = next_step(now, until, self.deadline, board.view(conn_id, limit))
+                if step.act is Act.END:
                     break
-                looking = False
-                if limit is not None and SLOTS.followed(conn_id) < limit:
-                    looking = True  # some of the team's slots are held by jobs not followed here
-                    SLOTS.look_if_due(conn_id, limit, self._recent_jobs)
-                if now >= until:
-                    look = SLOTS.look_under_way(conn_id)
-                    if looking and look is not None:  # its answer decides whether the timer ends the wait
-                        await asyncio.wait({waiter, look}, timeout=self.deadline - now)
-                        continue
-                    if limit is None or not SLOTS.team_full(conn_id, limit):
-                        break
-                    until = min(now + HANDOFF_RECHECK, self.deadline)
-                wake = min(until, self.deadline, SLOTS.next_look(conn_id) if looking else until)
-                await asyncio.wait({waiter}, timeout=max(0.0, wake - time.time()))
+                until = step.until
+                look = board.look_under_way(conn_id) if step.act is Act.AWAIT_LOOK else None
+                await asyncio.wait({woken, *([look] if look else [])}, timeout=max(0.0, step.wake - now))
         finally:
-            SLOTS.leave(conn_id, waiter)
-        status = SLOT_FREED if waiter.done() else SLOT_WAIT_OVER
+            board.leave(conn_id, woken)
+        status = SLOT_FREED if woken.done() else SLOT_WAIT_OVER
         if self.not_before is not None:
-            await asyncio.sleep(max(0.0, self.not_before - time.time()))
+            await asyncio.sleep(max(0.0, self.not_before - board.clock()))
         yield TriggerEvent({"status": status, "wake_at": self.wake_at})
 
     async def _recent_jobs(self) -> list[dict[str, Any]]:
