@@ -40,6 +40,12 @@ def test_basic_authorization_is_key_colon_secret() -> None:
         ({"host": "api.cloud.scenario.com", "schema": "v1"}, "https://api.cloud.scenario.com/v1"),
         ({"host": "localhost", "port": 8089}, "http://localhost:8089/v1"),
         ({"host": "127.0.0.1", "port": 8089, "schema": "v1"}, "http://127.0.0.1:8089/v1"),
+        # one rule: without /v1, with or without a scheme, the path is v1
+        ({"host": "http://127.0.0.1:8089"}, "http://127.0.0.1:8089/v1"),
+        ({"host": "http://127.0.0.1:8089/"}, "http://127.0.0.1:8089/v1"),
+        ({"host": "127.0.0.1:8089"}, "http://127.0.0.1:8089/v1"),
+        ({"host": "https://gateway.example/scenario/v1"}, "https://gateway.example/scenario/v1"),
+        ({"host": "[::1]", "port": 8089}, "http://[::1]:8089/v1"),
     ],
 )
 def test_base_url_forms(fields: dict[str, object], expected: str) -> None:
@@ -106,3 +112,51 @@ def test_missing_credentials_say_where_to_set_them() -> None:
 def test_the_secret_is_not_in_the_repr() -> None:
     config = config_of(login="key", password="very-secret-value")
     assert "very-secret-value" not in repr(config)
+
+
+def test_a_job_link_stays_with_the_host_it_came_from() -> None:
+    """Scenario's API links to Scenario's web app; any other host (the emulator) to its own origin, unless
+    the ``web_url`` extra says otherwise."""
+    assert config_of(login="k", password="s").job_web_url("job_1") == "https://app.scenario.com/jobs/job_1"
+    emulator = config_of(login="k", password="s", host="http://127.0.0.1:8089")
+    assert emulator.job_web_url("job_1") == "http://127.0.0.1:8089/jobs/job_1"
+    chosen = config_of(
+        login="k", password="s", host="127.0.0.1:8089", extra=json.dumps({"web_url": "https://x.test/"})
+    )
+    assert chosen.job_web_url("job_1") == "https://x.test/jobs/job_1"
+
+
+@pytest.mark.parametrize(
+    "host", ["http://127.0.0.1:{port}", "http://127.0.0.1:{port}/v1", "127.0.0.1:{port}"]
+)
+def test_every_form_reaches_the_api(
+    host: str, scenario_emulator: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``airflow connections test`` runs, against the emulator, in each form of the same address."""
+    from airflow_kling.emulator import EmulatorServer
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+    assert isinstance(scenario_emulator, EmulatorServer)
+    conn = json.loads(scenario_emulator.connection_uri())
+    conn["host"] = host.format(port=scenario_emulator.port)
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_FORMS", json.dumps(conn))
+    assert ScenarioHook("scenario_forms").test_connection()[0] is True
+
+
+def test_a_connection_error_names_the_host_and_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from airflow_kling.exceptions import ScenarioTransportError
+    from airflow_kling.hooks.scenario import ScenarioHook
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens once the socket is closed
+    conn = {"conn_type": "scenario", "host": f"127.0.0.1:{port}", "login": "k", "password": "s"}
+    conn["extra"] = {"max_retries": 0}
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_CLOSED", json.dumps(conn))
+    with pytest.raises(ScenarioTransportError) as raised:
+        ScenarioHook("scenario_closed").get_job("job_1")
+    assert f"to 127.0.0.1:{port} (Airflow connection 'scenario_closed') failed after 1 attempts" in str(
+        raised.value
+    )

@@ -222,7 +222,11 @@ def run_generate(model_id: str, inputs: dict[str, Any]) -> Any:
 @pytest.mark.parametrize(
     ("describe", "inputs", "expected"),
     [
-        ({}, {"text": "hi", "voiceSpeed": 2.5}, "voiceSpeed must be at most 2, got 2.5"),
+        (
+            {"voiceSpeed": {"max": 1.5}},
+            {"text": "hi", "voiceSpeed": 1.8},
+            "voiceSpeed must be at most 1.5, got 1.8",
+        ),
         (
             {"voiceId": {"allowedValues": ["en_AOT", "en_Calm"]}},
             {"text": "hi", "voiceId": "xx_Nope"},

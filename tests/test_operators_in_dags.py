@@ -265,3 +265,43 @@ def test_at_the_teams_ceiling_the_lipsync_waits_for_a_slot_on_its_first_try(
     metrics = kling_metrics(received(statsd))  # what a platform team's dashboard sees
     assert len(metrics["kling.slot_waits"]) == scenario_emulator.store.refused_submissions
     assert metrics["kling.jobs.submitted"] == ["1|c"]
+
+
+@pytest.mark.every_line
+def test_a_refused_submission_fails_at_once_without_a_lookup(
+    scenario_emulator: EmulatorServer, video: str
+) -> None:
+    """A 400 created nothing: the task fails on its first try with the API's message and hint, one POST, and
+    no listing of jobs looking for one "whose answer was never recorded"."""
+    scenario_emulator.add_fault(
+        GENERATE,
+        method="POST",
+        status=400,
+        body={"message": "Bad video", "hint": "Use another clip"},
+        times=5,
+    )
+    run = dags_test("kling_sync", {"video": video, "text": "hello there"})
+    assert run.states == {"lipsync": "failed"}
+    assert run.tries["lipsync"] == 1
+    assert "answered HTTP 400: Bad video Hint: Use another clip" in run.output
+    assert "nothing was created or billed" in run.output
+    assert len(scenario_emulator.store.paid_submissions()) == 1
+    assert scenario_emulator.store.requests("^/v1/jobs$") == []
+    assert "never recorded" not in run.output
+
+
+def test_a_path_given_as_an_asset_id_sends_no_request(
+    scenario_emulator: EmulatorServer, airflow_home: Path
+) -> None:
+    run = dags_test("kling_sync", {"video": "face.mov", "text": "hello there"})
+    assert run.states == {"lipsync": "failed"}
+    assert run.tries["lipsync"] == 1
+    assert (
+        "video_asset_id must be the id of an asset (asset_...), got 'face.mov': upload the file first"
+        in run.output
+    )
+    assert "ScenarioUploadAssetOperator" in run.output
+    assert scenario_emulator.store.requests() == []  # not one request
+    errors = [line for line in run.output.splitlines() if "[error" in line]
+    assert len(errors) == 1, errors  # the failure, and no line that looks like a second one
+    assert "Task failed with exception" in errors[0]

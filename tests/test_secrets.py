@@ -123,8 +123,9 @@ def test_no_signed_url_when_the_storage_host_cannot_be_reached(
         texts.append(whole_chain(download_error.value))
     texts.append(captured_logs())
     everything = "\n".join(texts)
-    assert "upload part 1 failed after 2 attempts: ConnectionError" in everything
-    assert f"download of asset {output} failed after 2 attempts: ConnectionError" in everything
+    storage = f"{emulator.store.config.storage_origin.removeprefix('http://')} (Airflow connection 'scenario_default')"
+    assert f"upload part 1 to {storage} failed after 2 attempts: ConnectionError" in everything
+    assert f"download of asset {output} to {storage} failed after 2 attempts: ConnectionError" in everything
     assert "signature" not in everything.lower()
     assert "expires=" not in everything
 

@@ -79,7 +79,8 @@ def query_params(filters: Mapping[str, Any]) -> dict[str, str]:
 
 
 def api_message(body: bytes | str) -> str:
-    """The API's message in an error body (JSON ``message``/``apiError``/``error``), else its start."""
+    """The API's message in an error body (JSON ``message``/``apiError``/``error``/``detail``, with its
+    ``hint`` when it gives one), else its start; :data:`MESSAGE_LIMIT` characters at most."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         decoded = json.loads(text)
@@ -89,6 +90,9 @@ def api_message(body: bytes | str) -> str:
         for key in ("message", "apiError", "error", "detail"):
             value = decoded.get(key)
             if isinstance(value, str) and value:
+                hint = decoded.get("hint")
+                if isinstance(hint, str) and hint:
+                    value = f"{value} Hint: {hint}"
                 return value[:MESSAGE_LIMIT]
     return text.strip()[:MESSAGE_LIMIT] or "(empty body)"
 

@@ -29,6 +29,9 @@ MAX_SERVER_DELAY = 60.0
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 SAFE_SUBMIT_STATUSES = frozenset({429, 503})
 """Answers that prove a job submission was refused before any work, so it may be sent again."""
+REFUSED_SUBMIT_STATUSES = frozenset({400, 401, 403, 404, 422})
+"""Answers that refuse a job submission for what it is (its inputs, the credentials, the model): nothing was
+created or billed, and the same request would be refused again, so no retry is made and no job looked for."""
 
 
 def is_retryable_status(status: int) -> bool:
@@ -88,6 +91,8 @@ class Attempts:
     :param submits_job: the request creates a billable job (see :func:`airflow_kling.api.contract.is_job_submission`).
     :param max_retries: retries after the first attempt.
     :param jitter: a source of numbers in ``[0, 1)`` for the backoff; tests inject a fixed one.
+    :param where: the host and connection the request goes to, named when no answer ever came (e.g.
+        ``api.cloud.scenario.com (Airflow connection 'scenario_default')``); default none.
     """
 
     method: str
@@ -96,6 +101,7 @@ class Attempts:
     max_retries: int
     jitter: Callable[[], float] = field(default=random.random, repr=False)
     retries: int = 0
+    where: str = ""
 
     def answered(self, status: int, headers: Mapping[str, str]) -> Step:
         """An HTTP answer came back. A final step means: hand this answer to the caller."""
@@ -125,7 +131,8 @@ class Attempts:
         if self.retries >= self.max_retries:
             return Step(
                 error=ScenarioTransportError(
-                    f"Scenario {self.method} {self.label} failed after {self.retries + 1} attempts: {error_name}"
+                    f"Scenario {self.method} {self.label}{f' to {self.where}' if self.where else ''} failed "
+                    f"after {self.retries + 1} attempts: {error_name}"
                 )
             )
         return self._again(f"failed: {error_name}", None)

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow_kling.exceptions import ScenarioConfigError, ScenarioCredentialsError
 
@@ -66,6 +67,14 @@ class ScenarioConnectionConfig:
         """The job's page in Scenario's web app (the path is inferred; the API documents none)."""
         return f"{self.web_url}/jobs/{job_id}"
 
+    def where(self, url: str | None = None) -> str:
+        """``host[:port] (Airflow connection 'id')`` of ``url`` (default the API's): what errors name when no
+        answer came (never a path or a query string, which may be signed)."""
+        parts = urlsplit(url or self.base_url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+        return f"{host}{port} (Airflow connection {self.conn_id!r})"
+
     def url(self, path: str) -> str:
         """The absolute URL of an API path such as ``/jobs/job_x``."""
         return f"{self.base_url}/{path.lstrip('/')}"
@@ -100,35 +109,45 @@ class ScenarioConnectionConfig:
             from airflow.sdk.log import mask_secret
 
             mask_secret(api_secret, API_SECRET_ENV)
+        base_url = _base_url(conn)
         return cls(
             conn_id=conn_id,
-            base_url=_base_url(conn),
+            base_url=base_url,
             api_key=api_key,
             api_secret=api_secret,
             project_id=project_id or _optional_str(extra.get("project_id")),
             timeout=_positive_float(extra.get("timeout"), DEFAULT_TIMEOUT, "timeout", conn_id),
             max_retries=_retries(extra.get("max_retries"), conn_id),
-            web_url=(_optional_str(extra.get("web_url")) or DEFAULT_WEB_URL).rstrip("/"),
+            web_url=(_optional_str(extra.get("web_url")) or _default_web_url(base_url)).rstrip("/"),
         )
 
 
 def _base_url(conn: Connection | None) -> str:
+    """The API's base URL from a connection, one rule for every form (a JSON connection's ``host`` with or
+    without a scheme, a URI's host, port and schema): the scheme given, else ``http`` for a loopback host and
+    ``https`` for any other; the port given in the host or as the port field; the path given in the host,
+    else the schema field, else ``v1``. No host: ``SCENARIO_BASE_URL``, else Scenario's."""
     host = (conn.host or "").strip() if conn is not None else ""
     if not host:
         return os.environ.get(BASE_URL_ENV, DEFAULT_BASE_URL).rstrip("/")
-    if "://" in host:
-        url = host
-        if conn is not None and conn.port and ":" not in host.split("://", 1)[1].split("/", 1)[0]:
-            scheme, rest = host.split("://", 1)
-            netloc, _, path = rest.partition("/")
-            url = f"{scheme}://{netloc}:{conn.port}/{path}"
-        return url.rstrip("/")
-    # A URI-form connection (scenario://key:secret@host:port/v1) splits the URL into host, port and schema.
-    hostname, _, path = host.partition("/")
-    scheme = "http" if _is_loopback(hostname) else "https"
-    port = f":{conn.port}" if conn is not None and conn.port else ""
-    path = path or (conn.schema if conn is not None and conn.schema else "v1")
-    return f"{scheme}://{hostname}{port}/{path.strip('/')}".rstrip("/")
+    scheme, _, rest = host.rpartition("://")
+    netloc, _, path = rest.partition("/")
+    parts = urlsplit(f"//{netloc}")
+    if conn is not None and conn.port and parts.port is None:
+        netloc = f"{netloc}:{conn.port}"
+    scheme = scheme or ("http" if _is_loopback(parts.hostname or "") else "https")
+    path = path.strip("/") or (conn.schema or "").strip("/") if conn is not None else path.strip("/")
+    return f"{scheme}://{netloc}/{path or 'v1'}"
+
+
+def _default_web_url(base_url: str) -> str:
+    """Scenario's web app for Scenario's API; for any other host (the emulator, a gateway), that host's own
+    origin, whose ``/jobs/{jobId}`` the emulator answers with a page: a job link never leaves for a web app
+    that does not know the job."""
+    parts = urlsplit(base_url)
+    if (parts.hostname or "").endswith(".scenario.com"):
+        return DEFAULT_WEB_URL
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _is_loopback(hostname: str) -> bool:

@@ -202,7 +202,7 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
         :return: the last response: a success, an error another attempt would not change, or the last
             retryable error once ``max_retries`` are used up.
         """
-        attempts = Attempts(method, label, submits_job, self.config.max_retries)
+        attempts = Attempts(method, label, submits_job, self.config.max_retries, where=self.config.where(url))
         while True:
             try:
                 response = self.session.request(

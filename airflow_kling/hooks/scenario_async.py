@@ -167,7 +167,7 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
         method = call.method
         timeout = _client_timeout(cfg.timeout)
         session = shared_session()
-        attempts = Attempts(method, path, call.submits_job, cfg.max_retries)
+        attempts = Attempts(method, path, call.submits_job, cfg.max_retries, where=cfg.where())
         while True:
             try:
                 async with session.request(

@@ -22,8 +22,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_kling.api.retry import REFUSED_SUBMIT_STATUSES
 from airflow_kling.exceptions import (
     ScenarioAmbiguousSubmitError,
+    ScenarioAPIError,
     ScenarioNotFoundError,
     ScenarioTeamLimitError,
 )
@@ -75,8 +77,8 @@ class SubmitRecord:
     :param job_id: the job, once known; ``None`` while the ``POST`` has not answered.
     :param cost: creative units the submission's answer gave.
     :param claimed: jobs of earlier tries that a lookup must not adopt (they failed or were given up).
-    :param refused: the last ``POST`` was refused (HTTP 429 at the team's limit): it created nothing, so
-        there is no job to look for.
+    :param refused: the last ``POST`` was refused (HTTP 429 at the team's limit, or 400, 401, 403, 404, 422
+        for the request itself): it created nothing, so there is no job to look for.
     """
 
     inputs_digest: str
@@ -233,8 +235,8 @@ class SubmitOnce:
             record = None
         claimed: tuple[str, ...] = record.claimed if record else ()
         if record is not None and record.refused and not record.job_id:
-            # The last POST was refused (the team's limit): nothing to follow or look for, but the jobs
-            # earlier tries gave up on stay claimed.
+            # The last POST was refused (the team's limit, or the request itself): nothing to follow or look
+            # for, but the jobs earlier tries gave up on stay claimed.
             return self._submit(model_id, inputs, digest, claimed)
         if record is not None and self.reattach:
             if record.job_id:
@@ -306,6 +308,10 @@ class SubmitOnce:
                 response = self.hook.run_model(model_id, inputs)
             except ScenarioTeamLimitError:
                 self.store.save(replace(intent, refused=True))  # created nothing: no job to look for
+                raise
+            except ScenarioAPIError as error:
+                if error.status in REFUSED_SUBMIT_STATUSES:  # created nothing either, and never will
+                    self.store.save(replace(intent, refused=True))
                 raise
             except ScenarioAmbiguousSubmitError as error:
                 self.log.warning("%s Looking for the job for up to %.0f s.", error, self.settle_seconds)

@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.media.limits import AudioLimits, VideoLimits
+from airflow_kling.models.schema import ASSET_ID
 from airflow_kling.models.spec import AssetLookup, FileLookup, ModelInput, ModelSpec, Output
 
 MODEL_ID = "model_kling-lip-sync"
@@ -184,6 +185,7 @@ def kling_lipsync_inputs(
     text = text if text not in (None, "") else None
     if not video:
         raise ScenarioValidationError("video_asset_id is required: the id of a video asset (asset_...)")
+    check_arguments(video_asset_id=video, audio_asset_id=audio)
     if (audio is None) == (text is None):
         raise ScenarioValidationError(
             "Give exactly one of audio_asset_id (an audio asset) and text (1-120 characters)"
@@ -204,6 +206,30 @@ def kling_lipsync_inputs(
         raise ScenarioValidationError(f"text must be 1-{TEXT_MAX_CHARS} characters, got {length}")
     voice = _text_value(voice_id) or DEFAULT_VOICE_ID
     return {"videoUrl": video, "text": text, "voiceId": voice, "voiceSpeed": _voice_speed(voice_speed)}
+
+
+def check_arguments(**arguments: Any) -> None:
+    """Check the arguments of :func:`kling_lipsync_inputs` that are given, each on its own (the others are
+    not known yet: templates a run renders), and the pair ``audio_asset_id`` and ``text``.
+
+    :raises ScenarioValidationError: naming the argument and the limit it breaks.
+    """
+    for name in ("video_asset_id", "audio_asset_id"):
+        value = _text_value(arguments.get(name))
+        if value is not None and not (ASSET_ID.match(value) or value.startswith("data:")):
+            raise ScenarioValidationError(
+                f"{name} must be the id of an asset (asset_...), got {value[:60]!r}: upload the file first "
+                "(ScenarioUploadAssetOperator, or ScenarioHook.upload_asset)"
+            )
+    if arguments.get("audio_asset_id") not in (None, "") and arguments.get("text") not in (None, ""):
+        raise ScenarioValidationError(
+            "Give exactly one of audio_asset_id (an audio asset) and text (1-120 characters)"
+        )
+    text = arguments.get("text")
+    if isinstance(text, str) and len(text) > TEXT_MAX_CHARS:
+        raise ScenarioValidationError(f"text must be 1-{TEXT_MAX_CHARS} characters, got {len(text)}")
+    if "voice_speed" in arguments:
+        _voice_speed(arguments["voice_speed"])
 
 
 def _voice_speed(value: Any) -> float:

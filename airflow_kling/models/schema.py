@@ -45,12 +45,16 @@ def input_problems(
     described: Iterable[Mapping[str, Any]],
     inputs: Mapping[str, Any],
     assets: AssetLookup | None = None,
+    *,
+    complete: bool = True,
 ) -> list[str]:
     """Every way ``inputs`` break the described inputs, each naming the input and its limit.
 
     :param described: the descriptor's inputs (see :func:`descriptor_inputs`).
     :param assets: asset id -> asset (``kind``, ``properties``) for the file checks; ``None``: the
         assets are not looked at (their ids' shape still is).
+    :param complete: ``inputs`` are all the inputs (default); ``False``: some are not known yet (templates
+        a DAG renders at run time), so a missing input is no problem.
     """
     entries = {str(entry["name"]): entry for entry in described}
     if not entries:
@@ -65,7 +69,8 @@ def input_problems(
     given = {name for name, value in inputs.items() if _given(value)}
     for name, entry in entries.items():
         if name not in given:
-            problems.extend(_required_problems(name, entry, given))
+            if complete:
+                problems.extend(_required_problems(name, entry, given))
             continue
         problems.extend(_value_problems(name, entry, inputs[name], assets))
     return problems
@@ -77,13 +82,14 @@ def check_inputs(
     assets: AssetLookup | None = None,
     *,
     source: str,
+    complete: bool = True,
 ) -> None:
     """:func:`input_problems`, raised.
 
     :param source: where the limits come from, named in the error (``"the live schema of model_x"``).
     :raises ScenarioValidationError: listing every problem, before anything is paid.
     """
-    problems = input_problems(described, inputs, assets)
+    problems = input_problems(described, inputs, assets, complete=complete)
     if problems:
         raise ScenarioValidationError(f"Inputs refused by {source}: " + "; ".join(problems))
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow_kling.hooks.scenario import ScenarioHook
 
-__all__ = ["DEFAULT_CONN_ID", "ScenarioHookMixin"]
+__all__ = ["DEFAULT_CONN_ID", "ScenarioHookMixin", "is_literal"]
+
+
+def is_literal(value: Any) -> bool:
+    """Whether a DAG file fixes ``value`` as it is: a plain value, not a Jinja template (``{{``, ``{%``) nor
+    an XCom reference that only a run resolves."""
+    if isinstance(value, str):
+        return "{{" not in value and "{%" not in value
+    return value is None or isinstance(value, bool | int | float)
 
 
 class ScenarioHookMixin:

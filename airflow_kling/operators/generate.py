@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_kling.api.retry import REFUSED_SUBMIT_STATUSES
 from airflow_kling.exceptions import (
+    ScenarioAPIError,
     ScenarioError,
     ScenarioJobError,
     ScenarioTeamLimitError,
@@ -161,6 +163,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         self.settle_seconds = settle_seconds
         self.permanent_failures = tuple(permanent_failures) if permanent_failures is not None else None
         self.first_poll_delay = float(first_poll_delay)
+        self._check_literal_inputs()
         self.job_id: str | None = None
         self._result: JobResult | None = None
         self._failure: str | None = None
@@ -199,6 +202,9 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     # -- execution ------------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> JobResult:
+        # The "Scenario job" link reads this key when the try ends: without a job it reads no link, rather
+        # than logging a missing XCom as an error after a failure that came before any submission.
+        context["ti"].xcom_push(key=JOB_URL_XCOM_KEY, value="")
         with invalid_input_fails_task():  # before any request: bad input never costs anything
             inputs = self.build_inputs()
             limit = self._spend_limit()
@@ -337,21 +343,47 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
 
     # -- steps ----------------------------------------------------------------------------------------------
 
+    def _check_literal_inputs(self) -> None:
+        """The inputs the DAG file fixes, against the spec of a model it names: a mistake fails the DAG's
+        import, naming the input and its limit (templated ones are checked once rendered)."""
+        from airflow_kling.models.schema import check_inputs, descriptor_inputs
+        from airflow_kling.operators.base import is_literal
+
+        if type(self).build_inputs is not ScenarioGenerateOperator.build_inputs:
+            return  # a subclass builds the inputs from arguments of its own, and checks those
+        if (
+            not isinstance(self.model_id, str)
+            or not is_literal(self.model_id)
+            or not isinstance(self.inputs, Mapping)
+        ):
+            return
+        literal = {name: value for name, value in self.inputs.items() if is_literal(value)}
+        described = descriptor_inputs(self.spec.descriptor())
+        check_inputs(
+            described,
+            literal,
+            source=f"the spec of {self.model_id}",
+            complete=len(literal) == len(self.inputs),
+        )
+        if described and len(literal) == len(self.inputs):
+            self.spec.check_inputs(literal)
+
     def _check_inputs(self, inputs: dict[str, Any]) -> None:
-        """The spec's checks across inputs, then the live descriptor's rules (else the spec's descriptor)."""
+        """The spec's own checks (no request: a path given as an asset id is refused here), then the live
+        descriptor's rules, with the assets of file inputs looked up."""
         from airflow_kling.models.schema import check_inputs, descriptor_inputs
 
         spec, model_id = self.spec, str(self.model_id)
         spec.check_inputs(inputs)
+        check_inputs(descriptor_inputs(spec.descriptor()), inputs, source=f"the spec of {model_id}")
         descriptor = self.hook.model_descriptor(model_id)
         if descriptor is None:
             self.log.warning(
-                "The live descriptor of model %s could not be had (GET /models/%s): checking the inputs "
+                "The live descriptor of model %s could not be had (GET /models/%s): its inputs were checked "
                 "against the provider's spec of it only",
                 model_id,
                 model_id,
             )
-            check_inputs(descriptor_inputs(spec.descriptor()), inputs, source=f"the spec of {model_id}")
             return
         check_inputs(
             descriptor_inputs(descriptor),
@@ -398,15 +430,23 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         if task_state is None and context["ti"].try_number > 1:
             # Without a store that outlives a try, what an earlier try sent is found by its inputs alone.
             adopt_since = _run_start(context)
-        submission = self.hook.submit_once(
-            self.model_id,
-            inputs,
-            store=TaskStateRecords(task_state) if task_state is not None else None,
-            settle_seconds=float(self.settle_seconds),
-            adopt_since=adopt_since,
-            reattach=self.reattach,
-            permanent_failures=self.failure_patterns(),
-        )
+        try:
+            submission = self.hook.submit_once(
+                self.model_id,
+                inputs,
+                store=TaskStateRecords(task_state) if task_state is not None else None,
+                settle_seconds=float(self.settle_seconds),
+                adopt_since=adopt_since,
+                reattach=self.reattach,
+                permanent_failures=self.failure_patterns(),
+            )
+        except ScenarioAPIError as error:
+            if error.status not in REFUSED_SUBMIT_STATUSES:
+                raise
+            raise AirflowFailException(
+                f"{error} (the API refused the submission: nothing was created or billed, and the same "
+                "request would be refused again, so the task fails without a retry)"
+            ) from None
         metrics.job_obtained(submission.how, str(self.model_id))
         if submission.how == "submitted":
             self.log.info(

@@ -7,7 +7,8 @@ from typing import Any
 
 from airflow.sdk import Asset
 
-from airflow_kling.models.kling_lipsync import KLING_LIPSYNC, kling_lipsync_inputs
+from airflow_kling.models.kling_lipsync import KLING_LIPSYNC, check_arguments, kling_lipsync_inputs
+from airflow_kling.operators.base import is_literal
 from airflow_kling.operators.generate import ScenarioGenerateOperator
 
 LIPSYNC_VIDEOS = Asset(name=KLING_LIPSYNC.archive_asset, group="kling")
@@ -19,7 +20,8 @@ class KlingLipsyncOperator(ScenarioGenerateOperator):
     """Make the face in a video speak: Kling Lipsync (``model_kling-lip-sync``) on Scenario.
 
     Give either an audio asset, or a text with a voice. Arguments are checked before any request, and
-    every error names the argument and its limit. The media themselves (2-10 s, 720-1920 px, < 100 MB
+    every error names the argument and its limit: those the DAG file fixes when it is parsed (a mistake
+    fails its import), templated ones as soon as they are rendered. The media themselves (2-10 s, 720-1920 px, < 100 MB
     video, < 5 MB audio) are the job of :mod:`airflow_kling.media` upstream.
 
     :param video_asset_id: the video asset (``asset_...``), sent as ``videoUrl``. Templated.
@@ -56,6 +58,19 @@ class KlingLipsyncOperator(ScenarioGenerateOperator):
         self.text = text
         self.voice_id = voice_id
         self.voice_speed = voice_speed
+        # What the DAG file fixes is checked now: a mistake fails the DAG's import, naming the argument.
+        arguments = {
+            "video_asset_id": video_asset_id,
+            "audio_asset_id": audio_asset_id,
+            "text": text,
+            "voice_id": voice_id,
+            "voice_speed": voice_speed,
+        }
+        literal = {name: value for name, value in arguments.items() if is_literal(value)}
+        if len(literal) == len(arguments):
+            kling_lipsync_inputs(**literal)
+        else:
+            check_arguments(**literal)
 
     def build_inputs(self) -> dict[str, Any]:
         return kling_lipsync_inputs(
