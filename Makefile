@@ -12,18 +12,32 @@ AIRFLOW_OLDEST := 3.1
 AIRFLOW_MIDDLE := 3.2
 AIRFLOW_NEWEST := 3.3
 
-.PHONY: install demo test test-matrix test-airflow lint bench soak clean
+.PHONY: install demo docs test test-matrix test-airflow lint bench soak clean
+
+# The demo's own virtualenv holds what a user installs: the package and its runtime dependencies, no test tool.
+DEMO_VENV ?= .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml constraints/airflow-$(AIRFLOW_NEWEST).txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints/airflow-$(AIRFLOW_NEWEST).txt -e . --group dev
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints/airflow-$(AIRFLOW_NEWEST).txt -e . --group dev --group docs
 	touch $(STAMP)
+
+$(DEMO_STAMP): pyproject.toml constraints/airflow-$(AIRFLOW_NEWEST).txt
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(DEMO_VENV)/bin/uv pip install --quiet --compile-bytecode --python $(DEMO_VENV)/bin/python -c constraints/airflow-$(AIRFLOW_NEWEST).txt -e .
+	touch $(DEMO_STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/demo.py
+demo: $(DEMO_STAMP)
+	PATH="$(CURDIR)/$(DEMO_VENV)/bin:$$PATH" $(DEMO_VENV)/bin/python scripts/demo.py
+
+# The documentation site, in strict mode: a broken link, reference or include fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -40,7 +54,7 @@ PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
 # `every_line`: the version module's branches, hooks, the connection form, the reattach and cancel paths,
 # the trigger, storage, the operators' deferral in DAG runs, a real deployment); on the middle one, the UI in
 # a browser on a real deployment. `make test-matrix` runs everything on every line.
-test: lint
+test: lint docs
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PARALLEL)
 	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_OLDEST) TESTS="$(PARALLEL) -m every_line"
 	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_MIDDLE) \
@@ -76,4 +90,4 @@ soak: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m tests.soak $(SOAK)
 
 clean:
-	rm -rf $(VENV) .venv-airflow-* .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) .venv-airflow-* .demo site .pytest_cache .mypy_cache .ruff_cache

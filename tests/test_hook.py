@@ -440,3 +440,44 @@ def test_httphooks_generic_calls_are_not_offered_unauthenticated(
     assert scenario_emulator.store.requests() == []
     with pytest.raises(TypeError):
         ScenarioHook(auth_type=object)  # type: ignore[call-arg]  # accepted and ignored before
+
+
+def test_wait_for_job_returns_the_job_once_it_succeeded(
+    hook: ScenarioHook, inputs: dict[str, object], scenario_emulator: EmulatorServer
+) -> None:
+    job_id = hook.run_model(MODEL, inputs)["job"]["jobId"]
+    job = hook.wait_for_job(job_id, timeout=60, poll_interval=0.2)
+    assert (job["jobId"], job["status"]) == (job_id, "success")
+    assert job["metadata"]["assetIds"] == [scenario_emulator.store.job(job_id).output_asset_id]
+
+
+def test_wait_for_job_raises_the_jobs_failure_and_gives_up_at_its_timeout(
+    hook: ScenarioHook, inputs: dict[str, object], scenario_emulator: EmulatorServer
+) -> None:
+    from airflow_kling.exceptions import ScenarioJobError
+
+    scenario_emulator.plan_jobs("failure", error="No face found", hint="Show the face")
+    failed = hook.run_model(MODEL, inputs)["job"]["jobId"]
+    with pytest.raises(ScenarioJobError, match="No face found Hint: Show the face") as raised:
+        hook.wait_for_job(failed, timeout=60, poll_interval=0.2)
+    assert (raised.value.status, raised.value.job_id) == ("failure", failed)
+    scenario_emulator.plan_jobs(seconds=60)
+    slow = hook.run_model(MODEL, {**inputs, "text": "slow"})["job"]["jobId"]
+    with pytest.raises(ScenarioJobError, match=f"Scenario job {slow} did not end by its deadline") as late:
+        hook.wait_for_job(slow, timeout=0.5, poll_interval=0.2)
+    assert late.value.status == "timeout"
+    assert scenario_emulator.store.requests(f"^/v1/jobs/{slow}/action$") == []  # left running, not cancelled
+
+
+def test_the_emulators_job_link_opens_a_page_a_person_reads(
+    hook: ScenarioHook, inputs: dict[str, object], scenario_emulator: EmulatorServer
+) -> None:
+    import requests
+
+    job_id = hook.run_model(MODEL, inputs)["job"]["jobId"]
+    link = hook.config.job_web_url(job_id)
+    assert link == f"{scenario_emulator.origin}/jobs/{job_id}"  # the emulator's own page, not Scenario's app
+    page = requests.get(link, timeout=10)
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert f"<h1>Scenario job {job_id}</h1>" in page.text
+    assert "<th>Status</th>" in page.text

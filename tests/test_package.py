@@ -205,3 +205,25 @@ def test_both_distributions_pass_twine_check_and_ship_the_license_and_changelog(
         assert clone_only not in description, clone_only
     assert "Programming Language :: Python :: 3.11" in metadata
     assert "Typing :: Typed" in metadata
+
+
+def test_make_demo_installs_what_a_user_installs(tmp_path: Path) -> None:
+    """``make demo``'s virtualenv holds the package and its runtime dependencies, no test tool: its install
+    command, as make would run it, is run (offline, from uv's cache) and ``import pytest`` fails there."""
+    venv = tmp_path / "demo"
+    planned = run("make", "-n", "--always-make", "demo", f"DEMO_VENV={venv}", cwd=REPO)
+    (install,) = [line for line in planned.splitlines() if " pip install " in line and "uv pip" in line]
+    assert " -e ." in install
+    assert "--group" not in install
+    assert "[" not in install.split(" -e ", 1)[1]
+    run(uv(), "venv", "--quiet", "--offline", "--python", sys.executable, venv, cwd=tmp_path)
+    offline = install.split("uv pip install ", 1)[1].replace(" --quiet", " --quiet --offline")
+    run(uv(), "pip", "install", *offline.split(), cwd=REPO)
+    python = venv / "bin" / "python"
+    assert subprocess.run([python, "-c", "import pytest"], capture_output=True).returncode != 0
+    run(
+        python,
+        "-c",
+        "import airflow.sdk, av, aiohttp, airflow_kling.emulator, airflow_kling.operators.kling_lipsync",
+        cwd=tmp_path,
+    )

@@ -17,25 +17,45 @@ from airflow_kling import get_provider_info
 pytestmark = pytest.mark.every_line
 
 README = Path(__file__).parent.parent / "README.md"
+DOCS = sorted((Path(__file__).parent.parent / "docs").glob("*.md"))
 PACKAGE = Path(__file__).parent.parent / "airflow_kling"
 
 
+def snippets(*pages: Path) -> list[tuple[str, str]]:
+    """Every Python snippet of the README and the docs (or of ``pages``): ``(page name, code)``."""
+    return [
+        (page.name, code)
+        for page in pages or (README, *DOCS)
+        for code in re.findall(r"^```python\n(.*?)^```", page.read_text(), re.DOTALL | re.MULTILINE)
+    ]
+
+
 def readme_snippets() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+    return [code for _, code in snippets(README)]
 
 
 def readme_names() -> list[tuple[str, str]]:
-    """Every ``from airflow_kling... import X`` of the README's code, and every dotted
-    ``airflow_kling.module.Name`` it mentions in its text."""
+    """Every ``from airflow_kling... import X`` of the README's and the docs' code, and every dotted
+    ``airflow_kling.module.Name`` they mention in their text."""
     names: set[tuple[str, str]] = set()
-    for snippet in readme_snippets():
+    for _, snippet in snippets():
         for node in ast.walk(ast.parse(snippet)):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("airflow_kling"):
                 names.update((str(node.module), alias.name) for alias in node.names)
-    for dotted in re.findall(r"`(airflow_kling(?:\.[a-z_]+)+\.[A-Z_][A-Za-z_]*)", README.read_text()):
-        module, _, name = dotted.rpartition(".")
-        names.add((module, name))
+    for page in (README, *DOCS):
+        for dotted in re.findall(r"`(airflow_kling(?:\.[a-z_]+)+\.[A-Z_][A-Za-z_]*)", page.read_text()):
+            module, _, name = dotted.rpartition(".")
+            names.add((module, name))
     return sorted(names)
+
+
+@pytest.mark.parametrize(("page", "code"), snippets(), ids=lambda value: str(value)[:40])
+def test_every_snippet_compiles_and_imports(page: str, code: str) -> None:
+    """Each snippet is Python, and what it imports imports (the names, by the test below)."""
+    tree = ast.parse(code, page)
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            exec(compile(ast.Module(body=[node], type_ignores=[]), page, "exec"), {})
 
 
 @pytest.mark.parametrize(("module", "name"), readme_names())
@@ -70,7 +90,7 @@ def test_the_readme_media_snippet_runs(tmp_path: Path, monkeypatch: pytest.Monke
     from airflow_kling.media import probe
     from airflow_kling.media.samples import make_video
 
-    (snippet,) = [code for code in readme_snippets() if "from airflow_kling.media import" in code]
+    (snippet,) = [code for _, code in snippets() if "from airflow_kling.media import" in code]
     make_video(tmp_path / "take.mov", width=640, height=360, seconds=6, fps=10)
     monkeypatch.chdir(tmp_path)
     exec(compile(snippet, "README.md", "exec"), {})

@@ -553,9 +553,36 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 
 
 async def web_job_page(request: web.Request) -> web.Response:
-    """What the operator's "Scenario job" link opens when it points at the emulator."""
+    """What the operator's "Scenario job" link opens when it points at the emulator: a page a person reads
+    (the job's status, progress, history, error, outputs and cost); JSON for a client that asks for it."""
+    from html import escape
+
     store = _store(request)
-    return web.json_response({"job": render_job(store, store.job(request.match_info["job_id"]))})
+    job = render_job(store, store.job(request.match_info["job_id"]))
+    if "application/json" in request.headers.get("Accept", ""):
+        return web.json_response({"job": job})
+    metadata = job["metadata"]
+    rows = [
+        ("Status", f"{job['status']} ({round(100 * float(job['progress']))} %)"),
+        ("Model", str(job.get("modelId") or "-")),
+        ("Created", job["createdAt"]),
+        ("History", ", ".join(f"{step['status']} at {step['date'][11:19]}" for step in job["statusHistory"])),
+        ("Outputs", ", ".join(metadata.get("assetIds") or []) or "-"),
+        (
+            "Error",
+            " Hint: ".join(str(metadata[key]) for key in ("error", "hint") if metadata.get(key)) or "-",
+        ),
+        ("Cost", f"{job['billing']['cuCost']} creative units"),
+    ]
+    table = "".join(f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>" for name, value in rows)
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(job["jobId"])}</title>'
+        "<style>body{font:15px system-ui,sans-serif;margin:2rem}th{text-align:left;padding-right:1rem}"
+        "td,th{padding:.2rem 0;vertical-align:top}</style></head><body>"
+        f"<h1>Scenario job {escape(job['jobId'])}</h1><p>On the local Scenario emulator.</p>"
+        f"<table>{table}</table></body></html>"
+    )
+    return web.Response(text=page, content_type="text/html")
 
 
 # -- admin routes -------------------------------------------------------------------------------------------

@@ -304,6 +304,58 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
         """The job object of ``GET /jobs/{jobId}`` (status, progress, metadata, statusHistory, ...)."""
         return self.get_object(GET_JOB, job_id)
 
+    def wait_for_job(
+        self, job_id: str, *, timeout: float = 3600, poll_interval: float = 10
+    ) -> dict[str, Any]:
+        """Poll a job until it ends, as the operators do in a worker (passing errors waited through with
+        backoff, polls aimed at the end the job's progress predicts): for ``@task`` code.
+
+        :param timeout: seconds to wait at most; default 3600. The job is left running when they pass.
+        :param poll_interval: seconds between polls; default 10.
+        :return: the job, once it succeeded.
+        :raises ScenarioJobError: it failed or was canceled (its ``metadata.error`` and ``hint`` in the message,
+            the job as ``job``), or ``timeout`` seconds passed (status ``timeout``).
+        """
+        from airflow_kling.jobs.events import successful_job
+
+        return successful_job(
+            self.poll_until_ended(job_id, deadline=time.time() + timeout, poll_interval=poll_interval)
+        )
+
+    def poll_until_ended(
+        self,
+        job_id: str,
+        *,
+        deadline: float,
+        poll_interval: float = 10,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> dict[str, Any]:
+        """Poll ``GET /jobs/{jobId}`` until the job ends, whatever its ending; the ended job.
+
+        :param deadline: wall-clock time (epoch seconds) to stop at.
+        :param poll_interval: seconds between polls (no stretching: a worker slot is held anyway); default 10.
+        :raises ScenarioJobError: status ``timeout`` at the deadline (the job is left running).
+        """
+        from airflow_kling.exceptions import ScenarioJobError
+        from airflow_kling.jobs.polling import JobWatch
+
+        watch = JobWatch(job_id, float(poll_interval), float(poll_interval), self.log)
+        while True:
+            try:
+                job = self.get_job(job_id)
+                delay = watch.seen(job)
+            except ScenarioError as error:
+                delay = watch.failed(error)
+            else:
+                if delay is None:
+                    return job
+            left = deadline - time.time()
+            if left <= 0:
+                raise ScenarioJobError(
+                    job_id, "timeout", f"Scenario job {job_id} did not end by its deadline"
+                )
+            sleep(min(delay, left))
+
     def get_model(self, model_id: str) -> dict[str, Any]:
         """The model of ``GET /models/{modelId}``: its ``inputs`` describe names, defaults and limits."""
         return self.get_object(GET_MODEL, model_id)

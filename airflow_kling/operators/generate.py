@@ -491,26 +491,18 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         self.log.info("Scenario job page: %s", url)
 
     def _wait(self, job_id: str, timeout_at: float) -> dict[str, Any]:
-        from airflow_kling.jobs.polling import JobWatch
-
-        # A worker slot is held here anyway: poll at the interval asked, with no stretching.
-        watch = JobWatch(job_id, float(self.poll_interval), float(self.poll_interval), self.log)
-        while True:
-            try:
-                job = self.hook.get_job(job_id)
-                delay = watch.seen(job)
-            except ScenarioError as error:
-                delay = watch.failed(error)
-            else:
-                if delay is None:
-                    return self._outcome(job)
-            left = timeout_at - time.time()
-            if left <= 0:
-                self._cancel(job_id, "its timeout passed")
-                raise ScenarioJobError(
-                    job_id, "timeout", f"Scenario job {job_id} did not finish within {self.timeout} s"
-                )
-            time.sleep(min(delay, left))
+        try:
+            job = self.hook.poll_until_ended(
+                job_id, deadline=timeout_at, poll_interval=float(self.poll_interval)
+            )
+        except ScenarioJobError as error:
+            if error.status != "timeout":
+                raise
+            self._cancel(job_id, "its timeout passed")
+            raise ScenarioJobError(
+                job_id, "timeout", f"Scenario job {job_id} did not finish within {self.timeout} s"
+            ) from None
+        return self._outcome(job)
 
     def _cancel(self, job_id: str, why: str) -> None:
         try:
