@@ -118,13 +118,15 @@ with DAG(
         from airflow_kling.files.locations import check_input_location
         from airflow_kling.files.storage import check_writable, plain_uri, publish, storage_path
         from airflow_kling.media.samples import make_video
+        from airflow_kling.models.kling_lipsync import check_arguments
         from airflow_kling.operators.failures import invalid_input_fails_task
 
         assert params is not None
-        with invalid_input_fails_task():  # checked before anything is paid for
+        with invalid_input_fails_task():  # the whole conf, before any clip is prepared or anything paid
             for name in ("source", "work", "destination"):
                 if params[name]:
                     check_input_location(params[name], name)
+            check_arguments(text=params["text"])
             destination = check_writable(
                 params["destination"] or _home_location("kling-archive"), "destination"
             )

@@ -165,14 +165,19 @@ for dag_id, description, with_review, extra_params in (
             from airflow_kling.files.locations import check_input_location
             from airflow_kling.files.storage import check_writable, plain_uri, publish
             from airflow_kling.media.samples import make_audio, make_video
+            from airflow_kling.models.kling_lipsync import check_arguments
             from airflow_kling.operators.failures import invalid_input_fails_task
+            from airflow_kling.operators.generate import check_spend_limit
 
             assert params is not None
             home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
-            with invalid_input_fails_task():
+            with invalid_input_fails_task():  # the whole conf, before any clip is prepared or anything paid
                 for name in ("video", "audio", "work", "destination", "publish_to"):
                     if params.get(name):
                         check_input_location(params[name], name)
+                if params["text"]:
+                    check_arguments(text=params["text"], voice_speed=params["voice_speed"])
+                check_spend_limit(params["max_creative_units"])
                 destination = check_writable(
                     params["destination"] or str(home / "kling-archive"), "destination"
                 )

@@ -242,3 +242,16 @@ def test_the_trigger_form_accepts_the_defaults_and_cleared_fields(dag_id: str) -
         cleared.validate()
     if not dag_id.startswith("kling_lipsync_on_"):
         assert optional_texts  # the optional inputs are nullable, not just empty strings
+
+
+def test_pipeline_checks_its_whole_conf_before_any_clip_is_prepared(
+    scenario_emulator: EmulatorServer, example_home: Path, tmp_path: Path
+) -> None:
+    """A voice speed the form lets through (no decimal rule in its schema) fails the first task, not the
+    lipsync after the clip was encoded and uploaded."""
+    conf = {"destination": str(tmp_path), "text": "Hello", "voice_speed": 1.25}
+    run = dags_test("kling_lipsync_pipeline", conf)
+    assert run.states["resolve_inputs"] == "failed", run.output[-4000:]
+    assert run.states["prepare"] == "upstream_failed"  # no media work, no upload, nothing paid
+    assert "voice_speed must be from 0.8 to 2.0 with one decimal place, got 1.25" in run.output
+    assert scenario_emulator.store.requests() == []

@@ -169,14 +169,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         self._failure: str | None = None
 
     def _spend_limit(self) -> float | None:
-        if self.max_creative_units in (None, "", "None"):
-            return None
-        try:
-            return float(self.max_creative_units)
-        except (TypeError, ValueError):
-            raise ScenarioValidationError(
-                f"max_creative_units must be a number of creative units, got {self.max_creative_units!r}"
-            ) from None
+        return check_spend_limit(self.max_creative_units)
 
     @property
     def spec(self) -> ModelSpec:
@@ -539,6 +532,24 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
             result["creative_units_cost"],
         )
         return result
+
+
+def check_spend_limit(value: Any) -> float | None:
+    """``max_creative_units`` as a number of creative units (0 or more), or ``None`` when not set.
+
+    :raises ScenarioValidationError: naming ``max_creative_units`` and what it must be.
+    """
+    if value in (None, "", "None"):
+        return None
+    try:
+        limit = float(value)
+    except (TypeError, ValueError):
+        limit = -1.0
+    if limit < 0 or limit != limit or isinstance(value, bool):
+        raise ScenarioValidationError(
+            f"max_creative_units must be a number of creative units, 0 or more, got {value!r}"
+        )
+    return limit
 
 
 def _run_start(context: Context) -> float | None:
