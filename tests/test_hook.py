@@ -481,3 +481,14 @@ def test_the_emulators_job_link_opens_a_page_a_person_reads(
     assert page.headers["Content-Type"].startswith("text/html")
     assert f"<h1>Scenario job {job_id}</h1>" in page.text
     assert "<th>Status</th>" in page.text
+
+
+def test_every_method_that_returns_a_job_returns_the_job_object(
+    hook: ScenarioHook, inputs: dict[str, object], scenario_emulator: EmulatorServer
+) -> None:
+    """``submit_job``, ``get_job`` and ``wait_for_job`` give one shape; ``run_model`` is the wire answer."""
+    job = hook.submit_job(MODEL, inputs)
+    assert set(job) >= {"jobId", "status", "metadata"}
+    assert hook.get_job(job["jobId"]).keys() == job.keys()
+    assert hook.wait_for_job(job["jobId"], timeout=60, poll_interval=0.2)["jobId"] == job["jobId"]
+    assert len(scenario_emulator.store.paid_submissions()) == 1

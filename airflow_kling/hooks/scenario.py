@@ -295,6 +295,15 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
             permanent_failures=tuple(permanent_failures),
         )(model_id, inputs)
 
+    def submit_job(self, model_id: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Submit a generation, paying for one job at most (:meth:`submit_once`); the job object, the shape
+        :meth:`get_job`, :meth:`cancel_job` and :meth:`wait_for_job` return too (its id at ``["jobId"]``).
+
+        For ``@task`` code: ``hook.wait_for_job(hook.submit_job(model_id, inputs)["jobId"])``. :meth:`run_model`
+        is the wire call itself: the API's whole answer, the job under ``"job"`` beside its cost.
+        """
+        return self.submit_once(model_id, inputs).job
+
     def get_object(self, call: ObjectCall, *ids: str) -> dict[str, Any]:
         """Send ``call`` (e.g. :data:`~airflow_kling.api.contract.GET_JOB`) for ``ids``; its answer's object."""
         _, payload = self.request(call.method, call.path(*ids), body=call.body)
