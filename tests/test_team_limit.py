@@ -197,13 +197,17 @@ def test_a_job_that_ends_in_the_triggerer_hands_its_slot_to_the_longest_waiter(
                 first_event(ScenarioSlotTrigger(far, scenario_conn_id="another_team", waiting_since=now - 99))
             )
             await asyncio.sleep(0.2)  # both waiting before the job ends
-            ended = await asyncio.wait_for(first_event(ScenarioJobTrigger(first, poll_interval=0.1)), 60)
+            ended = await asyncio.wait_for(
+                first_event(ScenarioJobTrigger(first, poll_interval=0.1, cancel_on_exit=True)), 60
+            )
             assert ended["status"] == "success"
             assert (await asyncio.wait_for(older, 5))["status"] == "slot_freed"
             await asyncio.sleep(0.5)
             assert not newer.done()  # one freed slot, one waiter
             assert scenario_emulator.store.job(second).created_at < time.time() < far
-            ended = await asyncio.wait_for(first_event(ScenarioJobTrigger(second, poll_interval=0.1)), 60)
+            ended = await asyncio.wait_for(
+                first_event(ScenarioJobTrigger(second, poll_interval=0.1, cancel_on_exit=True)), 60
+            )
             assert ended["status"] == "success"
             assert (await asyncio.wait_for(newer, 5))["status"] == "slot_freed"
             assert not other.done()  # another connection's team: its timer decides
@@ -273,7 +277,7 @@ def test_while_this_triggerer_follows_all_the_teams_jobs_only_a_hand_off_ends_th
     async def scenario() -> tuple[dict[str, Any], float, int, int]:
         try:
             following = asyncio.ensure_future(
-                anext(aiter(ScenarioJobTrigger(first, team, poll_interval=0.2).run()))
+                anext(aiter(ScenarioJobTrigger(first, team, poll_interval=0.2, cancel_on_exit=True).run()))
             )
             await asyncio.sleep(0.1)
             assert SLOTS.followed(team) == 1
@@ -282,7 +286,7 @@ def test_while_this_triggerer_follows_all_the_teams_jobs_only_a_hand_off_ends_th
             event = await asyncio.wait_for(anext(aiter(trigger.run())), 60)  # past its 0.5 s timer
             assert (await asyncio.wait_for(following, 10)).payload["status"] == "success"
             waited, handed = time.time() - now, SLOTS.followed(team)  # the slot handed over, its job not yet
-            next_job = ScenarioJobTrigger(second, team, poll_interval=0.2).run()
+            next_job = ScenarioJobTrigger(second, team, poll_interval=0.2, cancel_on_exit=True).run()
             await asyncio.wait_for(anext(aiter(next_job)), 30)  # the job submitted into it, followed here
             return dict(event.payload), waited, handed, SLOTS.followed(team)
         finally:

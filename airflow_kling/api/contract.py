@@ -109,14 +109,22 @@ def api_error(status: int, method: str, path: str, body: bytes | str, conn_id: s
     return ScenarioAPIError(status, method, path, message)
 
 
+MAX_TEAM_LIMIT = 100
+"""The largest team limit a 429 is believed about: one page of ``GET /jobs``, all that a look at the team's
+jobs sees. A larger ``actionLimit`` is read as this."""
+
+
 def team_limit(body: bytes | str) -> int | None:
-    """The team's parallel-job limit named by a 429's ``details`` (``actionLimit``), or ``None``."""
+    """The team's parallel-job limit named by a 429's ``details`` (``actionLimit``), at most
+    :data:`MAX_TEAM_LIMIT`; ``None`` when the answer names none."""
     try:
         details = json.loads(body).get("details")
     except (ValueError, AttributeError):
         return None
     limit = details.get("actionLimit") if isinstance(details, dict) else None
-    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+        return None
+    return min(limit, MAX_TEAM_LIMIT)
 
 
 def decode_json(body: bytes, method: str, path: str, status: int) -> dict[str, Any]:

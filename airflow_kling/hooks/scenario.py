@@ -25,16 +25,19 @@ from airflow_kling.api.contract import (
 )
 from airflow_kling.api.redaction import redact_http_library_logs
 from airflow_kling.api.retry import Attempts
-from airflow_kling.exceptions import ScenarioError, ScenarioNotFoundError
+from airflow_kling.exceptions import ScenarioError, ScenarioNotFoundError, ScenarioResponseError
 from airflow_kling.hooks.connection import (
     DEFAULT_CONN_ID,
     DEFAULT_CONNECT_TIMEOUT,
     ScenarioConnectionConfig,
     ScenarioHookIdentity,
 )
+from airflow_kling.jobs.status import checked_job
 from airflow_kling.jobs.submission import DEFAULT_SETTLE_SECONDS
 from airflow_kling.version_compat import AIRFLOW_V_3_2_PLUS
 
+MAX_PAGES = 200
+"""Pages of ``GET /jobs`` one listing reads at most (20 000 jobs at 100 a page)."""
 DESCRIPTOR_TTL = 600.0
 """Seconds a model's descriptor (``GET /models/{modelId}``) is kept in a process before it is asked again."""
 UNAVAILABLE_DESCRIPTOR_TTL = 60.0
@@ -311,7 +314,7 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """The job object of ``GET /jobs/{jobId}`` (status, progress, metadata, statusHistory, ...)."""
-        return self.get_object(GET_JOB, job_id)
+        return checked_job(self.get_object(GET_JOB, job_id))
 
     def wait_for_job(
         self, job_id: str, *, timeout: float = 3600, poll_interval: float = 10
@@ -394,24 +397,42 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         """Ask the API to cancel a job; returns the job object. The API may refuse (an error is raised)."""
-        return self.get_object(CANCEL_JOB, job_id)
+        return checked_job(self.get_object(CANCEL_JOB, job_id))
 
-    def list_jobs(self, **filters: Any) -> Iterator[dict[str, Any]]:
-        """Iterate over jobs, page by page, until the API sends no ``nextPaginationToken``.
+    def list_jobs(self, *, max_pages: int = MAX_PAGES, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Iterate over jobs, page by page, until the API sends no ``nextPaginationToken`` (each job's types
+        checked, see :func:`~airflow_kling.jobs.status.checked_job`).
 
+        :param max_pages: pages read at most; default :data:`MAX_PAGES` (200).
         :param filters: ``GET /jobs`` filters by Python or wire name, e.g. ``status="success"``,
             ``types=["custom"]``, ``page_size=100``, ``created_after="2026-01-01T00:00:00Z"``.
+        :raises ScenarioResponseError: a page repeats a token already followed, or ``max_pages`` were read
+            with a token still given: the listing would not end.
         """
         token: str | None = None
-        while True:
+        followed: set[str] = set()
+        for _ in range(max_pages):
             params = dict(filters)
             if token:
                 params["pagination_token"] = token
             _, payload = self.request("GET", "/jobs", params=params)
-            yield from payload.get("jobs") or []
+            jobs = payload.get("jobs") or []
+            if not isinstance(jobs, list):
+                raise ScenarioResponseError("GET /jobs answered 'jobs' that is not a list")
+            for job in jobs:
+                yield checked_job(job)
             token = payload.get("nextPaginationToken")
             if not token:  # an empty page may still carry a token: only its absence ends the list
                 return
+            if not isinstance(token, str) or token in followed:
+                raise ScenarioResponseError(
+                    f"GET /jobs answered a nextPaginationToken it had already given ({str(token)[:40]!r}): "
+                    "the listing would never end, so it was stopped"
+                )
+            followed.add(token)
+        raise ScenarioResponseError(
+            f"GET /jobs still gave a nextPaginationToken after {max_pages} pages: the listing was stopped there"
+        )
 
     # -- assets --------------------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from airflow_kling.hooks.connection import (
     ScenarioConnectionConfig,
     ScenarioHookIdentity,
 )
+from airflow_kling.jobs.status import checked_job
 
 if TYPE_CHECKING:
     import aiohttp
@@ -201,18 +202,22 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
         return call.answer(payload)
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
-        """The job object of ``GET /jobs/{jobId}``."""
-        return await self.get_object(GET_JOB, job_id)
+        """The job object of ``GET /jobs/{jobId}``, its types checked (:func:`~airflow_kling.jobs.status.checked_job`)."""
+        return checked_job(await self.get_object(GET_JOB, job_id))
 
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
         """Ask the API to cancel a job; returns the job object. The API may refuse (an error is raised)."""
-        return await self.get_object(CANCEL_JOB, job_id)
+        return checked_job(await self.get_object(CANCEL_JOB, job_id))
 
     async def recent_jobs(self, page_size: int = 100) -> list[dict[str, Any]]:
         """The first page of ``GET /jobs``: the project's newest jobs first, at most ``page_size`` (1-100,
-        default 100); one request, no paging (an empty page is an answer here, not a reason to page on)."""
+        default 100); one request, no paging (an empty page is an answer here, not a reason to page on).
+
+        :raises ScenarioResponseError: a job of another shape (:func:`~airflow_kling.jobs.status.checked_job`).
+        """
         _, payload = await self.request("GET", "/jobs", params={"page_size": page_size})
-        return [job for job in payload.get("jobs") or [] if isinstance(job, dict)]
+        jobs = payload.get("jobs") or []
+        return [checked_job(job) for job in (jobs if isinstance(jobs, list) else [None])[:page_size]]
 
     async def get_asset(self, asset_id: str) -> dict[str, Any]:
         """The asset object of ``GET /assets/{assetId}``."""

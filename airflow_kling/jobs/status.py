@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from airflow_kling.api.ids import checked_id
+from airflow_kling.exceptions import ScenarioResponseError
 
 
 class JobStatus(StrEnum):
@@ -41,6 +45,59 @@ def parse_api_date(text: str) -> datetime:
     :raises ValueError: ``text`` is not such a date.
     """
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+MAX_OUTPUT_ASSETS = 1000
+"""Output asset ids of one job read at most (an answer is not ours to trust with its size)."""
+
+
+def checked_job(value: Any) -> dict[str, Any]:
+    """A job object from an API answer with its types checked, read in this one place: ``jobId`` of an id's
+    shape, ``status`` a text, ``progress`` a number (clamped to 0-1; 0 when absent), ``metadata`` an object
+    (empty when absent) whose ``assetIds`` is a list of ids and whose ``error`` and ``hint`` are texts, and
+    ``billing`` an object when present.
+
+    :raises ScenarioResponseError: naming the field of the wrong type, before anything acts on it.
+    """
+    if not isinstance(value, dict):
+        raise ScenarioResponseError(f"The API answered a job that is not an object: {type(value).__name__}")
+    job = dict(value)
+    job["jobId"] = checked_id(job.get("jobId"), "jobId")
+    if not isinstance(job.get("status"), str):
+        raise _wrong(job, "status", "a text")
+    progress = job.get("progress")
+    if progress is None:
+        progress = 0.0
+    if isinstance(progress, bool) or not isinstance(progress, int | float) or not math.isfinite(progress):
+        raise _wrong(job, "progress", "a number from 0 to 1")
+    job["progress"] = min(max(float(progress), 0.0), 1.0)
+    metadata = job.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise _wrong(job, "metadata", "an object")
+    assets = metadata.get("assetIds")
+    if assets is not None:
+        if not isinstance(assets, list) or len(assets) > MAX_OUTPUT_ASSETS:
+            raise _wrong(job, "metadata.assetIds", f"a list of at most {MAX_OUTPUT_ASSETS} asset ids")
+        metadata = {**metadata, "assetIds": [checked_id(item, "metadata.assetIds item") for item in assets]}
+    for key in ("error", "hint"):
+        if metadata.get(key) is not None and not isinstance(metadata[key], str):
+            raise _wrong(job, f"metadata.{key}", "a text")
+    job["metadata"] = metadata
+    if job.get("billing") is not None and not isinstance(job["billing"], dict):
+        raise _wrong(job, "billing", "an object")
+    return job
+
+
+def _wrong(job: dict[str, Any], field: str, what: str) -> ScenarioResponseError:
+    value: Any = job
+    for part in field.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return ScenarioResponseError(
+        f"The API answered job {job.get('jobId')} with {field} of another type than {what}: "
+        f"{type(value).__name__} {str(value)[:40]!r}"
+    )
 
 
 def is_terminal(status: str) -> bool:

@@ -29,7 +29,7 @@ from airflow_kling.exceptions import (
     ScenarioNotFoundError,
     ScenarioTeamLimitError,
 )
-from airflow_kling.jobs.status import JobStatus, api_date, is_permanent_failure, job_cost
+from airflow_kling.jobs.status import JobStatus, api_date, checked_job, is_permanent_failure, job_cost
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -320,7 +320,7 @@ class SubmitOnce:
                     return self._adopt(job, intent, claimed)
                 self.log.warning("No job was created by the lost submission: submitting again")
                 continue
-            job = dict(response["job"])
+            job = checked_job(response.get("job"))
             raw_cost = response.get("creativeUnitsCost")
             cost = float(raw_cost) if isinstance(raw_cost, int | float) else None
             submission = Submission(job, cost, intent.intent_at)

@@ -132,6 +132,9 @@ class ScenarioJobTrigger(BaseTrigger):
         hook = self._hook()
         watch = JobWatch(self.job_id, self.poll_interval, self.max_poll_interval, self.log, log_end=False)
         job: dict[str, Any] | None = None
+        # A payer's trigger knows its job ran (it was just submitted); a watcher hands a slot over only for a
+        # job it saw running, so a sensor of a job that had already ended frees no slot it never held.
+        saw_running = self.cancel_on_exit
         if self.first_poll_at is not None:
             left = self._seconds_left()
             wait = self.first_poll_at - time.time()
@@ -154,9 +157,11 @@ class ScenarioJobTrigger(BaseTrigger):
                     return
             if delay is None:
                 assert job is not None
-                job_ended()  # its slot goes to a submission waiting in this triggerer
+                if saw_running and job.get("jobType", "custom") == "custom":  # the ceiling counts custom jobs
+                    job_ended()  # its slot goes to a submission waiting in this triggerer
                 yield TriggerEvent(job_event(job["status"], self.job_id, job, ending_message(job)))
                 return
+            saw_running = saw_running or job is not None  # seen, and not ended (it would have returned)
             left = self._seconds_left()
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
 

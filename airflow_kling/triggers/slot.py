@@ -28,6 +28,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_kling.api.contract import MAX_TEAM_LIMIT
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
 from airflow_kling.jobs.polling import predicted_end_delay
 from airflow_kling.jobs.status import is_terminal
@@ -57,6 +58,9 @@ second task for it (which would only be refused)."""
 
 Clock = Callable[[], float]
 """Wall-clock time in epoch seconds (``time.time``; a test passes its own)."""
+WAKES_PER_LOOK = 10
+"""Waiters one look wakes at most, whatever the limit it was told (the next look, a second or more later, wakes
+more if the team still has room): a wrong limit never sends a crowd into the ceiling at once."""
 JobLister = Callable[[], Awaitable[list[dict[str, Any]]]]
 """Lists the team's newest jobs (:meth:`~airflow_kling.hooks.scenario_async.ScenarioAsyncHook.recent_jobs`)."""
 
@@ -229,7 +233,7 @@ class SlotBoard:
         ]
         look.at, look.running = now, running
         look.next_at = now + max(LOOK_MIN, min(ends, default=LOOK_MAX))
-        for _ in range(limit - len(running) - self._handed_now(conn_id)):
+        for _ in range(min(limit - len(running) - self._handed_now(conn_id), WAKES_PER_LOOK)):
             if not self.freed(conn_id):
                 break
 
@@ -365,7 +369,7 @@ class ScenarioSlotTrigger(BaseTrigger):
         self.scenario_conn_id = scenario_conn_id
         self.waiting_since = self.wake_at if waiting_since is None else float(waiting_since)
         self.not_before = None if not_before is None else float(not_before)
-        self.limit = None if limit is None else int(limit)
+        self.limit = None if limit is None else min(int(limit), MAX_TEAM_LIMIT)
         self.deadline = self.wake_at if deadline is None else float(deadline)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:

@@ -1,0 +1,140 @@
+"""An API that lies: answers of the wrong types, pages that never end, a team limit of a million. Each is met
+with a clear error naming the field, or a bound, against the emulator answering what a broken or hostile API
+would."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from airflow_kling.api.contract import MAX_TEAM_LIMIT, team_limit
+from airflow_kling.emulator import EmulatorServer
+from airflow_kling.exceptions import ScenarioResponseError
+from airflow_kling.hooks.scenario import ScenarioHook
+
+JOB = "job_lying"
+
+
+def job_answer(**fields: Any) -> dict[str, Any]:
+    return {"job": {"jobId": JOB, "status": "in-progress", "progress": 0.5, "metadata": {}, **fields}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"status": "success", "metadata": {"assetIds": "asset_abc"}}, "metadata.assetIds"),
+        ({"metadata": []}, "metadata"),
+        ({"progress": "50%"}, "progress"),
+        ({"metadata": {"assetIds": ["../../etc/passwd"]}}, "metadata.assetIds item"),
+        ({"status": 3}, "status"),
+    ],
+)
+def test_a_job_of_the_wrong_types_is_an_error_naming_the_field(
+    scenario_emulator: EmulatorServer, fields: dict[str, Any], field: str
+) -> None:
+    scenario_emulator.add_fault(f"^/v1/jobs/{JOB}$", status=200, body=job_answer(**fields))
+    with pytest.raises(ScenarioResponseError, match=field.replace(".", r"\.")):
+        ScenarioHook().get_job(JOB)
+
+
+def test_the_job_trigger_ends_with_an_error_event_naming_the_field(
+    scenario_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It crashed with a ValueError on ``progress: "50%"``; now its one event says what was wrong."""
+    from airflow_kling.hooks.scenario_async import close_shared_session
+    from airflow_kling.triggers.job import ScenarioJobTrigger
+
+    scenario_emulator.add_fault(f"^/v1/jobs/{JOB}$", status=200, body=job_answer(progress="50%"), times=10)
+
+    async def first_event() -> dict[str, Any]:
+        try:
+            trigger = ScenarioJobTrigger(JOB, poll_interval=0.1)
+            return dict((await asyncio.wait_for(anext(aiter(trigger.run())), 30)).payload)
+        finally:
+            await close_shared_session()
+
+    event = asyncio.run(first_event())
+    assert event["status"] == "error"
+    assert "progress of another type than a number from 0 to 1" in event["message"]
+
+
+def test_a_repeated_page_token_stops_the_listing(scenario_emulator: EmulatorServer) -> None:
+    scenario_emulator.add_fault(
+        "^/v1/jobs$", status=200, body={"jobs": [], "nextPaginationToken": "same"}, times=1000
+    )
+    with pytest.raises(ScenarioResponseError, match="nextPaginationToken it had already given"):
+        list(ScenarioHook().list_jobs())
+    assert len(scenario_emulator.store.requests("^/v1/jobs$")) == 2  # bounded: the token was seen again
+
+
+def test_a_listing_stops_at_its_page_cap(
+    scenario_emulator: EmulatorServer, inputs: dict[str, object]
+) -> None:
+    hook = ScenarioHook()
+    for text in ("one", "two", "three", "four"):
+        hook.run_model("model_kling-lip-sync", {**inputs, "text": text})
+    assert len(list(hook.list_jobs(page_size=1, max_pages=4))) == 4  # the last page carries no token
+    with pytest.raises(ScenarioResponseError, match="after 3 pages"):
+        list(hook.list_jobs(page_size=1, max_pages=3))
+
+
+def test_a_team_limit_of_a_million_is_read_as_one_page_of_jobs() -> None:
+    body = '{"details": {"actionName": "parallel-custom-jobs", "actionLimit": 1000000}}'
+    assert team_limit(body) == MAX_TEAM_LIMIT
+    assert team_limit('{"details": {"actionLimit": true}}') is None
+
+
+def test_a_look_wakes_a_bounded_number_of_waiters() -> None:
+    from airflow_kling.triggers.slot import WAKES_PER_LOOK, SlotBoard
+
+    board = SlotBoard(clock=lambda: 1000.0)
+
+    async def look() -> list[asyncio.Future[None]]:
+        waiters = [board.join("team", since=float(n)) for n in range(200)]
+
+        async def no_jobs() -> list[dict[str, Any]]:
+            return []
+
+        board.look_if_due("team", 1_000_000, no_jobs)
+        under_way = board.look_under_way("team")
+        assert under_way is not None
+        await under_way
+        return waiters
+
+    woken = [waiter.done() for waiter in asyncio.run(look())]
+    assert sum(woken) == WAKES_PER_LOOK
+    assert woken[:WAKES_PER_LOOK] == [True] * WAKES_PER_LOOK  # the longest waiters first
+
+
+def test_a_sensors_trigger_for_an_ended_job_hands_no_slot_over(
+    scenario_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a trigger that saw its job running (or that paid for it) hands its slot to a waiter."""
+    from airflow_kling.hooks.scenario_async import close_shared_session
+    from airflow_kling.triggers.job import ScenarioJobTrigger
+    from airflow_kling.triggers.slot import SLOTS
+    from tests.media_samples import submit_text_job
+
+    team = "scenario_watched"
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_WATCHED", scenario_emulator.connection_uri())
+    job = submit_text_job(scenario_emulator, seconds=0.2)
+    while scenario_emulator.store.job_state(scenario_emulator.store.job(job))[0] != "success":
+        time.sleep(0.1)
+
+    async def watch_then_pay() -> tuple[bool, bool]:
+        try:
+            waiter = SLOTS.join(team, since=0.0)
+            watched = ScenarioJobTrigger(job, team, poll_interval=0.1)
+            assert (await anext(aiter(watched.run()))).payload["status"] == "success"
+            after_watcher = waiter.done()
+            payer = ScenarioJobTrigger(job, team, poll_interval=0.1, cancel_on_exit=True)
+            assert (await anext(aiter(payer.run()))).payload["status"] == "success"
+            return after_watcher, waiter.done()
+        finally:
+            SLOTS.leave(team, waiter)
+            await close_shared_session()
+
+    assert asyncio.run(watch_then_pay()) == (False, True)
