@@ -136,3 +136,16 @@ def test_the_generic_operator_checks_literal_inputs_against_the_models_spec() ->
         )
     templated = ScenarioGenerateOperator(task_id="t", model_id="{{ params.model }}", inputs={"anything": 1})
     assert templated.inputs == {"anything": 1}  # a templated model: checked once rendered
+
+
+def test_a_literal_start_of_the_media_operator_is_checked_when_the_dag_is_parsed() -> None:
+    from airflow_kling.operators.media import KlingPrepareMediaOperator
+
+    with pytest.raises(
+        ScenarioValidationError, match=r"start must be a number of seconds, 0 or more, got -3"
+    ):
+        KlingPrepareMediaOperator(task_id="p", video="a.mp4", output_dir="out", start=-3)
+    templated = KlingPrepareMediaOperator(
+        task_id="p", video="a.mp4", output_dir="out", start="{{ params.s }}"
+    )
+    assert templated.start == "{{ params.s }}"  # checked once rendered

@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.models.kling_lipsync import KLING_LIPSYNC
+from airflow_kling.operators.base import is_literal
 from airflow_kling.operators.failures import invalid_input_fails_task
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ class KlingPrepareMediaOperator(BaseOperator):
         self.audio = audio
         self.output_dir = output_dir
         self.start = start
+        if is_literal(start) and start not in (None, ""):
+            checked_start(start)  # a literal mistake fails the DAG's import, naming start
         self.pad_short = pad_short
         self.storage_conn_id = storage_conn_id
         self._prepared: dict[str, Any] | None = None
@@ -100,7 +103,7 @@ class KlingPrepareMediaOperator(BaseOperator):
                     local_video,
                     Path(work) / video_name,
                     limits=self.video_limits,
-                    start=float(self.start),
+                    start=checked_start(self.start),
                     pad_short=self.pad_short,
                 )
             self._log_report("video", video_report.as_dict())
@@ -126,3 +129,17 @@ class KlingPrepareMediaOperator(BaseOperator):
 
     def _log_report(self, what: str, report: dict[str, Any]) -> None:
         self.log.info("Prepared %s %s: %s", what, report["source"], "; ".join(report["changes"]))
+
+
+def checked_start(value: Any) -> float:
+    """``start`` as seconds into the clip, 0 or more.
+
+    :raises ScenarioValidationError: naming ``start`` and what it must be.
+    """
+    try:
+        start = float(value)
+    except (TypeError, ValueError):
+        start = -1.0
+    if start < 0 or start != start or isinstance(value, bool):
+        raise ScenarioValidationError(f"start must be a number of seconds, 0 or more, got {value!r}")
+    return start
