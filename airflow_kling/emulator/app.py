@@ -99,6 +99,7 @@ async def _log_requests(request: web.Request, handler: Handler) -> web.StreamRes
         "query": dict(request.query),
         "at": time.time(),
         "authorization": "Authorization" in request.headers,
+        "via": request.headers.get("Via"),  # the proxies the request came through, if any
         "client_port": (request.transport.get_extra_info("peername") or ("", 0))[1]
         if request.transport
         else 0,

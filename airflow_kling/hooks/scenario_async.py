@@ -48,7 +48,8 @@ def shared_session() -> aiohttp.ClientSession:
 
     Every async hook (and so every trigger) in a loop shares it and its connection pool: a triggerer
     running thousands of jobs keeps a few keep-alive connections instead of a session per poll. It
-    carries no credentials; each API call adds its own ``Authorization`` header.
+    carries no credentials; each API call adds its own ``Authorization`` header. It honours the standard
+    proxy variables (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``), as the sync hook does.
     """
     import aiohttp
 
@@ -58,6 +59,7 @@ def shared_session() -> aiohttp.ClientSession:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=CONNECTION_POOL_LIMIT),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            trust_env=True,  # HTTP_PROXY, HTTPS_PROXY and NO_PROXY, as the sync hook's requests honours them
         )
         _sessions[loop] = session
     return session

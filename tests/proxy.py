@@ -1,0 +1,44 @@
+"""A real forward proxy on loopback: Debian's tinyproxy, started with a configuration of its own and stopped at
+the end. Every request it forwards carries its ``Via`` header, which the emulator's request log keeps."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.deployments import free_port
+
+VIA_NAME = "kling-test-proxy"
+
+
+@contextlib.contextmanager
+def tinyproxy(work: Path) -> Iterator[str]:
+    """A tinyproxy on a free loopback port, allowing loopback clients only; yields its URL."""
+    binary = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
+    port = free_port()
+    config = work / "tinyproxy.conf"
+    config.write_text(
+        "User nobody\nGroup nogroup\n"
+        f"Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\n"
+        f'ViaProxyName "{VIA_NAME}"\nLogLevel Info\nMaxClients 50\n'
+    )
+    log = (work / "tinyproxy.log").open("w")
+    process = subprocess.Popen([binary, "-d", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            assert process.poll() is None, (work / "tinyproxy.log").read_text()
+            assert time.monotonic() < deadline, "tinyproxy did not listen"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
