@@ -113,6 +113,10 @@ def test_no_signed_url_when_the_storage_host_cannot_be_reached(
         job_id = hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"]
         (output,) = output_assets(job_id)
         emulator.store.config.storage_origin = f"http://127.0.0.1:{closed_port()}"
+        # a storage host of one's own (not the API's origin) must be allowed to be fetched from at all
+        monkeypatch.setenv(
+            "AIRFLOW__KLING__STORAGE_HOSTS", emulator.store.config.storage_origin.removeprefix("http://")
+        )
         assert "signature=" in hook.get_asset(output)["url"]  # what must not leak
         texts = []
         with pytest.raises(ScenarioError) as upload_error:

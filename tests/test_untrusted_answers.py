@@ -12,7 +12,7 @@ import pytest
 
 from airflow_kling.api.contract import MAX_TEAM_LIMIT, team_limit
 from airflow_kling.emulator import EmulatorServer
-from airflow_kling.exceptions import ScenarioResponseError
+from airflow_kling.exceptions import ScenarioError, ScenarioResponseError
 from airflow_kling.hooks.scenario import ScenarioHook
 
 JOB = "job_lying"
@@ -138,3 +138,111 @@ def test_a_sensors_trigger_for_an_ended_job_hands_no_slot_over(
             await close_shared_session()
 
     assert asyncio.run(watch_then_pay()) == (False, True)
+
+
+class CountingServer:
+    """A loopback HTTP service that counts the connections it accepts (an internal service a hostile answer
+    might point at), answering each with ``answer``."""
+
+    def __init__(self, answer: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret") -> None:
+        import socket
+        import threading
+
+        self.answer = answer
+        self.accepted = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            with connection:
+                connection.recv(65536)
+                connection.sendall(self.answer)
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def archive_of_a_job(emulator: EmulatorServer, tmp_path: Any) -> Any:
+    """Archive a succeeded job's output into ``tmp_path / "archive"``: the call, to run once faults are set."""
+    from airflow_kling.files.archive import archive_assets
+    from airflow_kling.files.storage import storage_path
+    from tests.media_samples import output_assets, submit_text_job
+
+    (output,) = output_assets(submit_text_job(emulator, seconds=0.2))
+    return lambda: archive_assets(ScenarioHook(), [output], storage_path(tmp_path / "archive"))
+
+
+def test_a_signed_url_on_an_internal_service_is_not_fetched(
+    scenario_emulator: EmulatorServer, tmp_path: Any
+) -> None:
+    internal = CountingServer()
+    try:
+        archive = archive_of_a_job(scenario_emulator, tmp_path)
+        scenario_emulator.store.config.storage_origin = internal.origin  # the API now names files there
+        with pytest.raises(
+            ScenarioResponseError, match=r"only https is fetched from a host other than the API's own"
+        ):
+            archive()
+        assert internal.accepted == 0  # no request reached it
+        assert not any((tmp_path / "archive").rglob("*.mp4"))  # nothing written
+    finally:
+        internal.close()
+
+
+def test_a_file_hosts_redirect_is_not_followed(
+    scenario_emulator: EmulatorServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = CountingServer()
+    redirecting = CountingServer(
+        f"HTTP/1.1 302 Found\r\nLocation: {target.origin}/x\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+    try:
+        monkeypatch.setenv(
+            "AIRFLOW__KLING__STORAGE_HOSTS", f"127.0.0.1:{redirecting.port}"
+        )  # an allowed host
+        archive = archive_of_a_job(scenario_emulator, tmp_path)
+        scenario_emulator.store.config.storage_origin = redirecting.origin
+        with pytest.raises(ScenarioError, match="HTTP 302"):
+            archive()
+        assert redirecting.accepted >= 1
+        assert target.accepted == 0  # the redirect was not followed
+    finally:
+        target.close()
+        redirecting.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "addresses", "allowed"),
+    [
+        ("https://files.example/a.mp4?Signature=x", ["93.184.216.34"], True),
+        ("https://files.example/a.mp4?Signature=x", ["10.0.0.5"], False),
+        ("https://files.example/a.mp4", ["93.184.216.34", "169.254.169.254"], False),
+        ("https://files.example/a.mp4", ["::1"], False),
+        ("http://files.example/a.mp4", ["93.184.216.34"], False),
+        ("http://127.0.0.1:8089/_files/a.mp4", [], True),  # the API's own origin
+        ("file:///etc/passwd", [], False),
+    ],
+)
+def test_where_a_signed_url_may_point(url: str, addresses: list[str], allowed: bool) -> None:
+    """Checked on the addresses the name resolves to (a resolver injected: no network)."""
+    import socket
+
+    from airflow_kling.api.origins import checked_storage_url
+
+    def resolve(host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in addresses]
+
+    if allowed:
+        assert checked_storage_url(url, "http://127.0.0.1:8089/v1", resolve=resolve) == url
+    else:
+        with pytest.raises(ScenarioResponseError) as refused:
+            checked_storage_url(url, "http://127.0.0.1:8089/v1", resolve=resolve)
+        assert "Signature" not in str(refused.value)

@@ -23,6 +23,7 @@ from airflow_kling.api.contract import (
     api_path,
     decode_json,
 )
+from airflow_kling.api.origins import allowed_hosts_setting, checked_storage_url
 from airflow_kling.api.redaction import redact_http_library_logs
 from airflow_kling.api.retry import Attempts
 from airflow_kling.exceptions import ScenarioError, ScenarioNotFoundError, ScenarioResponseError
@@ -197,7 +198,9 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
     ) -> requests.Response:
         """Send a request, retrying what :mod:`airflow_kling.api.retry` says may be retried.
 
-        Used for API calls and for presigned storage URLs alike; only API calls add credentials.
+        Used for API calls and for presigned storage URLs alike; only API calls add credentials. A URL outside
+        the API's base URL is fetched only where :func:`~airflow_kling.api.origins.checked_storage_url` allows,
+        and its redirects are not followed.
 
         :param label: what logs and errors call the request (never a signed URL, which is a credential).
         :param make_kwargs: builds the ``requests`` arguments afresh for each attempt (a body stream must
@@ -205,6 +208,9 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
         :return: the last response: a success, an error another attempt would not change, or the last
             retryable error once ``max_retries`` are used up.
         """
+        to_api = url.startswith(f"{self.config.base_url}/")
+        if not to_api:  # a URL an API answer named (a signed file, a presigned part): only where it may be
+            checked_storage_url(url, self.config.base_url, allowed_hosts_setting())
         attempts = Attempts(method, label, submits_job, self.config.max_retries, where=self.config.where(url))
         while True:
             try:
@@ -213,6 +219,7 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
                     url,
                     timeout=(DEFAULT_CONNECT_TIMEOUT, self.config.timeout),
                     stream=stream,
+                    allow_redirects=to_api,  # a file host's redirect is not followed: no other origin
                     **make_kwargs(),
                 )
             except requests.exceptions.RequestException as exc:
