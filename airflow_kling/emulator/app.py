@@ -26,6 +26,7 @@ from airflow_kling.emulator.store import (
     Upload,
 )
 from airflow_kling.jobs.status import api_date, parse_api_date
+from airflow_kling.media.limits import VideoLimits
 from airflow_kling.models import known_specs
 from airflow_kling.models.schema import descriptor_inputs, input_problems
 
@@ -354,11 +355,14 @@ def validate_inputs(store: Store, spec: ModelSpec, inputs: Any) -> None:
         extension = "." + str(asset["file_name"]).rpartition(".")[2].lower()
         if extension not in limits.extensions:
             raise ApiError(400, f"{name} must be a {' or '.join(limits.extensions)} file, got {extension}")
+        if not isinstance(limits, VideoLimits):
+            continue
         for side in ("width", "height"):
             value = asset["properties"].get(side)
-            low, high = getattr(limits, "min_side", None), getattr(limits, "max_side", None)
-            if value is not None and low is not None and high is not None and not low <= value <= high:
-                raise ApiError(400, f"{name} {side} must be {low}-{high} px, got {value}")
+            if value is not None and not limits.min_side <= value <= limits.max_side:
+                raise ApiError(
+                    400, f"{name} {side} must be {limits.min_side}-{limits.max_side} px, got {value}"
+                )
 
 
 async def get_model(request: web.Request) -> web.Response:

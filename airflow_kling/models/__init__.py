@@ -9,6 +9,7 @@ module.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from importlib.metadata import entry_points
@@ -44,12 +45,19 @@ def _configured() -> list[str]:
     return [item for item in setting.split(",") if item.strip()]
 
 
+@functools.cache
+def _entry_point_paths() -> tuple[str, ...]:
+    """The specs installed packages declare: read once per process (scanning every distribution's metadata
+    costs milliseconds, and specs are looked up on DAG parse, on every submission and in every preview card)."""
+    return tuple(point.value for point in entry_points(group=ENTRY_POINT_GROUP))
+
+
 def known_specs() -> dict[str, ModelSpec]:
     """Every model spec the provider can find, by model id (built in, entry points, ``[kling] model_specs``).
 
     :raises ScenarioConfigError: a named spec cannot be imported, or is not a :class:`ModelSpec`.
     """
-    paths = [*BUILT_IN, *(point.value for point in entry_points(group=ENTRY_POINT_GROUP)), *_configured()]
+    paths = [*BUILT_IN, *_entry_point_paths(), *_configured()]
     for path in paths:
         if path not in _loaded:
             _loaded[path] = _load(path)

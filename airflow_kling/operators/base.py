@@ -10,7 +10,7 @@ from airflow_kling.hooks.connection import DEFAULT_CONN_ID
 if TYPE_CHECKING:
     from airflow_kling.hooks.scenario import ScenarioHook
 
-__all__ = ["DEFAULT_CONN_ID", "ScenarioHookMixin", "is_literal"]
+__all__ = ["DEFAULT_CONN_ID", "ScenarioHookMixin", "is_literal", "non_negative_number"]
 
 
 def is_literal(value: Any) -> bool:
@@ -35,3 +35,20 @@ class ScenarioHookMixin:
         from airflow_kling.hooks.scenario import ScenarioHook
 
         return ScenarioHook(self.scenario_conn_id, project_id=self.project_id)
+
+
+def non_negative_number(value: Any, name: str, unit: str) -> float:
+    """``value`` (a number, or a text a template rendered) as a float, 0 or more.
+
+    :param name: the argument, named in the error; ``unit``: what the number counts (``"seconds"``).
+    :raises ScenarioValidationError: naming ``name`` and what it must be.
+    """
+    from airflow_kling.exceptions import ScenarioValidationError
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number < 0 or number != number or isinstance(value, bool):
+        raise ScenarioValidationError(f"{name} must be a number of {unit}, 0 or more, got {value!r}")
+    return number

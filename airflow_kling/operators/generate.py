@@ -32,7 +32,7 @@ from airflow_kling.jobs.xcoms import (
     job_result,
 )
 from airflow_kling.observability import metrics
-from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin
+from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin, non_negative_number
 from airflow_kling.operators.failures import invalid_input_fails_task
 from airflow_kling.operators.links import ScenarioJobLink
 from airflow_kling.version_compat import AirflowFailException, conf
@@ -541,15 +541,7 @@ def check_spend_limit(value: Any) -> float | None:
     """
     if value in (None, "", "None"):
         return None
-    try:
-        limit = float(value)
-    except (TypeError, ValueError):
-        limit = -1.0
-    if limit < 0 or limit != limit or isinstance(value, bool):
-        raise ScenarioValidationError(
-            f"max_creative_units must be a number of creative units, 0 or more, got {value!r}"
-        )
-    return limit
+    return non_negative_number(value, "max_creative_units", "creative units")
 
 
 def _run_start(context: Context) -> float | None:

@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.models.kling_lipsync import KLING_LIPSYNC
-from airflow_kling.operators.base import is_literal
+from airflow_kling.operators.base import is_literal, non_negative_number
 from airflow_kling.operators.failures import invalid_input_fails_task
 
 if TYPE_CHECKING:
@@ -136,10 +136,4 @@ def checked_start(value: Any) -> float:
 
     :raises ScenarioValidationError: naming ``start`` and what it must be.
     """
-    try:
-        start = float(value)
-    except (TypeError, ValueError):
-        start = -1.0
-    if start < 0 or start != start or isinstance(value, bool):
-        raise ScenarioValidationError(f"start must be a number of seconds, 0 or more, got {value!r}")
-    return start
+    return non_negative_number(value, "start", "seconds")
