@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -164,8 +165,9 @@ def standalone(
     env: dict[str, str] | None = None,
     dag_files: Sequence[Path] = (),
 ) -> Iterator[Deployment]:
-    """``airflow standalone`` (scheduler, dag-processor, triggerer, api-server, LocalExecutor, SQLite) on
-    loopback with the example DAGs and the test DAGs, ``scenario_default`` pointing at ``connection_uri``,
+    """``airflow standalone`` (scheduler, dag-processor, triggerer, api-server, LocalExecutor) on a
+    PostgreSQL of its own (SQLite's one writer answers a REST write "Database error" under a batch's load),
+    on loopback with the example DAGs and the test DAGs, ``scenario_default`` pointing at ``connection_uri``,
     logged in as ``admin``; every process it started is stopped at the end.
 
     :param users: the simple auth manager's users, name to role (``admin`` is always an admin); each
@@ -182,55 +184,66 @@ def standalone(
     (home / "simple_auth_manager_passwords.json.generated").write_text(
         json.dumps({name: name for name in roles})
     )
-    port = free_port()
-    bin_dir = str(Path(sys.executable).parent)
-    settings = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone starts its parts as `airflow`
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        # Airflow 3.1's scheduler can fail a deferred task whose trigger fires within seconds ("finished with
-        # state success, but the task instance's state attribute is queued"); its retry adopts the job.
-        "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "5",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
-            f"{name}:{role}" for name, role in roles.items()
-        ),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW_CONN_SCENARIO_DEFAULT": connection_uri,
-        **(env or {}),
-    }
-    log = tmp_path / "standalone.log"
-    airflow = str(Path(bin_dir) / "airflow")
-    if "AIRFLOW__CORE__AUTH_MANAGER" in settings:
-        # `airflow standalone` forces the simple auth manager: start its components one by one instead.
-        subprocess.run([airflow, "db", "migrate"], env=settings, check=True, capture_output=True, timeout=300)
-        commands = [[airflow, part] for part in ("api-server", "scheduler", "dag-processor", "triggerer")]
-    else:
-        commands = [[airflow, "standalone"]]
-    processes = []
-    with log.open("ab") as output:
-        for command in commands:
-            processes.append(
-                subprocess.Popen(
-                    command, env=settings, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-                )
-            )
+    from tests.components import start_postgres
+
+    database_root = Path(tempfile.mkdtemp(prefix="kling-postgres-"))  # pytest's tmp is closed to `nobody`
+    postgres, database_port = start_postgres(database_root, tmp_path / "postgres.log")
     try:
-        deployment = Deployment(f"http://127.0.0.1:{port}", home, log)
-        deployment.login()
-        yield deployment
+        port = free_port()
+        bin_dir = str(Path(sys.executable).parent)
+        settings = {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone starts its parts as `airflow`
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://airflow@127.0.0.1:{database_port}/airflow",
+            # Airflow 3.1's scheduler can fail a deferred task whose trigger fires within seconds ("finished with
+            # state success, but the task instance's state attribute is queued"); its retry adopts the job.
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "5",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                f"{name}:{role}" for name, role in roles.items()
+            ),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW_CONN_SCENARIO_DEFAULT": connection_uri,
+            **(env or {}),
+        }
+        log = tmp_path / "standalone.log"
+        airflow = str(Path(bin_dir) / "airflow")
+        if "AIRFLOW__CORE__AUTH_MANAGER" in settings:
+            # `airflow standalone` forces the simple auth manager: start its components one by one instead.
+            subprocess.run(
+                [airflow, "db", "migrate"], env=settings, check=True, capture_output=True, timeout=300
+            )
+            commands = [[airflow, part] for part in ("api-server", "scheduler", "dag-processor", "triggerer")]
+        else:
+            commands = [[airflow, "standalone"]]
+        processes = []
+        with log.open("ab") as output:
+            for command in commands:
+                processes.append(
+                    subprocess.Popen(
+                        command, env=settings, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                )
+        try:
+            deployment = Deployment(f"http://127.0.0.1:{port}", home, log)
+            deployment.login()
+            yield deployment
+        finally:
+            for process in processes:
+                stop_process_tree(process.pid)
     finally:
-        for process in processes:
-            stop_process_tree(process.pid)
+        postgres.stop()
+        shutil.rmtree(database_root, ignore_errors=True)
 
 
 def stop_process_tree(pid: int) -> None:
