@@ -42,6 +42,27 @@ def airflow_home() -> Path:
     return prepare_airflow_home()
 
 
+@pytest.fixture(scope="module")
+def example_home(airflow_home: Path) -> Path:
+    """The tests' AIRFLOW_HOME with the example DAGs serialized beside the test DAGs, and the examples' pool
+    (``kling_lipsync``, 2 slots)."""
+    import shutil
+    import subprocess
+
+    from tests.airflow_runs import airflow_bin
+
+    for dag_file in (Path(__file__).parent.parent / "dags").glob("*.py"):
+        shutil.copy(dag_file, airflow_home / "dags" / dag_file.name)
+    subprocess.run([airflow_bin(), "dags", "reserialize"], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [airflow_bin(), "pools", "set", "kling_lipsync", "2", "Scenario parallel jobs", "--include-deferred"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return airflow_home
+
+
 @pytest.fixture
 def hook(scenario_emulator: EmulatorServer) -> ScenarioHook:
     """A sync hook on ``scenario_default``, which points at the test's emulator."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from airflow_kling.emulator import EmulatorServer
-from tests.airflow_runs import airflow_bin, dags_test, prepare_airflow_home
+from tests.airflow_runs import dags_test
 
 DAGS = Path(__file__).parent.parent / "dags"
 EXAMPLE_FILES = {
@@ -66,21 +65,6 @@ def test_dag_files_import_without_heavy_modules(dag_file: str) -> None:
         [sys.executable, "-c", code, str(DAGS / dag_file)], capture_output=True, text=True, check=True
     )
     assert "HEAVY=\n" in result.stdout + "\n"  # none of them
-
-
-@pytest.fixture(scope="module")
-def example_home() -> Path:
-    home = prepare_airflow_home()
-    for dag_file in DAGS.glob("*.py"):
-        shutil.copy(dag_file, home / "dags" / dag_file.name)
-    subprocess.run([airflow_bin(), "dags", "reserialize"], check=True, capture_output=True, timeout=300)
-    subprocess.run(
-        [airflow_bin(), "pools", "set", "kling_lipsync", "2", "Scenario parallel jobs", "--include-deferred"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return home
 
 
 def test_pipeline_with_generated_samples(

@@ -1,15 +1,18 @@
-"""Behind a forward proxy: the standard proxy variables reach every HTTP path, the deferrable one included (its
-aiohttp session ignored them before), checked on the emulator's books by the proxy's ``Via`` header."""
+"""Behind a forward proxy: the standard proxy variables, or a proxy named in the connection, reach every HTTP
+path (uploads, the API in a worker and in the deferrable wait, the archive's download), checked on the emulator's
+books by the proxy's ``Via`` header."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
+from tests.airflow_runs import dags_test
 from tests.proxy import VIA_NAME, tinyproxy
 
 
@@ -62,3 +65,46 @@ def test_no_proxy_is_honoured_too(
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         assert poll_async(job_id) == job_id
     assert vias(scenario_emulator, f"^/v1/jobs/{job_id}$") == [None]
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def run_pipeline_through(emulator: EmulatorServer, destination: Path) -> None:
+    """The deferrable pipeline end to end; every request the emulator saw came through the test's proxy."""
+    emulator.store.reset()
+    run = dags_test("kling_lipsync_pipeline", {"destination": str(destination)})
+    assert set(run.states.values()) == {"success"}, run.output[-4000:]
+    assert "Pausing task as DEFERRED" in run.output  # the wait ran in the trigger, through the async hook
+    (job_id,) = emulator.store.jobs
+    assert (destination / job_id / "manifest.json").is_file()
+    seen = emulator.store.requests()
+    paths = {
+        entry["path"].split("/")[1] if entry["path"].startswith("/_") else entry["path"] for entry in seen
+    }
+    assert {"/v1/uploads", f"/v1/jobs/{job_id}", "_uploads", "_files"} <= paths, paths
+    direct = [f"{entry['method']} {entry['path']}" for entry in seen if VIA_NAME not in (entry["via"] or "")]
+    assert direct == [], f"requests that did not go through the proxy: {direct}"
+
+
+def test_a_deferrable_pipeline_goes_through_the_environments_proxy(
+    scenario_emulator: EmulatorServer, example_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with tinyproxy(tmp_path) as proxy:
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, proxy)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        run_pipeline_through(scenario_emulator, tmp_path / "archive")
+
+
+def test_a_deferrable_pipeline_goes_through_the_proxy_named_in_the_connection(
+    scenario_emulator: EmulatorServer, example_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (*PROXY_VARIABLES, "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with tinyproxy(tmp_path) as proxy:
+        connection = json.loads(scenario_emulator.connection_uri())
+        connection["extra"]["proxies"] = {"http": proxy}
+        monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(connection))
+        run_pipeline_through(scenario_emulator, tmp_path / "archive")

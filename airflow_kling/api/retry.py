@@ -69,6 +69,34 @@ def backoff_delay(retries_done: int, jitter: Callable[[], float] = random.random
     return base * (1 - 0.25 * jitter())
 
 
+def certificate_problem(error: BaseException) -> str | None:
+    """Why a TLS certificate was refused, when ``error`` (a ``requests`` or ``aiohttp`` error) comes from
+    one: OpenSSL's reason, such as ``unable to get local issuer certificate``; else ``None``. Looks through
+    the wrappers (``__cause__``, ``__context__``, ``reason``, ``certificate_error``, ``args``) at most 12 deep."""
+    import ssl
+
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending and len(seen) < 12:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        reason = getattr(current, "verify_message", None)  # aiohttp's wrapper is one too, but bare
+        if isinstance(current, ssl.SSLCertVerificationError) and isinstance(reason, str) and reason:
+            return f"certificate verify failed: {reason}"
+        pending.extend(
+            [
+                current.__cause__,
+                current.__context__,
+                getattr(current, "reason", None),
+                getattr(current, "certificate_error", None),
+                *current.args,
+            ]
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Step:
     """What to do after one attempt: return its answer, raise ``error``, or wait ``delay`` seconds and
@@ -124,8 +152,19 @@ class Attempts:
             return Step(final=True)
         return self._again(f"answered HTTP {status}", server_delay(headers))
 
-    def failed(self, error_name: str, *, request_sent: bool) -> Step:
-        """No answer: ``error_name`` is the transport error's class name (its text may hold a signed URL)."""
+    def failed(self, error_name: str, *, request_sent: bool, certificate: str | None = None) -> Step:
+        """No answer: ``error_name`` is the transport error's class name (its text may hold a signed URL);
+        ``certificate`` the reason a TLS certificate was refused (:func:`certificate_problem`), which no
+        retry changes: it fails at once, saying what to set."""
+        if certificate is not None:
+            return Step(
+                error=ScenarioTransportError(
+                    f"Scenario {self.method} {self.label}{f' to {self.where}' if self.where else ''} failed: "
+                    f"the server's TLS certificate was refused ({certificate}). Where the host, or a proxy "
+                    "that inspects TLS, presents a certificate of a private CA, name that CA's bundle (a PEM "
+                    "file) in the connection's extra field 'verify'; a client certificate goes in 'cert'."
+                )
+            )
         if request_sent and self.submits_job:
             return Step(error=self._ambiguous(error_name))
         if self.retries >= self.max_retries:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_kling.emulator.store import EmulatorConfig, Fault, FaultSource, Store
 
 if TYPE_CHECKING:
+    import ssl
+
     from airflow_kling.emulator.chaos import Chaos
 
 
@@ -27,12 +29,22 @@ class EmulatorServer:
     :param host: the address to bind; default ``127.0.0.1``.
     :param port: the port; default 0 (a free one).
     :param config: key, secret, job duration and URL lifetime (:class:`EmulatorConfig`).
+    :param tls: serve https with this server-side context (its certificate, and the client certificates it
+        asks for, if any); default none: plain http.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, config: EmulatorConfig | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: EmulatorConfig | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.config = config or EmulatorConfig()
+        self.tls = tls
         self._data_dir = Path(tempfile.mkdtemp(prefix="scenario-emulator-"))
         self.store = Store(self.config, self._data_dir)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -41,7 +53,7 @@ class EmulatorServer:
 
     @property
     def origin(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -118,7 +130,7 @@ class EmulatorServer:
             create_app(self.store), access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.tls)
         await site.start()
         self.port = int(runner.addresses[0][1])
         started.set()

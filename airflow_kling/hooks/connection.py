@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -43,6 +45,12 @@ class ScenarioConnectionConfig:
     :param timeout: seconds to wait for an answer; default 60.
     :param max_retries: retries after the first attempt for retryable failures; default 4.
     :param web_url: base of Scenario's web app, for links to jobs; default ``https://app.scenario.com``.
+    :param proxies: proxy URL by scheme of the request (``http``, ``https``, ``all``), for every request of
+        both hooks (API calls and file URLs); default none (the standard proxy variables apply).
+    :param verify: ``True`` (default) to check TLS certificates against the system's CAs, ``False`` not to,
+        or the path of a CA bundle (a PEM file or a directory of them) to check them against instead.
+    :param cert: a client certificate for TLS: the path of a PEM file holding certificate and key, or the
+        paths of both; default none.
     """
 
     conn_id: str
@@ -53,6 +61,9 @@ class ScenarioConnectionConfig:
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     web_url: str = DEFAULT_WEB_URL
+    proxies: Mapping[str, str] = field(default_factory=dict, repr=False)
+    verify: bool | str = True
+    cert: str | tuple[str, str] | None = None
 
     @cached_property
     def authorization(self) -> str:
@@ -74,6 +85,44 @@ class ScenarioConnectionConfig:
         host = parts.hostname or "?"
         port = f":{parts.port}" if parts.port else ""
         return f"{host}{port} (Airflow connection {self.conn_id!r})"
+
+    def proxy_for(self, url: str) -> str | None:
+        """The connection's proxy for ``url`` (by its scheme, else ``all``); ``None``: the environment's."""
+        return self.proxies.get(urlsplit(url).scheme) or self.proxies.get("all")
+
+    def requests_options(self) -> dict[str, Any]:
+        """``proxies``, ``verify`` and ``cert`` for each ``requests`` call: given with every request, so
+        that the connection wins over ``REQUESTS_CA_BUNDLE`` and the proxy variables, which ``requests``
+        would otherwise prefer to a session's own settings."""
+        options: dict[str, Any] = {"verify": self.verify}
+        if self.proxies:
+            options["proxies"] = dict(self.proxies)
+        if self.cert is not None:
+            options["cert"] = self.cert
+        return options
+
+    @cached_property
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """What ``aiohttp`` takes as ``ssl=``: ``True`` for the system's CAs and no client certificate,
+        ``False`` not to verify, else a context with the connection's CA bundle and client certificate."""
+        if self.verify is True and self.cert is None:
+            return True
+        if self.verify is False and self.cert is None:
+            return False
+        if isinstance(self.verify, str):
+            is_file = os.path.isfile(self.verify)
+            context = ssl.create_default_context(
+                cafile=self.verify if is_file else None, capath=None if is_file else self.verify
+            )
+        else:
+            context = ssl.create_default_context()
+            if self.verify is False:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+        if self.cert is not None:
+            certfile, keyfile = (self.cert, None) if isinstance(self.cert, str) else self.cert
+            context.load_cert_chain(certfile, keyfile)
+        return context
 
     def url(self, path: str) -> str:
         """The absolute URL of an API path such as ``/jobs/job_x``."""
@@ -119,6 +168,9 @@ class ScenarioConnectionConfig:
             timeout=_positive_float(extra.get("timeout"), DEFAULT_TIMEOUT, "timeout", conn_id),
             max_retries=_retries(extra.get("max_retries"), conn_id),
             web_url=(_optional_str(extra.get("web_url")) or _default_web_url(base_url)).rstrip("/"),
+            proxies=_proxies(extra, conn_id),
+            verify=_verify(extra.get("verify", extra.get("verify_ssl")), conn_id),
+            cert=_cert(extra.get("cert"), conn_id),
         )
 
 
@@ -175,6 +227,72 @@ def _positive_float(value: Any, default: float, name: str, conn_id: str) -> floa
             f"Connection {conn_id!r}: extra field {name!r} must be a positive number of seconds, got {value!r}"
         )
     return number
+
+
+PROXY_SCHEMES = ("http", "https", "all")
+"""The keys of the ``proxies`` extra: the scheme of the request a proxy carries (``all``: any)."""
+
+
+def _proxies(extra: Mapping[str, Any], conn_id: str) -> dict[str, str]:
+    """The ``proxies`` (or ``proxy``) extra: one proxy URL for every request, or an object of them by scheme.
+    Errors name the field, never its value (a proxy URL may hold a password, which is masked)."""
+    value = extra.get("proxies", extra.get("proxy"))
+    if value in (None, "", {}):
+        return {}
+    if isinstance(value, str):
+        value = {"all": value}
+    problem = f"Connection {conn_id!r}: extra field 'proxies' must be"
+    if not isinstance(value, Mapping) or not set(value) <= set(PROXY_SCHEMES):
+        raise ScenarioConfigError(
+            f"{problem} a proxy URL, or an object of proxy URLs by the scheme of the request "
+            f"({', '.join(PROXY_SCHEMES)})"
+        )
+    proxies: dict[str, str] = {}
+    for scheme, url in value.items():
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ScenarioConfigError(
+                f"{problem} http:// or https:// URLs with a host, such as http://proxy.example.com:3128 "
+                f"(the one for {scheme!r} is not)"
+            )
+        if parts.password:
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(parts.password)
+        proxies[scheme] = url
+    return proxies
+
+
+def _verify(value: Any, conn_id: str) -> bool | str:
+    """The ``verify`` extra: a boolean (or ``"true"`` / ``"false"``), or the path of a CA bundle that exists."""
+    if value is None or value == "" or isinstance(value, bool):
+        return value is not False
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, str) or not os.path.exists(value):
+        raise ScenarioConfigError(
+            f"Connection {conn_id!r}: extra field 'verify' must be true, false or the path of a CA bundle "
+            f"(a PEM file or a directory of them) that exists on this machine, got {value!r}"
+        )
+    return value
+
+
+def _cert(value: Any, conn_id: str) -> str | tuple[str, str] | None:
+    """The ``cert`` extra: the path of a PEM file with certificate and key, or a list of the two paths."""
+    if value in (None, ""):
+        return None
+    paths = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(paths, list | tuple)
+        or len(paths) not in (1, 2)
+        or not all(isinstance(path, str) and os.path.isfile(path) for path in paths)
+    ):
+        raise ScenarioConfigError(
+            f"Connection {conn_id!r}: extra field 'cert' must be the path of a PEM file holding a client "
+            f"certificate and its key, or a list of the certificate's path and the key's, each a file that "
+            f"exists on this machine, got {value!r}"
+        )
+    return paths[0] if len(paths) == 1 else (paths[0], paths[1])
 
 
 def _retries(value: Any, conn_id: str) -> int:

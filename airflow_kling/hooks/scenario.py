@@ -25,7 +25,7 @@ from airflow_kling.api.contract import (
 )
 from airflow_kling.api.origins import allowed_hosts_setting, checked_storage_url
 from airflow_kling.api.redaction import redact_http_library_logs
-from airflow_kling.api.retry import Attempts
+from airflow_kling.api.retry import Attempts, certificate_problem
 from airflow_kling.exceptions import ScenarioError, ScenarioNotFoundError, ScenarioResponseError
 from airflow_kling.hooks.connection import (
     DEFAULT_CONN_ID,
@@ -61,8 +61,10 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
 
     The connection's login is the API key and its password the API secret (sent as HTTP Basic auth);
     its host is the full base URL including ``/v1`` (default ``https://api.cloud.scenario.com/v1``).
-    Extra fields: ``project_id`` (sent as ``projectId``), ``timeout`` (seconds, default 60) and
-    ``max_retries`` (default 4). Without a key and secret on the connection, the environment variables
+    Extra fields: ``project_id`` (sent as ``projectId``), ``timeout`` (seconds, default 60),
+    ``max_retries`` (default 4), ``web_url`` (the job links' base), and for every request, file URLs
+    included: ``proxies`` (a proxy URL, or one by scheme), ``verify`` (``false``, or a CA bundle's path) and
+    ``cert`` (a client certificate's path, or certificate and key). Without a key and secret on the connection, the environment variables
     ``SCENARIO_SDK_API_KEY`` and ``SCENARIO_SDK_API_SECRET`` are used, as the official clients do.
 
     Connection errors, 408, 409, 429 and 5xx answers are retried with capped exponential backoff,
@@ -220,11 +222,15 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
                     timeout=(DEFAULT_CONNECT_TIMEOUT, self.config.timeout),
                     stream=stream,
                     allow_redirects=to_api,  # a file host's redirect is not followed: no other origin
+                    **self.config.requests_options(),
                     **make_kwargs(),
                 )
             except requests.exceptions.RequestException as exc:
                 # Only the class name goes on: the exception's text holds the URL, which may be signed.
-                step = attempts.failed(type(exc).__name__, request_sent=request_was_sent(exc))
+                refused = certificate_problem(exc) if isinstance(exc, requests.exceptions.SSLError) else None
+                step = attempts.failed(
+                    type(exc).__name__, request_sent=request_was_sent(exc), certificate=refused
+                )
             else:
                 step = attempts.answered(response.status_code, response.headers)
                 if step.final:

@@ -22,7 +22,7 @@ from airflow_kling.api.contract import (
     api_error,
     decode_json,
 )
-from airflow_kling.api.retry import Attempts
+from airflow_kling.api.retry import Attempts, certificate_problem
 from airflow_kling.hooks.connection import (
     DEFAULT_CONN_ID,
     DEFAULT_CONNECT_TIMEOUT,
@@ -180,13 +180,16 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
                     data=call.data,
                     headers=call.headers,
                     timeout=timeout,
+                    proxy=cfg.proxy_for(call.url),
+                    ssl=cfg.ssl_context,
                 ) as response:
                     status = response.status
                     content = await response.read()
                     response_headers = response.headers
             except (aiohttp.ClientError, TimeoutError) as exc:
                 sent = not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
-                step = attempts.failed(type(exc).__name__, request_sent=sent)
+                refused = certificate_problem(exc) if isinstance(exc, aiohttp.ClientSSLError) else None
+                step = attempts.failed(type(exc).__name__, request_sent=sent, certificate=refused)
             else:
                 step = attempts.answered(status, response_headers)
                 if step.final:
