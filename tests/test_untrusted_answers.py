@@ -246,3 +246,97 @@ def test_where_a_signed_url_may_point(url: str, addresses: list[str], allowed: b
         with pytest.raises(ScenarioResponseError) as refused:
             checked_storage_url(url, "http://127.0.0.1:8089/v1", resolve=resolve)
         assert "Signature" not in str(refused.value)
+
+
+MEMORY_PROBE = """
+import asyncio, json, resource, sys
+
+from airflow_kling.exceptions import ScenarioError
+from airflow_kling.hooks import scenario_async
+from airflow_kling.hooks.scenario import ScenarioHook
+
+
+def poll(job_id):
+    if sys.argv[1] == "sync":
+        return ScenarioHook().get_job(job_id)
+
+    async def go():
+        try:
+            return await scenario_async.ScenarioAsyncHook().get_job(job_id)
+        finally:
+            await scenario_async.close_shared_session()
+
+    return asyncio.run(go())
+
+
+def outcome(job_id):
+    try:
+        poll(job_id)
+        return "answered"
+    except ScenarioError as error:
+        return str(error)
+
+
+warm = outcome("job_missing")  # every module loaded, a connection made: what any poll costs
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+flooded = outcome("job_flood")
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"warm": warm, "flooded": flooded, "grew_kib": after - before}))
+"""
+
+
+@pytest.mark.parametrize("hook", ["sync", "async"])
+@pytest.mark.parametrize("action", ["flood", "flood-unsized"])
+def test_a_150_mb_answer_is_refused_with_memory_bounded(
+    scenario_emulator: EmulatorServer, hook: str, action: str
+) -> None:
+    """The issue's case: one 150 MB job answer took a process from 125 to 430 MiB. Now it is refused, whether
+    its size is declared or found while it streams, and the process's peak grows by less than 32 MiB."""
+    import json
+    import subprocess
+    import sys
+
+    scenario_emulator.add_fault("^/v1/jobs/job_flood$", action=action, size=150 * 1024 * 1024)
+    probe = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, hook], capture_output=True, text=True, timeout=300
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert "answered HTTP 404" in seen["warm"]
+    found = "declared 157286400 bytes" if action == "flood" else "sent more than 8388608 bytes"
+    assert seen["flooded"] == (
+        f"Scenario GET /jobs/job_flood answered with a body too large to read ({found}; an answer may hold "
+        "8 MiB): refused"
+    )
+    assert seen["grew_kib"] < 32 * 1024, seen
+    assert len(scenario_emulator.store.requests("^/v1/jobs/job_flood$")) == 1  # refused, not asked again
+
+
+@pytest.mark.parametrize(
+    ("size", "error"),
+    [
+        (1000, "Asset asset_\\w+: the file host sent more than its size, 1000 bytes"),
+        ("1000", "properties.size must be a whole number of bytes up to 2147483648, got '1000'"),
+        (-1, "properties.size must be a whole number of bytes up to 2147483648, got '-1'"),
+    ],
+)
+def test_a_file_longer_than_its_asset_says_is_cut_off(
+    scenario_emulator: EmulatorServer, tmp_path: Any, size: Any, error: str
+) -> None:
+    """A file is read no further than its asset's declared size (a hostile host could stream forever), and a
+    size of another shape is refused before any byte; nothing is left in the archive either way."""
+    from tests.media_samples import output_assets, submit_text_job
+
+    (output,) = output_assets(submit_text_job(scenario_emulator, seconds=0.2))
+    asset = ScenarioHook().get_asset(output)
+    assert asset["properties"]["size"] > 1000
+    asset["properties"]["size"] = size
+    scenario_emulator.add_fault(
+        f"^/v1/assets/{output}$", method="GET", status=200, body={"asset": asset}, times=9
+    )
+    from airflow_kling.files.archive import archive_assets
+    from airflow_kling.files.storage import storage_path
+
+    with pytest.raises(ScenarioError, match=error):
+        archive_assets(ScenarioHook(), [output], storage_path(tmp_path / "archive"))
+    assert [path for path in (tmp_path / "archive").rglob("*") if path.is_file()] == []

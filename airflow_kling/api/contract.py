@@ -14,12 +14,64 @@ from airflow_kling.exceptions import (
     ScenarioAuthError,
     ScenarioConfigError,
     ScenarioNotFoundError,
+    ScenarioResponseError,
     ScenarioTeamLimitError,
 )
 
 USER_AGENT = "airflow-provider-kling"
 MESSAGE_LIMIT = 500
 """Characters of an error body kept in an exception message."""
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+"""Bytes a successful API answer may hold (a page of 100 jobs is well under 1 MiB); a longer one is refused."""
+ERROR_BODY_BYTES = 64 * 1024
+"""Bytes of an error answer read at most: only its message is used."""
+READ_CHUNK = 64 * 1024
+"""Bytes an answer is read by."""
+
+
+class AnswerBody:
+    """An API answer's body, collected within bounds whether its size is declared or found while streaming:
+    a success larger than :data:`MAX_ANSWER_BYTES` is refused, an error's body is cut at
+    :data:`ERROR_BODY_BYTES`. Both hooks read through it, chunk by chunk.
+
+    :param content_length: the answer's ``Content-Length`` header, if any.
+    :raises ScenarioResponseError: a success that declares more than the limit.
+    """
+
+    def __init__(self, status: int, method: str, path: str, content_length: str | None) -> None:
+        self.success = 200 <= status < 300
+        self.limit = MAX_ANSWER_BYTES if self.success else ERROR_BODY_BYTES
+        self.what = f"Scenario {method} {path}"
+        self.parts: list[bytes] = []
+        self.size = 0
+        declared = int(content_length) if content_length and content_length.strip().isdigit() else None
+        if self.success and declared is not None and declared > self.limit:
+            raise self._too_large(f"declared {declared} bytes")
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; ``False`` once no more is wanted (an error's body is cut, nothing is refused).
+
+        :raises ScenarioResponseError: a success that grew past the limit.
+        """
+        room = self.limit - self.size
+        if len(chunk) > room:
+            if self.success:
+                raise self._too_large(f"sent more than {self.limit} bytes")
+            self.parts.append(chunk[:room])
+            self.size = self.limit
+            return False
+        self.parts.append(chunk)
+        self.size += len(chunk)
+        return True
+
+    def content(self) -> bytes:
+        return b"".join(self.parts)
+
+    def _too_large(self, found: str) -> ScenarioResponseError:
+        return ScenarioResponseError(
+            f"{self.what} answered with a body too large to read ({found}; an answer may hold "
+            f"{self.limit // (1024 * 1024)} MiB): refused"
+        )
 
 
 def api_path(template: str, *ids: str) -> str:

@@ -142,11 +142,31 @@ async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamRe
     if fault.action == "truncate":
         request[TRUNCATE_KEY] = True
         return await handler(request)
+    if fault.action in ("flood", "flood-unsized"):
+        return await _flood(request, fault.size, declared=fault.action == "flood")
     if fault.status is None:
         return await handler(request)
     if fault.body is not None:
         return web.json_response(fault.body, status=fault.status, headers=fault.headers)
     return _error(fault.status, f"Injected fault: HTTP {fault.status}", fault.headers)
+
+
+async def _flood(request: web.Request, size: int, *, declared: bool) -> web.StreamResponse:
+    """A 200 with a JSON object of ``size`` bytes, sent a chunk at a time (the emulator holds one chunk)."""
+    head, tail = b'{"job": {"jobId": "job_flood", "padding": "', b'"}}'
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    if declared:
+        response.content_length = size
+    await response.prepare(request)
+    chunk = b"x" * 65536
+    await response.write(head)
+    left = max(0, size - len(head) - len(tail))
+    while left > 0:
+        await response.write(chunk[: min(left, len(chunk))])
+        left -= len(chunk)
+    await response.write(tail)
+    await response.write_eof()
+    return response
 
 
 async def _after_effect(request: web.Request, handler: Handler, fault: Fault) -> web.StreamResponse:

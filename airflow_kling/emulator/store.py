@@ -139,7 +139,9 @@ class Fault:
     :param action: ``respond`` (default), ``drop`` (close the connection with no answer),
         ``truncate`` (file downloads: send half the body, then close) or ``hold`` (a gateway's queue: the
         request reaches the API ``delay`` seconds late, and never if the client gave up meanwhile; with
-        ``respond``, a delayed request is the API's, and takes effect late whatever the client does).
+        ``respond``, a delayed request is the API's, and takes effect late whatever the client does),
+        ``flood`` (a 200 whose JSON body is ``size`` bytes long, declared in ``Content-Length``) or
+        ``flood-unsized`` (the same streamed with no length declared), sent a chunk at a time.
     :param after: apply the fault *after* the request took effect (a job is created, an upload completed):
         the lost answer of a gateway that timed out in front of a busy backend; default ``False`` (the
         request is refused before any work).
@@ -154,6 +156,8 @@ class Fault:
     delay: float = 0.0
     action: str = "respond"
     after: bool = False
+    size: int = 0
+    """Bytes of a ``flood``'s body."""
 
 
 class FaultSource(Protocol):

@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 import requests
 
 from airflow_kling.api.retry import backoff_delay
-from airflow_kling.exceptions import ScenarioDownloadError, ScenarioError
+from airflow_kling.exceptions import ScenarioDownloadError, ScenarioError, ScenarioResponseError
 from airflow_kling.files.storage import abandon
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ WRITE_QUEUE = 64
 MAX_ATTEMPTS = 6
 """Attempts at one file in all (expired URLs, connections lost mid-body); each attempt's request is itself
 retried on connection errors, 429 and 5xx by the hook."""
+MAX_FILE_BYTES = 2 * 1024**3
+"""Bytes a file whose asset declares no size may hold (2 GiB); a declared size is a bound of its own."""
 EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
 """What a file host answers for a signed URL that expired or was revoked: ask the API for a new one."""
 
@@ -54,7 +56,8 @@ def download_asset(
     :raises ScenarioDownloadError: the file could not be fetched completely and verified.
     """
     asset_id = str(asset["id"])
-    expected = (asset.get("properties") or {}).get("size")
+    expected = _declared_size(asset_id, asset)
+    most = expected if expected is not None else MAX_FILE_BYTES
     url = str(asset["url"])
     writer = _HashingWriter(open_sink())
     try:
@@ -75,6 +78,11 @@ def download_asset(
                 lost: str | None = None
                 try:
                     for chunk in response.iter_content(CHUNK):
+                        if writer.size + len(chunk) > most:  # stopped before the excess is written
+                            raise ScenarioDownloadError(
+                                f"Asset {asset_id}: the file host sent more than "
+                                f"{'its size, ' if expected is not None else 'the limit of '}{most} bytes"
+                            )
                         writer.write(chunk)
                 except requests.RequestException as error:
                     lost = type(error).__name__
@@ -82,11 +90,9 @@ def download_asset(
             if lost is not None:
                 _pause(hook, asset_id, attempt, f"connection lost after {received} bytes ({lost})")
                 continue
-            if expected is None or received == int(expected):
+            if expected is None or received == expected:
                 writer.finish()
                 return Downloaded(received, writer.digest.hexdigest()), writer.sink
-            if received > int(expected):
-                raise ScenarioDownloadError(f"Asset {asset_id}: got {received} bytes, its size is {expected}")
             _pause(hook, asset_id, attempt, f"body ended after {received} of {expected} bytes")
         raise ScenarioDownloadError(
             f"Asset {asset_id}: not downloaded completely after {MAX_ATTEMPTS} attempts "
@@ -96,6 +102,20 @@ def download_asset(
         writer.stop()
         abandon(writer.sink)
         raise
+
+
+def _declared_size(asset_id: str, asset: dict[str, Any]) -> int | None:
+    """The asset's ``properties.size``: a whole number of bytes up to :data:`MAX_FILE_BYTES`, or none."""
+    properties = asset.get("properties")
+    size = properties.get("size") if isinstance(properties, dict) else None
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_BYTES:
+        raise ScenarioResponseError(
+            f"Asset {asset_id}: properties.size must be a whole number of bytes up to {MAX_FILE_BYTES}, "
+            f"got {str(size)[:40]!r}"
+        )
+    return size
 
 
 def open_asset_file(

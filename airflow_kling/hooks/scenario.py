@@ -16,7 +16,9 @@ from airflow_kling.api.contract import (
     GET_ASSET,
     GET_JOB,
     GET_MODEL,
+    READ_CHUNK,
     USER_AGENT,
+    AnswerBody,
     ObjectCall,
     api_call,
     api_error,
@@ -207,8 +209,11 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
         :param label: what logs and errors call the request (never a signed URL, which is a credential).
         :param make_kwargs: builds the ``requests`` arguments afresh for each attempt (a body stream must
             restart from its beginning).
+        :param stream: leave the body to the caller (a file); otherwise it is read here, a success of more
+            than :data:`~airflow_kling.api.contract.MAX_ANSWER_BYTES` refused and an error's cut.
         :return: the last response: a success, an error another attempt would not change, or the last
             retryable error once ``max_retries`` are used up.
+        :raises ScenarioResponseError: an answer too large to read.
         """
         to_api = url.startswith(f"{self.config.base_url}/")
         if not to_api:  # a URL an API answer named (a signed file, a presigned part): only where it may be
@@ -220,11 +225,13 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
                     method,
                     url,
                     timeout=(DEFAULT_CONNECT_TIMEOUT, self.config.timeout),
-                    stream=stream,
+                    stream=True,  # read here within bounds, unless the caller streams it
                     allow_redirects=to_api,  # a file host's redirect is not followed: no other origin
                     **self.config.requests_options(),
                     **make_kwargs(),
                 )
+                if not stream:
+                    _read_bounded(response, method, label)
             except requests.exceptions.RequestException as exc:
                 # Only the class name goes on: the exception's text holds the URL, which may be signed.
                 refused = certificate_problem(exc) if isinstance(exc, requests.exceptions.SSLError) else None
@@ -495,6 +502,22 @@ def _connection_type() -> dict[str, Any]:
     from airflow_kling import get_provider_info
 
     return dict(get_provider_info()["connection-types"][0])
+
+
+def _read_bounded(response: requests.Response, method: str, label: str) -> None:
+    """Read a response's body as :class:`~airflow_kling.api.contract.AnswerBody` bounds it, into
+    ``response.content`` (as ``requests`` itself fills it); the connection is dropped when the body is cut or
+    refused, so that its rest is never read."""
+    try:
+        answer = AnswerBody(response.status_code, method, label, response.headers.get("Content-Length"))
+        for chunk in response.iter_content(READ_CHUNK):
+            if not answer.add(chunk):
+                response.close()
+                break
+    except ScenarioResponseError:
+        response.close()
+        raise
+    response._content = answer.content()
 
 
 def request_was_sent(exc: requests.exceptions.RequestException) -> bool:

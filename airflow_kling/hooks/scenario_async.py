@@ -16,7 +16,9 @@ from airflow_kling.api.contract import (
     CANCEL_JOB,
     GET_ASSET,
     GET_JOB,
+    READ_CHUNK,
     USER_AGENT,
+    AnswerBody,
     ObjectCall,
     api_call,
     api_error,
@@ -184,7 +186,11 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
                     ssl=cfg.ssl_context,
                 ) as response:
                     status = response.status
-                    content = await response.read()
+                    answer = AnswerBody(status, method, path, response.headers.get("Content-Length"))
+                    async for chunk in response.content.iter_chunked(READ_CHUNK):
+                        if not answer.add(chunk):
+                            break
+                    content = answer.content()
                     response_headers = response.headers
             except (aiohttp.ClientError, TimeoutError) as exc:
                 sent = not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
