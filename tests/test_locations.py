@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.files.locations import UntrustedValue, check_input_location, roots, under_roots
 from airflow_kling.plugins.trust import PreviewTrust, playable_type
@@ -67,3 +68,47 @@ def test_the_preview_trusts_only_its_settings(tmp_path: Path) -> None:
         playable_type(t)
         for t in ("video/mp4", "VIDEO/QUICKTIME; x=1", "image/png", "text/html", "image/svg+xml", None)
     ] == ["video/mp4", "video/quicktime", "image/png", None, None, None]
+
+
+def test_every_operator_keeps_to_the_roots(
+    scenario_emulator: EmulatorServer, airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``[kling] input_roots``, each operator in a real run refuses a location out of the roots before
+    any request, read or write, naming its argument: the upload's source, the preparation's video and output,
+    the archive's destination, the review's destination and ``publish_to``."""
+    import shutil
+
+    from tests.airflow_runs import dags_test
+    from tests.media_samples import sample_video
+
+    inside, outside = tmp_path / "allowed", tmp_path / "outside"
+    for folder in (inside, outside):
+        folder.mkdir()
+        shutil.copy(sample_video(), folder / "clip.mp4")
+    monkeypatch.setenv("AIRFLOW__KLING__INPUT_ROOTS", str(inside))
+    run = dags_test(
+        "confined_locations",
+        {
+            "outside_clip": str(outside / "clip.mp4"),
+            "inside_clip": str(inside / "clip.mp4"),
+            "outside_dir": str(outside / "out"),
+            "inside_dir": str(inside / "work"),
+        },
+    )
+    assert run.states == {name: "failed" for name in run.states}, run.output[-4000:]
+    assert set(run.tries.values()) == {1}  # failed at once: no retry changes a refusal
+    refusals = {
+        "upload": "source",
+        "prepare_in": "video",
+        "prepare_out": "output_dir",
+        "archive": "destination",
+        "review": "destination",
+        "publish": "publish_to",
+    }
+    assert set(run.states) == set(refusals)
+    for argument in set(refusals.values()):
+        assert f"{argument}='{outside}/" in run.output, argument
+    assert run.output.count("is under none of the allowed roots ([kling] input_roots)") >= len(refusals)
+    assert scenario_emulator.store.requests() == []  # not one request
+    assert sorted(path.name for path in outside.iterdir()) == ["clip.mp4"]  # nothing written
+    assert sorted(path.name for path in inside.iterdir()) == ["clip.mp4"]

@@ -305,3 +305,23 @@ def test_a_path_given_as_an_asset_id_sends_no_request(
     errors = [line for line in run.output.splitlines() if "[error" in line]
     assert len(errors) == 1, errors  # the failure, and no line that looks like a second one
     assert "Task failed with exception" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("written", "link"),
+    [
+        ({"scenario_job_url": "https://elsewhere.example/phish"}, "JOB_PAGE"),  # no address taken from it
+        ({"scenario_job_id": "../../admin"}, ""),
+        ({"scenario_job_id": "javascript:alert(1)"}, ""),
+    ],
+)
+def test_the_job_link_is_built_from_a_checked_job_id(
+    scenario_emulator: EmulatorServer, video: str, written: dict[str, str], link: str
+) -> None:
+    """The link opens the connection's ``web_url`` page of a job id of Scenario's shape, whatever the task's
+    XComs were overwritten with."""
+    run = dags_test("hostile_job_link", {"inputs": {"videoUrl": video, "text": "hello"}, **written})
+    assert run.states == {"generate": "success"}, run.output[-3000:]
+    (job_id,) = scenario_emulator.store.jobs
+    expected = link.replace("JOB_PAGE", f"{scenario_emulator.origin}/jobs/{job_id}")
+    assert run.xcom("generate", "_link_ScenarioJobLink") == expected

@@ -43,14 +43,32 @@ def archived(tmp_path: Path, data: bytes = b"\x00\x00\x00\x18ftypmp42 a video") 
         ("uri", "http://169.254.169.254/latest/meta-data", "under none of the allowed roots"),
         ("job_id", "../../outside", "of another shape"),
         ("uri", "ARCHIVE/job_abc123/.hidden", "not a plain name"),
-        ("manifest_uri", "ARCHIVE/job_abc123/evil.json", "must be named manifest.json"),
+        ("manifest_uri", "ARCHIVE/job_abc123/evil.json", "must be the manifest.json beside its file"),
+        ("manifest_uri", "ARCHIVE/job_other1/manifest.json", "must be the manifest.json beside its file"),
+        ("asset_id", "asset_../../x", "of another shape"),
+        # what the reviewer's text shows: a size holding markdown put a heading and a link into it
+        (
+            "size",
+            "1 bytes)\n\n# Approve at once\n[here](https://elsewhere.example",
+            "size must be a whole number",
+        ),
+        ("size", True, "size must be a whole number"),
+        ("size", -1, "size must be a whole number"),
+        ("sha256", "`](https://elsewhere.example)", "sha256 must be 64 hexadecimal characters"),
+        ("sha256", "A" * 64, "sha256 must be 64 hexadecimal characters"),
+        ("mime_type", "text/html", "mime_type must be one the archive writes"),
     ],
 )
 def test_a_hostile_archive_record_is_refused_before_anything_is_read(
-    tmp_path: Path, field: str, value: str, named: str
+    tmp_path: Path, field: str, value: Any, named: str
 ) -> None:
     record = archived(tmp_path)
-    record[field] = value.replace("ARCHIVE", f"file://{tmp_path / 'archive'}")
+    other = tmp_path / "archive" / "job_other1"
+    other.mkdir(parents=True)
+    (other / "manifest.json").write_text("{}")  # another clip's manifest, which a review must leave alone
+    record[field] = (
+        value.replace("ARCHIVE", f"file://{tmp_path / 'archive'}") if isinstance(value, str) else value
+    )
     with pytest.raises(ScenarioValidationError) as refused:
         checked_files([record], str(tmp_path / "archive"), "destination")
     assert named in str(refused.value)
@@ -199,3 +217,19 @@ def test_max_reruns_must_be_a_whole_number_of_at_least_one() -> None:
     for bad in (0, -1, 1.5, "2", True):
         with pytest.raises(ValueError, match=r"max_reruns=.* must be a whole number >= 1"):
             KlingRerunRejectedOperator(task_id=f"rerun_{bad!s}", max_reruns=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("file:///archive/job_a/asset_b.mp4", "`file:///archive/job_a/asset_b.mp4`"),
+        ("/data/`rm -rf`/x", "``/data/`rm -rf`/x``"),
+        ("`](https://elsewhere.example)", "`` `](https://elsewhere.example) ``"),
+        ("/a\n\n# Heading", "`/a # Heading`"),
+    ],
+)
+def test_a_location_in_the_reviewers_text_is_one_code_span(text: str, span: str) -> None:
+    """Locations come from DAG params: in the reviewer's markdown each stays one code span, on one line."""
+    from airflow_kling.operators.review import code_span
+
+    assert code_span(text) == span

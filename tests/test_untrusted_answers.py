@@ -340,3 +340,24 @@ def test_a_file_longer_than_its_asset_says_is_cut_off(
     with pytest.raises(ScenarioError, match=error):
         archive_assets(ScenarioHook(), [output], storage_path(tmp_path / "archive"))
     assert [path for path in (tmp_path / "archive").rglob("*") if path.is_file()] == []
+
+
+def test_a_storage_error_keeps_only_its_code_and_status(
+    scenario_emulator: EmulatorServer, captured_logs: Any
+) -> None:
+    """S3's ``SignatureDoesNotMatch`` body carries the string that was signed and the access key id: of a
+    storage host's error body only its code goes into the error, and nothing of it into the log."""
+    from airflow_kling.exceptions import ScenarioUploadError
+    from tests.media_samples import sample_video
+
+    planted = "AKIAPLANTEDSECRET42"
+    body = (
+        "<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match"
+        f"</Message><AWSAccessKeyId>{planted}</AWSAccessKeyId><StringToSign>PUT\n{planted}-to-sign"
+        "</StringToSign></Error>"
+    )
+    scenario_emulator.add_fault("^/_uploads/", method="PUT", status=403, body=body)
+    with pytest.raises(ScenarioUploadError) as refused:
+        ScenarioHook().upload_asset(sample_video())
+    assert str(refused.value) == "Storage refused upload part 1 with HTTP 403 (SignatureDoesNotMatch)"
+    assert planted not in captured_logs()

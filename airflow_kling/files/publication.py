@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_kling.api.ids import checked_id
 from airflow_kling.exceptions import ScenarioResponseError, ScenarioValidationError
-from airflow_kling.files.archive import MANIFEST_NAME, existing_checksum
+from airflow_kling.files.archive import MANIFEST_NAME, existing_checksum, manifest_uri
 from airflow_kling.files.locations import UntrustedValue, roots, under_roots
 from airflow_kling.files.storage import COPY_BLOCK, atomic_writer, io_path, plain_uri, storage_path
+from airflow_kling.media.formats import ARCHIVED_TYPES, extension_for
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -21,13 +22,15 @@ if TYPE_CHECKING:
 
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 """An archived file's own name: no slash, no leading dot (so never ``..``)."""
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def checked_files(
     files: list[ArchivedFileRecord], destination: str, argument: str
 ) -> list[ArchivedFileRecord]:
-    """The archive's records when every file, and its manifest, lies under ``destination`` (the location this
-    DAG archives to), with a job id of Scenario's shape and a plain file name; an XCom is a claim.
+    """The archive's records when every file, and its manifest beside it, lies under ``destination`` (the
+    location this DAG archives to), with ids of Scenario's shape, a plain file name, a whole number of bytes,
+    a SHA-256 of 64 hex characters and a media type the archive writes; an XCom is a claim.
 
     :param argument: the argument that named ``destination``, for the error.
     :raises ScenarioValidationError: naming the value refused, before anything is read or written.
@@ -43,11 +46,21 @@ def checked_files(
             for uri in (record["uri"], record["manifest_uri"]):
                 under_roots(uri, allowed)
             checked_id(record["job_id"], "job id")
+            checked_id(record["asset_id"], "asset id")
             name = record["uri"].rsplit("/", 1)[-1]
             if not FILE_NAME.match(name):
                 raise UntrustedValue(f"the file name {name[:80]!r} is not a plain name")
-            if record["manifest_uri"].rsplit("/", 1)[-1] != MANIFEST_NAME:
-                raise UntrustedValue("a manifest must be named manifest.json")
+            if record["manifest_uri"] != manifest_uri(record["uri"]):
+                raise UntrustedValue("a manifest must be the manifest.json beside its file")
+            size, sha256, mime_type = record["size"], record["sha256"], record["mime_type"]
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise UntrustedValue(f"size must be a whole number of bytes, got a {type(size).__name__}")
+            if not isinstance(sha256, str) or not SHA256.match(sha256):
+                raise UntrustedValue("sha256 must be 64 hexadecimal characters")
+            if not isinstance(mime_type, str) or extension_for(mime_type) is None:
+                raise UntrustedValue(
+                    f"mime_type must be one the archive writes ({', '.join(ARCHIVED_TYPES)})"
+                )
         except (UntrustedValue, ScenarioResponseError, KeyError, AttributeError, TypeError) as error:
             raise ScenarioValidationError(
                 f"The archive's record names a file this review does not trust ({error}); {argument}="
@@ -83,8 +96,8 @@ def publish_copies(
         _copy_verified(storage_path(record["uri"], storage_conn_id), target, record["sha256"])
         manifests[record["job_id"]] = record["manifest_uri"]
         published.append(plain_uri(target))
-    for job_id, manifest_uri in manifests.items():
-        source = storage_path(manifest_uri, storage_conn_id)
+    for job_id, manifest in manifests.items():
+        source = storage_path(manifest, storage_conn_id)
         with atomic_writer(io_path(target_root / job_id / MANIFEST_NAME)) as out:
             out.write(source.read_bytes())
     return published

@@ -32,17 +32,36 @@ def storage_path(
     return ObjectStoragePath(text, conn_id=conn_id) if conn_id else ObjectStoragePath(text)
 
 
+def readable_path(
+    location: str | os.PathLike[str] | ObjectStoragePath, argument: str, conn_id: str | None = None
+) -> ObjectStoragePath:
+    """:func:`storage_path` of a location an operator reads, once it is found under ``[kling] input_roots``
+    when that is set (:func:`~airflow_kling.files.locations.check_input_location`).
+
+    :param argument: the name of the argument or param that gave ``location``, for the error message.
+    :raises ScenarioValidationError: naming ``argument`` and the setting, before anything is read.
+    """
+    from airflow_kling.files.locations import check_input_location
+
+    check_input_location(str(location), argument)
+    return storage_path(location, conn_id)
+
+
 def check_writable(
     location: str | os.PathLike[str] | ObjectStoragePath, argument: str, conn_id: str | None = None
 ) -> ObjectStoragePath:
-    """Make sure files can be written under ``location`` before anything is paid for: its filesystem can be
-    loaded (the scheme is known, its package installed) and a probe file can be written there and removed.
+    """Make sure files can be written under ``location`` before anything is paid for: it lies under
+    ``[kling] input_roots`` when that is set (:func:`~airflow_kling.files.locations.check_input_location`), its
+    filesystem can be loaded (the scheme is known, its package installed) and a probe file can be written there
+    and removed.
 
     :param argument: the name of the argument or param that gave ``location``, for the error message.
     :raises ScenarioValidationError: naming ``argument``, the location and what is wrong.
     """
     from airflow_kling.exceptions import ScenarioValidationError
+    from airflow_kling.files.locations import check_input_location
 
+    check_input_location(str(location), argument)
     problem: str | None = None
     try:
         root = storage_path(location, conn_id)

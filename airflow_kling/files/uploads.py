@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from airflow_kling.api.contract import api_message, api_path
+from airflow_kling.api.contract import api_path
 from airflow_kling.exceptions import ScenarioAPIError, ScenarioUploadError
 from airflow_kling.media.formats import content_type_for, kind_for
 
@@ -156,9 +157,23 @@ def _put_part(
         "PUT", url, label=label, make_kwargs=lambda: {"data": PartReader(stream, offset, length)}
     )
     if not 200 <= response.status_code < 300:
+        code = storage_error_code(response.content)
         raise ScenarioUploadError(
-            f"Storage refused {label} with HTTP {response.status_code}: {api_message(response.content)}"
+            f"Storage refused {label} with HTTP {response.status_code}" + (f" ({code})" if code else "")
         )
+
+
+STORAGE_CODE = re.compile(
+    r"<Code>([A-Za-z][A-Za-z0-9.]{0,63})</Code>|\"[Cc]ode\"\s*:\s*\"([A-Za-z][A-Za-z0-9.]{0,63})\""
+)
+"""A storage host's error code (S3's ``<Code>``, a JSON ``"code"``): all of its error body that is kept."""
+
+
+def storage_error_code(body: bytes) -> str | None:
+    """The error code a storage host's answer names (``SignatureDoesNotMatch``), and nothing else of it: the
+    rest of such a body may hold the string that was signed and the access key id."""
+    found = STORAGE_CODE.search(body[:4096].decode("utf-8", "replace"))
+    return next((group for group in found.groups() if group), None) if found else None
 
 
 def _wait_for_asset(hook: TransferClient, upload_id: str, file_name: str) -> str:

@@ -69,13 +69,14 @@ class ScenarioUploadAssetOperator(ScenarioHookMixin, BaseOperator):
         self._asset_id: str | None = None
 
     def execute(self, context: Context) -> str:
-        from airflow_kling.files.storage import local_copy, storage_path
+        from airflow_kling.files.storage import local_copy, readable_path
         from airflow_kling.media.formats import kind_for
         from airflow_kling.version_compat import AirflowSkipException
 
         if self.source in (None, "", "None"):
             raise AirflowSkipException("No source to upload (an optional input left empty)")
-        source = storage_path(self.source, self.storage_conn_id)
+        with invalid_input_fails_task():
+            source = readable_path(self.source, "source", self.storage_conn_id)
         kind = self.kind or kind_for(source.name)
         if kind not in ("video", "audio"):
             asset_id = self.hook.upload_asset(source, kind=kind)

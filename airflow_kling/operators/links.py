@@ -9,7 +9,7 @@ from urllib.parse import quote
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
-from airflow_kling.jobs.xcoms import JOB_URL_XCOM_KEY, RERUN_XCOM_KEY
+from airflow_kling.jobs.xcoms import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, RERUN_XCOM_KEY
 from airflow_kling.version_compat import conf
 
 if TYPE_CHECKING:
@@ -27,14 +27,23 @@ def dag_run_url(dag_id: str, run_id: str) -> str:
 
 
 class ScenarioJobLink(BaseOperatorLink):
-    """ "Scenario job": the submitted job in Scenario's web app, pushed to XCom as soon as it exists."""
+    """ "Scenario job": the submitted job's page in the web app of the operator's connection (``web_url``),
+    built from the job id the task pushed, checked for Scenario's id shape; empty before any job."""
 
     name = "Scenario job"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        url = XCom.get_value(ti_key=ti_key, key=JOB_URL_XCOM_KEY)
-        # an XCom anyone in the run can write: only a web address becomes a link
-        return url if isinstance(url, str) and url.startswith(("https://", "http://")) else ""
+        from airflow_kling.api.ids import checked_id
+        from airflow_kling.exceptions import ScenarioError
+
+        if not XCom.get_value(ti_key=ti_key, key=JOB_URL_XCOM_KEY):  # pushed empty until a job exists
+            return ""
+        # XComs anyone in the run can write: no address is taken from one, only a job id of Scenario's shape
+        job_id = XCom.get_value(ti_key=ti_key, key=JOB_ID_XCOM_KEY)
+        try:
+            return str(operator.hook.config.job_web_url(checked_id(job_id, "job id")))  # type: ignore[attr-defined]
+        except (ScenarioError, AttributeError):
+            return ""
 
 
 class KlingRerunLink(BaseOperatorLink):

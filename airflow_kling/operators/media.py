@@ -91,11 +91,17 @@ class KlingPrepareMediaOperator(BaseOperator):
         )
 
     def _prepare(self) -> dict[str, Any]:
-        from airflow_kling.files.storage import local_copy, publish, storage_path
+        from airflow_kling.files.storage import check_writable, local_copy, publish, readable_path
         from airflow_kling.media.prepare import prepare_audio, prepare_video
 
-        output_dir = storage_path(self.output_dir, self.storage_conn_id)
-        video_source = storage_path(self.video, self.storage_conn_id)
+        video_source = readable_path(self.video, "video", self.storage_conn_id)
+        audio_source = (
+            None
+            if self.audio in (None, "", "None")
+            else readable_path(str(self.audio), "audio", self.storage_conn_id)
+        )
+        output_dir = check_writable(self.output_dir, "output_dir", self.storage_conn_id)
+        start = checked_start(self.start)
         with tempfile.TemporaryDirectory(prefix="kling-prepare-") as work:
             video_name = f"{PurePosixPath(video_source.name).stem}.kling.mp4"
             with local_copy(video_source) as local_video:
@@ -103,7 +109,7 @@ class KlingPrepareMediaOperator(BaseOperator):
                     local_video,
                     Path(work) / video_name,
                     limits=self.video_limits,
-                    start=checked_start(self.start),
+                    start=start,
                     pad_short=self.pad_short,
                 )
             self._log_report("video", video_report.as_dict())
@@ -112,8 +118,7 @@ class KlingPrepareMediaOperator(BaseOperator):
                 "audio": None,
                 "report": {"video": video_report.as_dict(), "audio": None},
             }
-            if self.audio not in (None, ""):
-                audio_source = storage_path(str(self.audio), self.storage_conn_id)
+            if audio_source is not None:
                 audio_name = f"{PurePosixPath(audio_source.name).stem}.kling.m4a"
                 with local_copy(audio_source) as local_audio:
                     audio_report = prepare_audio(

@@ -14,6 +14,7 @@ that uses this operator fails to parse, naming what to install (:func:`~airflow_
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -146,18 +147,16 @@ class KlingReviewOperator(HITLOperator):
         return {key: value for key, value in super().serialized_params.items() if key == COMMENT}
 
     def execute(self, context: Context) -> Any:
-        from airflow_kling.files.locations import check_input_location
         from airflow_kling.files.storage import check_writable
 
         if renders_false(self.ask):
             raise AirflowSkipException("No review asked for: the clip stays archived, and is not published")
-        files = self._archived_files(context)
         publish_to = self._publish_to()
         if publish_to is not None:
             # Before anyone is asked to watch a clip that could not be published.
             with invalid_input_fails_task():
-                check_input_location(publish_to, "publish_to")
                 check_writable(publish_to, "publish_to", self.storage_conn_id)
+        files = self._archived_files(context)
         job_ids = reviewed_job_ids(files)
         if not self._subject_given:
             self.subject = f"Review the lipsync clip of job {', '.join(job_ids)}"
@@ -210,11 +209,13 @@ class KlingReviewOperator(HITLOperator):
 
     def _archived_files(self, context: Context) -> list[ArchivedFileRecord]:
         """The archive task's record of the clip, checked against ``destination`` (an XCom is a claim)."""
+        from airflow_kling.files.locations import check_input_location
         from airflow_kling.files.publication import checked_files
 
         task_id = sibling_task_id(self.task_id, self.archive_task_id)
         record = pull_from_sibling(context, task_id, ARCHIVE_XCOM_KEY)
         with invalid_input_fails_task():
+            check_input_location(str(self.destination), "destination")
             if not isinstance(record, dict) or not record.get("files"):
                 raise ScenarioValidationError(
                     f"{task_id} archived no clip to review (its XCom {ARCHIVE_XCOM_KEY} is empty)"
@@ -243,8 +244,8 @@ class KlingReviewOperator(HITLOperator):
             + (f"/mapped/{map_index}" if map_index >= 0 else "")
             + f"/plugin/{PREVIEW_ROUTE}"
         )
-        listed = "\n".join(
-            f"- `{record['uri']}` ({record['size']} bytes, SHA-256 `{record['sha256'][:16]}...`), job "
+        listed = "\n".join(  # each value checked (:func:`~airflow_kling.files.publication.checked_files`)
+            f"- {code_span(record['uri'])} ({record['size']} bytes, SHA-256 `{record['sha256'][:16]}...`), job "
             f"`{record['job_id']}`"
             for record in files
         )
@@ -253,11 +254,20 @@ class KlingReviewOperator(HITLOperator):
             f"**[Watch the clip in its Lipsync preview]({page})**, then judge it: the lips follow the voice, "
             "the face is not distorted, no glitch in picture or sound.\n\n"
             "- **Approve** publishes it"
-            + (f" to `{self.publish_to}`" if self.publish_to else "")
+            + (f" to {code_span(str(self.publish_to))}" if self.publish_to else "")
             + " and tells the DAGs scheduled on `kling_lipsync_published`.\n"
             "- **Reject** publishes nothing; say why in *Comment*: it is kept in the clip's manifest.\n\n"
             f"Without an answer within {_spoken(timeout)}, the clip is rejected.\n\n{listed}"
         )
+
+
+def code_span(text: str) -> str:
+    """``text`` as one markdown code span that nothing in it can end or break out of: on one line, fenced
+    by one backtick more than its longest run of them."""
+    flat = " ".join(text.split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", flat)), default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
 
 
 def _spoken(duration: timedelta) -> str:

@@ -174,3 +174,52 @@ with DAG("kling_rerun_verdict", schedule=None, params={"review": None}):
         ti.xcom_push(key=REVIEW_XCOM_KEY, value=params["review"])
 
     verdict() >> KlingRerunRejectedOperator(task_id="rerun", conf={"text": "again"})
+
+
+with DAG(
+    "confined_locations",
+    schedule=None,
+    params={"outside_clip": "", "inside_clip": "", "outside_dir": "", "inside_dir": "", "job_id": "job_x"},
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=0)},  # a refusal fails at once all the same
+):
+    # Every location an operator reads or writes, from the run's conf, one out of [kling] input_roots in each
+    # task: each is refused before any request, read or write.
+    from airflow_kling.operators.media import KlingPrepareMediaOperator
+
+    ScenarioUploadAssetOperator(task_id="upload", source="{{ params.outside_clip }}")
+    KlingPrepareMediaOperator(
+        task_id="prepare_in", video="{{ params.outside_clip }}", output_dir="{{ params.inside_dir }}"
+    )
+    KlingPrepareMediaOperator(
+        task_id="prepare_out", video="{{ params.inside_clip }}", output_dir="{{ params.outside_dir }}"
+    )
+    ScenarioArchiveAssetsOperator(
+        task_id="archive", job_id="{{ params.job_id }}", destination="{{ params.outside_dir }}"
+    )
+    KlingReviewOperator(task_id="review", destination="{{ params.outside_dir }}")
+    KlingReviewOperator(
+        task_id="publish", destination="{{ params.inside_dir }}", publish_to="{{ params.outside_dir }}"
+    )
+
+
+class OverwritingGenerate(ScenarioGenerateOperator):
+    """After its job, writes its own job XComs as any writer of XComs in the run could (the run's conf says
+    what): the "Scenario job" link must be built from none of it but a job id of Scenario's shape."""
+
+    def execute(self, context: Any) -> Any:
+        result = super().execute(context)
+        for key in ("scenario_job_url", "scenario_job_id"):
+            if context["params"].get(key) is not None:
+                context["ti"].xcom_push(key=key, value=context["params"][key])
+        return result
+
+
+with DAG(
+    "hostile_job_link",
+    schedule=None,
+    params={"inputs": {}, "scenario_job_url": None, "scenario_job_id": None},
+    render_template_as_native_obj=True,
+):
+    OverwritingGenerate(
+        task_id="generate", model_id="model_kling-lip-sync", inputs="{{ params.inputs }}", **FAST
+    )
