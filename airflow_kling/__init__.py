@@ -38,7 +38,11 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Scenario",
-                "python-modules": ["airflow_kling.triggers.job", "airflow_kling.triggers.slot"],
+                "python-modules": [
+                    "airflow_kling.triggers.job",
+                    "airflow_kling.triggers.review",
+                    "airflow_kling.triggers.slot",
+                ],
             },
         ],
         "operators": [

@@ -49,15 +49,15 @@ REVIEW_PARAMS = {
         title="Published location",
         description="Where an approved clip is copied (folder or object-storage URI). Empty: published where "
         "it was archived.",
-        section="Storage and budget",
+        section="Review",
     ),
     "rerun_on_reject": Param(
         False,
-        type="boolean",
+        type=["boolean", "null"],
         title="Re-run a rejected clip",
         description="When the reviewer rejects the clip, run this DAG again with the same settings (a new "
         "paid job), once.",
-        section="Storage and budget",
+        section="Review",
     ),
 }
 
@@ -79,8 +79,7 @@ for dag_id, description, with_review, extra_params in (
         render_template_as_native_obj=True,
         tags=["kling", "scenario", "example"],
         doc_md=__doc__,
-        params={
-            **extra_params,
+        params={  # in the order a person fills the form: media, text mode, storage and budget, review
             "video": Param(
                 None,
                 type=["null", "string"],
@@ -106,7 +105,7 @@ for dag_id, description, with_review, extra_params in (
             ),
             "voice_id": Param(
                 DEFAULT_VOICE_ID,
-                type="string",
+                type=["string", "null"],
                 minLength=1,
                 title="Voice",
                 description="The Kling voice id that speaks the text (the API publishes no list of voices; "
@@ -115,7 +114,7 @@ for dag_id, description, with_review, extra_params in (
             ),
             "voice_speed": Param(
                 DEFAULT_VOICE_SPEED,
-                type="number",
+                type=["number", "null"],
                 minimum=VOICE_SPEED_RANGE[0],
                 maximum=VOICE_SPEED_RANGE[1],
                 title="Voice speed",
@@ -124,7 +123,7 @@ for dag_id, description, with_review, extra_params in (
             ),
             "start": Param(
                 0.0,
-                type="number",
+                type=["number", "null"],
                 minimum=0,
                 title="Start (s)",
                 description="Seconds into the clip where the 2-10 s window sent to Kling starts.",
@@ -152,13 +151,15 @@ for dag_id, description, with_review, extra_params in (
                 description="Refuse a job estimated above this. Empty: no check.",
                 section="Storage and budget",
             ),
+            **extra_params,
         },
     ):
 
         @task(multiple_outputs=True)  # said, not inferred from the return type (ruff's AIR202)
         def resolve_inputs(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
             """Where the media are and where results go; synthesizes sample media into the work location when
-            none is given. Both locations are checked writable before anything is paid for."""
+            none is given. Both locations are checked writable before anything is paid for.
+            """
             import tempfile
             from pathlib import Path
 
@@ -172,16 +173,20 @@ for dag_id, description, with_review, extra_params in (
             assert params is not None
             home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
             with invalid_input_fails_task():  # the whole conf, before any clip is prepared or anything paid
-                for name in ("video", "audio", "work", "destination", "publish_to"):
+                for name in ("video", "audio"):
                     if params.get(name):
                         check_input_location(params[name], name)
+                voice_id = params["voice_id"] or DEFAULT_VOICE_ID  # a field left empty: its default
+                voice_speed = DEFAULT_VOICE_SPEED if params["voice_speed"] is None else params["voice_speed"]
                 if params["text"]:
-                    check_arguments(text=params["text"], voice_speed=params["voice_speed"])
+                    check_arguments(text=params["text"], voice_speed=voice_speed)
                 check_spend_limit(params["max_creative_units"])
                 destination = check_writable(
                     params["destination"] or str(home / "kling-archive"), "destination"
                 )
                 work_root = check_writable(params["work"] or str(home / "kling-work"), "work")
+                if params.get("publish_to"):
+                    check_writable(params["publish_to"], "publish_to")
             work = work_root / str(run_id).replace(":", "_").replace("+", "_")
             video, audio, text = params["video"], params["audio"], params["text"]
             with tempfile.TemporaryDirectory(prefix="kling-samples-") as scratch:
@@ -197,8 +202,8 @@ for dag_id, description, with_review, extra_params in (
                 "video": video,
                 "audio": None if text else audio,
                 "text": text or None,
-                "voice_id": params["voice_id"] if text else None,
-                "voice_speed": params["voice_speed"] if text else None,
+                "voice_id": voice_id if text else None,
+                "voice_speed": voice_speed if text else None,
                 "work_dir": plain_uri(work / "prepared"),
                 "destination": plain_uri(destination),
                 "publish_to": params.get("publish_to"),  # only kling_lipsync_review has it
@@ -210,7 +215,7 @@ for dag_id, description, with_review, extra_params in (
             video="{{ ti.xcom_pull(task_ids='resolve_inputs')['video'] }}",
             audio="{{ ti.xcom_pull(task_ids='resolve_inputs')['audio'] }}",
             output_dir="{{ ti.xcom_pull(task_ids='resolve_inputs')['work_dir'] }}",
-            start="{{ params.start }}",
+            start="{{ params.start or 0 }}",
         )
         upload_video = ScenarioUploadAssetOperator(
             task_id="upload_video", source="{{ ti.xcom_pull(task_ids='prepare')['video'] }}"

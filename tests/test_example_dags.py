@@ -239,3 +239,19 @@ def test_pipeline_checks_its_whole_conf_before_any_clip_is_prepared(
     assert run.states["prepare"] == "upstream_failed"  # no media work, no upload, nothing paid
     assert "voice_speed must be from 0.8 to 2.0 with one decimal place, got 1.25" in run.output
     assert scenario_emulator.store.requests() == []
+
+
+@pytest.mark.parametrize("dag_id", ["kling_lipsync_pipeline", "kling_lipsync_review"])
+def test_the_trigger_form_comes_in_the_order_a_person_fills_it(dag_id: str) -> None:
+    """Sections in order (media, text mode, storage and budget, review), and no field with a default marked
+    required: Airflow's form marks a field required unless its schema type allows null."""
+    from tests.airflow_runs import DagBag
+
+    params = DagBag(dag_folder=str(DAGS / EXAMPLE_FILES[dag_id])).dags[dag_id].params
+    specs = {name: params.get_param(name).serialize() for name in params}
+    sections = list(dict.fromkeys(spec["schema"].get("section") for spec in specs.values()))
+    wanted = ["Media", "Text mode", "Storage and budget", "Review"]
+    assert sections == wanted[: len(sections)], sections
+    assert ("Review" in sections) is (dag_id == "kling_lipsync_review")
+    required = [name for name, spec in specs.items() if "null" not in spec["schema"].get("type", [])]
+    assert required == [], required

@@ -50,33 +50,52 @@ def test_hooks_of_one_loop_share_one_connection_read(monkeypatch: pytest.MonkeyP
     assert asyncio.run(in_a_new_loop()) == "http://127.0.0.1:2222/v1"  # a new loop reads it again
 
 
-def test_a_job_is_logged_at_its_start_its_end_and_at_most_every_interval_between() -> None:
+def test_a_job_is_logged_at_each_status_and_its_progress_at_most_every_interval() -> None:
     now = [100.0]
     progress = JobProgress("job_1", min_interval=30, clock=lambda: now[0])
-    assert progress.update({"status": "queued"}) == "Scenario job job_1: queued (0%)"
+    assert progress.update({"status": "queued"}) == ["Scenario job job_1: queued (0%)"]
     now[0] += 5
-    assert progress.update({"status": "in-progress", "progress": 0.1}) is None  # 5 s after the last line
-    now[0] += 30
+    # a new status is said at once, 5 s after the last line
+    assert progress.update({"status": "in-progress", "progress": 0.1}) == [
+        "Scenario job job_1: in-progress (10%)"
+    ]
+    now[0] += 5
     assert (
-        progress.update({"status": "in-progress", "progress": 0.1}) == "Scenario job job_1: in-progress (10%)"
-    )
+        progress.update({"status": "in-progress", "progress": 0.2}) == []
+    )  # progress: 5 s after the last line
     now[0] += 30
-    assert progress.update({"status": "in-progress", "progress": 0.1}) is None  # nothing moved
-    assert (
-        progress.update({"status": "in-progress", "progress": 0.5}) == "Scenario job job_1: in-progress (50%)"
-    )
+    assert progress.update({"status": "in-progress", "progress": 0.2}) == [
+        "Scenario job job_1: in-progress (20%)"
+    ]
+    now[0] += 30
+    assert progress.update({"status": "in-progress", "progress": 0.2}) == []  # nothing moved
+    assert progress.update({"status": "in-progress", "progress": 0.5}) == [
+        "Scenario job job_1: in-progress (50%)"
+    ]
     now[0] += 1
-    assert progress.update({"status": "success", "progress": 1.0}) == "Scenario job job_1: success (100%)"
+    assert progress.update({"status": "success", "progress": 1.0}) == ["Scenario job job_1: success (100%)"]
 
 
-def test_a_waiter_that_just_logged_the_submission_starts_quiet() -> None:
-    now = [100.0]
-    progress = JobProgress("job_1", min_interval=30, log_first=False, clock=lambda: now[0])
-    assert progress.update({"status": "queued"}) is None
-    now[0] += 30
-    assert (
-        progress.update({"status": "in-progress", "progress": 0.2}) == "Scenario job job_1: in-progress (20%)"
-    )
+def test_the_statuses_passed_between_two_polls_are_said_from_the_history() -> None:
+    """A 40 s job polled at 10 s and at its end: each status it went through gets its line, with its time,
+    from ``statusHistory``; a history entry of another shape is not logged."""
+    progress = JobProgress("job_1", min_interval=30, clock=lambda: 0.0)
+
+    def step(status: object, second: int) -> dict[str, object]:
+        return {"status": status, "date": f"2026-12-06T10:31:{second:02d}.000Z"}
+
+    history = [step("queued", 0), step("warming-up", 2), step("in-progress", 5)]
+    assert progress.update({"status": "in-progress", "progress": 0.1, "statusHistory": history}) == [
+        "Scenario job job_1: queued at 10:31:00",
+        "Scenario job job_1: warming-up at 10:31:02",
+        "Scenario job job_1: in-progress (10%)",
+    ]
+    history += [step("finalizing", 38), step("in progress\nFAKE LINE", 39), step("success", 40)]
+    assert progress.update(
+        {"status": "success", "progress": 1.0, "statusHistory": history}, with_end=False
+    ) == [
+        "Scenario job job_1: finalizing at 10:31:38"  # its end is the trigger's event, said by the triggerer
+    ]
 
 
 def test_the_poll_after_a_job_predicted_to_end_is_aimed_just_past_that_end() -> None:

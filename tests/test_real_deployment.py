@@ -8,7 +8,7 @@ import json
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,19 @@ def test_pipeline_in_a_real_airflow(
     video = Path(manifest["files"][0]["uri"].removeprefix("file://"))
     assert video.stat().st_size == manifest["files"][0]["size"]
     logs = deployment.logs_of(DAG_ID, limit=100_000)  # every try's task and trigger logs, as written
-    assert "Trigger fired event" in logs, logs[-3000:]  # the triggerer logs the event, with its message
+    fired = [
+        json.loads(line)
+        for line in logs.splitlines()
+        if line.startswith('{"timestamp"') and '"event":"Trigger fired event"' in line
+    ]
+    assert fired, logs[-3000:]  # the triggerer logs the event, with its message
+    assert all(len(record["result"]) < 600 for record in fired), fired  # not the job's history: a short line
     assert f"Scenario job {job_id} ended with status success" in logs, logs[-3000:]
+    history = ScenarioHook().get_job(job_id)["statusHistory"]  # the task log says each status it went through
+    passed = [step["status"] for step in history if step["status"] != "success"]
+    assert len(passed) >= 3, history  # queued, warming-up, in-progress, ...
+    for status in passed:
+        assert f"Scenario job {job_id}: {status}" in logs, (status, logs[-3000:])
     assert f"Scenario job {job_id}: success, assets" in logs, logs[-3000:]  # and the task, as it resumes
 
 
@@ -197,30 +208,59 @@ def test_a_batch_above_the_teams_limit_waits_for_slots_on_first_tries(
     assert sorted(ti["state"] for ti in reviews) == ["skipped"] * 4 + ["success"] * 4
 
 
+def answer_every_action(
+    deployment: Deployment,
+    dag_id: str,
+    runs: list[str],
+    answers: dict[str, tuple[str, str | None]],
+    first_asked: Callable[[str, Any], None] | None = None,
+) -> dict[str, Any]:
+    """As a QA tool answers over REST: each open, unanswered required action of ``runs`` at once (``answers``:
+    hitlDetails path to option and comment; an action asked again is answered again), until every run has
+    finished. ``first_asked`` sees each action before its first answer. Returns each path's action as asked."""
+    asked: dict[str, Any] = {}
+    deadline = time.monotonic() + RUN_LIMIT * 2
+    while not all(
+        deployment.get(f"/dags/{dag_id}/dagRuns/{run}")["state"] in ("success", "failed") for run in runs
+    ):
+        assert time.monotonic() < deadline, deployment.logs_of(dag_id)
+        for path, (option, comment) in answers.items():
+            found = deployment.session.get(path, timeout=30)
+            if found.status_code != 200 or found.json()["response_received"]:
+                continue
+            if first_asked is not None and path not in asked:
+                first_asked(path, found.json())
+            asked[path] = found.json()
+            answer_action(deployment, path, found.json(), option, comment)
+        time.sleep(1)
+    return asked
+
+
 def review_each_clip(deployment: Deployment, run_id: str, clips: int) -> dict[str, str]:
-    """Answer each clip's required action as it comes (even clips approved, odd ones rejected); the verdict
-    asked of each job."""
+    """Answer each clip's required action at once (even clips approved, odd ones rejected) until the run has
+    finished; the verdict asked of each job."""
     from urllib.parse import quote
 
     base = f"{deployment.api}/api/v2/dags/kling_lipsync_batch/dagRuns/{run_id}/taskInstances/clip.review"
-    verdicts: dict[str, str] = {}
-    deadline = time.monotonic() + RUN_LIMIT * 2
-    while len(verdicts) < clips:
-        assert time.monotonic() < deadline, deployment.logs_of("kling_lipsync_batch")
-        for index in range(clips):
-            answer = deployment.session.get(f"{base}/{index}/hitlDetails", timeout=30)
-            if answer.status_code != 200 or answer.json()["response_received"]:
-                continue
-            action = answer.json()
-            job_id = action["subject"].rsplit(" ", 1)[-1]
-            page = f"/runs/{quote(run_id, safe='')}/tasks/clip.archive/mapped/{index}/plugin/kling-lipsync-preview"
-            assert page in action["body"], action["body"]
-            assert f"job `{job_id}`" in action["body"]
-            option = "Approve" if index % 2 == 0 else "Reject"
-            answer_action(deployment, f"{base}/{index}/hitlDetails", action, option, f"clip {index}")
-            verdicts[job_id] = "approved" if option == "Approve" else "rejected"
-        time.sleep(1)
-    return verdicts
+    answers = {
+        f"{base}/{index}/hitlDetails": ("Approve" if index % 2 == 0 else "Reject", f"clip {index}")
+        for index in range(clips)
+    }
+
+    def about_its_clip(path: str, action: Any) -> None:
+        index = int(path.rsplit("/", 2)[-2])
+        page = (
+            f"/runs/{quote(run_id, safe='')}/tasks/clip.archive/mapped/{index}/plugin/kling-lipsync-preview"
+        )
+        assert page in action["body"], action["body"]
+        assert f"job `{action['subject'].rsplit(' ', 1)[-1]}`" in action["body"]
+
+    asked = answer_every_action(deployment, "kling_lipsync_batch", [run_id], answers, about_its_clip)
+    assert len(asked) == clips
+    return {
+        action["subject"].rsplit(" ", 1)[-1]: "approved" if answers[path][0] == "Approve" else "rejected"
+        for path, action in asked.items()
+    }
 
 
 def test_pipelines_with_jobs_of_one_to_four_seconds_end_on_first_tries(
@@ -242,17 +282,20 @@ def test_pipelines_with_jobs_of_one_to_four_seconds_end_on_first_tries(
     assert sorted(job.seconds for job in scenario_emulator.store.jobs.values()) == [1.0, 2.5, 4.0]
 
 
-REVIEWER_DELAY = 10.0
-"""Seconds a test's reviewer waits after an action appears before answering, as a person watching the clip
-would: an answer within seconds of the task's pause can meet an Airflow scheduler race that fails the
-resumed task (the pausing try's executor event read after the answer; apache/airflow #72716)."""
+WATCHING = 10.0
+"""Seconds a reviewer who watches the clip takes before answering: out of Airflow 3.3's scheduler race
+(apache/airflow #67287), which an answer within about a second of the pause can meet (the review then asks
+again: ``test_answers_given_at_once_are_applied_and_a_failed_review_fails_its_run``)."""
 
 
-def answer_action(deployment: Deployment, path: str, action: Any, option: str, comment: str | None) -> None:
+def answer_action(
+    deployment: Deployment, path: str, action: Any, option: str, comment: str | None, after: float = 0.0
+) -> None:
+    """Answer ``after`` seconds past the action's creation (default at once, as a QA tool would)."""
     from datetime import datetime
 
     asked = datetime.fromisoformat(action["created_at"].replace("Z", "+00:00")).timestamp()
-    time.sleep(max(0.0, asked + REVIEWER_DELAY - time.time()))
+    time.sleep(max(0.0, asked + after - time.time()))
     sent = deployment.session.patch(
         path, json={"chosen_options": [option], "params_input": {"comment": comment}}, timeout=30
     )
@@ -301,7 +344,9 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
     assert list(action["params"]) == ["comment"]
     preview = f"/dags/{dag_id}/runs/{quote(approved_run, safe='')}/tasks/archive/plugin/kling-lipsync-preview"
     assert f"]({preview})" in action["body"], action["body"]  # its link, to this clip ([api] base_url unset)
-    assert "Without an answer within 3 days, the clip is rejected." in action["body"]
+    body = action["body"]  # top-down as a decision: the clip, its facts, what each answer does, the timeout
+    assert body.index("Lipsync preview") < body.index(" MB, SHA-256 `") < body.index("**Approve**")
+    assert body.endswith("Without an answer within 3 days, the clip is rejected."), body
     app = deployment.session.get(
         f"{deployment.api}/kling/preview/ti/{dag_id}/{quote(approved_run, safe='')}/archive/-1", timeout=30
     )
@@ -314,7 +359,7 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
         (rejected_run, "Reject", "The lips drift after two seconds"),
     ):
         path = f"{deployment.api}/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/review/-1/hitlDetails"
-        answer_action(deployment, path, actions[run], option, comment)
+        answer_action(deployment, path, actions[run], option, comment, after=WATCHING)
     for run, state in ((approved_run, "success"), (rejected_run, "skipped")):
         assert finished(deployment, dag_id, run, RUN_LIMIT) == "success", deployment.logs_of(dag_id)
         assert deployment.task(dag_id, run, "review")["state"] == state
@@ -356,7 +401,7 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
     assert deployment.task(dag_id, rejected_run, "rerun")["state"] == "success"
     assert deployment.task(dag_id, approved_run, "rerun")["state"] == "skipped"
     path = f"{deployment.api}/api/v2/dags/{dag_id}/dagRuns/{rerun}/taskInstances/review/-1/hitlDetails"
-    answer_action(deployment, path, rerun_action, "Reject", "Still drifting")
+    answer_action(deployment, path, rerun_action, "Reject", "Still drifting", after=WATCHING)
     assert finished(deployment, dag_id, rerun, RUN_LIMIT) == "success", deployment.logs_of(dag_id)
     assert deployment.task(dag_id, rerun, "rerun")["state"] == "skipped"
     runs = deployment.get(f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
@@ -370,6 +415,54 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
     review = json.loads((unanswered / jobs["hi"] / "manifest.json").read_text())["review"]
     assert (review["decision"], review["by"]) == ("timed_out", None)
     assert list((unanswered / "published").rglob("*")) == []  # checked writable before asking; nothing in it
+
+
+def test_answers_given_at_once_are_applied_and_a_failed_review_fails_its_run(
+    deployment: Deployment, scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The issue's case, over REST as a QA tool answers: five runs, each answered the moment its review pauses
+    (and again if Airflow 3.3's race made the review ask again), approve and reject in turn. Every verdict and
+    comment is in its manifest, every run's state matches its review; and a review that fails (its clip's
+    manifest removed before the verdict) fails its run."""
+    dag_id = "kling_lipsync_review"
+    archive = deployment.home / "kling-archive"
+    runs = [
+        deployment.trigger(dag_id, {"text": f"Clip {number}", "publish_to": str(tmp_path / "published")})
+        for number in range(5)
+    ]
+    broken = deployment.trigger(dag_id, {"text": "Manifest removed"})
+    options = {run: ("Approve", "Reject")[number % 2] for number, run in enumerate(runs)}
+    options[broken] = "Approve"
+    paths = {
+        run: f"{deployment.api}/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/review/-1/hitlDetails"
+        for run in options
+    }
+
+    def remove_the_manifest(path: str, action: Any) -> None:
+        if path == paths[broken]:  # the archive changed under the review: recording the verdict fails
+            jobs = {job.inputs["text"]: job.id for job in scenario_emulator.store.jobs.values()}
+            (archive / jobs["Manifest removed"] / "manifest.json").unlink()
+
+    answer_every_action(
+        deployment,
+        dag_id,
+        list(options),
+        {paths[run]: (options[run], f"verdict {number}") for number, run in enumerate(options)},
+        remove_the_manifest,
+    )
+    jobs = {job.inputs["text"]: job.id for job in scenario_emulator.store.jobs.values()}
+    for number, run in enumerate(runs):
+        assert finished(deployment, dag_id, run, RUN_LIMIT) == "success", deployment.logs_of(dag_id)
+        review = deployment.task(dag_id, run, "review")
+        approved = options[run] == "Approve"
+        assert review["state"] == ("success" if approved else "skipped"), deployment.logs_of(dag_id)
+        verdict = json.loads((archive / jobs[f"Clip {number}"] / "manifest.json").read_text())["review"]
+        assert verdict["decision"] == ("approved" if approved else "rejected")
+        assert (verdict["by"], verdict["comment"]) == ("admin", f"verdict {number}")
+        assert (tmp_path / "published" / jobs[f"Clip {number}"]).exists() is approved
+    assert finished(deployment, dag_id, broken, RUN_LIMIT) == "failed"
+    assert deployment.task(dag_id, broken, "review")["state"] == "failed"
+    assert deployment.task(dag_id, broken, "rerun")["state"] == "upstream_failed"
 
 
 def test_a_model_of_one_file_in_the_preview(

@@ -233,3 +233,13 @@ def test_a_location_in_the_reviewers_text_is_one_code_span(text: str, span: str)
     from airflow_kling.operators.review import code_span
 
     assert code_span(text) == span
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(0, "0 B"), (999, "999 B"), (880_312, "880.3 kB"), (2_363_367, "2.4 MB"), (1_200_000_000, "1.2 GB")],
+)
+def test_the_reviewer_reads_sizes_in_human_units(size: int, shown: str) -> None:
+    from airflow_kling.operators.review import readable_size
+
+    assert readable_size(size) == shown

@@ -81,7 +81,15 @@ class ScenarioConnectionConfig:
     def where(self, url: str | None = None) -> str:
         """``host[:port] (Airflow connection 'id')`` of ``url`` (default the API's): what errors name when no
         answer came (never a path or a query string, which may be signed)."""
-        parts = urlsplit(url or self.base_url)
+        return self._api_where if url is None or url.startswith(f"{self.base_url}/") else self._where(url)
+
+    @cached_property
+    def _api_where(self) -> str:
+        """:meth:`where` of the API, worked out once (every poll of a triggerer asks for it)."""
+        return self._where(self.base_url)
+
+    def _where(self, url: str) -> str:
+        parts = urlsplit(url)
         host = parts.hostname or "?"
         port = f":{parts.port}" if parts.port else ""
         return f"{host}{port} (Airflow connection {self.conn_id!r})"

@@ -13,10 +13,38 @@ EVENT_STATUSES = frozenset({"success", "failure", "canceled", "timeout", "error"
 end, or ``timeout`` and ``error`` (the trigger gave up following it)."""
 
 
+EVENT_JOB_FIELDS = ("jobId", "status", "progress", "createdAt", "updatedAt")
+"""What an event keeps of the job beside ``metadata``'s ``assetIds``, ``error`` and ``hint`` and ``billing``'s
+``cuCost``: what the task it wakes reads (its result, its error, its metrics), not the job's history."""
+
+
 def job_event(status: str, job_id: str, job: dict[str, Any] | None, message: str) -> dict[str, Any]:
-    """The payload of a trigger event: ``status`` (one of :data:`EVENT_STATUSES`), ``job_id``, the last
-    job object seen (or ``None``) and a message for the task's log."""
-    return {"status": status, "job_id": job_id, "job": job, "message": message}
+    """The payload of a trigger event: ``status`` (one of :data:`EVENT_STATUSES`), ``job_id``, what the task
+    needs of the last job object seen (:func:`event_job`; ``None`` when none was) and a message for its log.
+    Airflow logs the payload on one line: it stays a few hundred characters, whatever the job holds."""
+    return {
+        "status": status,
+        "job_id": job_id,
+        "job": None if job is None else event_job(job),
+        "message": message,
+    }
+
+
+def event_job(job: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a job object a woken task reads (:data:`EVENT_JOB_FIELDS`, and ``metadata``'s
+    ``assetIds``, ``error`` and ``hint``, ``billing``'s ``cuCost``); long texts cut at 500 characters."""
+    kept: dict[str, Any] = {key: job[key] for key in EVENT_JOB_FIELDS if key in job}
+    found = job.get("metadata")
+    metadata: dict[str, Any] = found if isinstance(found, dict) else {}
+    kept["metadata"] = {
+        key: metadata[key][:500] if isinstance(metadata[key], str) else metadata[key]
+        for key in ("assetIds", "error", "hint")
+        if key in metadata
+    }
+    billing = job.get("billing")
+    if isinstance(billing, dict) and "cuCost" in billing:
+        kept["billing"] = {"cuCost": billing["cuCost"]}
+    return kept
 
 
 def successful_job(news: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@ which errors are passing, how long to wait between polls, and what to log when a
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,14 +34,20 @@ PROGRESS_LOG_SECONDS = 30.0
 """Seconds at least between two log lines of a job that goes on (its end is logged at once)."""
 
 
-class JobProgress:
-    """Decides when a job's status and progress are worth a log line: its end, and while it goes on a
-    change at most every ``min_interval`` seconds (a triggerer follows thousands of jobs: a line per poll
-    would cost more than the poll itself).
+STATUS_WORD = re.compile(r"^[a-z][a-z-]{0,30}$")
+"""A status as the API names them (``warming-up``): anything else in a job's history is not logged."""
+HISTORY_LIMIT = 20
+"""Entries of a job's ``statusHistory`` read at most per poll."""
+HISTORY_TIME = re.compile(r"^\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)")
 
-    :param min_interval: seconds between lines while the job goes on; default :data:`PROGRESS_LOG_SECONDS`.
-    :param log_first: log the first state seen at once (default); ``False`` when the caller has just
-        logged the job (its submission), so that the first line comes ``min_interval`` later.
+
+class JobProgress:
+    """Decides which lines a job's polls are worth: one for each status it reaches (those it passed between two
+    polls too, read from its ``statusHistory``), and while its status stays, a change of progress at most every
+    ``min_interval`` seconds (a triggerer follows thousands of jobs: a line per poll would cost more than the
+    poll itself).
+
+    :param min_interval: seconds between progress lines of one status; default :data:`PROGRESS_LOG_SECONDS`.
     :param clock: monotonic seconds; tests inject one.
     """
 
@@ -49,7 +56,6 @@ class JobProgress:
         job_id: str,
         min_interval: float = PROGRESS_LOG_SECONDS,
         *,
-        log_first: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.job_id = job_id
@@ -57,20 +63,50 @@ class JobProgress:
         self.clock = clock
         self.status: str | None = None
         self.percent: int | None = None
-        self.logged_at: float | None = None if log_first else clock()
+        self.logged_at: float | None = None
+        self.history_read = 0
 
-    def update(self, job: dict[str, Any]) -> str | None:
-        """The line to log for this poll of the job, or ``None``."""
+    def update(self, job: dict[str, Any], *, with_end: bool = True) -> list[str]:
+        """The lines to log for this poll of the job, oldest first (often none).
+
+        :param with_end: include the line of a job that has ended (``False``: its caller says the end).
+        """
         status = str(job.get("status"))
         percent = round(float(job.get("progress") or 0.0) * 100)
+        lines = [f"Scenario job {self.job_id}: {step}" for step in self._passed(job, status)]
         if status == self.status and percent == self.percent:
-            return None
+            return lines
         now = self.clock()
         recent = self.logged_at is not None and now - self.logged_at < self.min_interval
-        if recent and not is_terminal(status):
-            return None
+        ended = is_terminal(status)
+        if status == self.status and recent and not ended:
+            return lines
         self.status, self.percent, self.logged_at = status, percent, now
-        return f"Scenario job {self.job_id}: {status} ({percent}%)"
+        if ended and not with_end:
+            return lines
+        return [*lines, f"Scenario job {self.job_id}: {status} ({percent}%)"]
+
+    def _passed(self, job: dict[str, Any], status: str) -> list[str]:
+        """The statuses the job reached since the last poll, but ``status`` and the one last said, each with
+        its time (``queued at 10:31:02``)."""
+        history = job.get("statusHistory")
+        if not isinstance(history, list) or len(history) <= self.history_read:
+            return []
+        new = history[self.history_read : self.history_read + HISTORY_LIMIT]
+        self.history_read = len(history)
+        passed = []
+        for step in new:
+            reached = step.get("status") if isinstance(step, dict) else None
+            if (
+                not isinstance(reached, str)
+                or not STATUS_WORD.match(reached)
+                or reached in (status, self.status)
+            ):
+                continue
+            date = step.get("date")
+            at = HISTORY_TIME.match(date) if isinstance(date, str) else None
+            passed.append(f"{reached} at {at.group(1)}" if at else reached)
+        return passed
 
 
 STRETCH = 3.0
@@ -138,7 +174,7 @@ class JobWatch:
         self.log = log
         self.log_end = log_end
         self.clock = clock
-        self.progress = JobProgress(job_id, log_first=False)  # the submission was just logged
+        self.progress = JobProgress(job_id)
         self.failures = 0
         self.started = clock()
         self.last: tuple[float, float] | None = None  # time and progress of the last poll
@@ -147,9 +183,8 @@ class JobWatch:
         """Record a polled job: ``None`` when it has ended, else the seconds until the next poll."""
         self.failures = 0
         ended = is_terminal(str(job.get("status")))
-        change = self.progress.update(job) if self.log_end or not ended else None
-        if change:
-            self.log.info(change)
+        for line in self.progress.update(job, with_end=self.log_end):
+            self.log.info(line)
         if ended:
             return None
         now, progress = self.clock(), float(job.get("progress") or 0)

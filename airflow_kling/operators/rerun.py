@@ -52,9 +52,11 @@ class KlingRerunRejectedOperator(BaseOperator):
         skipped (a DAG whose re-run is a run's choice); default ``True``. Templated.
     :param max_reruns: re-runs of one clip in a row at most (counted through ``kling_rerun.count`` of the
         conf); default 1.
-    :param kwargs: ``BaseOperator``'s; ``trigger_rule`` defaults to ``all_done`` (the review is skipped when
-        it rejects). The new run's id is ``kling_rerun__<first job id>`` and an existing one is not triggered
-        twice (a retry of this task pays nothing more).
+    :param kwargs: ``BaseOperator``'s; ``trigger_rule`` defaults to ``none_failed``: it runs after a review
+        that approved or was skipped (a rejection skips it), and a review that failed leaves it
+        ``upstream_failed``, so the run fails rather than end in success. The new run's id is
+        ``kling_rerun__<first job id>`` and an existing one is not triggered twice (a retry of this task pays
+        nothing more).
     """
 
     template_fields: Sequence[str] = ("trigger_dag_id", "conf", "rerun")
@@ -75,7 +77,7 @@ class KlingRerunRejectedOperator(BaseOperator):
             raise ValueError(
                 f"KlingRerunRejectedOperator max_reruns={max_reruns!r} must be a whole number >= 1"
             )
-        kwargs.setdefault("trigger_rule", "all_done")
+        kwargs.setdefault("trigger_rule", "none_failed")
         super().__init__(**kwargs)
         self.trigger_dag_id = trigger_dag_id
         self.conf = conf
@@ -161,7 +163,8 @@ def _conf_mapping(value: object) -> dict[str, Any]:
 
 def _reruns_so_far(previous: object) -> int | None:
     """``kling_rerun.count`` of a run's conf: 0 without ``kling_rerun``; ``None`` when it is there but holds
-    no whole number (whoever triggers a run writes its conf)."""
+    no whole number (whoever triggers a run writes its conf).
+    """
     if previous is None:
         return 0
     count = previous.get("count") if isinstance(previous, dict) else None

@@ -15,6 +15,7 @@ that uses this operator fails to parse, naming what to install (:func:`~airflow_
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -49,6 +50,9 @@ DEFAULT_RESPONSE_TIMEOUT = timedelta(days=3)
 MIN_RESPONSE_TIMEOUT = timedelta(seconds=15)
 """A person watches the clip first; and a timeout within seconds of the task's pause can meet Airflow's
 scheduler race (apache/airflow #67287: the pausing try's own end read late fails the resumed try)."""
+REVIEW_RETRIES = 2
+"""The review's default ``retries`` (5 s apart): on Airflow 3.3 a try that Airflow's scheduler race fails after
+an answer given at once is retried, and the reviewer asked again."""
 REVIEW_XCOM_KEY = "kling_review"
 """The verdict (a :class:`Review`) and the reviewed ``job_ids``, pushed by the review whatever it decided."""
 PREVIEW_ROUTE = "kling-lipsync-preview"
@@ -116,6 +120,10 @@ class KlingReviewOperator(HITLOperator):
         # operator keeps only the task's own params), so this task's templates cannot read DAG params.
         kwargs.pop("params", None)
         kwargs.setdefault("outlets", [LIPSYNC_PUBLISHED])
+        # On Airflow 3.3 an answer within about a second of the pause can meet Airflow's scheduler race, which
+        # fails the try: it is retried, and the reviewer asked again, rather than the run failing.
+        kwargs.setdefault("retries", REVIEW_RETRIES)
+        kwargs.setdefault("retry_delay", timedelta(seconds=5))
         super().__init__(
             subject=subject or "Review a lipsync clip",
             options=[APPROVE, REJECT],
@@ -126,8 +134,10 @@ class KlingReviewOperator(HITLOperator):
                     "",  # not None: Airflow 3.1's form shows a null default as "[object Object]"
                     type=["null", "string"],
                     maxLength=2000,
+                    format="multiline",
                     title="Comment",
-                    description="What is wrong with the clip (kept in its manifest); optional when approving.",
+                    description="Why you approve or reject the clip, kept in its manifest: what is wrong with "
+                    "a rejected one, anything worth knowing about an approved one (optional).",
                 )
             },
             response_timeout=response_timeout,
@@ -143,7 +153,8 @@ class KlingReviewOperator(HITLOperator):
     @property
     def serialized_params(self) -> dict[str, dict[str, Any]]:
         """The required action's form: the comment alone (on Airflow 3.1 the HITL operator adds every DAG
-        param to it)."""
+        param to it).
+        """
         return {key: value for key, value in super().serialized_params.items() if key == COMMENT}
 
     def execute(self, context: Context) -> Any:
@@ -162,6 +173,19 @@ class KlingReviewOperator(HITLOperator):
             self.subject = f"Review the lipsync clip of job {', '.join(job_ids)}"
         self.body = self._body(context, files)
         return super().execute(context)
+
+    def defer(self, *, trigger: Any, **kwargs: Any) -> Any:
+        """Pause as ``HITLOperator`` does, through :class:`~airflow_kling.triggers.review.ReviewTrigger`: no
+        answer is looked for in the first :data:`~airflow_kling.operators.generate.FIRST_POLL_DELAY` seconds.
+        """
+        from airflow.providers.standard.triggers.hitl import HITLTrigger
+
+        from airflow_kling.operators.generate import FIRST_POLL_DELAY
+        from airflow_kling.triggers.review import ReviewTrigger
+
+        if isinstance(trigger, HITLTrigger) and not isinstance(trigger, ReviewTrigger):
+            trigger = ReviewTrigger.replacing(trigger, time.time() + FIRST_POLL_DELAY)
+        return super().defer(trigger=trigger, **kwargs)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         answer = super().execute_complete(context, event)
@@ -245,25 +269,34 @@ class KlingReviewOperator(HITLOperator):
             + f"/plugin/{PREVIEW_ROUTE}"
         )
         listed = "\n".join(  # each value checked (:func:`~airflow_kling.files.publication.checked_files`)
-            f"- {code_span(record['uri'])} ({record['size']} bytes, SHA-256 `{record['sha256'][:16]}...`), job "
-            f"`{record['job_id']}`"
+            f"- {code_span(record['uri'])}: {readable_size(record['size'])}, SHA-256 "
+            f"`{record['sha256'][:16]}...`, job `{record['job_id']}`"
             for record in files
         )
         timeout = self._timeout()
-        return (
+        return (  # read top-down as a decision: the clip, its facts, what each answer does, the timeout last
             f"**[Watch the clip in its Lipsync preview]({page})**, then judge it: the lips follow the voice, "
-            "the face is not distorted, no glitch in picture or sound.\n\n"
+            f"the face is not distorted, no glitch in picture or sound.\n\n{listed}\n\n"
             "- **Approve** publishes it"
             + (f" to {code_span(str(self.publish_to))}" if self.publish_to else "")
             + " and tells the DAGs scheduled on `kling_lipsync_published`.\n"
             "- **Reject** publishes nothing; say why in *Comment*: it is kept in the clip's manifest.\n\n"
-            f"Without an answer within {_spoken(timeout)}, the clip is rejected.\n\n{listed}"
+            f"Without an answer within {_spoken(timeout)}, the clip is rejected."
         )
+
+
+def readable_size(size: int) -> str:
+    """A number of bytes as a person reads it: ``900 B``, ``880.3 kB``, ``2.3 MB``, ``1.2 GB`` (powers of 1000)."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
 
 
 def code_span(text: str) -> str:
     """``text`` as one markdown code span that nothing in it can end or break out of: on one line, fenced
-    by one backtick more than its longest run of them."""
+    by one backtick more than its longest run of them.
+    """
     flat = " ".join(text.split())
     fence = "`" * (max((len(run) for run in re.findall(r"`+", flat)), default=0) + 1)
     pad = " " if flat.startswith("`") or flat.endswith("`") else ""

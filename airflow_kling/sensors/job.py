@@ -71,9 +71,8 @@ class ScenarioJobSensor(ScenarioHookMixin, BaseSensorOperator):
                 self.log.warning("Polling job %s failed (%s); trying again next poke", self.job_id, error)
                 return False
             raise
-        change = self._progress.update(job)
-        if change:
-            self.log.info(change)
+        for line in self._progress.update(job):
+            self.log.info(line)
         if not is_terminal(job["status"]):
             return False
         return PokeReturnValue(is_done=True, xcom_value=job_result(self._outcome(job)))
