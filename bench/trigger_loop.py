@@ -135,9 +135,9 @@ def main() -> None:
     cpu = time.process_time() - started_cpu
     delays = []
     for payload, received in results:
-        success = next(
-            e["date"] for e in reversed(payload["job"]["statusHistory"]) if e["status"] in TERMINAL_STATUSES
-        )
+        success = payload["job"][
+            "updatedAt"
+        ]  # an ended job's last change: its end (the event carries no history)
         from datetime import datetime
 
         finished = datetime.fromisoformat(success.replace("Z", "+00:00")).timestamp()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
@@ -50,8 +52,9 @@ def shared_session() -> aiohttp.ClientSession:
 
     Every async hook (and so every trigger) in a loop shares it and its connection pool: a triggerer
     running thousands of jobs keeps a few keep-alive connections instead of a session per poll. It
-    carries no credentials; each API call adds its own ``Authorization`` header. It honours the standard
-    proxy variables (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``), as the sync hook does.
+    carries no credentials; each API call adds its own ``Authorization`` header. Each request names its proxy
+    (:func:`proxy_for`): aiohttp's ``trust_env`` would also look for a ``.netrc`` in a thread on every request,
+    which cost a triggerer more than the poll itself.
     """
     import aiohttp
 
@@ -61,10 +64,35 @@ def shared_session() -> aiohttp.ClientSession:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=CONNECTION_POOL_LIMIT),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            trust_env=True,  # HTTP_PROXY, HTTPS_PROXY and NO_PROXY, as the sync hook's requests honours them
         )
         _sessions[loop] = session
     return session
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+"""The standard proxy variables (each also read in capitals, the lower-case one first, as ``requests`` does)."""
+
+
+def proxy_for(config: ScenarioConnectionConfig, url: str) -> str | None:
+    """The proxy a request to ``url`` goes through: the connection's (``proxies`` extra), else the one the
+    standard proxy variables name for its scheme unless ``NO_PROXY`` covers its host, else none."""
+    named = config.proxy_for(url)
+    if named is not None:
+        return named
+    parts = urlsplit(url)
+    settings = tuple(os.environ.get(name) or os.environ.get(name.upper()) for name in PROXY_VARIABLES)
+    return _environment_proxy(parts.scheme, parts.netloc, settings) if any(settings) else None
+
+
+@functools.lru_cache(maxsize=256)
+def _environment_proxy(scheme: str, netloc: str, settings: tuple[str | None, ...]) -> str | None:
+    """What the proxy variables (their values as ``settings``) say for a request to ``netloc``, by the rules
+    the sync hook's ``requests`` follows (``NO_PROXY`` hosts, domains and networks): worked out once per scheme,
+    host and values."""
+    from requests.utils import get_environ_proxies
+
+    proxies = get_environ_proxies(f"{scheme}://{netloc}/", no_proxy=settings[-1])
+    return proxies.get(scheme) or proxies.get("all")
 
 
 @asynccontextmanager
@@ -182,7 +210,7 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
                     data=call.data,
                     headers=call.headers,
                     timeout=timeout,
-                    proxy=cfg.proxy_for(call.url),
+                    proxy=proxy_for(cfg, call.url),
                     ssl=cfg.ssl_context,
                 ) as response:
                     status = response.status
