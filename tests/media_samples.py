@@ -69,3 +69,20 @@ def write_png(path: Path, width: int = 16, height: int = 16) -> Path:
         + chunk(b"IEND", b"")
     )
     return path
+
+
+def poll_async(job_id: str) -> dict[str, Any]:
+    """One poll of a job through the async hook (the deferrable waits' path), in an event loop of its own, with
+    ``scenario_default`` read as the test set it last (the process's cached connections forgotten)."""
+    import asyncio
+
+    from airflow_kling.hooks import scenario_async
+
+    async def poll() -> dict[str, Any]:
+        scenario_async._configs.clear()
+        try:
+            return await scenario_async.ScenarioAsyncHook().get_job(job_id)
+        finally:
+            await scenario_async.close_shared_session()
+
+    return asyncio.run(poll())

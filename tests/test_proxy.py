@@ -4,7 +4,6 @@ books by the proxy's ``Via`` header."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -13,24 +12,12 @@ import pytest
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from tests.airflow_runs import dags_test
+from tests.media_samples import poll_async
 from tests.proxy import VIA_NAME, tinyproxy
 
 
 def vias(emulator: EmulatorServer, path: str) -> list[str | None]:
     return [entry["via"] for entry in emulator.store.requests(path)]
-
-
-def poll_async(job_id: str) -> str:
-    """One poll of the job through the async hook (the deferrable waits' path), in an event loop of its own."""
-    from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
-
-    async def poll() -> str:
-        try:
-            return str((await ScenarioAsyncHook().get_job(job_id))["jobId"])
-        finally:
-            await close_shared_session()
-
-    return asyncio.run(poll())
 
 
 def test_the_proxy_variables_reach_the_sync_and_the_async_hook(
@@ -47,7 +34,7 @@ def test_the_proxy_variables_reach_the_sync_and_the_async_hook(
         for name in ("NO_PROXY", "no_proxy"):
             monkeypatch.delenv(name, raising=False)
         ScenarioHook().get_job(job_id)
-        assert poll_async(job_id) == job_id
+        assert poll_async(job_id)["jobId"] == job_id
     seen = vias(scenario_emulator, f"^/v1/jobs/{job_id}$")
     assert len(seen) == 2
     assert all(via is not None and VIA_NAME in via for via in seen), seen
@@ -63,7 +50,7 @@ def test_no_proxy_is_honoured_too(
     with tinyproxy(tmp_path) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        assert poll_async(job_id) == job_id
+        assert poll_async(job_id)["jobId"] == job_id
     assert vias(scenario_emulator, f"^/v1/jobs/{job_id}$") == [None]
 
 

@@ -5,7 +5,6 @@ certificate named in the connection (``cert``) is presented to a server that ask
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioConfigError, ScenarioTransportError
 from airflow_kling.hooks.scenario import ScenarioHook
 from tests.airflow_runs import dags_test
-from tests.media_samples import sample_video
+from tests.media_samples import poll_async, sample_video
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +47,6 @@ def use_connection(monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer, **
     connection = json.loads(emulator.connection_uri())
     connection["extra"].update(extra)
     monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(connection))
-
-
-def poll_async(job_id: str) -> dict[str, Any]:
-    """One poll through the async hook (the deferrable waits' path), in an event loop of its own."""
-    from airflow_kling.hooks import scenario_async
-
-    async def poll() -> dict[str, Any]:
-        scenario_async._configs.clear()  # the connection as this test set it
-        try:
-            return await scenario_async.ScenarioAsyncHook().get_job(job_id)
-        finally:
-            await scenario_async.close_shared_session()
-
-    return asyncio.run(poll())
 
 
 def test_a_private_ca_fails_at_once_and_says_what_to_set(https_emulator: EmulatorServer) -> None:
