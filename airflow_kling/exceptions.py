@@ -57,9 +57,11 @@ class ScenarioNotFoundError(ScenarioAPIError):
 
 
 class ScenarioTeamLimitError(ScenarioAPIError):
-    """429 on a job submission: the team already runs as many jobs as its plan allows (``details.actionName``
-    ``parallel-custom-jobs``), or the API asked for no particular wait. Nothing was created: the submission
-    may be sent again once a job ends.
+    """429 on a job submission.
+
+    The team already runs as many jobs as its plan allows (``details.actionName`` ``parallel-custom-jobs``),
+    or the API asked for no particular wait. Nothing was created: the submission may be sent again once a job
+    ends.
 
     :param limit: the team's limit of parallel jobs (``details.actionLimit``), when the API said it.
     """
@@ -90,8 +92,11 @@ class ScenarioDownloadError(ScenarioError):
 
 
 class ScenarioResponseError(ScenarioError):
-    """An API answer the provider will not act on: an id, a media type or a location of another shape than
-    the API's (a broken or compromised API, or an emulator left open). Raised before anything is written."""
+    """An API answer the provider will not act on.
+
+    An id, a media type or a location of another shape than the API's (a broken or compromised API, or an
+    emulator left open). Raised before anything is written.
+    """
 
 
 class ScenarioValidationError(ScenarioError, ValueError):
@@ -115,5 +120,8 @@ class ScenarioJobError(ScenarioError):
 
 
 class MediaError(ScenarioError):
-    """A media file cannot be read or made to fit: not media, no video stream, truncated, empty, or an
-    aspect ratio no scaling can fit. The message names the file."""
+    """A media file cannot be read or made to fit.
+
+    Not media, no video stream, truncated, empty, or an aspect ratio no scaling can fit. The message names the
+    file.
+    """

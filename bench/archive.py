@@ -1,5 +1,7 @@
-"""Archiving a 200 MB asset from the emulator: ``archive_assets`` to local disk and to S3 (moto on
-loopback), against ``curl`` and a plain ``requests`` stream of the same signed URL, in the same run.
+"""Archiving a 200 MB asset from the emulator.
+
+``archive_assets`` to local disk and to S3 (moto on loopback), against ``curl`` and a plain ``requests``
+stream of the same signed URL, in the same run.
 
 Each transfer runs in its own process, measured for wall time (throughput) and peak RSS; medians of
 ``--repeat`` runs. Ours also hashes (SHA-256), verifies and renames atomically, and writes a manifest.

@@ -1,5 +1,7 @@
-"""The whole batch on a real Airflow: N compliant clips through a team limited to k parallel jobs of T
-seconds, and how much of the team's paid capacity sits idle between jobs.
+"""The whole batch on a real Airflow.
+
+N compliant clips through a team limited to k parallel jobs of T seconds, and how much of the team's paid
+capacity sits idle between jobs.
 
 Each contender runs on the same deployment (``airflow standalone``, or the distributed cluster of
 ``tests/cluster.py``: PostgreSQL, Redis, Celery, two triggerers) against one emulator, whose books (every

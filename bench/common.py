@@ -1,5 +1,8 @@
-"""What every benchmark shares: the machine's description, child processes measured for time and peak
-memory, medians with their spread, and the printed table."""
+"""What every benchmark shares.
+
+The machine's description, child processes measured for time and peak memory, medians with their spread, and
+the printed table.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +28,10 @@ class Measure:
 def run_measured(
     command: Sequence[str], env: dict[str, str] | None = None, cpus: set[int] | None = None
 ) -> Measure:
-    """Run a command to its end and measure it alone, on the CPUs in ``cpus`` if given (a contender and the
-    server it talks to, each on a core of its own, do not take turns on one: the spread between runs shrinks).
+    """Run a command to its end and measure it alone, on the CPUs in ``cpus`` if given.
+
+    A contender and the server it talks to, each on a core of its own, do not take turns on one: the spread
+    between runs shrinks.
 
     Peak RSS is the child's own ``VmHWM``, read from ``/proc`` while it runs: the ``ru_maxrss`` that
     ``wait4`` reports starts from the parent's RSS at fork, which would credit the child with the parent's

@@ -1,5 +1,8 @@
-"""What this provider adds to DAG parsing: importing its operators, and each example DAG file, on top of an
-``airflow.sdk`` import that every DAG file pays anyway. Median of cold runs, each in a fresh interpreter."""
+"""What this provider adds to DAG parsing.
+
+Importing its operators, and each example DAG file, on top of an ``airflow.sdk`` import that every DAG file
+pays anyway. Median of cold runs, each in a fresh interpreter.
+"""
 
 from __future__ import annotations
 

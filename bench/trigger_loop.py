@@ -1,5 +1,7 @@
-"""One event loop that waits for many Scenario jobs, as a triggerer does: run as a child process by
-``bench.triggerer``, with this provider's trigger, polling built on the http provider, or the raw ``aiohttp`` floor.
+"""One event loop that waits for many Scenario jobs, as a triggerer does.
+
+Run as a child process by ``bench.triggerer``, with this provider's trigger, polling built on the http
+provider, or the raw ``aiohttp`` floor.
 
     python -m bench.trigger_loop ours|http|floor JOBS_FILE POLL_INTERVAL RESULT_FILE
 """
@@ -31,8 +33,11 @@ async def ours(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str,
 
 
 async def http_provider(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str, Any], float]]:
-    """What a user writes with the http provider: ``HttpAsyncHook`` opens a client session (and reads the
-    connection) on every poll, as ``HttpSensorTrigger`` does."""
+    """What a user writes with the http provider.
+
+    ``HttpAsyncHook`` opens a client session (and reads the connection) on every poll, as
+    ``HttpSensorTrigger`` does.
+    """
     from airflow.providers.http.hooks.http import HttpAsyncHook
 
     async def wait(job_id: str) -> tuple[dict[str, Any], float]:
@@ -49,8 +54,11 @@ async def http_provider(job_ids: list[str], poll_interval: float) -> list[tuple[
 
 
 async def floor(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str, Any], float]]:
-    """The least a poll can cost: raw ``aiohttp``, one shared session with Basic auth, GET and parse the
-    job at a fixed interval; no retries, no logging, no connection lookup."""
+    """The least a poll can cost.
+
+    Raw ``aiohttp``, one shared session with Basic auth, GET and parse the job at a fixed interval; no
+    retries, no logging, no connection lookup.
+    """
     import os
 
     import aiohttp
@@ -71,8 +79,10 @@ async def floor(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str
 
 
 class GarbageCollections:
-    """CPU seconds the garbage collector takes while the block runs, and its collections per generation: a
-    full collection walks Airflow's whole heap, so a contender that allocates more pays in whole walks."""
+    """CPU seconds the garbage collector takes while the block runs, and its collections per generation.
+
+    A full collection walks Airflow's whole heap, so a contender that allocates more pays in whole walks.
+    """
 
     def __init__(self) -> None:
         self.cpu = 0.0
@@ -98,9 +108,11 @@ CONTENDERS = {"ours": ours, "http": http_provider, "floor": floor}
 
 
 async def warm_up() -> None:
-    """What a triggerer pays once per process, not per poll, kept off the clock like the imports: the
-    first connection lookup (Airflow's secrets backends load), the first trigger event (pydantic builds
-    its validator) and the first log line (structlog configures itself)."""
+    """What a triggerer pays once per process, not per poll, kept off the clock like the imports.
+
+    The first connection lookup (Airflow's secrets backends load), the first trigger event (pydantic builds
+    its validator) and the first log line (structlog configures itself).
+    """
     from airflow.triggers.base import TriggerEvent
 
     from airflow_kling.hooks.scenario_async import ScenarioAsyncHook

@@ -1,7 +1,8 @@
-"""N Scenario job waits in one event loop, as a triggerer runs them: this provider's ScenarioJobTrigger
-against polling built on the http provider (a client session per poll) and against the floor (raw aiohttp
-with one shared session, nothing else), in the same run, against an
-emulator in its own process (its CPU is reported apart, so that the provider's own cost is compared).
+"""N Scenario job waits in one event loop, as a triggerer runs them.
+
+This provider's ScenarioJobTrigger against polling built on the http provider (a client session per poll) and
+against the floor (raw aiohttp with one shared session, nothing else), in the same run, against an emulator in
+its own process (its CPU is reported apart, so that the provider's own cost is compared).
 
 Per contender and N: CPU seconds per 1 000 polls, peak RSS of the loop's process, polls per job, and the
 delay from a job's success to its event.

@@ -1,7 +1,9 @@
-"""Worker-slot seconds per lipsync job of ``--job-seconds`` (default 30): the deferrable KlingLipsyncOperator
-against the same operator in its synchronous mode and a sleep-loop ``@task`` (what one writes by hand),
-each following a job of the emulator at the same time. A worker slot is held while ``execute`` (or
-``execute_complete``) runs; a deferred task holds none while its trigger waits."""
+"""Worker-slot seconds per lipsync job of ``--job-seconds`` (default 30).
+
+The deferrable KlingLipsyncOperator against the same operator in its synchronous mode and a sleep-loop
+``@task`` (what one writes by hand), each following a job of the emulator at the same time. A worker slot is
+held while ``execute`` (or ``execute_complete``) runs; a deferred task holds none while its trigger waits.
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""Kling Lipsync over a folder of clips: one mapped task group per clip, so that a bad clip fails alone.
+r"""Kling Lipsync over a folder of clips: one mapped task group per clip, so that a bad clip fails alone.
 
 Each ``<name>.mp4``/``.mov`` in ``source`` (a directory or an object-storage prefix) is paired with the audio
 file of the same name (``.mp3``, ``.wav``, ``.m4a``, ``.aac``) or, when there is none, speaks ``text``.
 
     list_clips -> clip[i]: prepare_and_upload -> lipsync -> archive -> review (when asked) -> report
-                                      \\-> check_budget -/
+                                      \-> check_budget -/
 
 - A clip that cannot be used (not media, too short, ...) fails its own group; the other clips go on and are
   archived. ``report`` names each failed clip and why, and fails the run when any clip failed.
@@ -110,8 +110,11 @@ with DAG(
 
     @task
     def list_clips(params: dict[str, Any] | None = None, ti: Any = None) -> list[dict[str, Any]]:
-        """One entry per clip: its name and the URIs of its video and audio (``None``: speak ``text``).
-        Pushes the archive location as ``destination``."""
+        """One entry per clip.
+
+        Its name and the URIs of its video and audio (``None``: speak ``text``). Pushes the archive location
+        as ``destination``.
+        """
         import tempfile
         from pathlib import Path
 
@@ -163,10 +166,13 @@ with DAG(
     def check_budget(
         clips: list[dict[str, Any]], params: dict[str, Any] | None = None, ti: Any = None
     ) -> float:
-        """The estimate of every clip that was prepared, before any of them is paid for; the total in
-        creative units. Fails the batch (and so every lipsync) above ``max_total_creative_units``. A clip
-        whose inputs the API refuses (HTTP 400/422) is left out of the total: its own lipsync fails, as a
-        bad file fails its group; any other error fails the batch (the total would be unknown)."""
+        """The estimate of every clip that was prepared, before any of them is paid for.
+
+        The total in creative units. Fails the batch (and so every lipsync) above
+        ``max_total_creative_units``. A clip whose inputs the API refuses (HTTP 400/422) is left out of the
+        total: its own lipsync fails, as a bad file fails its group; any other error fails the batch (the
+        total would be unknown).
+        """
         from airflow_kling.exceptions import ScenarioAPIError
         from airflow_kling.hooks.scenario import ScenarioHook
         from airflow_kling.models.kling_lipsync import MODEL_ID as KLING_LIPSYNC_MODEL_ID
@@ -213,10 +219,14 @@ with DAG(
         },
     )
     def clip_group(clip: dict[str, Any]) -> None:
+        """One clip's steps: prepare and upload, lipsync, archive, review when asked."""
+
         @task(multiple_outputs=True)  # said, not inferred from the return type (ruff's AIR202)
         def prepare_and_upload(clip: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
-            """Fit the clip (and its audio) to Kling's limits and upload them, in this task only; returns
-            the lipsync arguments."""
+            """Fit the clip (and its audio) to Kling's limits and upload them, in this task only.
+
+            Returns the lipsync arguments.
+            """
             import tempfile
             from pathlib import Path
 

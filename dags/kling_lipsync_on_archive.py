@@ -1,9 +1,11 @@
-"""Runs whenever new lipsync videos are archived: scheduled on the ``kling_lipsync_videos`` asset that
-``ScenarioArchiveAssetsOperator`` updates. Here it writes a summary of the new videos next to them; a real
-team would notify a channel or start an editing pipeline.
+"""Runs whenever new lipsync videos are archived.
+
+Scheduled on the ``kling_lipsync_videos`` asset that ``ScenarioArchiveAssetsOperator`` updates. Here it writes
+a summary of the new videos next to them; a real team would notify a channel or start an editing pipeline.
 
 ``kling_lipsync_on_publish`` does the same for the clips a reviewer approved (the asset
-``kling_lipsync_published`` of ``KlingReviewOperator``): the place to show them to customers."""
+``kling_lipsync_published`` of ``KlingReviewOperator``): the place to show them to customers.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +40,10 @@ for dag_id, description, asset, summary_name in (
         def summarize(
             triggering_asset_events: Any = None, summary_name: str = summary_name
         ) -> list[dict[str, Any]]:
-            """Read each new video's manifest and write a summary beside it (``summary.json`` for an
-            archived video, ``published.json`` for a published one)."""
+            """Read each new video's manifest and write a summary beside it.
+
+            The summary is ``summary.json`` for an archived video, ``published.json`` for a published one.
+            """
             import json
 
             from airflow_kling.files.storage import storage_path

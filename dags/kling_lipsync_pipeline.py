@@ -157,8 +157,10 @@ for dag_id, description, with_review, extra_params in (
 
         @task(multiple_outputs=True)  # said, not inferred from the return type (ruff's AIR202)
         def resolve_inputs(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
-            """Where the media are and where results go; synthesizes sample media into the work location when
-            none is given. Both locations are checked writable before anything is paid for.
+            """Where the media are and where results go.
+
+            Synthesizes sample media into the work location when none is given. Both locations are checked
+            writable before anything is paid for.
             """
             import tempfile
             from pathlib import Path

@@ -1,5 +1,7 @@
-"""The Scenario wire contract as both hooks speak it: paths, query strings, which calls submit a paid job,
-answers and errors."""
+"""The Scenario wire contract as both hooks speak it.
+
+Paths, query strings, which calls submit a paid job, answers and errors.
+"""
 
 from __future__ import annotations
 
@@ -30,8 +32,9 @@ READ_CHUNK = 64 * 1024
 
 
 class AnswerBody:
-    """An API answer's body, collected within bounds whether its size is declared or found while streaming:
-    a success larger than :data:`MAX_ANSWER_BYTES` is refused, an error's body is cut at
+    """An API answer's body, collected within bounds whether its size is declared or found while streaming.
+
+    A success larger than :data:`MAX_ANSWER_BYTES` is refused, an error's body is cut at
     :data:`ERROR_BODY_BYTES`. Both hooks read through it, chunk by chunk.
 
     :param content_length: the answer's ``Content-Length`` header, if any.
@@ -65,6 +68,7 @@ class AnswerBody:
         return True
 
     def content(self) -> bytes:
+        """The body read so far, as bytes."""
         return b"".join(self.parts)
 
     def _too_large(self, found: str) -> ScenarioResponseError:
@@ -93,9 +97,11 @@ class ObjectCall:
     body: dict[str, Any] | None = None
 
     def path(self, *ids: str) -> str:
+        """The call's path with ``ids`` filled in."""
         return api_path(self.template, *ids)
 
     def answer(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The object this call's answer holds under :attr:`key`."""
         return dict(payload[self.key])
 
 
@@ -113,8 +119,10 @@ def is_job_submission(method: str, path: str, params: Mapping[str, Any] | None =
 
 
 def query_params(filters: Mapping[str, Any]) -> dict[str, str]:
-    """Python keyword filters as the API's query string: camelCase keys, comma-joined lists,
-    lower-case booleans; ``None`` values are left out."""
+    """Python keyword filters as the API's query string.
+
+    CamelCase keys, comma-joined lists, lower-case booleans; ``None`` values are left out.
+    """
     params: dict[str, str] = {}
     for key, value in filters.items():
         if value is None:
@@ -131,8 +139,11 @@ def query_params(filters: Mapping[str, Any]) -> dict[str, str]:
 
 
 def api_message(body: bytes | str) -> str:
-    """The API's message in an error body (JSON ``message``/``apiError``/``error``/``detail``, with its
-    ``hint`` when it gives one), else its start; :data:`MESSAGE_LIMIT` characters at most."""
+    """The API's message in an error body, else its start; :data:`MESSAGE_LIMIT` characters at most.
+
+    The message is JSON's ``message``, ``apiError``, ``error`` or ``detail``, with its ``hint`` when it gives
+    one.
+    """
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         decoded = json.loads(text)
@@ -167,8 +178,10 @@ jobs sees. A larger ``actionLimit`` is read as this."""
 
 
 def team_limit(body: bytes | str) -> int | None:
-    """The team's parallel-job limit named by a 429's ``details`` (``actionLimit``), at most
-    :data:`MAX_TEAM_LIMIT`; ``None`` when the answer names none."""
+    """The team's parallel-job limit that a 429's ``details`` name (``actionLimit``).
+
+    At most :data:`MAX_TEAM_LIMIT`; ``None`` when the answer names none.
+    """
     try:
         details = json.loads(body).get("details")
     except (ValueError, AttributeError):
@@ -196,12 +209,15 @@ class Endpoint(Protocol):
     """Where and as whom a call goes (a :class:`~airflow_kling.hooks.connection.ScenarioConnectionConfig`)."""
 
     @property
-    def authorization(self) -> str: ...
+    def authorization(self) -> str:
+        """The ``Authorization`` header's value."""
 
     @property
-    def project_id(self) -> str | None: ...
+    def project_id(self) -> str | None:
+        """The project the calls act in, if any."""
 
-    def url(self, path: str) -> str: ...
+    def url(self, path: str) -> str:
+        """The absolute URL of an API ``path``."""
 
 
 @dataclass(frozen=True)
@@ -224,8 +240,11 @@ def api_call(
     params: Mapping[str, Any] | None,
     body: Any,
 ) -> ApiCall:
-    """Build a call: ``projectId`` from the connection unless given, and POST/PUT bodies that default to
-    ``{}`` as the official client sends them."""
+    """Build a call.
+
+    ``projectId`` from the connection unless given, and POST/PUT bodies that default to ``{}`` as the official
+    client sends them.
+    """
     method = method.upper()
     headers = {"Authorization": config.authorization}
     data = None

@@ -1,5 +1,7 @@
-"""The shape of Scenario's ids (``job_...``, ``asset_...``): what an id from an API answer must look like
-before the provider puts it in a path, a URL or a file name."""
+"""The shape of Scenario's ids (``job_...``, ``asset_...``).
+
+What an id from an API answer must look like before the provider puts it in a path, a URL or a file name.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""Where a URL that an API answer names (a signed file URL, a presigned upload part) may be fetched from: the
-API's own origin; a host that ``[kling] storage_hosts`` allows; or, over https, a host whose every address is
-public. Never a loopback, private, link-local or reserved address otherwise, checked on the addresses the name
-resolves to: a broken or hostile API cannot make the workers or the api-server read internal services."""
+"""Where a URL that an API answer names (a signed file URL, a presigned upload part) may be fetched from.
+
+The API's own origin; a host that ``[kling] storage_hosts`` allows; or, over https, a host whose every address
+is public. Never a loopback, private, link-local or reserved address otherwise, checked on the addresses the
+name resolves to: a broken or hostile API cannot make the workers or the api-server read internal services.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 
+from typing_extensions import override
+
 _QUERY = re.compile(r"\?[^\s'\"<>]*")
 URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry")
 """Loggers of the HTTP library under ``requests`` that write request lines, query strings included."""
@@ -13,6 +15,7 @@ URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry")
 class DropQueryStrings(logging.Filter):
     """Rewrites a record's message with every query string cut out (``?...`` up to a space or a quote)."""
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if "?" in message:

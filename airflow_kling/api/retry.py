@@ -1,5 +1,6 @@
-"""When to retry a request to the Scenario API, and how long to wait first: one state machine that both
-hooks drive, for API calls and presigned storage URLs alike.
+"""When to retry a request to the Scenario API, and how long to wait first.
+
+One state machine that both hooks drive, for API calls and presigned storage URLs alike.
 
 The rules of the official client (``scenario-sdk`` 2.4.0), with one exception it lacks: a request that
 submits a job is never resent when its outcome is unknown, since the API has no idempotency key and a
@@ -40,8 +41,11 @@ def is_retryable_status(status: int) -> bool:
 
 
 def server_delay(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
-    """Seconds the server asked to wait (``retry-after-ms``, then ``Retry-After`` as seconds or an HTTP
-    date), capped at :data:`MAX_SERVER_DELAY`; ``None`` when it asked nothing usable."""
+    """Seconds the server asked to wait, capped at :data:`MAX_SERVER_DELAY`.
+
+    Read from ``retry-after-ms``, then ``Retry-After`` as seconds or an HTTP date; ``None`` when it asked
+    nothing usable.
+    """
     delay: float | None = None
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
@@ -70,9 +74,11 @@ def backoff_delay(retries_done: int, jitter: Callable[[], float] = random.random
 
 
 def certificate_problem(error: BaseException) -> str | None:
-    """Why a TLS certificate was refused, when ``error`` (a ``requests`` or ``aiohttp`` error) comes from
-    one: OpenSSL's reason, such as ``unable to get local issuer certificate``; else ``None``. Looks through
-    the wrappers (``__cause__``, ``__context__``, ``reason``, ``certificate_error``, ``args``) at most 12 deep."""
+    """Why a TLS certificate was refused, when ``error`` (a ``requests`` or ``aiohttp`` error) comes from one.
+
+    OpenSSL's reason, such as ``unable to get local issuer certificate``; else ``None``. Looks through the
+    wrappers (``__cause__``, ``__context__``, ``reason``, ``certificate_error``, ``args``) at most 12 deep.
+    """
     import ssl
 
     seen: set[int] = set()
@@ -99,8 +105,11 @@ def certificate_problem(error: BaseException) -> str | None:
 
 @dataclass(frozen=True)
 class Step:
-    """What to do after one attempt: return its answer, raise ``error``, or wait ``delay`` seconds and
-    send again (``reason`` says why, for the log)."""
+    """What to do after one attempt.
+
+    Return its answer, raise ``error``, or wait ``delay`` seconds and send again (``reason`` says why, for the
+    log).
+    """
 
     delay: float = 0.0
     error: ScenarioError | None = None
@@ -110,8 +119,10 @@ class Step:
 
 @dataclass
 class Attempts:
-    """The retry state of one request. Each hook sends, reports the outcome here, and does what the
-    returned :class:`Step` says; no other code decides whether to retry.
+    """The retry state of one request.
+
+    Each hook sends, reports the outcome here, and does what the returned :class:`Step` says; no other code
+    decides whether to retry.
 
     :param method: HTTP method.
     :param label: what logs and errors call the request: an API path, or a name such as ``upload part 2``
@@ -153,9 +164,12 @@ class Attempts:
         return self._again(f"answered HTTP {status}", server_delay(headers))
 
     def failed(self, error_name: str, *, request_sent: bool, certificate: str | None = None) -> Step:
-        """No answer: ``error_name`` is the transport error's class name (its text may hold a signed URL);
-        ``certificate`` the reason a TLS certificate was refused (:func:`certificate_problem`), which no
-        retry changes: it fails at once, saying what to set."""
+        """No answer.
+
+        ``error_name`` is the transport error's class name (its text may hold a signed URL); ``certificate``
+        the reason a TLS certificate was refused (:func:`certificate_problem`), which no retry changes: it
+        fails at once, saying what to set.
+        """
         if certificate is not None:
             return Step(
                 error=ScenarioTransportError(

@@ -10,6 +10,7 @@ from airflow_kling.emulator.store import EmulatorConfig
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Serve the emulator until interrupted; ``argv`` as on the command line (``--help`` lists them)."""
     defaults = EmulatorConfig()
     parser = argparse.ArgumentParser(prog="python -m airflow_kling.emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")

@@ -1,5 +1,8 @@
-"""The emulator's HTTP surface: the Scenario API under ``/v1``, signed file and part URLs, and an admin
-API under ``/_emulator`` for fault injection and inspection."""
+"""The emulator's HTTP surface.
+
+The Scenario API under ``/v1``, signed file and part URLs, and an admin API under ``/_emulator`` for fault
+injection and inspection.
+"""
 
 from __future__ import annotations
 
@@ -245,6 +248,7 @@ def _storage_origin(request: web.Request) -> str:
 
 
 def render_job(store: Store, job: Job) -> dict[str, Any]:
+    """A job as the API answers it (``GET /v1/jobs/{jobId}``)."""
     now = time.time()
     status, progress = store.job_state(job, now)
     history = store.status_history(job, status, now)
@@ -272,6 +276,7 @@ def render_job(store: Store, job: Job) -> dict[str, Any]:
 
 
 def render_asset(store: Store, asset: Asset, origin: str) -> dict[str, Any]:
+    """An asset as the API answers it, its signed URL on ``origin``."""
     resource = f"{asset.id}/{asset.file_name}"
     metadata: dict[str, Any] = {
         "kind": asset.kind,
@@ -305,6 +310,7 @@ def render_asset(store: Store, asset: Asset, origin: str) -> dict[str, Any]:
 
 
 def render_upload(store: Store, upload: Upload, origin: str) -> dict[str, Any]:
+    """An upload as the API answers it, its parts' signed URLs on ``origin``."""
     rendered: dict[str, Any] = {
         "id": upload.id,
         "status": upload.status,
@@ -357,8 +363,11 @@ def served_descriptor(store: Store, spec: ModelSpec) -> dict[str, Any]:
 
 
 def validate_inputs(store: Store, spec: ModelSpec, inputs: Any) -> None:
-    """Refuse (HTTP 400, naming the input) what the API would: the spec's own checks across inputs, the
-    served descriptor's rules, and each file input's extension and picture size against the spec's media limits."""
+    """Refuse (HTTP 400, naming the input) what the API would.
+
+    The spec's own checks across inputs, the served descriptor's rules, and each file input's extension and
+    picture size against the spec's media limits.
+    """
     if not isinstance(inputs, dict):
         raise ApiError(400, "The request body must be a JSON object of the model's inputs")
     try:
@@ -386,11 +395,13 @@ def validate_inputs(store: Store, spec: ModelSpec, inputs: Any) -> None:
 
 
 async def get_model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{modelId}``: the model's descriptor, from its spec."""
     store = _store(request)
     return web.json_response({"model": served_descriptor(store, _spec(request.match_info["model_id"]))})
 
 
 async def run_model(request: web.Request) -> web.Response:
+    """``POST /v1/generate/custom/{modelId}``: check the inputs, then estimate (``dryRun``) or start a job."""
     store = _store(request)
     spec = _spec(request.match_info["model_id"])
     model_id = spec.model_id
@@ -427,11 +438,13 @@ async def run_model(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
+    """``GET /v1/jobs/{jobId}``: the job."""
     store = _store(request)
     return web.json_response({"job": render_job(store, store.job(request.match_info["job_id"]))})
 
 
 async def list_jobs(request: web.Request) -> web.Response:
+    """``GET /v1/jobs``: the caller's jobs, newest first, a page at a time."""
     store = _store(request)
     query = request.query
     try:
@@ -480,6 +493,7 @@ def _created_after(query: Any) -> float | None:
 
 
 async def job_action(request: web.Request) -> web.Response:
+    """``POST /v1/jobs/{jobId}/action``: cancel a job."""
     store = _store(request)
     body = await _json_body(request)
     if body.get("action") != "cancel":
@@ -489,18 +503,21 @@ async def job_action(request: web.Request) -> web.Response:
 
 
 async def create_upload(request: web.Request) -> web.Response:
+    """``POST /v1/uploads``: start a multipart upload."""
     store = _store(request)
     upload = store.create_upload(await _json_body(request), _owner(request))
     return web.json_response({"upload": render_upload(store, upload, _storage_origin(request))})
 
 
 async def get_upload(request: web.Request) -> web.Response:
+    """``GET /v1/uploads/{uploadId}``: an upload, validated once complete."""
     store = _store(request)
     upload = store.read_upload(request.match_info["upload_id"])
     return web.json_response({"upload": render_upload(store, upload, _storage_origin(request))})
 
 
 async def upload_action(request: web.Request) -> web.Response:
+    """``POST /v1/uploads/{uploadId}/action``: complete an upload."""
     store = _store(request)
     body = await _json_body(request)
     if body.get("action") != "complete":
@@ -510,12 +527,14 @@ async def upload_action(request: web.Request) -> web.Response:
 
 
 async def get_asset(request: web.Request) -> web.Response:
+    """``GET /v1/assets/{assetId}``: an asset, with a signed URL to its file."""
     store = _store(request)
     asset = store.asset(request.match_info["asset_id"])
     return web.json_response({"asset": render_asset(store, asset, _storage_origin(request))})
 
 
 async def download_asset(request: web.Request) -> web.Response:
+    """``POST /v1/assets/{assetId}/download``: a signed URL to an asset's file."""
     store = _store(request)
     asset = store.asset(request.match_info["asset_id"])
     body = await _json_body(request)
@@ -536,6 +555,7 @@ async def download_asset(request: web.Request) -> web.Response:
 
 
 async def put_part(request: web.Request) -> web.Response:
+    """``PUT /_uploads/{uploadId}/{number}``: an upload part, to its signed URL."""
     store = _store(request)
     upload_id, number_text = request.match_info["upload_id"], request.match_info["number"]
     store.check_signature(
@@ -558,6 +578,7 @@ async def put_part(request: web.Request) -> web.Response:
 
 
 async def get_file(request: web.Request) -> web.StreamResponse:
+    """``GET /_files/{assetId}/{fileName}``: a file by its signed URL, with ``Range`` support."""
     store = _store(request)
     asset_id, file_name = request.match_info["asset_id"], request.match_info["file_name"]
     store.check_signature(
@@ -578,8 +599,11 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 
 
 async def web_job_page(request: web.Request) -> web.Response:
-    """What the operator's "Scenario job" link opens when it points at the emulator: a page a person reads
-    (the job's status, progress, history, error, outputs and cost); JSON for a client that asks for it."""
+    """What the operator's "Scenario job" link opens when it points at the emulator.
+
+    A page a person reads (the job's status, progress, history, error, outputs and cost); JSON for a client
+    that asks for it.
+    """
     from html import escape
 
     store = _store(request)
@@ -614,19 +638,23 @@ async def web_job_page(request: web.Request) -> web.Response:
 
 
 async def admin_health(request: web.Request) -> web.Response:
+    """``GET /_emulator/health``: whether the emulator serves."""
     return web.json_response({"status": "ok"})
 
 
 async def admin_requests(request: web.Request) -> web.Response:
+    """``GET /_emulator/requests``: the requests seen so far (the books)."""
     return web.json_response({"requests": _store(request).requests(request.query.get("path"))})
 
 
 async def admin_reset(request: web.Request) -> web.Response:
+    """``POST /_emulator/reset`` (or ``DELETE /_emulator/requests``): forget faults, plans and the books."""
     _store(request).reset()
     return web.json_response({"status": "ok"})
 
 
 async def admin_faults(request: web.Request) -> web.Response:
+    """``POST /_emulator/faults``: plan faults for the requests they match."""
     body = await _json_body(request)
     known = {f.name for f in fields(Fault)}
     for spec in body.get("faults", [body]):
@@ -638,6 +666,7 @@ async def admin_faults(request: web.Request) -> web.Response:
 
 
 async def admin_next_jobs(request: web.Request) -> web.Response:
+    """``POST /_emulator/jobs/next``: plan the outcome of the next jobs."""
     body = await _json_body(request)
     details = {key: body[key] for key in ("error", "hint", "seconds") if key in body}
     _store(request).plan_jobs(str(body.get("outcome", "success")), int(body.get("count", 1)), **details)
@@ -645,6 +674,7 @@ async def admin_next_jobs(request: web.Request) -> web.Response:
 
 
 async def admin_job(request: web.Request) -> web.Response:
+    """``POST /_emulator/jobs/{jobId}``: change a job's outcome or duration."""
     store = _store(request)
     body = await _json_body(request)
     details = {key: body[key] for key in ("error", "hint", "seconds") if key in body}
@@ -653,6 +683,7 @@ async def admin_job(request: web.Request) -> web.Response:
 
 
 async def admin_settings(request: web.Request) -> web.Response:
+    """``POST /_emulator/settings``: change the emulator's settings."""
     store = _store(request)
     body = await _json_body(request)
     if "empty_pages" in body:
@@ -681,8 +712,11 @@ def _chaos(settings: Any) -> Chaos | None:
 
 
 async def admin_model(request: web.Request) -> web.Response:
-    """Change what ``GET /models/{modelId}`` serves (and the emulator checks): ``{"inputs": {name: {field:
-    value}}}`` merged into the spec's descriptor, e.g. ``allowedValues`` of a voice; ``{}`` restores it."""
+    """Change what ``GET /models/{modelId}`` serves (and the emulator checks).
+
+    ``{"inputs": {name: {field: value}}}`` merged into the spec's descriptor, e.g. ``allowedValues`` of a
+    voice; ``{}`` restores it.
+    """
     store = _store(request)
     spec = _spec(request.match_info["model_id"])
     body = await _json_body(request)

@@ -1,5 +1,6 @@
-"""Chaos mode: faults drawn at random from those each route meets in production, seeded so that a failing run
-replays.
+"""Chaos mode.
+
+Faults drawn at random from those each route meets in production, seeded so that a failing run replays.
 
 Whether the n-th request on a route meets a fault, and which, depends only on the seed, the route and n (not on
 how requests of different routes interleave), so one seed gives the same faults to the same sequence of calls.

@@ -1,5 +1,6 @@
-"""Pytest fixtures for DAG authors: ``scenario_emulator`` starts an emulator and points
-``scenario_default`` at it.
+"""Pytest fixtures for DAG authors.
+
+``scenario_emulator`` starts an emulator and points ``scenario_default`` at it.
 
 Opt-in, so that no other pytest session of an environment with the provider loads it: name it in your
 ``conftest.py`` (``pytest_plugins = ["airflow_kling.emulator.pytest_plugin"]``) or run ``pytest -p

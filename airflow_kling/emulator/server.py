@@ -53,6 +53,7 @@ class EmulatorServer:
 
     @property
     def origin(self) -> str:
+        """``scheme://host:port`` of the API."""
         return f"{'https' if self.tls is not None else 'http'}://{self.host}:{self.port}"
 
     @property
@@ -79,9 +80,11 @@ class EmulatorServer:
         self.store.add_fault(Fault(path=path, **options))
 
     def start_chaos(self, seed: int, **options: Any) -> Chaos:
-        """Turn chaos mode on (random faults on every route, drawn from ``seed``); ``options``: ``rate``,
-        ``max_in_a_row``, ``routes`` of :class:`~airflow_kling.emulator.chaos.Chaos`. Its ``injected``
-        counts what it did; ``store.reset()`` turns it off."""
+        """Turn chaos mode on (random faults on every route, drawn from ``seed``).
+
+        ``options``: ``rate``, ``max_in_a_row``, ``routes`` of :class:`~airflow_kling.emulator.chaos.Chaos`.
+        Its ``injected`` counts what it did; ``store.reset()`` turns it off.
+        """
         from airflow_kling.emulator.chaos import Chaos
 
         chaos = Chaos(seed=seed, **options)
@@ -93,12 +96,16 @@ class EmulatorServer:
         self.store.plan_jobs(outcome, count, **details)
 
     def describe_model(self, model_id: str, **inputs: dict[str, Any]) -> None:
-        """Serve (and check against) another descriptor for ``model_id``: each keyword names an input and the
-        descriptor fields that replace the spec's, e.g. ``voiceId={"allowedValues": ["en_AOT"]}``."""
+        """Serve (and check against) another descriptor for ``model_id``.
+
+        Each keyword names an input and the descriptor fields that replace the spec's, e.g.
+        ``voiceId={"allowedValues": ["en_AOT"]}``.
+        """
         with self.store.lock:
             self.store.model_overrides[model_id] = {name: dict(fields) for name, fields in inputs.items()}
 
     def start(self) -> EmulatorServer:
+        """Start serving in a thread of its own; returns once it listens (30 s at most)."""
         started = threading.Event()
         errors: list[BaseException] = []
 
@@ -140,6 +147,7 @@ class EmulatorServer:
             await runner.cleanup()
 
     def stop(self) -> None:
+        """Stop serving and wait for the thread to end."""
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stopped.set)
             self._thread.join(timeout=30)
@@ -165,8 +173,10 @@ def run_emulator(host: str = "127.0.0.1", port: int = 0, **config: Any) -> Itera
 
 
 def serve_forever(host: str, port: int, config: EmulatorConfig, *, chaos: FaultSource | None = None) -> None:
-    """Serve in the foreground until interrupted (the ``python -m airflow_kling.emulator`` command);
-    ``chaos``: random faults from the start (see :mod:`airflow_kling.emulator.chaos`)."""
+    """Serve in the foreground until interrupted (the ``python -m airflow_kling.emulator`` command).
+
+    ``chaos``: random faults from the start (see :mod:`airflow_kling.emulator.chaos`).
+    """
     from aiohttp import web
 
     from airflow_kling.emulator.app import create_app

@@ -37,8 +37,10 @@ REQUEST_LOG_LIMIT = 200_000
 
 
 class ApiError(Exception):
-    """An answer with an error status, raised by the store and written out by the app (``details`` as the
-    body's ``details``)."""
+    """An answer with an error status, raised by the store and written out by the app.
+
+    ``details`` becomes the body's ``details``.
+    """
 
     def __init__(self, status: int, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -73,6 +75,8 @@ class EmulatorConfig:
 
 @dataclass
 class Asset:
+    """A file the emulator holds: an upload's or a job's output."""
+
     id: str
     kind: str
     mime_type: str
@@ -89,6 +93,8 @@ class Asset:
 
 @dataclass
 class Upload:
+    """A multipart upload and the parts received so far."""
+
     id: str
     kind: str
     file_name: str
@@ -106,6 +112,8 @@ class Upload:
 
 @dataclass
 class Job:
+    """A job and its planned timeline (duration, outcome)."""
+
     id: str
     model_id: str
     inputs: dict[str, Any]
@@ -163,9 +171,11 @@ class Fault:
 class FaultSource(Protocol):
     """Faults beyond the planned ones: :class:`airflow_kling.emulator.chaos.Chaos`."""
 
-    def draw(self, method: str, path: str) -> Fault | None: ...
+    def draw(self, method: str, path: str) -> Fault | None:
+        """A fault for this request, or ``None``."""
 
-    def report(self) -> dict[str, Any]: ...
+    def report(self) -> dict[str, Any]:
+        """What was drawn so far, for the books."""
 
 
 def _whole_number(value: Any) -> int | None:
@@ -175,6 +185,7 @@ def _whole_number(value: Any) -> int | None:
 
 
 def new_id(prefix: str) -> str:
+    """A new random id such as ``job_...``, of Scenario's shape."""
     return f"{prefix}_{secrets.token_urlsafe(18).replace('-', 'x').replace('_', 'y')}"
 
 
@@ -206,10 +217,12 @@ class Store:
     # -- signed URLs -----------------------------------------------------------------------------------
 
     def sign(self, resource: str, expires: int) -> str:
+        """The HMAC-SHA-256 signature of ``resource`` until ``expires`` (epoch seconds)."""
         return hmac.new(self._signing_key, f"{resource}:{expires}".encode(), hashlib.sha256).hexdigest()
 
     def signed_query(self, resource: str) -> str:
         # Rounded up: a URL is good for at least ``url_ttl`` seconds (cut down, a 1 s URL could die at once).
+        """The query string of a signed URL to ``resource``, good for ``url_ttl`` seconds at least."""
         expires = math.ceil(time.time() + self.config.url_ttl)
         return f"expires={expires}&signature={self.sign(resource, expires)}"
 
@@ -225,15 +238,18 @@ class Store:
             raise ApiError(403, "AccessDenied: Request has expired")
 
     def new_file(self, suffix: str = "") -> Path:
+        """A new file's path in the data folder."""
         return self.data_dir / f"{next(self._file_numbers)}{suffix}"
 
     # -- faults and the request log ---------------------------------------------------------------------
 
     def add_fault(self, fault: Fault) -> None:
+        """Plan ``fault`` for the requests it matches."""
         with self.lock:
             self.faults.append(fault)
 
     def take_fault(self, method: str, path: str) -> Fault | None:
+        """The planned fault this request meets, else one that chaos draws, else ``None``."""
         import re
 
         with self.lock:
@@ -245,6 +261,7 @@ class Store:
         return chaos.draw(method, path) if chaos is not None else None
 
     def log_request(self, entry: dict[str, Any]) -> None:
+        """Add a request to the books."""
         with self.lock:
             self.request_log.append(entry)
 
@@ -260,8 +277,11 @@ class Store:
             ]
 
     def paid_submissions(self) -> list[dict[str, Any]]:
-        """The logged job submissions, oldest first: ``POST /v1/generate/...`` that were not ``dryRun``
-        estimates (what a client pays for when its answer is a 200), refused ones included."""
+        """The logged job submissions, oldest first.
+
+        ``POST /v1/generate/...`` that were not ``dryRun`` estimates (what a client pays for when its answer
+        is a 200), refused ones included.
+        """
         return [
             entry
             for entry in self.requests("^/v1/generate/", method="POST")
@@ -269,6 +289,7 @@ class Store:
         ]
 
     def reset(self) -> None:
+        """Forget faults, chaos, planned outcomes, the request log and model overrides."""
         with self.lock:
             self.faults.clear()
             self.chaos = None
@@ -281,6 +302,7 @@ class Store:
     # -- uploads --------------------------------------------------------------------------------------------
 
     def create_upload(self, body: dict[str, Any], owner_id: str) -> Upload:
+        """Start a multipart upload from its ``POST /uploads`` body; errors as the API gives them."""
         for name in ("kind", "fileName", "contentType", "fileSize", "parts"):
             if body.get(name) in (None, ""):
                 raise ApiError(400, f"'{name}' is required for a multipart upload")
@@ -308,9 +330,11 @@ class Store:
         return upload
 
     def upload(self, upload_id: str) -> Upload:
+        """The upload ``upload_id``; 404 if unknown."""
         return _found(self.uploads, upload_id, "Upload")
 
     def complete_upload(self, upload_id: str) -> Upload:
+        """Complete an upload: its parts joined into an asset, probed and checked."""
         upload = self.upload(upload_id)
         with self.lock:
             if upload.status != "pending":
@@ -372,6 +396,7 @@ class Store:
     # -- assets ---------------------------------------------------------------------------------------------
 
     def asset(self, asset_id: str) -> Asset:
+        """The asset ``asset_id``; 404 if unknown."""
         return _found(self.assets, asset_id, "Asset")
 
     def add_asset(
@@ -413,6 +438,7 @@ class Store:
             return [job for job in self.jobs.values() if self.job_state(job, now)[0] not in TERMINAL_STATUSES]
 
     def create_job(self, model_id: str, inputs: dict[str, Any], owner_id: str, cost: float) -> Job:
+        """Start a job, or refuse it with 429 at the team's limit; it plays the next planned outcome."""
         with self.lock:
             limit = self.config.team_job_limit
             if limit is not None and len(self.running_jobs()) >= limit:
@@ -441,6 +467,7 @@ class Store:
         return job
 
     def job(self, job_id: str) -> Job:
+        """The job ``job_id``; 404 if unknown."""
         return _found(self.jobs, job_id, "Job")
 
     def plan_jobs(self, outcome: str, count: int = 1, **details: Any) -> None:
@@ -452,6 +479,7 @@ class Store:
                 self.next_outcomes.append({"outcome": outcome, **details})
 
     def set_job_outcome(self, job_id: str, outcome: str, **details: Any) -> None:
+        """Change how job ``job_id`` ends (``outcome``, ``error``, ``hint``, ``seconds``)."""
         if outcome not in OUTCOMES:
             raise ApiError(400, f"outcome must be one of {OUTCOMES}")
         job = self.job(job_id)
@@ -463,6 +491,7 @@ class Store:
                 job.seconds = float(details["seconds"])
 
     def cancel_job(self, job_id: str) -> Job:
+        """Cancel a job that has not ended; 400 if it has."""
         job = self.job(job_id)
         with self.lock:
             status, _ = self.job_state(job)
@@ -495,6 +524,7 @@ class Store:
         return round(min(max((fraction - 0.2) / 0.8, 0.0), 0.99), 2)
 
     def status_history(self, job: Job, status: str, now: float | None = None) -> list[dict[str, str]]:
+        """The statuses ``job`` went through up to ``status``, each with its time."""
         now = time.time() if now is None else now
         history = []
         for name, start in PHASES:
@@ -545,8 +575,9 @@ class Store:
             return True
 
     def _output_file(self, job: Job) -> Future[Path]:
-        """The job's output file, made in a worker thread (never in the server's event loop, never under the
-        store's lock) by the model spec's ``emulated_output``.
+        """The job's output file, made by the model spec's ``emulated_output`` in a worker thread.
+
+        Never in the server's event loop, never under the store's lock.
 
         Jobs with the same model and inputs share one file, so that thousands of emulated jobs cost one mux.
         """

@@ -40,8 +40,11 @@ NO_JOB = "no-job"
 
 @dataclass(frozen=True)
 class ArchivedFile:
-    """One file of an archive: what the archive task's XCom records of it, and whether this call found it
-    already archived (``skipped``) instead of writing it."""
+    """One file of an archive.
+
+    What the archive task's XCom records of it, and whether this call found it already archived (``skipped``)
+    instead of writing it.
+    """
 
     record: ArchivedFileRecord
     skipped: bool
@@ -104,8 +107,10 @@ def manifest_uri(file_uri: str) -> str:
 def _target(
     destination: ObjectStoragePath, template: str, asset: dict[str, Any], job_id: str
 ) -> ObjectStoragePath:
-    """Where an asset goes: the template filled with checked ids and the extension of its media type,
-    proved to stay under ``destination``.
+    """Where an asset goes.
+
+    The template filled with checked ids and the extension of its media type, proved to stay under
+    ``destination``.
 
     :raises ScenarioResponseError: the API's media type is not one this provider archives.
     :raises ScenarioValidationError: the template has other fields, or its path leaves ``destination``.
@@ -228,8 +233,11 @@ INPUT_TEXT_LIMIT = 2000
 
 
 def recorded_inputs(inputs: Any) -> dict[str, Any]:
-    """The job's inputs as the manifest records them: numbers, booleans and texts of at most
-    :data:`INPUT_TEXT_LIMIT` characters by name; anything else by a short description."""
+    """The job's inputs as the manifest records them.
+
+    Numbers, booleans and texts of at most :data:`INPUT_TEXT_LIMIT` characters by name; anything else by a
+    short description.
+    """
     if not isinstance(inputs, dict):
         return {}
     recorded: dict[str, Any] = {}

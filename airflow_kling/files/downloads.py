@@ -1,5 +1,8 @@
-"""Stream an asset's file from its signed URL: resumed when the connection drops, re-signed when the URL
-has expired, checked for size and SHA-256 while it streams, never held whole in memory."""
+"""Stream an asset's file from its signed URL.
+
+Resumed when the connection drops, re-signed when the URL has expired, checked for size and SHA-256 while it
+streams, never held whole in memory.
+"""
 
 from __future__ import annotations
 
@@ -47,8 +50,10 @@ def download_asset(
     asset: dict[str, Any],
     open_sink: Callable[[], IO[bytes]],
 ) -> tuple[Downloaded, IO[bytes]]:
-    """Write an asset's bytes into a sink from ``open_sink``; a fresh sink is opened when a download must
-    restart from zero (the host ignored a ``Range`` request), the current one is appended to when it resumes.
+    """Write an asset's bytes into a sink from ``open_sink``.
+
+    A fresh sink is opened when a download must restart from zero (the host ignored a ``Range`` request), the
+    current one is appended to when it resumes.
 
     :param asset: the asset object of ``GET /assets/{id}`` (its ``url`` and ``properties.size`` are used).
     :return: the verified size and SHA-256, and the sink still open: the caller commits it (``close``) or
@@ -121,9 +126,11 @@ def _declared_size(asset_id: str, asset: dict[str, Any]) -> int | None:
 def open_asset_file(
     hook: TransferClient, asset: dict[str, Any], byte_range: str | None = None
 ) -> requests.Response:
-    """An asset's file as a streamed response from its signed URL: HTTP 200, 206 for ``byte_range`` (a
-    ``Range`` header's value, passed on) or 416 when that range is not in the file. An expired URL is
-    re-signed once. The caller reads and closes the response; its URL is a credential and stays in it.
+    """An asset's file as a streamed response from its signed URL.
+
+    HTTP 200, 206 for ``byte_range`` (a ``Range`` header's value, passed on) or 416 when that range is not in
+    the file. An expired URL is re-signed once. The caller reads and closes the response; its URL is a
+    credential and stays in it.
 
     :raises ScenarioDownloadError: the file host answered anything else.
     """
@@ -136,8 +143,10 @@ def open_asset_file(
 
 
 class _HashingWriter:
-    """Writes chunks to a sink and hashes them in a thread of its own, in order, while the caller reads the
-    next chunk from the network (both release the GIL: on two cores the download runs near line rate).
+    """Writes chunks to a sink and hashes them in a thread of its own, in order.
+
+    The caller meanwhile reads the next chunk from the network; both release the GIL, so on two cores the
+    download runs near line rate.
 
     At most :data:`WRITE_QUEUE` chunks wait, so memory stays bounded whatever the file's size.
     """
@@ -182,9 +191,11 @@ class _HashingWriter:
 def _signed_get(
     hook: TransferClient, asset_id: str, url: str, byte_range: str | None, label: str
 ) -> tuple[requests.Response, str]:
-    """GET a signed URL as a stream, once more with a fresh URL when the host refuses it as expired: the
-    response (the caller closes it) and the URL it came from. No Authorization header: a signed URL carries its
-    own credentials. Connection errors, 429 and 5xx are retried by the hook's one retry path."""
+    """GET a signed URL as a stream, once more with a fresh URL when the host refuses it as expired.
+
+    The response (the caller closes it) and the URL it came from. No Authorization header: a signed URL
+    carries its own credentials. Connection errors, 429 and 5xx are retried by the hook's one retry path.
+    """
     make_kwargs: Callable[[], dict[str, Any]] = functools.partial(
         dict, headers={"Range": byte_range} if byte_range else {}
     )

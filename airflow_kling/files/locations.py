@@ -1,5 +1,7 @@
-"""Locations confined to roots: whether a local path or an object-store URI that someone else wrote (a DAG
-param, an XCom) lies under one of the roots that an administrator allowed.
+"""Locations confined to roots.
+
+Whether a local path or an object-store URI that someone else wrote (a DAG param, an XCom) lies under one of
+the roots that an administrator allowed.
 
 A local path is compared absolute and resolved (symbolic links followed: a link out of a root is out of
 it), an object-store URI by its bucket and key with ``.`` and ``..`` refused; ``http(s)`` and other
@@ -27,13 +29,17 @@ class UntrustedValue(ValueError):
 
 @dataclass(frozen=True)
 class Root:
-    """An allowed root: ``scheme`` ``file`` with an absolute, resolved ``path``, or an object store's scheme
-    with ``bucket/prefix`` as ``path``."""
+    """An allowed root.
+
+    ``scheme`` ``file`` with an absolute, resolved ``path``, or an object store's scheme with
+    ``bucket/prefix`` as ``path``.
+    """
 
     scheme: str
     path: str
 
     def holds(self, scheme: str, path: str) -> bool:
+        """Whether ``scheme`` and ``path`` lie under this root."""
         if scheme != self.scheme:
             return False
         root = self.path.rstrip("/")
@@ -71,8 +77,9 @@ def under_roots(location: str, allowed: tuple[Root, ...]) -> tuple[str, str]:
 
 
 def parse_location(text: str) -> tuple[str, str]:
-    """``(scheme, path)`` of a local path or URI: a local path absolute and resolved, an object-store path
-    normalized.
+    """``(scheme, path)`` of a local path or URI.
+
+    A local path absolute and resolved, an object-store path normalized.
 
     :raises UntrustedValue: the text is not a plain location.
     """
@@ -96,10 +103,11 @@ def parse_location(text: str) -> tuple[str, str]:
 
 
 def check_input_location(location: str, argument: str) -> str:
-    """``location`` when the deployment lets DAG params name it: any location unless the Airflow setting
-    ``[kling] input_roots`` (``AIRFLOW__KLING__INPUT_ROOTS``, comma-separated local folders and object-store
-    prefixes) is set, else only one under those roots. Without the setting, a DAG param is read and
-    written with the worker's rights, as any task's file argument is.
+    """``location`` when the deployment lets DAG params name it.
+
+    Any location unless the Airflow setting ``[kling] input_roots`` (``AIRFLOW__KLING__INPUT_ROOTS``,
+    comma-separated local folders and object-store prefixes) is set, else only one under those roots. Without
+    the setting, a DAG param is read and written with the worker's rights, as any task's file argument is.
 
     :param argument: the param's name, for the error.
     :raises ScenarioValidationError: naming ``argument`` and the setting, before anything is read.

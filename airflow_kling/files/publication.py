@@ -1,5 +1,8 @@
-"""After a person's review: the verdict written into the clip's manifest, and an approved clip copied,
-verified, to where its consumers read it."""
+"""After a person's review.
+
+The verdict written into the clip's manifest, and an approved clip copied, verified, to where its consumers
+read it.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +31,11 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 def checked_files(
     files: list[ArchivedFileRecord], destination: str, argument: str
 ) -> list[ArchivedFileRecord]:
-    """The archive's records when every file, and its manifest beside it, lies under ``destination`` (the
-    location this DAG archives to), with ids of Scenario's shape, a plain file name, a whole number of bytes,
-    a SHA-256 of 64 hex characters and a media type the archive writes; an XCom is a claim.
+    """The archive's records, once checked against what this DAG archived; an XCom is a claim.
+
+    Every file, and its manifest beside it, must lie under ``destination`` (the location this DAG archives
+    to), with ids of Scenario's shape, a plain file name, a whole number of bytes, a SHA-256 of 64 hex
+    characters and a media type the archive writes.
 
     :param argument: the argument that named ``destination``, for the error.
     :raises ScenarioValidationError: naming the value refused, before anything is read or written.
@@ -81,9 +86,11 @@ def record_review(manifest_uri: str, review: dict[str, Any], storage_conn_id: st
 def publish_copies(
     files: list[ArchivedFileRecord], publish_to: str, storage_conn_id: str | None = None
 ) -> list[str]:
-    """Copy each archived file to ``publish_to/<job id>/<name>``, its SHA-256 checked against the archive's
-    record on the way (a file that differs is not published), then each job's manifest beside them;
-    returns the published files' URIs. A file already published with the same checksum is left as it is.
+    """Copy each archived file to ``publish_to/<job id>/<name>``; returns the published files' URIs.
+
+    Each file's SHA-256 is checked against the archive's record on the way (a file that differs is not
+    published), then each job's manifest is written beside them. A file already published with the same
+    checksum is left as it is.
 
     :raises ScenarioValidationError: a file's bytes are not the ones archived.
     """

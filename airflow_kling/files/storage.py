@@ -1,5 +1,7 @@
-"""Local paths and object-storage URIs (``s3://``, ``gs://``, ``file://``, ...) handled alike, through
-Airflow's ``ObjectStoragePath``."""
+"""Local paths and object-storage URIs handled alike, through Airflow's ``ObjectStoragePath``.
+
+URIs are ``s3://``, ``gs://``, ``file://`` and the others of Airflow's installed providers.
+"""
 
 from __future__ import annotations
 
@@ -35,8 +37,10 @@ def storage_path(
 def readable_path(
     location: str | os.PathLike[str] | ObjectStoragePath, argument: str, conn_id: str | None = None
 ) -> ObjectStoragePath:
-    """:func:`storage_path` of a location an operator reads, once it is found under ``[kling] input_roots``
-    when that is set (:func:`~airflow_kling.files.locations.check_input_location`).
+    """:func:`storage_path` of a location an operator reads, once checked against the input roots.
+
+    The location must lie under ``[kling] input_roots`` when that is set
+    (:func:`~airflow_kling.files.locations.check_input_location`).
 
     :param argument: the name of the argument or param that gave ``location``, for the error message.
     :raises ScenarioValidationError: naming ``argument`` and the setting, before anything is read.
@@ -50,10 +54,11 @@ def readable_path(
 def check_writable(
     location: str | os.PathLike[str] | ObjectStoragePath, argument: str, conn_id: str | None = None
 ) -> ObjectStoragePath:
-    """Make sure files can be written under ``location`` before anything is paid for: it lies under
-    ``[kling] input_roots`` when that is set (:func:`~airflow_kling.files.locations.check_input_location`), its
-    filesystem can be loaded (the scheme is known, its package installed) and a probe file can be written there
-    and removed.
+    """Make sure files can be written under ``location`` before anything is paid for.
+
+    It lies under ``[kling] input_roots`` when that is set
+    (:func:`~airflow_kling.files.locations.check_input_location`), its filesystem can be loaded (the scheme is
+    known, its package installed) and a probe file can be written there and removed.
 
     :param argument: the name of the argument or param that gave ``location``, for the error message.
     :raises ScenarioValidationError: naming ``argument``, the location and what is wrong.
@@ -81,6 +86,7 @@ def check_writable(
 
 
 def is_local(path: ObjectStoragePath | Path) -> bool:
+    """Whether ``path`` is on this machine's file system."""
     return getattr(path, "protocol", "file") in ("file", "local", "")
 
 
@@ -92,9 +98,12 @@ def local_path(path: ObjectStoragePath | Path) -> Path:
 
 
 def io_path(path: ObjectStoragePath) -> ObjectStoragePath | Path:
-    """What to read and write ``path`` through: itself in an object store, a plain :class:`~pathlib.Path` for a
-    local file (the same operations, without ``ObjectStoragePath``'s first use, which loads the filesystems
-    of every installed provider: a quarter of a second with the amazon provider, per task process)."""
+    """What to read and write ``path`` through.
+
+    Itself in an object store, a plain :class:`~pathlib.Path` for a local file (the same operations, without
+    ``ObjectStoragePath``'s first use, which loads the filesystems of every installed provider: a quarter of a
+    second with the amazon provider, per task process).
+    """
     return local_path(path) if is_local(path) else path
 
 
@@ -112,8 +121,10 @@ def local_copy(path: ObjectStoragePath) -> Iterator[Path]:
 
 
 def publish(local: Path, destination: ObjectStoragePath) -> str:
-    """Put a local file at ``destination`` (moved when local, else written with :func:`atomic_writer`);
-    returns its URI."""
+    """Put a local file at ``destination`` (moved when local, else written with :func:`atomic_writer`).
+
+    Returns its URI.
+    """
     if is_local(destination):
         target = local_path(destination)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -166,8 +177,10 @@ def atomic_writer(destination: ObjectStoragePath | Path) -> Iterator[IO[bytes]]:
 
 
 def abandon(sink: IO[bytes]) -> None:
-    """Give up a file being written: an object-store upload is discarded (nothing appears), a local file
-    just closed (its caller removes it)."""
+    """Give up a file being written.
+
+    An object-store upload is discarded (nothing appears), a local file just closed (its caller removes it).
+    """
     discard = getattr(sink, "discard", None)
     if callable(discard):
         try:

@@ -33,11 +33,14 @@ class ObjectStorageLike(Protocol):
     """What the upload needs of an ``airflow.sdk.ObjectStoragePath``."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The file's name."""
 
-    def open(self, mode: str = ...) -> Any: ...
+    def open(self, mode: str = ...) -> Any:
+        """Open the file."""
 
-    def stat(self) -> Any: ...
+    def stat(self) -> Any:
+        """The file's stat (its size read from it)."""
 
 
 UploadSource = str | os.PathLike[str] | ObjectStorageLike | IO[bytes]
@@ -85,6 +88,7 @@ class PartReader:
         return self._length
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative) of the part."""
         if self._left <= 0:
             return b""
         size = self._left if size < 0 else min(size, self._left, READ_BLOCK)
@@ -136,8 +140,11 @@ def upload_asset(
 
 
 def _complete(hook: TransferClient, upload_id: str) -> None:
-    """Ask Scenario to assemble the parts. A retried ``complete`` whose first attempt took effect (its
-    answer was lost on the way back) is refused as "already" done: the upload's own state says so."""
+    """Ask Scenario to assemble the parts.
+
+    A retried ``complete`` whose first attempt took effect (its answer was lost on the way back) is refused as
+    "already" done: the upload's own state says so.
+    """
     try:
         hook.request("POST", api_path("/uploads/{}/action", upload_id), body={"action": "complete"})
     except ScenarioAPIError as error:
@@ -170,8 +177,10 @@ STORAGE_CODE = re.compile(
 
 
 def storage_error_code(body: bytes) -> str | None:
-    """The error code a storage host's answer names (``SignatureDoesNotMatch``), and nothing else of it: the
-    rest of such a body may hold the string that was signed and the access key id."""
+    """The error code a storage host's answer names (``SignatureDoesNotMatch``), and nothing else of it.
+
+    The rest of such a body may hold the string that was signed and the access key id.
+    """
     found = STORAGE_CODE.search(body[:4096].decode("utf-8", "replace"))
     return next((group for group in found.groups() if group), None) if found else None
 

@@ -79,8 +79,10 @@ class ScenarioConnectionConfig:
         return f"{self.web_url}/jobs/{job_id}"
 
     def where(self, url: str | None = None) -> str:
-        """``host[:port] (Airflow connection 'id')`` of ``url`` (default the API's): what errors name when no
-        answer came (never a path or a query string, which may be signed)."""
+        """``host[:port] (Airflow connection 'id')`` of ``url`` (default the API's).
+
+        What errors name when no answer came (never a path or a query string, which may be signed).
+        """
         return self._api_where if url is None or url.startswith(f"{self.base_url}/") else self._where(url)
 
     @cached_property
@@ -99,9 +101,11 @@ class ScenarioConnectionConfig:
         return self.proxies.get(urlsplit(url).scheme) or self.proxies.get("all")
 
     def requests_options(self) -> dict[str, Any]:
-        """``proxies``, ``verify`` and ``cert`` for each ``requests`` call: given with every request, so
-        that the connection wins over ``REQUESTS_CA_BUNDLE`` and the proxy variables, which ``requests``
-        would otherwise prefer to a session's own settings."""
+        """``proxies``, ``verify`` and ``cert`` for each ``requests`` call.
+
+        Given with every request, so that the connection wins over ``REQUESTS_CA_BUNDLE`` and the proxy
+        variables, which ``requests`` would otherwise prefer to a session's own settings.
+        """
         options: dict[str, Any] = {"verify": self.verify}
         if self.proxies:
             options["proxies"] = dict(self.proxies)
@@ -111,8 +115,11 @@ class ScenarioConnectionConfig:
 
     @cached_property
     def ssl_context(self) -> ssl.SSLContext | bool:
-        """What ``aiohttp`` takes as ``ssl=``: ``True`` for the system's CAs and no client certificate,
-        ``False`` not to verify, else a context with the connection's CA bundle and client certificate."""
+        """What ``aiohttp`` takes as ``ssl=``.
+
+        ``True`` for the system's CAs and no client certificate, ``False`` not to verify, else a context with
+        the connection's CA bundle and client certificate.
+        """
         if self.verify is True and self.cert is None:
             return True
         if self.verify is False and self.cert is None:
@@ -183,10 +190,13 @@ class ScenarioConnectionConfig:
 
 
 def _base_url(conn: Connection | None) -> str:
-    """The API's base URL from a connection, one rule for every form (a JSON connection's ``host`` with or
-    without a scheme, a URI's host, port and schema): the scheme given, else ``http`` for a loopback host and
-    ``https`` for any other; the port given in the host or as the port field; the path given in the host,
-    else the schema field, else ``v1``. No host: ``SCENARIO_BASE_URL``, else Scenario's."""
+    """The API's base URL from a connection, one rule for every form.
+
+    A JSON connection's ``host`` with or without a scheme, or a URI's host, port and schema: the scheme given,
+    else ``http`` for a loopback host and ``https`` for any other; the port given in the host or as the port
+    field; the path given in the host, else the schema field, else ``v1``. No host: ``SCENARIO_BASE_URL``,
+    else Scenario's.
+    """
     host = (conn.host or "").strip() if conn is not None else ""
     if not host:
         return os.environ.get(BASE_URL_ENV, DEFAULT_BASE_URL).rstrip("/")
@@ -201,9 +211,11 @@ def _base_url(conn: Connection | None) -> str:
 
 
 def _default_web_url(base_url: str) -> str:
-    """Scenario's web app for Scenario's API; for any other host (the emulator, a gateway), that host's own
-    origin, whose ``/jobs/{jobId}`` the emulator answers with a page: a job link never leaves for a web app
-    that does not know the job."""
+    """Scenario's web app for Scenario's API.
+
+    For any other host (the emulator, a gateway), that host's own origin, whose ``/jobs/{jobId}`` the emulator
+    answers with a page: a job link never leaves for a web app that does not know the job.
+    """
     parts = urlsplit(base_url)
     if (parts.hostname or "").endswith(".scenario.com"):
         return DEFAULT_WEB_URL
@@ -242,8 +254,11 @@ PROXY_SCHEMES = ("http", "https", "all")
 
 
 def _proxies(extra: Mapping[str, Any], conn_id: str) -> dict[str, str]:
-    """The ``proxies`` (or ``proxy``) extra: one proxy URL for every request, or an object of them by scheme.
-    Errors name the field, never its value (a proxy URL may hold a password, which is masked)."""
+    """The ``proxies`` (or ``proxy``) extra.
+
+    One proxy URL for every request, or an object of them by scheme. Errors name the field, never its value (a
+    proxy URL may hold a password, which is masked).
+    """
     value = extra.get("proxies", extra.get("proxy"))
     if value in (None, "", {}):
         return {}
@@ -318,8 +333,7 @@ def _retries(value: Any, conn_id: str) -> int:
 
 
 class ScenarioHookIdentity:
-    """What both hooks are to Airflow (a hook of connection type ``scenario``, found by ``scenario_conn_id``)
-    and how both read their connection."""
+    """How both hooks read their ``scenario`` connection, found by ``scenario_conn_id``."""
 
     conn_name_attr = "scenario_conn_id"
     default_conn_name = DEFAULT_CONN_ID
@@ -328,8 +342,10 @@ class ScenarioHookIdentity:
     project_id: str | None
 
     def _config_of(self, conn: Connection | None) -> ScenarioConnectionConfig:
-        """The config of ``conn`` (``None``: no such connection, the environment's credentials), acting in
-        ``project_id`` when one was given."""
+        """The config of ``conn``, acting in ``project_id`` when one was given.
+
+        ``conn`` is ``None`` when there is no such connection: the environment's credentials are used.
+        """
         return ScenarioConnectionConfig.from_connection(
             conn, self.scenario_conn_id, project_id=self.project_id
         )

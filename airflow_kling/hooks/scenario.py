@@ -268,8 +268,10 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
         return payload
 
     def estimate_cost(self, model_id: str, inputs: Mapping[str, Any]) -> float | None:
-        """The creative units a generation would cost (a ``dryRun`` estimate: no job, nothing paid);
-        ``None`` when the API gives no figure."""
+        """The creative units a generation would cost (a ``dryRun`` estimate: no job, nothing paid).
+
+        ``None`` when the API gives no figure.
+        """
         cost = self.run_model(model_id, inputs, dry_run=True).get("creativeUnitsCost")
         return None if cost is None else float(cost)
 
@@ -319,8 +321,10 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
         )(model_id, inputs)
 
     def submit_job(self, model_id: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Submit a generation, paying for one job at most (:meth:`submit_once`); the job object, the shape
-        :meth:`get_job`, :meth:`cancel_job` and :meth:`wait_for_job` return too (its id at ``["jobId"]``).
+        """Submit a generation, paying for one job at most (:meth:`submit_once`).
+
+        The job object, the shape :meth:`get_job`, :meth:`cancel_job` and :meth:`wait_for_job` return too (its
+        id at ``["jobId"]``).
 
         For ``@task`` code: ``hook.wait_for_job(hook.submit_job(model_id, inputs)["jobId"])``. :meth:`run_model`
         is the wire call itself: the API's whole answer, the job under ``"job"`` beside its cost.
@@ -339,8 +343,10 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
     def wait_for_job(
         self, job_id: str, *, timeout: float = 3600, poll_interval: float = 10
     ) -> dict[str, Any]:
-        """Poll a job until it ends, as the operators do in a worker (passing errors waited through with
-        backoff, polls aimed at the end the job's progress predicts): for ``@task`` code.
+        """Poll a job until it ends, as the operators do in a worker: for ``@task`` code.
+
+        Passing errors are waited through with backoff; polls are aimed at the end the job's progress
+        predicts.
 
         :param timeout: seconds to wait at most; default 3600. The job is left running when they pass.
         :param poll_interval: seconds between polls; default 10.
@@ -395,9 +401,11 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
     def model_descriptor(
         self, model_id: str, *, clock: Callable[[], float] = time.monotonic
     ) -> dict[str, Any] | None:
-        """:meth:`get_model`, asked at most once per process, connection and model every
-        :data:`DESCRIPTOR_TTL` seconds (600); ``None`` when it cannot be had (a private model's 404, an
-        error after the retries), and then not asked again for :data:`UNAVAILABLE_DESCRIPTOR_TTL` seconds."""
+        """:meth:`get_model`, asked at most once per process, connection and model every 600 s.
+
+        The expiry is :data:`DESCRIPTOR_TTL`. ``None`` when it cannot be had (a private model's 404, an error
+        after the retries), and then not asked again for :data:`UNAVAILABLE_DESCRIPTOR_TTL` seconds.
+        """
         key = (self.config.base_url, self.config.project_id, model_id)
         now = clock()
         cached = _descriptors.get(key)
@@ -420,8 +428,9 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
         return checked_job(self.get_object(CANCEL_JOB, job_id))
 
     def list_jobs(self, *, max_pages: int = MAX_PAGES, **filters: Any) -> Iterator[dict[str, Any]]:
-        """Iterate over jobs, page by page, until the API sends no ``nextPaginationToken`` (each job's types
-        checked, see :func:`~airflow_kling.jobs.status.checked_job`).
+        """Iterate over jobs, page by page, until the API sends no ``nextPaginationToken``.
+
+        Each job's types are checked (see :func:`~airflow_kling.jobs.status.checked_job`).
 
         :param max_pages: pages read at most; default :data:`MAX_PAGES` (200).
         :param filters: ``GET /jobs`` filters by Python or wire name, e.g. ``status="success"``,
@@ -505,9 +514,10 @@ def _connection_type() -> dict[str, Any]:
 
 
 def _read_bounded(response: requests.Response, method: str, label: str) -> None:
-    """Read a response's body as :class:`~airflow_kling.api.contract.AnswerBody` bounds it, into
-    ``response.content`` (as ``requests`` itself fills it); the connection is dropped when the body is cut or
-    refused, so that its rest is never read."""
+    """Read a response's body into ``response.content``, within the bounds of an ``AnswerBody``.
+
+    The connection is dropped when the body is cut or refused, so that its rest is never read.
+    """
     try:
         answer = AnswerBody(response.status_code, method, label, response.headers.get("Content-Length"))
         for chunk in response.iter_content(READ_CHUNK):

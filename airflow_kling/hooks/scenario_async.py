@@ -74,8 +74,11 @@ PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 def proxy_for(config: ScenarioConnectionConfig, url: str) -> str | None:
-    """The proxy a request to ``url`` goes through: the connection's (``proxies`` extra), else the one the
-    standard proxy variables name for its scheme unless ``NO_PROXY`` covers its host, else none."""
+    """The proxy a request to ``url`` goes through.
+
+    The connection's (``proxies`` extra), else the one the standard proxy variables name for its scheme unless
+    ``NO_PROXY`` covers its host, else none.
+    """
     named = config.proxy_for(url)
     if named is not None:
         return named
@@ -86,9 +89,11 @@ def proxy_for(config: ScenarioConnectionConfig, url: str) -> str | None:
 
 @functools.lru_cache(maxsize=256)
 def _environment_proxy(scheme: str, netloc: str, settings: tuple[str | None, ...]) -> str | None:
-    """What the proxy variables (their values as ``settings``) say for a request to ``netloc``, by the rules
-    the sync hook's ``requests`` follows (``NO_PROXY`` hosts, domains and networks): worked out once per scheme,
-    host and values."""
+    """The proxy that the proxy variables name for a request to ``netloc``, if any.
+
+    ``settings`` are the variables' values. The rules are those the sync hook's ``requests`` follows
+    (``NO_PROXY`` hosts, domains and networks); worked out once per scheme, host and values.
+    """
     from requests.utils import get_environ_proxies
 
     proxies = get_environ_proxies(f"{scheme}://{netloc}/", no_proxy=settings[-1])
@@ -97,8 +102,11 @@ def _environment_proxy(scheme: str, netloc: str, settings: tuple[str | None, ...
 
 @asynccontextmanager
 async def session_lease() -> AsyncIterator[aiohttp.ClientSession]:
-    """Use the loop's shared session for the duration of a block; the last lease to end closes it, so that a
-    loop that ends (``airflow dags test``, a script) leaves no unclosed session behind."""
+    """Use the loop's shared session for the duration of a block.
+
+    The last lease to end closes it, so that a loop that ends (``airflow dags test``, a script) leaves no
+    unclosed session behind.
+    """
     loop = asyncio.get_running_loop()
     _leases[loop] = _leases.get(loop, 0) + 1
     try:
@@ -169,8 +177,11 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
         self._config: ScenarioConnectionConfig | None = None
 
     async def config(self) -> ScenarioConnectionConfig:
-        """The connection: read once per hook, and shared by every hook of the process for
-        :data:`CONNECTION_CACHE_SECONDS` (thousands of triggers do not each ask the triggerer for it)."""
+        """The connection.
+
+        Read once per hook, and shared by every hook of the process for :data:`CONNECTION_CACHE_SECONDS`
+        (thousands of triggers do not each ask the triggerer for it).
+        """
         if self._config is None:
             self._config = await _cached_config(self.scenario_conn_id, self.project_id, self._read_config)
         return self._config
@@ -249,8 +260,10 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
         return checked_job(await self.get_object(CANCEL_JOB, job_id))
 
     async def recent_jobs(self, page_size: int = 100) -> list[dict[str, Any]]:
-        """The first page of ``GET /jobs``: the project's newest jobs first, at most ``page_size`` (1-100,
-        default 100); one request, no paging (an empty page is an answer here, not a reason to page on).
+        """The first page of ``GET /jobs``.
+
+        The project's newest jobs first, at most ``page_size`` (1-100, default 100); one request, no paging
+        (an empty page is an answer here, not a reason to page on).
 
         :raises ScenarioResponseError: a job of another shape (:func:`~airflow_kling.jobs.status.checked_job`).
         """

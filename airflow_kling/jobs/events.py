@@ -1,6 +1,8 @@
-"""The contract between :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` and the tasks it wakes: the
-event it fires (:func:`job_event`), and how the operators and the sensor read their last news of a job,
-an event or a job object (:func:`successful_job`, :func:`check_event`)."""
+"""The contract between :class:`~airflow_kling.triggers.job.ScenarioJobTrigger` and the tasks it wakes.
+
+The event it fires (:func:`job_event`), and how the operators and the sensor read their last news of a job, an
+event or a job object (:func:`successful_job`, :func:`check_event`).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +21,12 @@ EVENT_JOB_FIELDS = ("jobId", "status", "progress", "createdAt", "updatedAt")
 
 
 def job_event(status: str, job_id: str, job: dict[str, Any] | None, message: str) -> dict[str, Any]:
-    """The payload of a trigger event: ``status`` (one of :data:`EVENT_STATUSES`), ``job_id``, what the task
-    needs of the last job object seen (:func:`event_job`; ``None`` when none was) and a message for its log.
-    Airflow logs the payload on one line: it stays a few hundred characters, whatever the job holds."""
+    """The payload of a trigger event.
+
+    ``status`` (one of :data:`EVENT_STATUSES`), ``job_id``, what the task needs of the last job object seen
+    (:func:`event_job`; ``None`` when none was) and a message for its log. Airflow logs the payload on one
+    line: it stays a few hundred characters, whatever the job holds.
+    """
     return {
         "status": status,
         "job_id": job_id,
@@ -31,8 +36,11 @@ def job_event(status: str, job_id: str, job: dict[str, Any] | None, message: str
 
 
 def event_job(job: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a job object a woken task reads (:data:`EVENT_JOB_FIELDS`, and ``metadata``'s
-    ``assetIds``, ``error`` and ``hint``, ``billing``'s ``cuCost``); long texts cut at 500 characters."""
+    """The fields of a job object that a woken task reads; long texts cut at 500 characters.
+
+    Those are :data:`EVENT_JOB_FIELDS`, ``metadata``'s ``assetIds``, ``error`` and ``hint``, and ``billing``'s
+    ``cuCost``.
+    """
     kept: dict[str, Any] = {key: job[key] for key in EVENT_JOB_FIELDS if key in job}
     found = job.get("metadata")
     metadata: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -48,8 +56,10 @@ def event_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def successful_job(news: Any) -> dict[str, Any]:
-    """What every waiter does with its last news of a job (the operators synchronous and deferred, the
-    sensor poking and deferred): the job when it succeeded, else :class:`ScenarioJobError`.
+    """The job when it succeeded, else :class:`ScenarioJobError`.
+
+    What every waiter does with its last news of a job: the operators, synchronous and deferred, and the
+    sensor, poking and deferred.
 
     :param news: a job object that has ended (``jobId``, ``status``, ...) or a trigger event
         (``status``, ``job_id``, ``job``, ``message``; a malformed one is an error, never a success).
@@ -71,8 +81,10 @@ def successful_job(news: Any) -> dict[str, Any]:
 
 
 def check_event(event: Any) -> dict[str, Any]:
-    """A trigger event as operators and sensors resume with it; anything malformed is an error, never a
-    success."""
+    """A trigger event as operators and sensors resume with it.
+
+    Anything malformed is an error, never a success.
+    """
     from airflow_kling.exceptions import ScenarioJobError
 
     if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES or not event.get("job_id"):

@@ -1,5 +1,7 @@
-"""What every waiter on a job shares (the deferrable trigger, the synchronous operator, the sensor):
-which errors are passing, how long to wait between polls, and what to log when a job moves."""
+"""What every waiter on a job shares (the deferrable trigger, the synchronous operator, the sensor).
+
+Which errors are passing, how long to wait between polls, and what to log when a job moves.
+"""
 
 from __future__ import annotations
 
@@ -17,16 +19,20 @@ MAX_ERROR_BACKOFF = 60.0
 
 
 def is_transient(error: ScenarioError) -> bool:
-    """Whether an error may pass by itself (unreachable API, 408, 409, 429, 5xx): a waiter keeps
-    waiting through it instead of ending."""
+    """Whether an error may pass by itself (unreachable API, 408, 409, 429, 5xx).
+
+    A waiter keeps waiting through it instead of ending.
+    """
     if isinstance(error, ScenarioTransportError):
         return True
     return isinstance(error, ScenarioAPIError) and is_retryable_status(error.status)
 
 
 def error_backoff(failures: int, poll_interval: float) -> float:
-    """Seconds to wait after ``failures`` (1, 2, ...) failed polls in a row, each already retried by the
-    hook: the poll interval, doubling up to :data:`MAX_ERROR_BACKOFF` (or the interval, if longer)."""
+    """Seconds to wait after ``failures`` (1, 2, ...) failed polls in a row, each already retried by the hook.
+
+    The poll interval, doubling up to :data:`MAX_ERROR_BACKOFF` (or the interval, if longer).
+    """
     return min(poll_interval * 2.0 ** max(failures - 1, 0), max(MAX_ERROR_BACKOFF, poll_interval))
 
 
@@ -42,10 +48,11 @@ HISTORY_TIME = re.compile(r"^\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)")
 
 
 class JobProgress:
-    """Decides which lines a job's polls are worth: one for each status it reaches (those it passed between two
-    polls too, read from its ``statusHistory``), and while its status stays, a change of progress at most every
-    ``min_interval`` seconds (a triggerer follows thousands of jobs: a line per poll would cost more than the
-    poll itself).
+    """Decides which lines a job's polls are worth.
+
+    One for each status it reaches (those it passed between two polls too, read from its ``statusHistory``),
+    and while its status stays, a change of progress at most every ``min_interval`` seconds (a triggerer
+    follows thousands of jobs: a line per poll would cost more than the poll itself).
 
     :param min_interval: seconds between progress lines of one status; default :data:`PROGRESS_LOG_SECONDS`.
     :param clock: monotonic seconds; tests inject one.
@@ -87,8 +94,10 @@ class JobProgress:
         return [*lines, f"Scenario job {self.job_id}: {status} ({percent}%)"]
 
     def _passed(self, job: dict[str, Any], status: str) -> list[str]:
-        """The statuses the job reached since the last poll, but ``status`` and the one last said, each with
-        its time (``queued at 10:31:02``)."""
+        """The statuses the job reached since the last poll, each with its time.
+
+        Neither ``status`` nor the one last said is among them; each reads as ``queued at 10:31:02``.
+        """
         history = job.get("statusHistory")
         if not isinstance(history, list) or len(history) <= self.history_read:
             return []
@@ -136,11 +145,14 @@ FINAL_POLL_MARGIN = 0.2
 def predicted_end_delay(
     previous: tuple[float, float] | None, now: float, progress: float, delay: float
 ) -> float:
-    """``delay``, or less when the job's progress since the ``previous`` poll (its time and progress) says it
-    ends sooner: then the next poll is aimed just after that end (:data:`FINAL_POLL_MARGIN`), at least
-    :data:`FINAL_POLL_MIN` away. A job that made no progress keeps ``delay``. The end is seen within a
-    fraction of a second instead of half a poll interval later on average, with no more polls: the one
-    aimed at the end replaces the one that would have come after it."""
+    """Seconds until the next poll: ``delay``, or less when the job's progress says it ends sooner.
+
+    Progress is measured since the ``previous`` poll (its time and progress); the next poll is then aimed just
+    after that end (:data:`FINAL_POLL_MARGIN`), at least :data:`FINAL_POLL_MIN` away. A job that made no
+    progress keeps ``delay``. The end is seen within a fraction of a second instead of half a poll interval
+    later on average, with no more polls: the one aimed at the end replaces the one that would have come after
+    it.
+    """
     if previous is None or now <= previous[0] or progress <= previous[1]:
         return delay
     rate = (progress - previous[1]) / (now - previous[0])
@@ -148,9 +160,10 @@ def predicted_end_delay(
 
 
 class JobWatch:
-    """One wait for a job, shared by the trigger (async) and the synchronous operator: it logs each move
-    of the job, counts failed polls in a row, and says how long to wait before the next poll (aimed at the
-    job's predicted end when that comes first: :func:`predicted_end_delay`).
+    """One wait for a job, shared by the trigger (async) and the synchronous operator.
+
+    It logs each move of the job, counts failed polls in a row, and says how long to wait before the next poll
+    (aimed at the job's predicted end when that comes first: :func:`predicted_end_delay`).
 
     :param log: where moves and passing errors are logged (the task's or the trigger's logger).
     :param log_end: log the job's end too (default); the trigger does not, as the triggerer logs the event
@@ -210,9 +223,11 @@ SLOT_WAIT_MAX = 60.0
 
 
 def slot_wait_delay(waits: int, jitter: Callable[[], float] | None = None) -> float:
-    """Seconds to wait for a slot of the team's parallel jobs after ``waits`` (0, 1, ...) earlier waits:
+    """Seconds to wait for a slot of the team's parallel jobs after ``waits`` (0, 1, ...) earlier waits.
+
     :data:`SLOT_WAIT_FIRST` doubling up to :data:`SLOT_WAIT_MAX`, each cut by up to half at random (so that
-    the tasks of a batch, refused together, do not all come back together)."""
+    the tasks of a batch, refused together, do not all come back together).
+    """
     import random
 
     base = min(SLOT_WAIT_FIRST * 2.0**waits, SLOT_WAIT_MAX)

@@ -27,6 +27,7 @@ class JobStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
+        """Whether a job in this status has ended."""
         return self in TERMINAL_STATUSES
 
 
@@ -52,10 +53,11 @@ MAX_OUTPUT_ASSETS = 1000
 
 
 def checked_job(value: Any) -> dict[str, Any]:
-    """A job object from an API answer with its types checked, read in this one place: ``jobId`` of an id's
-    shape, ``status`` a text, ``progress`` a number (clamped to 0-1; 0 when absent), ``metadata`` an object
-    (empty when absent) whose ``assetIds`` is a list of ids and whose ``error`` and ``hint`` are texts, and
-    ``billing`` an object when present.
+    """A job object from an API answer with its types checked, read in this one place.
+
+    ``jobId`` of an id's shape, ``status`` a text, ``progress`` a number (clamped to 0-1; 0 when absent),
+    ``metadata`` an object (empty when absent) whose ``assetIds`` is a list of ids and whose ``error`` and
+    ``hint`` are texts, and ``billing`` an object when present.
 
     :raises ScenarioResponseError: naming the field of the wrong type, before anything acts on it.
     """
@@ -118,9 +120,11 @@ def job_asset_ids(job: dict[str, Any]) -> list[str]:
 
 
 def is_permanent_failure(job: dict[str, Any], patterns: Iterable[str]) -> bool:
-    """Whether a failed job's error matches one of ``patterns`` (regular expressions searched
-    case-insensitively in ``metadata.error`` and ``hint``: failures no retry can change, from the model's
-    spec)."""
+    """Whether a failed job's error matches one of ``patterns``.
+
+    The patterns are regular expressions (from the model's spec: failures no retry can change), searched
+    case-insensitively in ``metadata.error`` and ``hint``.
+    """
     text = job_error_text(job)
     return bool(text) and any(re.search(pattern, text, re.IGNORECASE) for pattern in patterns)
 
@@ -132,7 +136,7 @@ def job_cost(job: dict[str, Any]) -> float | None:
 
 
 def ending_message(job: dict[str, Any]) -> str:
-    """ "Scenario job X ended with status S: <error> Hint: <hint>", for logs, events and exceptions."""
+    """The text ``Scenario job X ended with status S: <error> Hint: <hint>``, for logs, events and errors."""
     message = f"Scenario job {job.get('jobId')} ended with status {job.get('status')}"
     details = job_error_text(job)
     return f"{message}: {details}" if details else message

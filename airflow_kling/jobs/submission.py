@@ -47,19 +47,23 @@ MAX_SUBMISSIONS = 3
 
 
 class JobClient(Protocol):
-    """What a submission needs of :class:`~airflow_kling.hooks.scenario.ScenarioHook`: submit, read and list
-    jobs (the hook's one request path, with its retry rules, under each)."""
+    """What a submission needs of :class:`~airflow_kling.hooks.scenario.ScenarioHook`.
+
+    Submit, read and list jobs (the hook's one request path, with its retry rules, under each).
+    """
 
     @property
-    def log(self) -> Any: ...
+    def log(self) -> Any:
+        """The hook's logger."""
 
-    def run_model(
-        self, model_id: str, inputs: Mapping[str, Any], *, dry_run: bool = ...
-    ) -> dict[str, Any]: ...
+    def run_model(self, model_id: str, inputs: Mapping[str, Any], *, dry_run: bool = ...) -> dict[str, Any]:
+        """``POST /generate/custom/{model_id}``: the API's answer."""
 
-    def get_job(self, job_id: str) -> dict[str, Any]: ...
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        """The job ``job_id``."""
 
-    def list_jobs(self, **filters: Any) -> Iterator[dict[str, Any]]: ...
+    def list_jobs(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """The jobs matching ``filters``, newest first."""
 
 
 def inputs_digest(model_id: str, inputs: Mapping[str, Any]) -> str:
@@ -89,6 +93,7 @@ class SubmitRecord:
     refused: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        """The record as JSON, for the task's state store."""
         return {**asdict(self), "claimed": list(self.claimed)}
 
     @classmethod
@@ -111,9 +116,11 @@ class SubmitRecord:
 class RecordStore(Protocol):
     """Where a submission's record lives between tries (the task's ``task_state_store``, a dict in tests)."""
 
-    def load(self) -> SubmitRecord | None: ...
+    def load(self) -> SubmitRecord | None:
+        """The record of an earlier try, if any."""
 
-    def save(self, record: SubmitRecord) -> None: ...
+    def save(self, record: SubmitRecord) -> None:
+        """Write ``record`` down for the later tries."""
 
 
 @dataclass
@@ -123,9 +130,11 @@ class MemoryRecordStore:
     record: SubmitRecord | None = None
 
     def load(self) -> SubmitRecord | None:
+        """The record in memory, if any."""
         return self.record
 
     def save(self, record: SubmitRecord) -> None:
+        """Keep ``record`` in memory."""
         self.record = record
 
 
@@ -147,13 +156,16 @@ class Submission:
 
     @property
     def job_id(self) -> str:
+        """The job's id."""
         return str(self.job["jobId"])
 
 
 def holds_inputs(job: Mapping[str, Any], model_id: str, inputs: Mapping[str, Any]) -> bool:
-    """Whether a listed job is a submission of ``inputs`` to ``model_id``: every input sent is in its
-    ``metadata.input`` with the same value (the API may add defaults), and its model, when the job names
-    one, is the same."""
+    """Whether a listed job is a submission of ``inputs`` to ``model_id``.
+
+    Every input sent is in its ``metadata.input`` with the same value (the API may add defaults), and its
+    model, when the job names one, is the same.
+    """
     named_model = job.get("modelId") or (job.get("metadata") or {}).get("modelId")
     if named_model and named_model != model_id:
         return False
@@ -173,8 +185,9 @@ def find_submitted_job(
     skip_ended_unsuccessfully: bool = False,
     keep_refusals: Sequence[str] = (),
 ) -> dict[str, Any] | None:
-    """The oldest job created after ``created_after`` (epoch seconds, less :data:`CLOCK_SKEW`) that holds
-    these inputs and is not in ``exclude``; ``None`` when there is none.
+    """The oldest job holding these inputs created after ``created_after``; ``None`` if none.
+
+    ``created_after`` is in epoch seconds, less :data:`CLOCK_SKEW`; jobs in ``exclude`` are passed over.
 
     :param skip_ended_unsuccessfully: pass over jobs that failed or were canceled (used when no record
         says which jobs earlier tries had already given up on), but for a failure that matches one of
@@ -196,8 +209,10 @@ def find_submitted_job(
 
 @dataclass
 class SubmitOnce:
-    """Submit ``inputs`` to ``model_id`` so that one call, and the tries after it that share ``store``,
-    pay for one job at most. See the module's description for how, and its one limit.
+    """Submit ``inputs`` to ``model_id``, paying for one job at most.
+
+    One call, and the tries after it that share ``store``, pay for one job at most. See the module's
+    description for how, and its one limit.
 
     :param hook: the sync hook (a :class:`JobClient`) that sends the requests.
     :param store: where the record lives between tries; default one in memory (this call only).
@@ -227,6 +242,7 @@ class SubmitOnce:
             self.log = self.hook.log
 
     def __call__(self, model_id: str, inputs: Mapping[str, Any]) -> Submission:
+        """Submit ``inputs`` to ``model_id``, or find the job an earlier try of the same inputs paid for."""
         inputs = dict(inputs)
         digest = inputs_digest(model_id, inputs)
         record = self.store.load()

@@ -1,6 +1,8 @@
-"""The XCom keys the operators push beside their return values: read by the "Scenario job" link, the
-batch DAG and the UI preview (:mod:`airflow_kling.plugins`), which finds a task's job and archived videos
-through them. Values are plain JSON; none holds a secret or a signed URL."""
+"""The XCom keys the operators push beside their return values.
+
+Read by the "Scenario job" link, the batch DAG and the UI preview (:mod:`airflow_kling.plugins`), which finds
+a task's job and archived videos through them. Values are plain JSON; none holds a secret or a signed URL.
+"""
 
 from __future__ import annotations
 
@@ -43,8 +45,10 @@ class ArchiveRecord(TypedDict):
 
 
 class JobResult(TypedDict):
-    """The return value (XCom) of the operators and the sensor for a job: its id, status, output assets
-    and the creative units it cost (``None`` when the API did not say)."""
+    """The return value (XCom) of the operators and the sensor for a job.
+
+    Its id, status, output assets and the creative units it cost (``None`` when the API did not say).
+    """
 
     job_id: str
     status: str

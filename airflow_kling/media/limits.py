@@ -1,6 +1,8 @@
-"""A model's limits on video and audio files (:class:`VideoLimits`, :class:`AudioLimits`, given by its spec,
-e.g. :data:`airflow_kling.models.kling_lipsync.KLING_LIPSYNC`), and the checks of a probed file against
-them (no decoding here)."""
+"""A model's limits on video and audio files, and the checks of a probed file against them.
+
+The limits (:class:`VideoLimits`, :class:`AudioLimits`) are given by the model's spec, such as
+:data:`airflow_kling.models.kling_lipsync.KLING_LIPSYNC`. No decoding here.
+"""
 
 from __future__ import annotations
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 @contextmanager
 def atomic_output(dst: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``dst``; rename it to ``dst`` when the block ends without error,
-    delete it otherwise."""
+    """Yield a temporary path beside ``dst``.
+
+    Rename it to ``dst`` when the block ends without error, delete it otherwise.
+    """
     final = Path(dst)
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex[:8]}{final.suffix}")

@@ -13,8 +13,9 @@ POSTER_WIDTH = 640
 
 
 def poster_frame(source: str | os.PathLike[str] | IO[bytes], *, width: int = POSTER_WIDTH) -> bytes:
-    """The first decoded picture of a video as JPEG bytes, scaled to ``width`` pixels (aspect ratio kept;
-    never enlarged).
+    """The first decoded picture of a video as JPEG bytes, scaled to ``width`` pixels.
+
+    The aspect ratio is kept; a picture is never enlarged.
 
     :param source: a local path, or a seekable binary file (an object-storage file opened for reading).
     :raises MediaError: the source holds no picture that can be decoded.

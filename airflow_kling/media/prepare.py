@@ -1,6 +1,7 @@
-"""Make a user's clip and voice track fit a model's media limits before any paid call (PyAV, imported when
-called). The limits come from the model's spec (:class:`~airflow_kling.media.limits.VideoLimits`,
-:class:`~airflow_kling.media.limits.AudioLimits`).
+"""Make a user's clip and voice track fit a model's media limits before any paid call.
+
+PyAV does the work, imported when called. The limits come from the model's spec
+(:class:`~airflow_kling.media.limits.VideoLimits`, :class:`~airflow_kling.media.limits.AudioLimits`).
 
 Video: H.264 + AAC ``.mp4`` (faststart), trimmed to the limits' window, scaled keeping the aspect ratio so
 that both displayed sides land within the limits (rotation metadata applied to the pixels), at most 30 fps,
@@ -44,6 +45,7 @@ class PrepareReport:
     output_info: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The plan as a dict, for an XCom."""
         return asdict(self)
 
 
@@ -352,8 +354,10 @@ def _encode_audio_file(source: str, target: Path, codec: str, bitrate: int, keep
 
 
 def copy_audio(src: Any, out: Any, stream: Any, start: float, seconds: float, layout: str) -> None:
-    """Decode the first audio stream of the open container ``src`` from ``start`` for ``seconds``, and
-    encode it into ``stream`` of the output container ``out``."""
+    """Re-encode ``seconds`` of ``src``'s first audio stream from ``start`` into ``stream``.
+
+    ``src`` is an open input container; ``stream`` belongs to the output container ``out``.
+    """
     import av
 
     in_audio = src.streams.audio[0]

@@ -39,13 +39,16 @@ class MediaInfo:
 
     @property
     def display_width(self) -> int:
+        """Width in pixels as displayed, its rotation applied."""
         return self.height if self.rotation in (90, 270) else self.width
 
     @property
     def display_height(self) -> int:
+        """Height in pixels as displayed, its rotation applied."""
         return self.width if self.rotation in (90, 270) else self.height
 
     def as_dict(self) -> dict[str, Any]:
+        """The facts as a dict, for an XCom."""
         return asdict(self)
 
 
@@ -63,8 +66,9 @@ that turn other files into media (``tty`` renders a text file as video frames, `
 
 
 def open_media(path: str | os.PathLike[str]) -> Any:
-    """An FFmpeg input of a local file, read through the ``file:`` protocol only (a path such as
-    ``concat:...`` or ``http://...`` is a file name, never an FFmpeg protocol), in a real container.
+    """An FFmpeg input of a local file, read through the ``file:`` protocol only, in a real container.
+
+    A path such as ``concat:...`` or ``http://...`` is a file name, never an FFmpeg protocol.
 
     :raises MediaError: the file's container is not one of :data:`MEDIA_CONTAINERS`.
     """

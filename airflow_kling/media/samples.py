@@ -1,5 +1,7 @@
-"""Small sample media, synthesized with FFmpeg's test sources: for the example DAGs, the tests and the
-benchmarks, so that nothing has to be downloaded or shipped."""
+"""Small sample media, synthesized with FFmpeg's test sources.
+
+For the example DAGs, the tests and the benchmarks, so that nothing has to be downloaded or shipped.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""A placeholder lipsync result: the input picture (not re-encoded) under a new sound track (the emulator's
-output for a lipsync model)."""
+"""A placeholder lipsync result.
+
+The input picture (not re-encoded) under a new sound track (the emulator's output for a lipsync model).
+"""
 
 from __future__ import annotations
 
@@ -23,8 +25,11 @@ def mux_speech(
     audio: str | os.PathLike[str] | None = None,
     tone_seconds: float | None = None,
 ) -> str:
-    """Write ``dst`` (``.mp4``): the picture of ``video`` (stream copy) with ``audio``'s sound, or with a
-    220 Hz tone of ``tone_seconds``, both cut at the video's length. Returns ``dst``."""
+    """Write ``dst`` (``.mp4``).
+
+    The picture of ``video`` (stream copy) with ``audio``'s sound, or with a 220 Hz tone of ``tone_seconds``,
+    both cut at the video's length. Returns ``dst``.
+    """
     import av
 
     from airflow_kling.media.prepare import AUDIO_BITRATE, copy_audio

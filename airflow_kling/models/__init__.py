@@ -47,8 +47,11 @@ def _configured() -> list[str]:
 
 @functools.cache
 def _entry_point_paths() -> tuple[str, ...]:
-    """The specs installed packages declare: read once per process (scanning every distribution's metadata
-    costs milliseconds, and specs are looked up on DAG parse, on every submission and in every preview card)."""
+    """The specs installed packages declare.
+
+    Read once per process (scanning every distribution's metadata costs milliseconds, and specs are looked up
+    on DAG parse, on every submission and in every preview card).
+    """
     return tuple(point.value for point in entry_points(group=ENTRY_POINT_GROUP))
 
 

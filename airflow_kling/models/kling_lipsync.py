@@ -117,8 +117,10 @@ def check_modes(inputs: Mapping[str, Any]) -> None:
 
 
 def lineage_fields(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """The voice (``voiceId``, ``voiceSpeed``) or the ``audioAssetId``, and ``textLength`` (the text itself
-    is not sent)."""
+    """The voice (``voiceId``, ``voiceSpeed``) or the ``audioAssetId``, and ``textLength``.
+
+    The text itself is not sent.
+    """
     text = inputs.get("text")
     fields = {
         "voiceId": inputs.get("voiceId"),
@@ -175,8 +177,10 @@ def kling_lipsync_inputs(
     voice_id: Any = None,
     voice_speed: Any = None,
 ) -> dict[str, Any]:
-    """Kling Lipsync's inputs by their wire names, from the arguments of
-    :class:`~airflow_kling.operators.kling_lipsync.KlingLipsyncOperator`, checked as it checks them (the same rules, for code that estimates or submits on its own, such as a batch's budget).
+    """Kling Lipsync's inputs by their wire names, checked as the operator checks them.
+
+    Built from the arguments of :class:`~airflow_kling.operators.kling_lipsync.KlingLipsyncOperator`, with the
+    same rules, for code that estimates or submits on its own, such as a batch's budget.
 
     :raises ScenarioValidationError: naming the argument and the limit it breaks.
     """
@@ -209,8 +213,10 @@ def kling_lipsync_inputs(
 
 
 def check_arguments(**arguments: Any) -> None:
-    """Check the arguments of :func:`kling_lipsync_inputs` that are given, each on its own (the others are
-    not known yet: templates a run renders), and the pair ``audio_asset_id`` and ``text``.
+    """Check the arguments of :func:`kling_lipsync_inputs` that are given, each on its own.
+
+    The others are not known yet (templates a run renders); the pair ``audio_asset_id`` and ``text`` is
+    checked too.
 
     :raises ScenarioValidationError: naming the argument and the limit it breaks.
     """

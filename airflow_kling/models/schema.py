@@ -1,6 +1,7 @@
-"""Check a model's inputs against its descriptor (``GET /models/{modelId}``'s ``model.inputs[]``): the same
-rules for the live schema before a paid call, for a spec's own inputs when the live one cannot be had, and
-in the emulator.
+"""Check a model's inputs against its descriptor (``GET /models/{modelId}``'s ``model.inputs[]``).
+
+The same rules for the live schema before a paid call, for a spec's own inputs when the live one cannot be
+had, and in the emulator.
 
 The checks: ``required`` (``always``, ``ifDefined``, ``ifNotDefined``), the input's ``type``,
 ``allowedValues``, ``min`` / ``max`` / ``step``, ``minLength`` / ``maxLength``, and for file inputs the
@@ -29,8 +30,10 @@ MAX_DESCRIBED_INPUTS = 200
 
 
 def descriptor_inputs(descriptor: Any) -> list[dict[str, Any]]:
-    """The well-formed entries of a descriptor's ``inputs`` (a dict with a string ``name`` each), at most
-    :data:`MAX_DESCRIBED_INPUTS`; anything else yields an empty list."""
+    """The well-formed entries of a descriptor's ``inputs``, at most :data:`MAX_DESCRIBED_INPUTS`.
+
+    A well-formed entry is a dict with a string ``name``; anything else yields an empty list.
+    """
     entries = descriptor.get("inputs") if isinstance(descriptor, Mapping) else None
     if not isinstance(entries, list):
         return []

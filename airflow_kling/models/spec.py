@@ -1,5 +1,8 @@
-"""What one Scenario model means to the provider: :class:`ModelSpec`, and its inputs as the API describes
-them (:class:`ModelInput`, the fields of ``GET /models/{modelId}``'s ``model.inputs[]``)."""
+"""What one Scenario model means to the provider.
+
+:class:`ModelSpec`, and its inputs as the API describes them (:class:`ModelInput`, the fields of ``GET
+/models/{modelId}``'s ``model.inputs[]``).
+"""
 
 from __future__ import annotations
 
@@ -85,8 +88,10 @@ def _no_check(inputs: Mapping[str, Any]) -> None:
 
 
 def summary_of_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Every input by its wire name, with strings longer than 64 characters given as their length only
-    (prompts and texts are not sent to lineage): the default :attr:`ModelSpec.lineage_fields`."""
+    """Every input by its wire name, strings over 64 characters as their length only.
+
+    Prompts and texts are not sent to lineage. The default :attr:`ModelSpec.lineage_fields`.
+    """
     return {
         name: (f"{len(value)} characters" if isinstance(value, str) and len(value) > 64 else value)
         for name, value in inputs.items()
@@ -172,6 +177,8 @@ class ModelSpec:
 
 
 def generic_spec(model_id: str) -> ModelSpec:
-    """The spec of a model the provider knows nothing of: no local checks (its live descriptor still
-    applies), every input shown and traced as it is."""
+    """The spec of a model the provider knows nothing of.
+
+    No local checks (its live descriptor still applies), every input shown and traced as it is.
+    """
     return ModelSpec(model_id=model_id, title=model_id)

@@ -1,5 +1,7 @@
-"""OpenLineage for the provider's operators: one connected graph per clip, from the raw files to the archived
-video, through the Scenario assets in between.
+"""OpenLineage for the provider's operators.
+
+One connected graph per clip, from the raw files to the archived video, through the Scenario assets in
+between.
 
 Datasets are named by OpenLineage's conventions: a local file as namespace ``file://<host>`` and its absolute
 path, an object-store key as ``<scheme>://<bucket>`` and the key, and a Scenario asset as namespace
@@ -110,8 +112,11 @@ def job_run_facets(
     cost: float | None = None,
     error: str | None = None,
 ) -> dict[str, Any]:
-    """Run facets of a Scenario job: its id as the external query id, what made it (the model and its
-    inputs as the model's spec summarises them: never a long text), its cost, and its error when it failed."""
+    """Run facets of a Scenario job.
+
+    Its id as the external query id, what made it (the model and its inputs as the model's spec summarises
+    them: never a long text), its cost, and its error when it failed.
+    """
     from airflow.providers.common.compat.openlineage.facet import ErrorMessageRunFacet, ExternalQueryRunFacet
 
     from airflow_kling.models import model_spec
@@ -140,8 +145,11 @@ def _scenario_job_facet_class() -> type:
 
     @attrs.define
     class ScenarioJobRunFacet(RunFacet):
-        """The Scenario job of a run: ``jobId``, ``modelId``, ``status``, ``inputs`` (what the model's spec
-        says of them, e.g. Kling Lipsync's voice or audio asset and text length) and ``creativeUnitsCost``."""
+        """The Scenario job of a run.
+
+        ``jobId``, ``modelId``, ``status``, ``inputs`` (what the model's spec says of them, e.g. Kling
+        Lipsync's voice or audio asset and text length) and ``creativeUnitsCost``.
+        """
 
         jobId: str | None = attrs.field(default=None)
         modelId: str | None = attrs.field(default=None)

@@ -1,6 +1,8 @@
-"""What the provider reports to Airflow's metrics: through Airflow's own ``Stats``, so StatsD and
-OpenTelemetry both work, with Airflow's prefix (``[metrics] statsd_prefix``, default ``airflow``), its
-allow and block lists, and tags where the backend takes them (``model_id``).
+"""What the provider reports to Airflow's metrics.
+
+Through Airflow's own ``Stats``, so StatsD and OpenTelemetry both work, with Airflow's prefix (``[metrics]
+statsd_prefix``, default ``airflow``), its allow and block lists, and tags where the backend takes them
+(``model_id``).
 
 | Name | Kind | Unit | When |
 |---|---|---|---|
@@ -45,6 +47,7 @@ def job_ended(status: str, model_id: str, job: dict[str, Any] | None, cost: floa
 
 
 def slot_wait(model_id: str) -> None:
+    """A submission waited for a slot under the team's limit."""
     _incr("kling.slot_waits", model_id=model_id)
 
 
@@ -59,6 +62,7 @@ def rerun() -> None:
 
 
 def archived(files: int, size: int) -> None:
+    """``files`` files of ``size`` bytes in all were archived."""
     if files:
         _incr("kling.archive.files", files)
         _incr("kling.archive.bytes", size)

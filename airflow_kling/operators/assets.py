@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
+from typing_extensions import override
 
 from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.jobs.xcoms import ARCHIVE_XCOM_KEY, ArchiveRecord
@@ -68,6 +69,7 @@ class ScenarioUploadAssetOperator(ScenarioHookMixin, BaseOperator):
         self.project_id = project_id
         self._asset_id: str | None = None
 
+    @override
     def execute(self, context: Context) -> str:
         from airflow_kling.files.storage import local_copy, readable_path
         from airflow_kling.media.formats import kind_for
@@ -185,6 +187,7 @@ class ScenarioArchiveAssetsOperator(ScenarioHookMixin, BaseOperator):
         self.scenario_conn_id = scenario_conn_id
         self._archived: list[ArchivedFile] = []
 
+    @override
     def execute(self, context: Context) -> list[str]:
         from airflow_kling.files.archive import DEFAULT_FILE_NAME_TEMPLATE, archive_assets
         from airflow_kling.files.storage import check_writable
@@ -222,8 +225,10 @@ class ScenarioArchiveAssetsOperator(ScenarioHookMixin, BaseOperator):
         return uris
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """The Scenario assets in, the archived files out, each versioned by its SHA-256 and sized (Airflow's
-        OpenLineage provider calls this)."""
+        """The Scenario assets in, the archived files out, each versioned by its SHA-256 and sized.
+
+        Airflow's OpenLineage provider calls this.
+        """
         from airflow_kling.observability.lineage import (
             archived_file_dataset,
             asset_datasets,

@@ -14,17 +14,22 @@ __all__ = ["DEFAULT_CONN_ID", "ScenarioHookMixin", "is_literal", "non_negative_n
 
 
 def is_literal(value: Any) -> bool:
-    """Whether a DAG file fixes ``value`` as it is: a plain value, not a Jinja template (``{{``, ``{%``) nor
-    an XCom reference that only a run resolves."""
+    """Whether a DAG file fixes ``value`` as it is.
+
+    A plain value, not a Jinja template (``{{``, ``{%``) nor an XCom reference that only a run resolves.
+    """
     if isinstance(value, str):
         return "{{" not in value and "{%" not in value
     return value is None or isinstance(value, bool | int | float)
 
 
 class ScenarioHookMixin:
-    """Gives an operator or sensor its :class:`~airflow_kling.hooks.scenario.ScenarioHook`, built on first use
-    (not at DAG parse) from ``scenario_conn_id`` (default :data:`DEFAULT_CONN_ID`, ``scenario_default``) and
-    ``project_id`` (default none: the connection's project)."""
+    """Gives an operator or sensor its :class:`~airflow_kling.hooks.scenario.ScenarioHook`.
+
+    The hook is built on first use (not at DAG parse) from ``scenario_conn_id`` (default
+    :data:`DEFAULT_CONN_ID`, ``scenario_default``) and ``project_id`` (default none: the connection's
+    project).
+    """
 
     scenario_conn_id: str = DEFAULT_CONN_ID
     project_id: str | None = None

@@ -11,10 +11,13 @@ from airflow_kling.version_compat import AirflowFailException
 
 @contextmanager
 def invalid_input_fails_task() -> Iterator[None]:
-    """Raise :class:`ScenarioValidationError` (bad arguments), :class:`MediaError` (a file that is not media
+    """Raise input errors as ``AirflowFailException``, so that the task fails on this try.
+
+    Those are :class:`ScenarioValidationError` (bad arguments), :class:`MediaError` (a file that is not media
     or cannot be made to fit) and :class:`ScenarioResponseError` (an answer of a shape the provider will not
-    act on) as ``AirflowFailException``: the same input fails the same way on every try, so the task fails on
-    this one instead of sitting through its retries and their delays."""
+    act on): the same input fails the same way on every try, so the task fails on this one instead of sitting
+    through its retries and their delays.
+    """
     try:
         yield
     except (ScenarioValidationError, MediaError, ScenarioResponseError) as error:

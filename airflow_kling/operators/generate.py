@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
+from typing_extensions import override
 
 from airflow_kling.api.retry import REFUSED_SUBMIT_STATUSES
 from airflow_kling.exceptions import (
@@ -61,9 +62,11 @@ class TaskStateRecords:
         self._store = store
 
     def load(self) -> SubmitRecord | None:
+        """The record of an earlier try, if any."""
         return SubmitRecord.from_json(self._store.get(STATE_KEY))
 
     def save(self, record: SubmitRecord) -> None:
+        """Write ``record`` down for the later tries."""
         self._store.set(STATE_KEY, record.to_json())
 
 
@@ -194,6 +197,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
 
     # -- execution ------------------------------------------------------------------------------------------
 
+    @override
     def execute(self, context: Context) -> JobResult:
         # The "Scenario job" link reads this key when the try ends: without a job it reads no link, rather
         # than logging a missing XCom as an error after a failure that came before any submission.
@@ -301,17 +305,22 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     # -- lineage (Airflow's OpenLineage provider calls these when it is installed) ---------------------------
 
     def get_openlineage_facets_on_start(self) -> Any:
+        """OpenLineage facets when the task starts: the model and its inputs."""
         return self._lineage()
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage facets when the task ends: the job, its cost and outputs."""
         return self._lineage()
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage facets when the task fails: the job and its error."""
         return self._lineage()
 
     def _lineage(self) -> Any:
-        """Input assets -> output assets, with the job (id, model, voice, cost, error) as run facets. The
-        job id is set again by ``execute_complete``: after a deferral this is a new operator instance."""
+        """Input assets -> output assets, with the job (id, model, voice, cost, error) as run facets.
+
+        The job id is set again by ``execute_complete``: after a deferral this is a new operator instance.
+        """
         from airflow_kling.observability.lineage import asset_datasets, job_run_facets, operator_lineage
 
         try:
@@ -337,8 +346,11 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     # -- steps ----------------------------------------------------------------------------------------------
 
     def _check_literal_inputs(self) -> None:
-        """The inputs the DAG file fixes, against the spec of a model it names: a mistake fails the DAG's
-        import, naming the input and its limit (templated ones are checked once rendered)."""
+        """The inputs the DAG file fixes, against the spec of a model it names.
+
+        A mistake fails the DAG's import, naming the input and its limit (templated ones are checked once
+        rendered).
+        """
         from airflow_kling.models.schema import check_inputs, descriptor_inputs
         from airflow_kling.operators.base import is_literal
 
@@ -362,8 +374,11 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
             self.spec.check_inputs(literal)
 
     def _check_inputs(self, inputs: dict[str, Any]) -> None:
-        """The spec's own checks (no request: a path given as an asset id is refused here), then the live
-        descriptor's rules, with the assets of file inputs looked up."""
+        """Check ``inputs``: the spec's own checks, then the live descriptor's rules.
+
+        The spec's checks make no request (a path given as an asset id is refused there); the assets of file
+        inputs are looked up for the descriptor's.
+        """
         from airflow_kling.models.schema import check_inputs, descriptor_inputs
 
         spec, model_id = self.spec, str(self.model_id)
@@ -451,8 +466,11 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
         return submission
 
     def _slot_wait(self, refusal: ScenarioTeamLimitError, since: float, waits: int) -> float:
-        """Seconds to wait before submitting again; fails the try once ``timeout`` has passed since the
-        first refusal. A refused submission created nothing: waiting costs nothing but time."""
+        """Seconds to wait before submitting again.
+
+        Fails the try once ``timeout`` has passed since the first refusal. A refused submission created
+        nothing: waiting costs nothing but time.
+        """
         from airflow_kling.jobs.polling import slot_wait_delay
 
         waited = time.time() - since

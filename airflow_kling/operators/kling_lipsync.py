@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import Asset
+from typing_extensions import override
 
 from airflow_kling.models.kling_lipsync import KLING_LIPSYNC, check_arguments, kling_lipsync_inputs
 from airflow_kling.operators.base import is_literal
@@ -72,6 +73,7 @@ class KlingLipsyncOperator(ScenarioGenerateOperator):
         else:
             check_arguments(**literal)
 
+    @override
     def build_inputs(self) -> dict[str, Any]:
         return kling_lipsync_inputs(
             self.video_asset_id,

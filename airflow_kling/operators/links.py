@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
+from typing_extensions import override
 
 from airflow_kling.jobs.xcoms import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, RERUN_XCOM_KEY
 from airflow_kling.version_compat import conf
@@ -27,11 +28,15 @@ def dag_run_url(dag_id: str, run_id: str) -> str:
 
 
 class ScenarioJobLink(BaseOperatorLink):
-    """ "Scenario job": the submitted job's page in the web app of the operator's connection (``web_url``),
-    built from the job id the task pushed, checked for Scenario's id shape; empty before any job."""
+    """The "Scenario job" link: the submitted job's page in the web app; empty before any job.
+
+    The page is in the web app of the operator's connection (``web_url``), built from the job id the task
+    pushed, checked for Scenario's id shape.
+    """
 
     name = "Scenario job"
 
+    @override
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow_kling.api.ids import checked_id
         from airflow_kling.exceptions import ScenarioError
@@ -47,11 +52,14 @@ class ScenarioJobLink(BaseOperatorLink):
 
 
 class KlingRerunLink(BaseOperatorLink):
-    """ "Re-run": the DAG run that :class:`~airflow_kling.operators.rerun.KlingRerunRejectedOperator`
-    triggered for a rejected clip (empty when it triggered none)."""
+    """The "Re-run" link: the DAG run triggered for a rejected clip; empty when there is none.
+
+    The run is the one that :class:`~airflow_kling.operators.rerun.KlingRerunRejectedOperator` triggered.
+    """
 
     name = "Re-run"
 
+    @override
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         rerun = XCom.get_value(ti_key=ti_key, key=RERUN_XCOM_KEY)
         if not isinstance(rerun, dict):

@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from typing_extensions import override
 
 from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.models.kling_lipsync import KLING_LIPSYNC
@@ -74,6 +75,7 @@ class KlingPrepareMediaOperator(BaseOperator):
         self.storage_conn_id = storage_conn_id
         self._prepared: dict[str, Any] | None = None
 
+    @override
     def execute(self, context: Context) -> dict[str, Any]:
         with invalid_input_fails_task():  # a file that is not media, or cannot fit, fails on every try
             self._prepared = self._prepare()

@@ -1,5 +1,6 @@
-"""Run a rejected clip's lipsync again, when the DAG's author asks for it: a new DAG run for the clip, so a new
-paid job, on purpose and counted.
+"""Run a rejected clip's lipsync again, when the DAG's author asks for it.
+
+A new DAG run for the clip, so a new paid job, on purpose and counted.
 
 ``KlingRerunRejectedOperator`` goes after a :class:`~airflow_kling.operators.review.KlingReviewOperator`.
 When a reviewer rejected the clip (a timeout is no rejection: nobody watched it), it triggers a run of
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from typing_extensions import override
 
 from airflow_kling.api.ids import checked_id
 from airflow_kling.exceptions import ScenarioValidationError
@@ -85,6 +87,7 @@ class KlingRerunRejectedOperator(BaseOperator):
         self.rerun = rerun
         self.max_reruns = max_reruns
 
+    @override
     def execute(self, context: Context) -> Any:
         if renders_false(self.rerun):
             raise AirflowSkipException("No re-run asked for")
@@ -162,8 +165,10 @@ def _conf_mapping(value: object) -> dict[str, Any]:
 
 
 def _reruns_so_far(previous: object) -> int | None:
-    """``kling_rerun.count`` of a run's conf: 0 without ``kling_rerun``; ``None`` when it is there but holds
-    no whole number (whoever triggers a run writes its conf).
+    """``kling_rerun.count`` of a run's conf.
+
+    0 without ``kling_rerun``; ``None`` when it is there but holds no whole number (whoever triggers a run
+    writes its conf).
     """
     if previous is None:
         return 0

@@ -1,5 +1,6 @@
-"""A person's review before a lipsync clip is published: Airflow's human-in-the-loop operator, wired to
-the clip the archive task wrote.
+"""A person's review before a lipsync clip is published.
+
+Airflow's human-in-the-loop operator, wired to the clip the archive task wrote.
 
 ``KlingReviewOperator`` after the archive task asks a reviewer, under the UI's *Required actions* (or over
 the REST API's ``hitlDetails``), to watch the clip in its *Lipsync preview* and to choose **Approve** or
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
 from airflow.sdk import Asset, Param
+from typing_extensions import override
 
 from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.jobs.xcoms import ARCHIVE_XCOM_KEY
@@ -152,11 +154,13 @@ class KlingReviewOperator(HITLOperator):
 
     @property
     def serialized_params(self) -> dict[str, dict[str, Any]]:
-        """The required action's form: the comment alone (on Airflow 3.1 the HITL operator adds every DAG
-        param to it).
+        """The required action's form.
+
+        The comment alone (on Airflow 3.1 the HITL operator adds every DAG param to it).
         """
         return {key: value for key, value in super().serialized_params.items() if key == COMMENT}
 
+    @override
     def execute(self, context: Context) -> Any:
         from airflow_kling.files.storage import check_writable
 
@@ -175,8 +179,10 @@ class KlingReviewOperator(HITLOperator):
         return super().execute(context)
 
     def defer(self, *, trigger: Any, **kwargs: Any) -> Any:
-        """Pause as ``HITLOperator`` does, through :class:`~airflow_kling.triggers.review.ReviewTrigger`: no
-        answer is looked for in the first :data:`~airflow_kling.operators.generate.FIRST_POLL_DELAY` seconds.
+        """Pause as ``HITLOperator`` does, through :class:`~airflow_kling.triggers.review.ReviewTrigger`.
+
+        No answer is looked for in the first :data:`~airflow_kling.operators.generate.FIRST_POLL_DELAY`
+        seconds.
         """
         from airflow.providers.standard.triggers.hitl import HITLTrigger
 
@@ -187,6 +193,7 @@ class KlingReviewOperator(HITLOperator):
             trigger = ReviewTrigger.replacing(trigger, time.time() + FIRST_POLL_DELAY)
         return super().defer(trigger=trigger, **kwargs)
 
+    @override
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         answer = super().execute_complete(context, event)
         files = self._archived_files(context)
@@ -294,8 +301,9 @@ def readable_size(size: int) -> str:
 
 
 def code_span(text: str) -> str:
-    """``text`` as one markdown code span that nothing in it can end or break out of: on one line, fenced
-    by one backtick more than its longest run of them.
+    """``text`` as one markdown code span that nothing in it can end or break out of.
+
+    On one line, fenced by one backtick more than its longest run of them.
     """
     flat = " ".join(text.split())
     fence = "`" * (max((len(run) for run in re.findall(r"`+", flat)), default=0) + 1)

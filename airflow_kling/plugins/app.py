@@ -235,7 +235,9 @@ def _find_asset(
     session: Any, dag_id: str, run_id: str, task_id: str, map_index: str, asset_id: str
 ) -> tuple[Clip, ArchivedFileRecord | None]:
     """The clip of this task instance that made ``asset_id``, and its archived file when there is one.
-    Only an asset the task's own XComs (or its job) name is ever served: anything else is a 404."""
+
+    Only an asset the task's own XComs (or its job) name is ever served: anything else is a 404.
+    """
     index = _map_index(map_index)
     clips = [clip for clip in _clips(session, dag_id, run_id) if clip.made_by(task_id, index)]
     for clip in clips:
@@ -261,8 +263,11 @@ def _archived_path(archived: ArchivedFileRecord, clip: Clip) -> Any:
 
 
 def _media(mime_type: str | None, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """The media type a body is sent as: a playable video type as it is, anything else as a download
-    (never as a type a browser would render on Airflow's origin)."""
+    """The media type a body is sent as.
+
+    A playable video type as it is, anything else as a download (never as a type a browser would render on
+    Airflow's origin).
+    """
     playable = playable_type(mime_type)
     if playable is not None:
         return playable, {**headers, **MEDIA_HEADERS}

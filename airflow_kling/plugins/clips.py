@@ -1,5 +1,6 @@
-"""What a DAG run's Kling tasks made, read back from the XComs they pushed (:mod:`airflow_kling.jobs.xcoms`):
-one :class:`Clip` per Scenario job, with the files an archive task wrote of it.
+"""What a DAG run's Kling tasks made, read back from the XComs they pushed (:mod:`airflow_kling.jobs.xcoms`).
+
+One :class:`Clip` per Scenario job, with the files an archive task wrote of it.
 
 A lipsync task pushes its job id (and connection) as soon as the job exists, so a job that failed, or is
 still running, has a clip too. A mapped batch has one clip per map index; an archive task in the same run
@@ -55,13 +56,16 @@ class Clip:
         return str(self.task_id or self.archive_task_id)
 
     def made_by(self, task_id: str, map_index: int) -> bool:
-        """Whether the task instance ran this clip's job or archived it; ``map_index`` -1 on a mapped task
-        means any of its instances (the task's overview)."""
+        """Whether the task instance ran this clip's job or archived it.
+
+        ``map_index`` -1 on a mapped task means any of its instances (the task's overview).
+        """
         if task_id not in (self.task_id, self.archive_task_id):
             return False
         return map_index in (-1, self.map_index)
 
     def archived_file(self, asset_id: str) -> ArchivedFileRecord | None:
+        """The archive's record of asset ``asset_id``, if archived."""
         return next((item for item in self.files if item["asset_id"] == asset_id), None)
 
 
@@ -125,6 +129,7 @@ def load_clips(session: Session, dag_id: str, run_id: str) -> list[Clip]:
 
 
 def run_exists(session: Session, dag_id: str, run_id: str) -> bool:
+    """Whether DAG ``dag_id`` has a run ``run_id``."""
     from airflow.models.dagrun import DagRun
     from sqlalchemy import select
 

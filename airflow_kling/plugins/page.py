@@ -1,5 +1,8 @@
-"""The preview page: one card per clip with its player, its job and what was archived. Plain HTML with a
-few lines of script, served by the plugin's app and shown by Airflow in an iframe."""
+"""The preview page.
+
+One card per clip with its player, its job and what was archived. Plain HTML with a few lines of script,
+served by the plugin's app and shown by Airflow in an iframe.
+"""
 
 from __future__ import annotations
 
@@ -150,8 +153,11 @@ def _player(index: int, view: ClipView) -> str:
 
 
 def _spec(view: ClipView) -> ModelSpec:
-    """The spec of the clip's model: as its task pushed it, else as its manifest records it; a generic one
-    titled "Scenario job" when neither says."""
+    """The spec of the clip's model.
+
+    As its task pushed it, else as its manifest records it; a generic one titled "Scenario job" when neither
+    says.
+    """
     from airflow_kling.models import model_spec
     from airflow_kling.models.spec import ModelSpec
 

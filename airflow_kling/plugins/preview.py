@@ -1,5 +1,7 @@
-"""The Airflow plugin: a "Lipsync preview" tab on every task instance page and a "Lipsync videos" tab on
-every DAG run page, each an iframe on the plugin's own FastAPI app.
+"""The Airflow plugin.
+
+A "Lipsync preview" tab on every task instance page and a "Lipsync videos" tab on every DAG run page, each an
+iframe on the plugin's own FastAPI app.
 
 Airflow loads this module in every component (a task process too, for macros), so nothing heavy is
 imported here: the FastAPI app is built when the api-server first asks for it.
@@ -32,8 +34,10 @@ EXTERNAL_VIEWS = [
 
 
 class _FastAPIApps:
-    """``fastapi_apps``, built on first read: only the api-server reads it, and FastAPI costs a task
-    process over half a second to import."""
+    """``fastapi_apps``, built on first read.
+
+    Only the api-server reads it, and FastAPI costs a task process over half a second to import.
+    """
 
     def __get__(self, instance: object, owner: type) -> list[dict[str, Any]]:
         from airflow_kling.plugins.app import app

@@ -1,5 +1,7 @@
-"""HTTP ``Range`` requests (RFC 9110, one range), so that a ``<video>`` element can seek in a video it
-streams instead of downloading it whole first."""
+"""HTTP ``Range`` requests (RFC 9110, one range).
+
+So that a ``<video>`` element can seek in a video it streams instead of downloading it whole first.
+"""
 
 from __future__ import annotations
 
@@ -30,17 +32,20 @@ class ByteRange:
 
     @property
     def length(self) -> int:
+        """Bytes in the range."""
         return self.end - self.start + 1
 
     @property
     def content_range(self) -> str:
+        """The range as a ``Content-Range`` header's value."""
         return f"bytes {self.start}-{self.end}/{self.size}"
 
 
 def parse_range(header: str | None, size: int) -> ByteRange | None:
-    """The range a ``Range`` header asks for in a file of ``size`` bytes; ``None`` for the whole file (no
-    header, or one this server does not honour: several ranges or another unit, which RFC 9110 lets a
-    server answer with the whole file; also a number of more than 18 digits).
+    """The range a ``Range`` header asks for in a file of ``size`` bytes.
+
+    ``None`` for the whole file (no header, or one this server does not honour: several ranges or another
+    unit, which RFC 9110 lets a server answer with the whole file; also a number of more than 18 digits).
 
     :raises UnsatisfiableRange: the range starts past the end of the file, or the file is empty.
     """
@@ -66,8 +71,10 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
 
 
 def read_range(source: IO[bytes], start: int, length: int) -> Iterator[bytes]:
-    """``length`` bytes of a seekable binary file from ``start``, in chunks of at most :data:`CHUNK`; the
-    file is closed when the iterator ends or is closed."""
+    """``length`` bytes of a seekable binary file from ``start``, in chunks of at most :data:`CHUNK`.
+
+    The file is closed when the iterator ends or is closed.
+    """
     with source:
         source.seek(start)
         remaining = length

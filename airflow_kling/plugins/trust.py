@@ -1,5 +1,7 @@
-"""What the preview trusts, and nothing else: archive locations under the roots the api-server allows,
-connections on its allowlists, and video types it plays.
+"""What the preview trusts, and nothing else.
+
+Archive locations under the roots the api-server allows, connections on its allowlists, and video types it
+plays.
 
 XComs are written by every task of a DAG and, through the REST API, by any user allowed to edit that DAG's
 XComs, so a location or a connection id read from one is a claim, never an instruction. The preview opens a
@@ -40,6 +42,8 @@ __all__ = ["PLAYABLE_TYPES", "SECTION", "PreviewTrust", "UntrustedValue", "playa
 
 @dataclass(frozen=True)
 class PreviewTrust:
+    """What the preview may read: the archive roots and the connections it may use (from ``[kling]``)."""
+
     archive_roots: tuple[Root, ...]
     conn_ids: frozenset[str]
     storage_conn_ids: frozenset[str]
@@ -73,8 +77,10 @@ class PreviewTrust:
         return conn_id
 
     def archived_path(self, uri: str, storage_conn_id: str | None) -> ObjectStoragePath | Path:
-        """Where to read an archived file named by ``uri``: its resolved local path, or an object-store path
-        through ``storage_conn_id``, only under an allowed root.
+        """Where to read an archived file named by ``uri``.
+
+        Its resolved local path, or an object-store path through ``storage_conn_id``, only under an allowed
+        root.
 
         :raises UntrustedValue: naming what is not allowed.
         """
@@ -101,7 +107,9 @@ def preview_trust() -> PreviewTrust:
 
 
 def playable_type(mime_type: str | None) -> str | None:
-    """``mime_type`` (without parameters) when the preview may send it as it is (:data:`PLAYABLE_TYPES`),
-    else ``None``."""
+    """``mime_type`` without parameters when the preview may send it as it is, else ``None``.
+
+    The types it may send are :data:`PLAYABLE_TYPES`.
+    """
     bare = (mime_type or "").split(";", 1)[0].strip().lower()
     return bare if bare in PLAYABLE_TYPES else None

@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from typing_extensions import override
 
 from airflow_kling.exceptions import ScenarioError, ScenarioJobError
 from airflow_kling.jobs.events import successful_job
@@ -63,6 +64,7 @@ class ScenarioJobSensor(ScenarioHookMixin, BaseSensorOperator):
     def _progress(self) -> JobProgress:
         return JobProgress(self.job_id)
 
+    @override
     def poke(self, context: Context) -> bool | PokeReturnValue:
         try:
             job = self.hook.get_job(self.job_id)
@@ -77,6 +79,7 @@ class ScenarioJobSensor(ScenarioHookMixin, BaseSensorOperator):
             return False
         return PokeReturnValue(is_done=True, xcom_value=job_result(self._outcome(job)))
 
+    @override
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from typing_extensions import override
 
 from airflow_kling.exceptions import ScenarioError
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
@@ -22,10 +23,12 @@ CANCEL_TIMEOUT = 30.0
 
 
 async def outlast_cancellation(work: Coroutine[Any, Any, None], log: Any) -> None:
-    """Await ``work`` to its end although the awaiting task is cancelled again meanwhile: the triggerer
-    repeats its cancel of a trigger at every state sync (about each second) until the trigger returns, which
-    would cut off a cancel request before it is sent. ``work`` must bound its own time; an error in it is
-    logged to ``log``, not raised (it would replace the cancellation being handled)."""
+    """Await ``work`` to its end although the awaiting task is cancelled again meanwhile.
+
+    The triggerer repeats its cancel of a trigger at every state sync (about each second) until the trigger
+    returns, which would cut off a cancel request before it is sent. ``work`` must bound its own time; an
+    error in it is logged to ``log``, not raised (it would replace the cancellation being handled).
+    """
     task = asyncio.ensure_future(work)
     while True:
         try:
@@ -90,6 +93,7 @@ class ScenarioJobTrigger(BaseTrigger):
         self.cancel_on_exit = bool(cancel_on_exit)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
 
+    @override
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
@@ -113,6 +117,7 @@ class ScenarioJobTrigger(BaseTrigger):
     def _seconds_left(self) -> float | None:
         return None if self.timeout_at is None else self.timeout_at - time.time()
 
+    @override
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_kling.hooks.scenario_async import session_lease
 
@@ -166,17 +171,22 @@ class ScenarioJobTrigger(BaseTrigger):
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
 
     async def on_kill(self) -> None:
-        """With ``cancel_on_exit``: cancel the remote job when a user marked the deferred task failed,
-        cleared it or killed it (called by the triggerer on Airflow 3.3+). First it asks what became of its
-        task instance, as :meth:`run` does before 3.3: a triggerer that stalled past the health threshold
-        and came back also calls this for the triggers another triggerer took over (apache/airflow PR
-        #73454), and a task still deferred there is not this triggerer's to end."""
+        """With ``cancel_on_exit``.
+
+        Cancel the remote job when a user marked the deferred task failed, cleared it or killed it (called by
+        the triggerer on Airflow 3.3+). First it asks what became of its task instance, as :meth:`run` does
+        before 3.3: a triggerer that stalled past the health threshold and came back also calls this for the
+        triggers another triggerer took over (apache/airflow PR #73454), and a task still deferred there is
+        not this triggerer's to end.
+        """
         await self._end_with_its_task()
 
     async def _end_with_its_task(self) -> None:
-        """The one way a killed task's job is cancelled, on every Airflow line: with ``cancel_on_exit``, when
-        the task instance has left ``deferred`` and the job has not ended; to its end however often the
-        triggerer cancels this trigger meanwhile."""
+        """The one way a killed task's job is cancelled, on every Airflow line.
+
+        With ``cancel_on_exit``, when the task instance has left ``deferred`` and the job has not ended; to
+        its end however often the triggerer cancels this trigger meanwhile.
+        """
         if self.cancel_on_exit:
             await outlast_cancellation(self._cancel_if_task_ended(), self.log)
 
@@ -185,8 +195,11 @@ class ScenarioJobTrigger(BaseTrigger):
             await self._cancel_killed_job()
 
     async def _cancel_killed_job(self) -> None:
-        """Cancel the job, unless it has ended: a stalled triggerer that comes back after another one saw
-        the job end (and the task went on, or finished) has nothing to cancel, and asks nothing."""
+        """Cancel the job, unless it has ended.
+
+        A stalled triggerer that comes back after another one saw the job end (and the task went on, or
+        finished) has nothing to cancel, and asks nothing.
+        """
         from airflow_kling.hooks.scenario_async import session_lease
 
         async with session_lease():
@@ -205,8 +218,10 @@ class ScenarioJobTrigger(BaseTrigger):
 
     async def _task_was_ended(self) -> bool:
         """Whether this trigger's task instance has left ``deferred`` (a user marked, cleared or killed it).
+
         Any doubt (no task instance known, the lookup failed) answers no, and says why: the job is not
-        cancelled."""
+        cancelled.
+        """
         ti = getattr(self, "task_instance", None)
         if ti is None:
             self.log.warning(

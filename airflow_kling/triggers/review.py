@@ -1,5 +1,7 @@
-"""The review's wait for a person's answer: Airflow's human-in-the-loop trigger, kept from firing in the first
-seconds after the pause, when an event meets Airflow's scheduler race (apache/airflow #67287).
+"""The review's wait for a person's answer.
+
+Airflow's human-in-the-loop trigger, kept from firing in the first seconds after the pause, when an event
+meets Airflow's scheduler race (apache/airflow #67287).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ if TYPE_CHECKING:
 
 
 class ReviewTrigger(HITLTrigger):
-    """``HITLTrigger`` that looks for the answer no sooner than ``not_before``: an answer given at once (a
-    reviewer with the page open, a QA tool over REST) is applied then, rather than fail the resumed try.
+    """``HITLTrigger`` that looks for the answer no sooner than ``not_before``.
+
+    An answer given at once (a reviewer with the page open, a QA tool over REST) is applied then, rather than
+    fail the resumed try.
 
     :param not_before: epoch seconds before which the first look is not made.
     :param kwargs: ``HITLTrigger``'s, as its ``serialize`` gives them.

@@ -1,6 +1,7 @@
-"""The deferrable wait for a slot of the team's parallel jobs: a submission refused at the team's limit
-waits in the triggerer, holding no worker slot and no try, until its backoff timer runs out or, sooner, a
-slot of the team frees.
+"""The deferrable wait for a slot of the team's parallel jobs.
+
+A submission refused at the team's limit waits in the triggerer, holding no worker slot and no try, until its
+backoff timer runs out or, sooner, a slot of the team frees.
 
 The hand-off is in-process: :data:`SLOTS` pairs the job triggers that see a job end with the slot
 triggers that wait, one freed slot for the longest waiter. While one triggerer follows all the team's
@@ -27,6 +28,7 @@ from enum import Enum
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from typing_extensions import override
 
 from airflow_kling.api.contract import MAX_TEAM_LIMIT
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
@@ -115,10 +117,12 @@ class SlotBoard:
 
     @contextmanager
     def following(self, conn_id: str, job_id: str = "") -> Iterator[Callable[[], None]]:
-        """While a job trigger of ``conn_id`` follows job ``job_id`` in this process (most likely the job
-        that was submitted into a slot handed over here: that hand-off is done). Gives the function the
-        trigger calls when the job ends, before its event: the job stops counting and its slot goes to a
-        waiter (:meth:`freed`); calling it again does nothing."""
+        """While a job trigger of ``conn_id`` follows job ``job_id`` in this process.
+
+        Most likely the job was submitted into a slot handed over here: that hand-off is done. Gives the
+        function the trigger calls when the job ends, before its event: the job stops counting and its slot
+        goes to a waiter (:meth:`freed`); calling it again does nothing.
+        """
         self.handoff_settled(conn_id)
         self._followed.setdefault(conn_id, []).append(job_id)
         done = False
@@ -143,13 +147,19 @@ class SlotBoard:
             stop()
 
     def followed(self, conn_id: str) -> int:
-        """How many jobs of ``conn_id`` this process follows now, counting the slots it handed over in the
-        last :data:`HANDOFF_GRACE` seconds whose jobs it does not follow yet."""
+        """How many jobs of ``conn_id`` this process follows now.
+
+        Counting the slots it handed over in the last :data:`HANDOFF_GRACE` seconds whose jobs it does not
+        follow yet.
+        """
         return len(self._followed.get(conn_id, ())) + self._handed_now(conn_id)
 
     def handoff_settled(self, conn_id: str) -> None:
-        """The oldest slot handed over here stops counting as taken: its job is followed here now, or the
-        submission into it was refused (another triggerer's waiter took the slot first)."""
+        """The oldest slot handed over here stops counting as taken.
+
+        Its job is followed here now, or the submission into it was refused (another triggerer's waiter took
+        the slot first).
+        """
         handed = self._handed.get(conn_id)
         if handed:
             handed.pop(0)
@@ -161,9 +171,11 @@ class SlotBoard:
         return len(handed)
 
     def team_full(self, conn_id: str, limit: int) -> bool:
-        """Whether a submission of ``conn_id``'s team would meet its ``limit`` now, as far as this process
-        knows: it follows that many jobs (slots just handed over included), or its last look at the team's
-        jobs, younger than the longest time between two looks, counted that many running."""
+        """Whether a submission of ``conn_id``'s team would meet its ``limit`` now, as far as known here.
+
+        So it is when this process follows that many jobs (slots just handed over included), or when its last
+        look at the team's jobs, younger than the longest time between two looks, counted that many running.
+        """
         if self.followed(conn_id) >= limit:
             return True
         look = self._looks.get(conn_id)
@@ -190,17 +202,21 @@ class SlotBoard:
         return look.in_flight
 
     def next_look(self, conn_id: str) -> float:
-        """When a look at ``conn_id``'s team is due (epoch seconds); while one is under way, :data:`LOOK_MIN`
-        from now (its answer wakes the waiters it frees a slot for)."""
+        """When a look at ``conn_id``'s team is due (epoch seconds).
+
+        While one is under way, :data:`LOOK_MIN` from now (its answer wakes the waiters it frees a slot for).
+        """
         look = self._looks.get(conn_id)
         if look is None:
             return 0.0
         return self.clock() + LOOK_MIN if self.look_under_way(conn_id) else look.next_at
 
     def look_if_due(self, conn_id: str, limit: int, list_jobs: JobLister) -> None:
-        """Start a look at the team's jobs when one is due and none is under way (one at a time for all of
-        this process's waiters): it wakes as many waiters as the team has slots free, ``limit`` less the
-        jobs running less the slots handed over here (:meth:`freed`)."""
+        """Start a look at the team's jobs when one is due and none is under way.
+
+        One look at a time for all of this process's waiters. It wakes as many waiters as the team has slots
+        free: ``limit`` less the jobs running less the slots handed over here (:meth:`freed`).
+        """
         look = self._looks.setdefault(conn_id, TeamLook())
         if self.look_under_way(conn_id) or self.clock() < look.next_at:
             return
@@ -238,8 +254,11 @@ class SlotBoard:
                 break
 
     def join(self, conn_id: str, since: float, ready_at: float = 0.0) -> asyncio.Future[None]:
-        """Wait for a slot of ``conn_id``'s team; ``since`` orders the waiters (epoch seconds), and a waiter
-        that cannot act before ``ready_at`` yields to one that can."""
+        """Wait for a slot of ``conn_id``'s team.
+
+        ``since`` orders the waiters (epoch seconds), and a waiter that cannot act before ``ready_at`` yields
+        to one that can.
+        """
         woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._waiters.setdefault(conn_id, [])
         queue.append(Waiter(since, ready_at, woken))
@@ -254,8 +273,10 @@ class SlotBoard:
             self._waiters.pop(conn_id, None)
 
     def freed(self, conn_id: str) -> bool:
-        """A job of ``conn_id`` ended: wake its longest waiter that can act now (else the one that can act
-        soonest); whether one was waiting."""
+        """A job of ``conn_id`` ended.
+
+        Wake its longest waiter that can act now (else the one that can act soonest); whether one was waiting.
+        """
         now = self.clock()
         ready = [waiter for waiter in self._waiters.get(conn_id, []) if not waiter.woken.done()]
         if not ready:
@@ -328,10 +349,11 @@ def next_step(now: float, until: float, deadline: float, team: TeamView) -> Step
 
 
 class ScenarioSlotTrigger(BaseTrigger):
-    """Wait for a slot of the team's parallel jobs: fire ``{"status": "slot_freed"}`` as soon as a slot of
-    ``scenario_conn_id``'s team frees (one waiter per freed slot, the longest first), else
-    ``{"status": "slot_wait_over"}`` at ``wake_at``; at once when that has passed (a trigger taken over
-    late by another triggerer). It submits nothing and cancels nothing.
+    """Wait for a slot of the team's parallel jobs.
+
+    Fire ``{"status": "slot_freed"}`` as soon as a slot of ``scenario_conn_id``'s team frees (one waiter per
+    freed slot, the longest first), else ``{"status": "slot_wait_over"}`` at ``wake_at``; at once when that
+    has passed (a trigger taken over late by another triggerer). It submits nothing and cancels nothing.
 
     While this triggerer follows at least ``limit`` jobs of the connection (all the team may run), every
     slot that frees is handed over here: the timer then does not end the wait (a submission it woke would
@@ -372,6 +394,7 @@ class ScenarioSlotTrigger(BaseTrigger):
         self.limit = None if limit is None else min(int(limit), MAX_TEAM_LIMIT)
         self.deadline = self.wake_at if deadline is None else float(deadline)
 
+    @override
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
@@ -386,6 +409,7 @@ class ScenarioSlotTrigger(BaseTrigger):
             },
         )
 
+    @override
     async def run(self) -> AsyncIterator[TriggerEvent]:
         conn_id, limit, board = self.scenario_conn_id, self.limit, SLOTS
         if self.handed_back:

@@ -1,6 +1,8 @@
-"""The alternative a user would write without this provider: the official client (``scenario-sdk``) in a
-plain mapped ``@task``, which submits a lipsync and polls it in the worker, one pool slot per job
-(``bench/batch.py`` sets the pool ``kling_lipsync`` to the team's limit)."""
+"""The alternative a user would write without this provider.
+
+The official client (``scenario-sdk``) in a plain mapped ``@task``, which submits a lipsync and polls it in
+the worker, one pool slot per job (``bench/batch.py`` sets the pool ``kling_lipsync`` to the team's limit).
+"""
 
 from __future__ import annotations
 
