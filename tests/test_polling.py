@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -96,6 +97,75 @@ def test_the_statuses_passed_between_two_polls_are_said_from_the_history() -> No
     ) == [
         "Scenario job job_1: finalizing at 10:31:38"  # its end is the trigger's event, said by the triggerer
     ]
+
+
+def test_in_a_triggerer_a_line_at_most_every_interval_says_each_status_reached_since_the_last() -> None:
+    """A 70 s job polled every 10 s in a triggerer: a line no sooner than 30 s after the wait began, and then
+    after 30 s more, each naming every status reached since the one before; what its end leaves unsaid is
+    what the event carries (the woken task says it)."""
+    now = [0.0]
+    progress = JobProgress("job_1", min_interval=30, batched=True, clock=lambda: now[0])
+
+    def step(status: object, second: int) -> dict[str, object]:
+        return {"status": status, "date": f"2026-12-06T10:31:{second:02d}.000Z"}
+
+    history = [step("queued", 0)]
+
+    def poll(status: str, progress_: float) -> list[str]:
+        return progress.update({"status": status, "progress": progress_, "statusHistory": list(history)})
+
+    assert poll("queued", 0.0) == []
+    now[0] = 10
+    history.append(step("warming-up", 8))
+    assert poll("warming-up", 0.0) == []
+    now[0] = 20
+    history.append(step("in-progress", 15))
+    assert poll("in-progress", 0.1) == []
+    now[0] = 30
+    assert poll("in-progress", 0.3) == [
+        "Scenario job job_1: queued at 10:31:00, warming-up at 10:31:08, in-progress at 10:31:15 (30%)"
+    ]
+    now[0] = 40
+    assert poll("in-progress", 0.5) == []  # 10 s after the last line
+    now[0] = 60
+    assert poll("in-progress", 0.5) == []  # nothing moved
+    history.append(step("finalizing", 55))
+    assert poll("finalizing", 0.9) == ["Scenario job job_1: finalizing at 10:31:55 (90%)"]
+    assert progress.unsaid() == []
+    now[0] = 70
+    history.extend([step("in progress\nFAKE LINE", 58), step("success", 59)])
+    assert poll("success", 1.0) == []  # the end is the event's: never a line of the trigger
+    assert progress.unsaid() == []
+
+    # A job that ends before the first line: every status it reached is left for the event, with its time.
+    short = JobProgress("job_2", min_interval=30, batched=True, clock=lambda: now[0])
+    assert short.update({"status": "queued", "statusHistory": history[:1]}) == []
+    assert short.update({"status": "success", "progress": 1.0, "statusHistory": history}) == []
+    assert short.unsaid() == [
+        "queued at 10:31:00",
+        "warming-up at 10:31:08",
+        "in-progress at 10:31:15",
+        "finalizing at 10:31:55",
+    ]
+
+
+def test_a_task_says_the_statuses_its_event_carries_and_nothing_of_another_shape(
+    captured_logs: Callable[[], str],
+) -> None:
+    from airflow_kling.jobs.events import job_event, successful_job
+
+    job = {"jobId": "job_1", "status": "success", "progress": 1.0, "metadata": {"assetIds": ["asset_1"]}}
+    event = job_event("success", "job_1", job, "Scenario job job_1 ended with status success")
+    event["statuses"] = ["queued at 10:31:00", "in progress\nFAKE LINE", 7, "finalizing at 10:31:55"]
+    log = logging.getLogger("test.statuses")
+    assert successful_job(event, log)["jobId"] == "job_1"
+    said = [line for line in captured_logs().splitlines() if "Scenario job job_1: " in line]
+    assert [line.split("Scenario job job_1: ")[1] for line in said] == [
+        "queued at 10:31:00",
+        "finalizing at 10:31:55",
+    ], said
+    event["statuses"] = "queued at 10:31:00"  # not a list: nothing said, and still the job
+    assert successful_job(event, log)["jobId"] == "job_1"
 
 
 def test_the_poll_after_a_job_predicted_to_end_is_aimed_just_past_that_end() -> None:

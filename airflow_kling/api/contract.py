@@ -50,6 +50,8 @@ class AnswerBody:
         declared = int(content_length) if content_length and content_length.strip().isdigit() else None
         if self.success and declared is not None and declared > self.limit:
             raise self._too_large(f"declared {declared} bytes")
+        self.fits = declared is not None and declared <= self.limit
+        """The body declares a size within the limit: it may be read whole (HTTP ends it at that size)."""
 
     def add(self, chunk: bytes) -> bool:
         """Keep ``chunk``; ``False`` once no more is wanted (an error's body is cut, nothing is refused).

@@ -19,7 +19,7 @@ def checked_id(value: object, what: str) -> str:
     :param what: what the value is (``"asset id"``, ``"metadata.parentJobId"``), named in the error.
     :raises ScenarioResponseError: naming ``what`` and the value (shortened), before anything uses it.
     """
-    if isinstance(value, str) and ID_PATTERN.match(value):
+    if isinstance(value, str) and ID_PATTERN.fullmatch(value):
         return value
     raise ScenarioResponseError(
         f"The API answered a {what} of another shape than Scenario's ids ({ID_PATTERN.pattern}): "

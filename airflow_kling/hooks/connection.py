@@ -35,6 +35,20 @@ BASE_URL_ENV = "SCENARIO_BASE_URL"
 DEFAULT_WEB_URL = "https://app.scenario.com"
 
 
+def environment_proxy(url: str) -> str | None:
+    """The proxy the standard proxy variables name for ``url``, if any.
+
+    ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``ALL_PROXY`` by the URL's scheme, unless ``NO_PROXY`` covers its host
+    (hosts, domains and networks): the rules ``requests`` follows for the sync hook, each variable also read
+    in lower case.
+    """
+    from requests.utils import get_environ_proxies
+
+    parts = urlsplit(url)
+    proxies = get_environ_proxies(f"{parts.scheme}://{parts.netloc}/")
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
 @dataclass(frozen=True)
 class ScenarioConnectionConfig:
     """Everything a request to the Scenario API needs, read from one connection.
@@ -112,6 +126,16 @@ class ScenarioConnectionConfig:
         if self.cert is not None:
             options["cert"] = self.cert
         return options
+
+    @cached_property
+    def api_proxy(self) -> str | None:
+        """The proxy of the API's calls through ``aiohttp``, worked out once per connection read.
+
+        The connection's (``proxies`` extra), else what the proxy variables say for :attr:`base_url`
+        (:func:`environment_proxy`), read with the connection.
+        """
+        named = self.proxy_for(self.base_url)
+        return named if named is not None else environment_proxy(self.base_url)
 
     @cached_property
     def ssl_context(self) -> ssl.SSLContext | bool:

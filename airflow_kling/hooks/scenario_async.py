@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
@@ -32,6 +30,7 @@ from airflow_kling.hooks.connection import (
     DEFAULT_CONNECT_TIMEOUT,
     ScenarioConnectionConfig,
     ScenarioHookIdentity,
+    environment_proxy,
 )
 from airflow_kling.jobs.status import checked_job
 
@@ -69,35 +68,17 @@ def shared_session() -> aiohttp.ClientSession:
     return session
 
 
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-"""The standard proxy variables (each also read in capitals, the lower-case one first, as ``requests`` does)."""
-
-
 def proxy_for(config: ScenarioConnectionConfig, url: str) -> str | None:
     """The proxy a request to ``url`` goes through.
 
     The connection's (``proxies`` extra), else the one the standard proxy variables name for its scheme unless
-    ``NO_PROXY`` covers its host, else none.
+    ``NO_PROXY`` covers its host (``requests``' rules, as the sync hook follows them), else none. For the API's
+    own URLs, worked out once per connection read (:attr:`ScenarioConnectionConfig.api_proxy`).
     """
+    if url.startswith(config.base_url):
+        return config.api_proxy
     named = config.proxy_for(url)
-    if named is not None:
-        return named
-    parts = urlsplit(url)
-    settings = tuple(os.environ.get(name) or os.environ.get(name.upper()) for name in PROXY_VARIABLES)
-    return _environment_proxy(parts.scheme, parts.netloc, settings) if any(settings) else None
-
-
-@functools.lru_cache(maxsize=256)
-def _environment_proxy(scheme: str, netloc: str, settings: tuple[str | None, ...]) -> str | None:
-    """The proxy that the proxy variables name for a request to ``netloc``, if any.
-
-    ``settings`` are the variables' values. The rules are those the sync hook's ``requests`` follows
-    (``NO_PROXY`` hosts, domains and networks); worked out once per scheme, host and values.
-    """
-    from requests.utils import get_environ_proxies
-
-    proxies = get_environ_proxies(f"{scheme}://{netloc}/", no_proxy=settings[-1])
-    return proxies.get(scheme) or proxies.get("all")
+    return named if named is not None else environment_proxy(url)
 
 
 @asynccontextmanager
@@ -226,9 +207,12 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
                 ) as response:
                     status = response.status
                     answer = AnswerBody(status, method, path, response.headers.get("Content-Length"))
-                    async for chunk in response.content.iter_chunked(READ_CHUNK):
-                        if not answer.add(chunk):
-                            break
+                    if answer.fits:
+                        answer.add(await response.read())
+                    else:
+                        async for chunk in response.content.iter_chunked(READ_CHUNK):
+                            if not answer.add(chunk):
+                                break
                     content = answer.content()
                     response_headers = response.headers
             except (aiohttp.ClientError, TimeoutError) as exc:

@@ -6,8 +6,11 @@ event or a job object (:func:`successful_job`, :func:`check_event`).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
+from airflow_kling.jobs.polling import HISTORY_LIMIT
 from airflow_kling.jobs.status import JobStatus, ending_message
 
 EVENT_STATUSES = frozenset({"success", "failure", "canceled", "timeout", "error"})
@@ -20,18 +23,22 @@ EVENT_JOB_FIELDS = ("jobId", "status", "progress", "createdAt", "updatedAt")
 ``cuCost``: what the task it wakes reads (its result, its error, its metrics), not the job's history."""
 
 
-def job_event(status: str, job_id: str, job: dict[str, Any] | None, message: str) -> dict[str, Any]:
+def job_event(
+    status: str, job_id: str, job: dict[str, Any] | None, message: str, *, statuses: Sequence[str] = ()
+) -> dict[str, Any]:
     """The payload of a trigger event.
 
     ``status`` (one of :data:`EVENT_STATUSES`), ``job_id``, what the task needs of the last job object seen
-    (:func:`event_job`; ``None`` when none was) and a message for its log. Airflow logs the payload on one
-    line: it stays a few hundred characters, whatever the job holds.
+    (:func:`event_job`; ``None`` when none was), a message for its log, and the ``statuses`` the job reached
+    that the trigger did not log (``warming-up at 10:31:02``; the woken task logs them). Airflow logs the
+    payload on one line: it stays a few hundred characters, whatever the job holds.
     """
     return {
         "status": status,
         "job_id": job_id,
         "job": None if job is None else event_job(job),
         "message": message,
+        "statuses": list(statuses[-HISTORY_LIMIT:]),
     }
 
 
@@ -55,14 +62,21 @@ def event_job(job: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def successful_job(news: Any) -> dict[str, Any]:
+STATUS_STEP = re.compile(r"^[a-z][a-z-]{0,30}( at \d\d:\d\d:\d\d)?$")
+"""A status as an event's ``statuses`` says it (``warming-up at 10:31:02``); anything else is not logged."""
+
+
+def successful_job(news: Any, log: Any = None) -> dict[str, Any]:
     """The job when it succeeded, else :class:`ScenarioJobError`.
 
     What every waiter does with its last news of a job: the operators, synchronous and deferred, and the
     sensor, poking and deferred.
 
     :param news: a job object that has ended (``jobId``, ``status``, ...) or a trigger event
-        (``status``, ``job_id``, ``job``, ``message``; a malformed one is an error, never a success).
+        (``status``, ``job_id``, ``job``, ``message``, ``statuses``; a malformed one is an error, never a
+        success).
+    :param log: where an event's ``statuses`` are said, a line each (at most :data:`HISTORY_LIMIT`, each of
+        the shape :data:`STATUS_STEP`); default nowhere.
     :raises ScenarioJobError: the job failed, was canceled, timed out or could not be followed; it carries
         the job's error and hint in its message and the last job object seen as ``job``.
     """
@@ -74,6 +88,10 @@ def successful_job(news: Any) -> dict[str, Any]:
     else:
         event = check_event(news)
         job, job_id, status = event.get("job"), str(event["job_id"]), str(event["status"])
+        steps = event.get("statuses")
+        for step in steps[:HISTORY_LIMIT] if isinstance(steps, list) and log is not None else []:
+            if isinstance(step, str) and STATUS_STEP.fullmatch(step):
+                log.info("Scenario job %s: %s", job_id, step)
         message = str(event.get("message") or f"Scenario job {job_id} ended with status {status}")
     if status == JobStatus.SUCCESS and job:
         return dict(job)

@@ -50,11 +50,15 @@ HISTORY_TIME = re.compile(r"^\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)")
 class JobProgress:
     """Decides which lines a job's polls are worth.
 
-    One for each status it reaches (those it passed between two polls too, read from its ``statusHistory``),
-    and while its status stays, a change of progress at most every ``min_interval`` seconds (a triggerer
-    follows thousands of jobs: a line per poll would cost more than the poll itself).
+    In a worker (the default), one line for each status the job reaches (those it passed between two polls
+    too, read from its ``statusHistory``), and while its status stays, a change of progress at most every
+    ``min_interval`` seconds. In a triggerer (``batched``), which follows thousands of jobs and pays more for a
+    line than for a poll, one line at most every ``min_interval`` seconds that says every status reached since
+    the last one; what is not said by the job's end is :meth:`unsaid`, carried by the trigger's event for the
+    woken task to log.
 
-    :param min_interval: seconds between progress lines of one status; default :data:`PROGRESS_LOG_SECONDS`.
+    :param min_interval: seconds between two lines; default :data:`PROGRESS_LOG_SECONDS`.
+    :param batched: the triggerer's way; default ``False``.
     :param clock: monotonic seconds; tests inject one.
     """
 
@@ -63,15 +67,18 @@ class JobProgress:
         job_id: str,
         min_interval: float = PROGRESS_LOG_SECONDS,
         *,
+        batched: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.job_id = job_id
         self.min_interval = min_interval
+        self.batched = batched
         self.clock = clock
         self.status: str | None = None
         self.percent: int | None = None
-        self.logged_at: float | None = None
+        self.logged_at: float | None = clock() if batched else None
         self.history_read = 0
+        self._unsaid: list[str] = []
 
     def update(self, job: dict[str, Any], *, with_end: bool = True) -> list[str]:
         """The lines to log for this poll of the job, oldest first (often none).
@@ -80,7 +87,10 @@ class JobProgress:
         """
         status = str(job.get("status"))
         percent = round(float(job.get("progress") or 0.0) * 100)
-        lines = [f"Scenario job {self.job_id}: {step}" for step in self._passed(job, status)]
+        passed = self._passed(job, status)
+        if self.batched:
+            return self._batch(job, status, percent, passed)
+        lines = [f"Scenario job {self.job_id}: {step}" for step in passed]
         if status == self.status and percent == self.percent:
             return lines
         now = self.clock()
@@ -92,6 +102,30 @@ class JobProgress:
         if ended and not with_end:
             return lines
         return [*lines, f"Scenario job {self.job_id}: {status} ({percent}%)"]
+
+    def unsaid(self) -> list[str]:
+        """The statuses reached but not logged yet (``warming-up at 10:31:02``), oldest first; batched only."""
+        return list(self._unsaid)
+
+    def _batch(self, job: dict[str, Any], status: str, percent: int, passed: list[str]) -> list[str]:
+        reached = [*passed]
+        ended = is_terminal(status)
+        if status != self.status and not ended and STATUS_WORD.fullmatch(status):
+            reached.append(_reached_at(job, status))
+        if reached:  # a list kept across polls is made anew only when something happened
+            self._unsaid = [*self._unsaid, *reached][-HISTORY_LIMIT:]
+        moved = status != self.status or percent != self.percent
+        self.status, self.percent = status, percent
+        now = self.clock()
+        if ended or not moved or (self.logged_at is not None and now - self.logged_at < self.min_interval):
+            return []
+        steps = self._unsaid
+        if steps and steps[-1].partition(" at ")[0] == status:  # the status now, said with its percent
+            steps = [*steps[:-1], f"{steps[-1]} ({percent}%)"]
+        else:
+            steps = [*steps, f"{status} ({percent}%)"]
+        self._unsaid, self.logged_at = [], now
+        return [f"Scenario job {self.job_id}: {', '.join(steps)}"]
 
     def _passed(self, job: dict[str, Any], status: str) -> list[str]:
         """The statuses the job reached since the last poll, each with its time.
@@ -108,7 +142,7 @@ class JobProgress:
             reached = step.get("status") if isinstance(step, dict) else None
             if (
                 not isinstance(reached, str)
-                or not STATUS_WORD.match(reached)
+                or not STATUS_WORD.fullmatch(reached)
                 or reached in (status, self.status)
             ):
                 continue
@@ -116,6 +150,17 @@ class JobProgress:
             at = HISTORY_TIME.match(date) if isinstance(date, str) else None
             passed.append(f"{reached} at {at.group(1)}" if at else reached)
         return passed
+
+
+def _reached_at(job: dict[str, Any], status: str) -> str:
+    """``status at HH:MM:SS`` from the job's latest history entries, else ``status``."""
+    history = job.get("statusHistory")
+    for step in reversed(history[-HISTORY_LIMIT:] if isinstance(history, list) else []):
+        if isinstance(step, dict) and step.get("status") == status:
+            date = step.get("date")
+            at = HISTORY_TIME.match(date) if isinstance(date, str) else None
+            return f"{status} at {at.group(1)}" if at else status
+    return status
 
 
 STRETCH = 3.0
@@ -166,8 +211,9 @@ class JobWatch:
     (aimed at the job's predicted end when that comes first: :func:`predicted_end_delay`).
 
     :param log: where moves and passing errors are logged (the task's or the trigger's logger).
-    :param log_end: log the job's end too (default); the trigger does not, as the triggerer logs the event
-        it fires, with its message, in the same log (a line costs a triggerer more than a poll).
+    :param in_triggerer: the trigger's way (default ``False``): lines batched (see :class:`JobProgress`) and
+        the job's end not logged, as the triggerer logs the event it fires, with its message, in the same log
+        (a line costs a triggerer more than a poll).
     :param clock: monotonic seconds; tests inject one.
     """
 
@@ -178,16 +224,16 @@ class JobWatch:
         max_poll_interval: float,
         log: Any,
         *,
-        log_end: bool = True,
+        in_triggerer: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.job_id = job_id
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.log = log
-        self.log_end = log_end
+        self.in_triggerer = in_triggerer
         self.clock = clock
-        self.progress = JobProgress(job_id)
+        self.progress = JobProgress(job_id, batched=in_triggerer, clock=clock)
         self.failures = 0
         self.started = clock()
         self.last: tuple[float, float] | None = None  # time and progress of the last poll
@@ -196,7 +242,7 @@ class JobWatch:
         """Record a polled job: ``None`` when it has ended, else the seconds until the next poll."""
         self.failures = 0
         ended = is_terminal(str(job.get("status")))
-        for line in self.progress.update(job, with_end=self.log_end):
+        for line in self.progress.update(job, with_end=not self.in_triggerer):
             self.log.info(line)
         if ended:
             return None

@@ -526,7 +526,7 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     def _outcome(self, news: Any) -> dict[str, Any]:
         """The succeeded job; a refusal no retry can change fails the task, any other ending the try."""
         try:
-            return successful_job(news)
+            return successful_job(news, self.log)
         except ScenarioJobError as error:
             self.job_id = self.job_id or error.job_id
             self._failure = str(error)  # for the lineage of the failed run

@@ -116,7 +116,7 @@ class ScenarioJobSensor(ScenarioHookMixin, BaseSensorOperator):
     def _outcome(self, news: Any) -> dict[str, Any]:
         """The succeeded job; any other ending fails the sensor (or skips it, with ``soft_fail``)."""
         try:
-            return successful_job(news)
+            return successful_job(news, self.log)
         except ScenarioJobError as error:
             # soft_fail replaces the exception with a generic skip message: say here why the job is over.
             self.log.error(str(error))

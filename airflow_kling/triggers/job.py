@@ -12,7 +12,7 @@ from typing_extensions import override
 
 from airflow_kling.exceptions import ScenarioError
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
-from airflow_kling.jobs.events import job_event
+from airflow_kling.jobs.events import event_job, job_event
 from airflow_kling.jobs.polling import STRETCH, JobWatch
 from airflow_kling.jobs.status import ending_message, is_terminal
 from airflow_kling.triggers.slot import SLOTS
@@ -135,7 +135,7 @@ class ScenarioJobTrigger(BaseTrigger):
 
     async def _poll(self, job_ended: Callable[[], None]) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
-        watch = JobWatch(self.job_id, self.poll_interval, self.max_poll_interval, self.log, log_end=False)
+        watch = JobWatch(self.job_id, self.poll_interval, self.max_poll_interval, self.log, in_triggerer=True)
         job: dict[str, Any] | None = None
         # A payer's trigger knows its job ran (it was just submitted); a watcher hands a slot over only for a
         # job it saw running, so a sensor of a job that had already ended frees no slot it never held.
@@ -164,9 +164,15 @@ class ScenarioJobTrigger(BaseTrigger):
                 assert job is not None
                 if saw_running and job.get("jobType", "custom") == "custom":  # the ceiling counts custom jobs
                     job_ended()  # its slot goes to a submission waiting in this triggerer
-                yield TriggerEvent(job_event(job["status"], self.job_id, job, ending_message(job)))
+                message = ending_message(job)
+                yield TriggerEvent(
+                    job_event(job["status"], self.job_id, job, message, statuses=watch.progress.unsaid())
+                )
                 return
             saw_running = saw_running or job is not None  # seen, and not ended (it would have returned)
+            # Kept through the sleep as a timeout or error event would carry it: not the job's history and
+            # inputs, which a triggerer of thousands of jobs would otherwise hold and sweep (full collections).
+            job = None if job is None else event_job(job)
             left = self._seconds_left()
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
 
