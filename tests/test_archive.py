@@ -74,6 +74,12 @@ def test_archive_to_local_disk_with_a_manifest(scenario_emulator: EmulatorServer
     assert set(manifest["inputs"]) == {"videoUrl", "audioFile"}
     assert manifest["output_asset_ids"] == [asset_id]
     assert manifest["creative_units_cost"] == 30
+    # Each file input by the name of the file it was uploaded from (the preview and the review show it).
+    inputs = scenario_emulator.store.jobs[job_id].inputs
+    assert manifest["sources"] == [
+        {"input": "videoUrl", "asset_id": inputs["videoUrl"], "name": sample_video().name},
+        {"input": "audioFile", "asset_id": inputs["audioFile"], "name": sample_audio().name},
+    ]
     (entry,) = manifest["files"]
     assert entry == {
         "asset_id": asset_id,
@@ -322,6 +328,20 @@ def test_hostile_answers_write_nothing_and_fail_the_task_naming_the_value(
     assert everything_under(tmp_path) == ["archive"]
     assert not Path("/tmp/kling-absolute-evil").exists()
     assert scenario_emulator.store.requests("^/_files/") == []  # checked before any download
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "face.mp4\nFAKE: approved", "x" * 121, ""])
+def test_a_source_name_of_another_shape_is_left_out_of_the_manifest(
+    scenario_emulator: EmulatorServer, tmp_path: Path, name: str
+) -> None:
+    """The API names the file an input came from; a name that is not a plain file name is not kept."""
+    job_id, asset_id = finished_job(scenario_emulator)
+    video = scenario_emulator.store.jobs[job_id].inputs["videoUrl"]
+    scenario_emulator.store.assets[video].file_name = name
+    archive_assets(ScenarioHook(), [asset_id], storage_path(str(tmp_path)))
+    manifest = json.loads((tmp_path / job_id / "manifest.json").read_text())
+    assert manifest["sources"][0] == {"input": "videoUrl", "asset_id": video}
+    assert manifest["sources"][1]["name"] == sample_audio().name
 
 
 @pytest.mark.parametrize("asset_id", ["../../evil", "asset_x/../../y", "asset_ok.py", ""])

@@ -99,6 +99,21 @@ def test_a_mapped_batch_is_one_clip_per_map_index_each_with_its_archive() -> Non
     assert first.archived_file("asset_b") is None
 
 
+def test_a_review_task_shows_the_clips_it_asks_about_and_adds_none() -> None:
+    rows = [
+        ("clip.lipsync", 0, "scenario_job_id", "job_a"),
+        ("clip.lipsync", 1, "scenario_job_id", "job_b"),
+        ("clip.archive", 0, "scenario_archive", archive([("job_a", "asset_a")])),
+        ("clip.review", 0, "kling_reviewing", ["job_a", "job_b", "job_elsewhere", 7]),
+    ]
+    first, second = clips_from_xcoms(rows)
+    assert first.review_task_id == "clip.review"
+    assert first.made_by("clip.review", 0)
+    assert second.review_task_id is None  # another map index's clip: not this review's
+    assert not second.made_by("clip.review", 0)
+    assert [clip.job_id for clip in clips_from_xcoms(rows)] == ["job_a", "job_b"]  # no clip of its own
+
+
 def test_an_archive_without_its_lipsync_in_the_run_is_a_clip_of_its_own() -> None:
     (clip,) = clips_from_xcoms(
         [("archive", -1, "scenario_archive", archive([("job_x", "asset_x")], "conn_x"))]
@@ -213,3 +228,69 @@ def test_no_more_ended_jobs_are_kept_than_the_bound(
     for job_id in [*jobs, jobs[0]]:  # the first was the oldest when the third came: asked again
         app._read_job(Clip(job_id=job_id, conn_id="scenario_default", map_index=-1))
     assert [len(scenario_emulator.store.requests(f"^/v1/jobs/{j}$")) - reads[j] for j in jobs] == [2, 1, 1]
+
+
+def test_the_page_names_the_clip_and_says_things_as_people_know_them() -> None:
+    """The heading is the clip's source file and a short job id; inputs by the file they came from; times as a
+    duration and readable moments; the review's verdict a row of its own; long locations shortened, the whole
+    a click away; nothing scrolls inside the page's frame."""
+    from airflow_kling.plugins.clips import Clip
+    from airflow_kling.plugins.page import ClipView, render_page
+
+    job_id = "job_zIV4w2abcdefghijklmnop"
+    record = archive([(job_id, "asset_out")])["files"][0]  # type: ignore[index]
+    record["uri"] = f"file:///srv/kling/archive/team/{job_id}/asset_out.mp4"
+    clip = Clip(job_id, "scenario_default", -1, task_id="lipsync", archive_task_id="archive", files=[record])
+    clip.review_task_id = "review"
+    job = {
+        "jobId": job_id,
+        "status": "success",
+        "createdAt": "2026-12-06T10:31:02.000Z",
+        "updatedAt": "2026-12-06T10:31:40.000Z",
+        "metadata": {"input": {"videoUrl": "asset_wf0quPV0", "text": "Hello"}},
+    }
+    manifest = {
+        "model_id": "model_kling-lip-sync",
+        "inputs": {"videoUrl": "asset_wf0quPV0", "text": "Hello"},
+        "sources": [
+            {"input": "videoUrl", "asset_id": "asset_wf0quPV0", "name": "face.kling.mp4"},
+            {"input": "audioFile", "asset_id": "asset_evil", "name": "../../etc/passwd"},
+        ],
+        "review": {
+            "decision": "approved",
+            "by": "Ada",
+            "at": "2026-12-06T10:40:00+00:00",
+            "comment": "Lips <ok>",
+        },
+    }
+    view = ClipView(clip, job, None, manifest, "/v", None, "archive")
+    page = render_page("Lipsync preview: review", [view], "none")
+    assert "<h2>face.kling.mp4 · job_zIV4w2... <span" in page
+    assert "<tr><th>Tasks</th><td>lipsync, archive, review</td></tr>" in page
+    assert "face.kling.mp4 (asset_wf0quPV0)" in page
+    facts = page.split('<details class="manifest">')[0]
+    assert "passwd" not in facts  # a source name of another shape is not shown (the manifest is, escaped)
+    assert "<tr><th>Processing</th><td>38 s, 6 Dec 2026 10:31:02 to 10:31:40 UTC</td></tr>" in page
+    assert (
+        "<tr><th>Review</th><td>approved by Ada, 6 Dec 2026 10:40:00 UTC: \u201cLips &lt;ok&gt;\u201d</td></tr>"
+        in page
+    )
+    assert f"<summary><code>.../{job_id}/asset_out.mp4</code></summary>" in page
+    assert f"<code>{record['uri']}</code></details>" in page
+    assert "overflow: auto" not in page  # the manifest's text wraps: no scroll bar inside the frame
+    assert "max-height: 320px" not in page
+    assert "2026-12-06T10:31:02" not in facts  # no raw ISO times
+
+
+def test_a_running_job_says_how_long_it_runs() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from airflow_kling.plugins.clips import Clip
+    from airflow_kling.plugins.page import ClipView, render_page
+
+    started = (datetime.now(UTC) - timedelta(seconds=125)).isoformat().replace("+00:00", "Z")
+    job = {"jobId": "job_r", "status": "in-progress", "progress": 0.4, "createdAt": started}
+    page = render_page(
+        "t", [ClipView(Clip("job_r", "c", -1, task_id="l"), job, None, None, None, None, None)], ""
+    )
+    assert "running for 2 min " in page  # 125 s ago, however slow this machine renders

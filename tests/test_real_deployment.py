@@ -342,7 +342,10 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
     jobs = {job.inputs["text"]: job.id for job in scenario_emulator.store.jobs.values()}
     assert sorted(jobs) == ["Approve me", "Reject me", "hi"]
     action = actions[approved_run]
-    assert action["subject"] == f"Review the lipsync clip of job {jobs['Approve me']}"
+    # What tells clips apart first (Browse cuts a long subject): the clip's file, then a short job id.
+    clip = scenario_emulator.store.assets[scenario_emulator.store.jobs[jobs["Approve me"]].inputs["videoUrl"]]
+    assert clip.file_name.endswith(".kling.mp4"), clip.file_name  # as prepared from the run's clip
+    assert action["subject"] == f"{clip.file_name} · {jobs['Approve me'][:10]}...: review the lipsync clip"
     assert action["options"] == ["Approve", "Reject"]
     assert action["defaults"] == ["Reject"]
     assert list(action["params"]) == ["comment"]
@@ -356,6 +359,15 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
     )
     assert app.status_code == 200
     assert "<video" in app.text  # what the preview tab shows: the clip
+    assert f"<h2>{clip.file_name} · {jobs['Approve me'][:10]}... <span" in app.text  # named as people know it
+    review_tab = deployment.session.get(
+        f"{deployment.api}/kling/preview/ti/{dag_id}/{quote(approved_run, safe='')}/review/-1", timeout=30
+    )
+    assert "<video" in review_tab.text, review_tab.text  # the review task's own tab: the clip under review
+    assert clip.file_name in review_tab.text
+    rendered = deployment.task(dag_id, approved_run, "review")["rendered_fields"]
+    assert rendered["body"] == action["body"]  # Rendered Templates: the text the reviewer reads
+    assert rendered["subject"] == action["subject"]
 
     published_before = deployment.get("/dags/kling_lipsync_on_publish/dagRuns")["total_entries"]
     for run, option, comment in (
@@ -372,6 +384,10 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
     manifest = json.loads((archive / good / "manifest.json").read_text())
     assert manifest["review"]["decision"] == "approved"
     assert manifest["review"]["by"] == "admin"
+    after = deployment.session.get(
+        f"{deployment.api}/kling/preview/ti/{dag_id}/{quote(approved_run, safe='')}/archive/-1", timeout=30
+    )
+    assert "<tr><th>Review</th><td>approved by admin, " in after.text  # the verdict, a row of its own
     (entry,) = manifest["files"]
     copy = published / good / entry["uri"].rsplit("/", 1)[-1]
     assert hashlib.sha256(copy.read_bytes()).hexdigest() == entry["sha256"]

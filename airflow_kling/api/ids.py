@@ -25,3 +25,8 @@ def checked_id(value: object, what: str) -> str:
         f"The API answered a {what} of another shape than Scenario's ids ({ID_PATTERN.pattern}): "
         f"{str(value)[:80]!r}; nothing was written"
     )
+
+
+def short_id(value: str) -> str:
+    """An id as a person compares them: its first 10 characters (``job_zIV4w2``) and ``...``, when longer."""
+    return value if len(value) <= 12 else f"{value[:10]}..."

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_kling.api.ids import checked_id
-from airflow_kling.exceptions import ScenarioDownloadError, ScenarioResponseError, ScenarioValidationError
+from airflow_kling.api.ids import ID_PATTERN, checked_id
+from airflow_kling.exceptions import (
+    ScenarioDownloadError,
+    ScenarioError,
+    ScenarioResponseError,
+    ScenarioValidationError,
+)
 from airflow_kling.files.downloads import download_asset
 from airflow_kling.files.storage import (
     abandon,
@@ -94,9 +100,46 @@ def archive_assets(
             folders[job_id].append(target.parent)
     for job_id, job in jobs.items():
         files = [item.record for item in archived if item.record["job_id"] == job_id]
+        sources = input_sources(hook, (job.get("metadata") or {}).get("input"))
         for folder in folders[job_id]:  # beside the job's files, wherever the template put them
-            _write_manifest(folder, job_id, model_ids[job_id], job, files)
+            _write_manifest(folder, job_id, model_ids[job_id], job, files, sources)
     return archived
+
+
+SOURCE_INPUTS = 8
+"""File inputs of one job whose source the manifest records at most (an asset lookup each)."""
+INPUT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+SOURCE_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,120}$")
+"""A plain file name: 1-120 characters, no folder, no control character."""
+
+
+def input_sources(hook: ArchiveClient, inputs: Any) -> list[dict[str, str]]:
+    """The job's file inputs and the files they were uploaded from, in the job's order.
+
+    Each input whose value has the shape of an asset id (at most :data:`SOURCE_INPUTS`), as ``{"input",
+    "asset_id", "name"}``. ``name`` is the asset's file name as the API gives it (``metadata.fileName``, else
+    ``metadata.name``), kept when it is a plain file name (:data:`SOURCE_NAME`); an upload sends only a file's
+    name, never its local path. An asset the API cannot describe is left out; nothing fails the archive.
+    """
+    sources: list[dict[str, str]] = []
+    for name, value in list(inputs.items())[:100] if isinstance(inputs, dict) else []:
+        if len(sources) >= SOURCE_INPUTS:
+            break
+        if not (isinstance(name, str) and INPUT_NAME.fullmatch(name)):
+            continue
+        if not (isinstance(value, str) and value.startswith("asset_") and ID_PATTERN.fullmatch(value)):
+            continue
+        try:
+            asset = hook.get_asset(value)
+        except ScenarioError:
+            continue
+        metadata = asset.get("metadata")
+        found = (metadata.get("fileName") or metadata.get("name")) if isinstance(metadata, dict) else None
+        entry = {"input": name, "asset_id": value}
+        if isinstance(found, str) and SOURCE_NAME.fullmatch(found.strip()):
+            entry["name"] = found.strip()
+        sources.append(entry)
+    return sources
 
 
 def manifest_uri(file_uri: str) -> str:
@@ -261,6 +304,7 @@ def _write_manifest(
     model_id: str | None,
     job: dict[str, Any],
     files: list[ArchivedFileRecord],
+    sources: list[dict[str, str]],
 ) -> None:
     metadata = job.get("metadata") or {}
     inputs = metadata.get("input") or {}
@@ -268,6 +312,7 @@ def _write_manifest(
         "job_id": job_id,
         "model_id": model_id,
         "inputs": recorded_inputs(inputs),
+        "sources": sources,
         "output_asset_ids": list(metadata.get("assetIds") or [item["asset_id"] for item in files]),
         "creative_units_cost": job_cost(job),
         "job_created_at": job.get("createdAt"),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_kling.api.ids import checked_id
 from airflow_kling.exceptions import ScenarioResponseError, ScenarioValidationError
-from airflow_kling.files.archive import MANIFEST_NAME, existing_checksum, manifest_uri
+from airflow_kling.files.archive import MANIFEST_NAME, SOURCE_NAME, existing_checksum, manifest_uri
 from airflow_kling.files.locations import UntrustedValue, roots, under_roots
 from airflow_kling.files.storage import COPY_BLOCK, atomic_writer, io_path, plain_uri, storage_path
 from airflow_kling.media.formats import ARCHIVED_TYPES, extension_for
@@ -72,6 +72,31 @@ def checked_files(
                 f"{destination!r}; nothing was read or written"
             ) from None
     return files
+
+
+MANIFEST_READ_LIMIT = 1024 * 1024
+"""Bytes of a manifest read at most to learn its clip's source names (one is a few kB)."""
+
+
+def source_names(manifest_uri: str, storage_conn_id: str | None = None) -> list[str]:
+    """The file names a job's inputs were uploaded from, as its manifest records them (``sources``).
+
+    Each checked as a plain file name (:data:`~airflow_kling.files.archive.SOURCE_NAME`); an unreadable or
+    malformed manifest, or one over :data:`MANIFEST_READ_LIMIT` bytes, gives none.
+    """
+    try:
+        with storage_path(manifest_uri, storage_conn_id).open("rb") as stream:
+            raw = stream.read(MANIFEST_READ_LIMIT + 1)
+        content = json.loads(raw) if len(raw) <= MANIFEST_READ_LIMIT else {}
+    except (OSError, ValueError):
+        return []
+    sources = content.get("sources") if isinstance(content, dict) else None
+    names = (
+        [entry.get("name") for entry in sources[:8] if isinstance(entry, dict)]
+        if isinstance(sources, list)
+        else []
+    )
+    return [name for name in names if isinstance(name, str) and SOURCE_NAME.fullmatch(name)]
 
 
 def record_review(manifest_uri: str, review: dict[str, Any], storage_conn_id: str | None = None) -> None:

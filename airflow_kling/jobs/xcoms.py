@@ -20,6 +20,8 @@ CONN_ID_XCOM_KEY = "scenario_conn_id"
 """The Airflow connection the job was submitted through: the preview asks the API through it."""
 ARCHIVE_XCOM_KEY = "scenario_archive"
 """What an archive task wrote: an :class:`ArchiveRecord`."""
+REVIEWING_XCOM_KEY = "kling_reviewing"
+"""The job ids a review task asks about, pushed as it pauses (its preview tab shows their clips)."""
 RERUN_XCOM_KEY = "kling_rerun"
 """The run a re-run triggered: ``{"dag_id", "run_id"}`` (the "Re-run" link)."""
 

@@ -26,7 +26,7 @@ from airflow.sdk import Asset, Param
 from typing_extensions import override
 
 from airflow_kling.exceptions import ScenarioValidationError
-from airflow_kling.jobs.xcoms import ARCHIVE_XCOM_KEY
+from airflow_kling.jobs.xcoms import ARCHIVE_XCOM_KEY, REVIEWING_XCOM_KEY
 from airflow_kling.observability import metrics
 from airflow_kling.operators.assets import set_asset_extra
 from airflow_kling.operators.failures import invalid_input_fails_task
@@ -89,7 +89,7 @@ class KlingReviewOperator(HITLOperator):
         Templated.
     :param response_timeout: how long to wait for a reviewer; default 3 days, at least 15 seconds
         (:data:`MIN_RESPONSE_TIMEOUT`). Then the clip is rejected (``timed_out``), never approved.
-    :param subject: the required action's title; default ``Review the lipsync clip of job <id>``.
+    :param subject: the required action's title; default ``<source clip> · <short job id>: review the lipsync clip``.
     :param kwargs: the arguments of Airflow's ``HITLOperator`` (``assigned_users``, ``notifiers``, ...)
         but ``options``, ``defaults``, ``multiple`` and ``params``, which the review fixes (its form is
         the comment alone, so ``{{ params.* }}`` does not render here: pass values through XComs).
@@ -97,6 +97,7 @@ class KlingReviewOperator(HITLOperator):
 
     template_fields: Sequence[str] = (*HITLOperator.template_fields, "destination", "publish_to", "ask")
     ui_color = "#fef3c7"
+    overwrite_rtif_after_execution = True  # Rendered Templates show the subject and body the reviewer reads
 
     def __init__(
         self,
@@ -174,8 +175,9 @@ class KlingReviewOperator(HITLOperator):
         files = self._archived_files(context)
         job_ids = reviewed_job_ids(files)
         if not self._subject_given:
-            self.subject = f"Review the lipsync clip of job {', '.join(job_ids)}"
+            self.subject = self._default_subject(files, job_ids)
         self.body = self._body(context, files)
+        context["ti"].xcom_push(key=REVIEWING_XCOM_KEY, value=job_ids)  # for its own preview tab
         return super().execute(context)
 
     def defer(self, *, trigger: Any, **kwargs: Any) -> Any:
@@ -265,6 +267,20 @@ class KlingReviewOperator(HITLOperator):
 
     def _timeout(self) -> timedelta:
         return self.response_timeout or DEFAULT_RESPONSE_TIMEOUT
+
+    def _default_subject(self, files: list[ArchivedFileRecord], job_ids: list[str]) -> str:
+        """What tells clips apart first: the source clip's name, then a short job id (Browse cuts the rest)."""
+        from airflow_kling.api.ids import short_id
+        from airflow_kling.files.publication import source_names
+
+        names: list[str] = []
+        for manifest in sorted({record["manifest_uri"] for record in files}):
+            found = source_names(manifest, self.storage_conn_id)
+            if found and found[0] not in names:
+                names.append(found[0])  # the first file input: the clip itself
+        shown = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+        jobs = ", ".join(short_id(job_id) for job_id in job_ids[:3]) + (" ..." if len(job_ids) > 3 else "")
+        return f"{shown + ' · ' if shown else ''}{jobs}: review the lipsync clip"
 
     def _body(self, context: Context, files: list[ArchivedFileRecord]) -> str:
         ti = context["ti"]

@@ -20,6 +20,7 @@ from airflow_kling.jobs.xcoms import (
     CONN_ID_XCOM_KEY,
     JOB_ID_XCOM_KEY,
     MODEL_ID_XCOM_KEY,
+    REVIEWING_XCOM_KEY,
     ArchivedFileRecord,
 )
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 """What a model id pushed to XCom must look like before the preview looks its spec up."""
-XCOM_KEYS = (JOB_ID_XCOM_KEY, CONN_ID_XCOM_KEY, MODEL_ID_XCOM_KEY, ARCHIVE_XCOM_KEY)
+XCOM_KEYS = (JOB_ID_XCOM_KEY, CONN_ID_XCOM_KEY, MODEL_ID_XCOM_KEY, ARCHIVE_XCOM_KEY, REVIEWING_XCOM_KEY)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Clip:
     :param task_id: the task that submitted the job; ``None`` when only an archive task names it.
     :param archive_task_id: the task that archived its outputs, if one did.
     :param files: the archived files, as verified when written (local or object-storage URIs).
+    :param review_task_id: the task that asks a person about it, if one does.
     """
 
     job_id: str
@@ -49,6 +51,7 @@ class Clip:
     files: list[ArchivedFileRecord] = field(default_factory=list)
     model_id: str | None = None
     """The model the job ran, as its task pushed it (``None`` when only an archive names the job)."""
+    review_task_id: str | None = None
 
     @property
     def owner_task_id(self) -> str:
@@ -56,11 +59,11 @@ class Clip:
         return str(self.task_id or self.archive_task_id)
 
     def made_by(self, task_id: str, map_index: int) -> bool:
-        """Whether the task instance ran this clip's job or archived it.
+        """Whether the task instance ran this clip's job, archived it or asks a person about it.
 
         ``map_index`` -1 on a mapped task means any of its instances (the task's overview).
         """
-        if task_id not in (self.task_id, self.archive_task_id):
+        if task_id not in (self.task_id, self.archive_task_id, self.review_task_id):
             return False
         return map_index in (-1, self.map_index)
 
@@ -75,6 +78,7 @@ def clips_from_xcoms(rows: Iterable[tuple[str, int, str, Any]]) -> list[Clip]:
     conns: dict[tuple[str, int], str] = {}
     models: dict[tuple[str, int], str] = {}
     archives: list[tuple[str, int, dict[str, Any]]] = []
+    reviews: list[tuple[str, int, list[Any]]] = []
     for task_id, map_index, key, value in rows:
         if key == JOB_ID_XCOM_KEY and isinstance(value, str) and value:
             jobs[(task_id, map_index)] = value
@@ -84,6 +88,8 @@ def clips_from_xcoms(rows: Iterable[tuple[str, int, str, Any]]) -> list[Clip]:
             models[(task_id, map_index)] = value
         elif key == ARCHIVE_XCOM_KEY and isinstance(value, dict):
             archives.append((task_id, map_index, value))
+        elif key == REVIEWING_XCOM_KEY and isinstance(value, list):
+            reviews.append((task_id, map_index, value[:100]))
     clips = {
         job_id: Clip(
             job_id, conns.get(owner, DEFAULT_CONN_ID), owner[1], task_id=owner[0], model_id=models.get(owner)
@@ -100,6 +106,11 @@ def clips_from_xcoms(rows: Iterable[tuple[str, int, str, Any]]) -> list[Clip]:
             clip.storage_conn_id = record.get("storage_conn_id") or None
             if clip.archived_file(item["asset_id"]) is None:
                 clip.files.append(item)
+    for task_id, map_index, job_ids in reviews:  # a review names clips the run made: it adds none
+        for job_id in job_ids:
+            reviewed = clips.get(job_id) if isinstance(job_id, str) else None
+            if reviewed is not None and reviewed.map_index == map_index:
+                reviewed.review_task_id = task_id
     return sorted(clips.values(), key=lambda clip: (clip.map_index, clip.owner_task_id, clip.job_id))
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from airflow_kling.api.ids import short_id
+from airflow_kling.files.archive import SOURCE_NAME
 from airflow_kling.jobs.status import JobStatus, is_terminal, job_cost, job_error_text, parse_api_date
 
 if TYPE_CHECKING:
@@ -65,12 +68,22 @@ def _card(index: int, view: ClipView, numbered: bool) -> str:
     clip, job = view.clip, view.job or {}
     status = str(job.get("status") or "unknown")
     spec = _spec(view)
-    heading = f"Clip {clip.map_index}" if numbered and clip.map_index >= 0 else spec.title
+    names = _source_names(view)
+    name = next(iter(names.values()), None)  # the first file input: the clip itself
+    if name:
+        heading = f"{name} · {short_id(clip.job_id)}"
+    else:
+        heading = f"Clip {clip.map_index}" if numbered and clip.map_index >= 0 else spec.title
+    tasks = [task for task in (clip.task_id, clip.archive_task_id, clip.review_task_id) if task]
     facts = [
-        ("Task", f"{clip.owner_task_id}" + (f" [{clip.map_index}]" if clip.map_index >= 0 else "")),
+        ("Tasks", ", ".join(tasks) + (f" [{clip.map_index}]" if clip.map_index >= 0 else "")),
         ("Job", clip.job_id),
         ("Status", _status(job, status)),
-        *_inputs(view),
+        *_review(view),
+        *[
+            (label, f"{names[value]} ({value})" if value in names else value)
+            for label, value in _inputs(view)
+        ],
         ("Cost", _cost(job)),
         *(
             [
@@ -93,6 +106,36 @@ def _card(index: int, view: ClipView, numbered: bool) -> str:
 {_problem(view, status)}<div class="body"><div class="media">{_player(index, view)}</div>
 <div class="facts"><table>{rows}</table>{_manifest(view)}</div></div>
 </section>"""
+
+
+def _source_names(view: ClipView) -> dict[str, str]:
+    """Asset id -> the file it was uploaded from, as the manifest records it (plain file names only)."""
+    sources = (view.manifest or {}).get("sources")
+    names: dict[str, str] = {}
+    for entry in sources[:8] if isinstance(sources, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        asset_id, name = entry.get("asset_id"), entry.get("name")
+        if isinstance(asset_id, str) and isinstance(name, str) and SOURCE_NAME.fullmatch(name):
+            names[asset_id] = name
+    return names
+
+
+REVIEW_COMMENT_LIMIT = 2000
+"""Characters of a reviewer's comment the page shows at most."""
+
+
+def _review(view: ClipView) -> list[tuple[str, str]]:
+    """The review's verdict as a row of its own: what, who, when and the comment."""
+    review = (view.manifest or {}).get("review")
+    if not isinstance(review, dict) or not isinstance(review.get("decision"), str):
+        return []
+    decision = review["decision"].replace("_", " ")[:20]
+    by, at, comment = review.get("by"), review.get("at"), review.get("comment")
+    text = decision + (f" by {str(by)[:100]}" if by else "") + (f", {_moment(str(at))}" if at else "")
+    if isinstance(comment, str) and comment.strip():
+        text += f": \u201c{comment.strip()[:REVIEW_COMMENT_LIMIT]}\u201d"
+    return [("Review", text)]
 
 
 class _Html(str):
@@ -179,27 +222,70 @@ def _cost(job: dict[str, Any]) -> str:
 
 
 def _processing(job: dict[str, Any], status: str) -> str:
+    """How long the job took (or runs), and when: ``38 s, 6 Dec 2026 10:31:02 to 10:31:40 UTC``."""
     created, updated = job.get("createdAt"), job.get("updatedAt")
-    if not created:
-        return "-"
-    if not is_terminal(status) or not updated:
-        return f"since {created}"
     try:
-        seconds = (parse_api_date(str(updated)) - parse_api_date(str(created))).total_seconds()
+        start = parse_api_date(str(created)) if created else None
+        end = parse_api_date(str(updated)) if updated and is_terminal(status) else None
     except ValueError:
-        return f"{created} to {updated}"
-    return f"{seconds:.0f} s ({created} to {updated})"
+        return "-"
+    if start is None:
+        return "-"
+    if end is None:
+        return f"running for {_span((datetime.now(UTC) - start).total_seconds())} (since {_moment(start)})"
+    ended = f"{end.astimezone(UTC):%H:%M:%S} UTC"
+    return f"{_span((end - start).total_seconds())}, {_moment(start).removesuffix(' UTC')} to {ended}"
+
+
+def _span(seconds: float) -> str:
+    """Seconds as a person says them: ``38 s``, ``2 min 5 s``, ``1 h 4 min``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _moment(value: datetime | str) -> str:
+    """A moment as a person reads it: ``6 Dec 2026 10:31:02 UTC`` (what cannot be read, as it is)."""
+    try:
+        when = value if isinstance(value, datetime) else parse_api_date(value)
+    except ValueError:
+        return str(value)[:40]
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    when = when.astimezone(UTC)
+    return f"{when.day} {when:%b %Y %H:%M:%S} UTC"
 
 
 def _archive(view: ClipView, status: str) -> list[tuple[str, str]]:
     if not view.clip.files:
         failed = status in (JobStatus.FAILURE, JobStatus.CANCELED)
         return [("Archive", "nothing to archive" if failed else "not archived (yet)")]
-    rows = [
-        ("Archived", f"{item['uri']} ({item['size'] / 1e6:.2f} MB, SHA-256 {item['sha256'][:16]}...)")
+    rows: list[tuple[str, str]] = [
+        (
+            "Archived",
+            _Html(
+                f"{_location(item['uri'])} ({item['size'] / 1e6:.2f} MB, SHA-256 "
+                f"<code>{escape(item['sha256'][:16])}...</code>)"
+            ),
+        )
         for item in view.clip.files
     ]
-    return [*rows, ("Manifest", view.clip.files[0]["manifest_uri"])]
+    return [*rows, ("Manifest", _Html(_location(view.clip.files[0]["manifest_uri"])))]
+
+
+def _location(uri: str) -> str:
+    """A long location shortened for the eye (``.../job_x/asset_y.mp4``), the whole of it a click away."""
+    parts = uri.rstrip("/").split("/")
+    short = uri if len(parts) <= 5 else ".../" + "/".join(parts[-2:])
+    if short == uri:
+        return f"<code>{escape(uri)}</code>"
+    return (
+        f'<details class="location"><summary><code>{escape(short)}</code></summary>'
+        f"<code>{escape(uri)}</code></details>"
+    )
 
 
 def _manifest(view: ClipView) -> str:
@@ -233,7 +319,9 @@ td { padding: 3px 0; word-break: break-all; }
 .badge.ok { background: var(--ok); } .badge.bad { background: var(--bad); }
 .alert { border-left: 4px solid var(--bad); padding: 8px 12px; background: rgba(197, 48, 48, .08); }
 .note, .empty { color: var(--muted); }
-pre { overflow: auto; max-height: 320px; font-size: 12px; }
+pre { font-size: 12px; white-space: pre-wrap; overflow-wrap: anywhere; margin: 6px 0 0; }
+details.location { display: inline; } details.location[open] summary { display: none; }
+summary { cursor: pointer; } code { font-size: 12px; }
 """
 
 _SCRIPT = """
