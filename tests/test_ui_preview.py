@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,9 +214,23 @@ def test_the_connection_form_offers_scenario_and_saves_a_working_connection(
 def test_every_example_dags_trigger_form_takes_its_defaults(
     browser: Any, deployment: Deployment, dag_id: str
 ) -> None:
+    from selenium.webdriver.common.by import By
+
     trigger = open_trigger_form(browser, deployment, dag_id)
     wait_for(trigger.is_enabled, f"{dag_id}'s Trigger button to be enabled with the defaults", limit=10)
     screenshot(browser, f"trigger-form-{dag_id}")
+    sections = [
+        button.text for button in browser.find_elements(By.TAG_NAME, "button") if button.text in FORM_ORDER
+    ]
+    # In the order a person fills them: media, text mode, storage and budget, review.
+    assert sections == sorted(sections, key=FORM_ORDER.index), sections
+    if dag_id == "kling_lipsync_pipeline":
+        assert sections[:3] == ["Media", "Text mode", "Storage and budget"], sections
+    if dag_id == "kling_lipsync_review":
+        assert sections[:4] == ["Media", "Text mode", "Storage and budget", "Review"], sections
+
+
+FORM_ORDER = ["Media", "Text mode", "Storage and budget", "Review", "Advanced Options"]
 
 
 @pytest.fixture(scope="module")
@@ -299,11 +314,15 @@ def test_the_preview_plays_the_archived_video_of_a_run_started_from_the_form(
         "Hello from the Airflow form",
         "1.2",
         "en_AOT",
-        archived["uri"],
+        ".../" + "/".join(archived["uri"].split("/")[-2:]),  # a long location shortened for the eye
         "manifest.json",
         "creative units",
     ):
         assert fact in text, fact
+    assert archived["uri"] not in text
+    location = browser.find_element(By.CSS_SELECTOR, "details.location")
+    location.find_element(By.TAG_NAME, "summary").click()  # the whole location, a click away
+    assert archived["uri"] in location.text
     assert "Streamed from the archive." in text
     poster = video.get_attribute("poster")
     assert "/poster/" in str(poster)
@@ -369,11 +388,12 @@ def test_a_batch_run_shows_one_entry_per_clip(
     enter_preview_frame(browser)
     clips = browser.find_elements(By.CSS_SELECTOR, "section.clip")
     assert {clip.get_attribute("data-job-id") for clip in clips} == jobs
-    assert [clip.find_element(By.TAG_NAME, "h2").text.split()[:2] for clip in clips] == [
-        ["Clip", "0"],
-        ["Clip", "1"],
-        ["Clip", "2"],
-    ]
+    store = scenario_emulator.store
+    for clip in clips:  # each named after the file its clip was uploaded from, then a short job id
+        job_id = clip.get_attribute("data-job-id")
+        name = store.assets[store.jobs[job_id].inputs["videoUrl"]].file_name
+        assert clip.find_element(By.TAG_NAME, "h2").text.startswith(f"{name} · {job_id[:10]}..."), name
+    assert len({clip.find_element(By.TAG_NAME, "h2").text for clip in clips}) == 3  # told apart
     videos = browser.find_elements(By.TAG_NAME, "video")
     assert len(videos) == 3
     for video in videos:
@@ -759,18 +779,45 @@ def review_in_the_browser(
     preview = f"/dags/{REVIEW_DAG}/runs/{quote(run_id, safe='')}/tasks/archive/plugin/kling-lipsync-preview"
     assert link.get_attribute("href") == f"{deployment.api}{preview}"
     asked_at = time.monotonic()
+    panel = browser.find_element(By.TAG_NAME, "body").text
+    assert re.search(r"\d+(\.\d)? (kB|MB), SHA-256", panel), panel  # the clip's facts in human units
     screenshot(browser, f"review-required-action-{option.lower()}")
     browser.get(link.get_attribute("href"))  # the link, followed (the UI opens markdown links in a new tab)
     enter_preview_frame(browser)
     video = wait_for(lambda: browser.find_element(By.TAG_NAME, "video"), "the player")
     wait_for(lambda: browser.execute_script("return arguments[0].readyState", video) >= 2, "the clip to play")
+    clip_name = browser.find_element(By.TAG_NAME, "h2").text.split(" · ")[0]
+    assert clip_name.endswith(".kling.mp4"), clip_name  # the card is named after the clip's file
     browser.switch_to.default_content()
+    # The review task's own preview tab shows the clip it asks about, and plays it.
+    browser.get(
+        f"{deployment.api}/dags/{REVIEW_DAG}/runs/{quote(run_id, safe='')}/tasks/review/plugin/kling-lipsync-preview"
+    )
+    enter_preview_frame(browser)
+    video = wait_for(lambda: browser.find_element(By.TAG_NAME, "video"), "the review tab's player")
+    wait_for(lambda: browser.execute_script("return arguments[0].readyState", video) >= 2, "the clip to play")
+    assert browser.find_element(By.TAG_NAME, "h2").text.startswith(clip_name)
+    browser.switch_to.default_content()
+    screenshot(browser, f"review-task-preview-tab-{option.lower()}")
+    # Browse > Required actions: the subject starts with what tells clips apart.
+    browser.get(f"{deployment.api}/required_actions")
+    wait_for(
+        lambda: clip_name in browser.find_element(By.TAG_NAME, "body").text, "the clip's name in the list"
+    )
+    screenshot(browser, f"required-actions-list-{option.lower()}")
     # A person watches the clip; an answer within seconds of the pause can meet an Airflow scheduler race.
     time.sleep(max(0.0, asked_at + 10 - time.monotonic()))
     browser.get(action_page)
     field = wait_for(lambda: browser.find_element(By.NAME, "element_comment"), "the comment field")
     wait_for(field.is_displayed, "the comment field to show")
     field.send_keys(comment)
+    approve = wait_for(lambda: buttons(browser, "Approve"), "the Approve button")[0]
+    reject = wait_for(lambda: buttons(browser, "Reject"), "the Reject button")[0]
+    look = ("background-color", "color", "border-color")  # the two answers offered alike
+    assert [approve.value_of_css_property(key) for key in look] == [
+        reject.value_of_css_property(key) for key in look
+    ]
+    screenshot(browser, f"review-panel-answered-with-comment-{option.lower()}")
     wait_for(lambda: buttons(browser, option), f"the {option} button")[0].click()
     wait_for(
         lambda: deployment.get(
@@ -799,6 +846,21 @@ def test_a_reviewer_approves_a_clip_in_the_browser_and_it_is_published(
         "Lips and voice match",
     )
     assert [path.name for path in (published / job_id).iterdir() if path.suffix == ".mp4"]
+    # The preview shows the verdict in a row of its own: who, and the comment.
+    browser.get(
+        f"{deployment.api}/dags/{REVIEW_DAG}/runs/{quote(run_id, safe='')}/tasks/archive/plugin/kling-lipsync-preview"
+    )
+    enter_preview_frame(browser)
+    from selenium.webdriver.common.by import By
+
+    rows = {
+        row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text
+        for row in browser.find_elements(By.CSS_SELECTOR, "table tr")
+    }
+    assert rows["Review"].startswith("approved by admin, "), rows
+    assert rows["Review"].endswith("\u201cLips and voice match\u201d"), rows
+    browser.switch_to.default_content()
+    screenshot(browser, "preview-after-approve")
     wait_for(
         lambda: deployment.get("/dags/kling_lipsync_on_publish/dagRuns")["total_entries"] == before + 1,
         "the published asset's DAG to run",

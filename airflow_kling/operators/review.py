@@ -61,6 +61,15 @@ PREVIEW_ROUTE = "kling-lipsync-preview"
 """The task instance tab of this provider's plugin (:mod:`airflow_kling.plugins.preview`)."""
 
 
+NO_ANSWER: dict[str, Any] = {
+    "chosen_options": [REJECT],
+    "params_input": {},
+    "responded_by_user": None,
+    "responded_at": None,
+}
+"""What a review that timed out decides."""
+
+
 class Review(TypedDict):
     """What a review decided, as the task returns it and the manifest keeps it."""
 
@@ -130,7 +139,7 @@ class KlingReviewOperator(HITLOperator):
         super().__init__(
             subject=subject or "Review a lipsync clip",
             options=[APPROVE, REJECT],
-            defaults=[REJECT],  # what a timeout chooses: never publish an unwatched clip
+            defaults=None,  # both answers offered alike; a timeout still rejects (execute_complete)
             multiple=False,
             params={
                 COMMENT: Param(
@@ -197,13 +206,16 @@ class KlingReviewOperator(HITLOperator):
 
     @override
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        answer = super().execute_complete(context, event)
+        # No answer in time: rejected, whichever way Airflow resumes the task (its trigger or, on 3.3, the
+        # scheduler's sweep); never an unwatched clip published, never a failed task for a quiet reviewer.
+        timed_out = isinstance(event, dict) and event.get("error_type") == "timeout"
+        answer: dict[str, Any] = NO_ANSWER if timed_out else dict(super().execute_complete(context, event))
         files = self._archived_files(context)
         who = answer.get("responded_by_user") or {}
-        at = answer.get("responded_at")
+        at: Any = answer.get("responded_at")
         approved = answer["chosen_options"] == [APPROVE]
         review = Review(
-            decision="approved" if approved else "rejected" if who else "timed_out",
+            decision="approved" if approved else "timed_out" if timed_out or not who else "rejected",
             by=str(who.get("name") or who.get("id")) if who else None,
             at=at.isoformat() if hasattr(at, "isoformat") else str(at) if at else None,
             comment=(answer.get("params_input") or {}).get(COMMENT) or None,

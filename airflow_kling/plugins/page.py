@@ -314,7 +314,7 @@ video { display: block; width: 100%; max-height: 60vh; background: #000; border-
 table { border-collapse: collapse; }
 th { text-align: left; color: var(--muted); font-weight: 500; padding: 3px 16px 3px 0; vertical-align: top;
   white-space: nowrap; }
-td { padding: 3px 0; word-break: break-all; }
+td { padding: 3px 0; overflow-wrap: anywhere; }
 .badge { font-size: 12px; padding: 1px 8px; border-radius: 10px; color: #fff; background: var(--busy); }
 .badge.ok { background: var(--ok); } .badge.bad { background: var(--bad); }
 .alert { border-left: 4px solid var(--bad); padding: 8px 12px; background: rgba(197, 48, 48, .08); }
