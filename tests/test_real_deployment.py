@@ -16,6 +16,7 @@ import pytest
 
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
+from airflow_kling.operators.review import markdown_text
 from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.deployments import RUN_LIMIT, Deployment, emulator, scenario_emulator, standalone
 from tests.media_samples import sample_video, submit_text_job, write_png
@@ -352,7 +353,9 @@ def test_a_reviewer_approves_one_clip_and_rejects_another(
     preview = f"/dags/{dag_id}/runs/{quote(approved_run, safe='')}/tasks/archive/plugin/kling-lipsync-preview"
     assert f"]({preview})" in action["body"], action["body"]  # its link, to this clip ([api] base_url unset)
     body = action["body"]  # top-down as a decision: the clip, its facts, what each answer does, the timeout
-    assert body.index("Lipsync preview") < body.index(" MB, SHA-256 `") < body.index("**Approve**")
+    assert body.index("Lipsync preview") < body.index(" MB, SHA-256 ") < body.index("**Approve**")
+    assert f"- **{markdown_text(clip.file_name)}**: " in body  # the clip by its file, no location chip
+    assert "file:" not in body
     assert body.endswith("Without an answer within 3 days, the clip is rejected."), body
     app = deployment.session.get(
         f"{deployment.api}/kling/preview/ti/{dag_id}/{quote(approved_run, safe='')}/archive/-1", timeout=30

@@ -220,19 +220,20 @@ def test_max_reruns_must_be_a_whole_number_of_at_least_one() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "span"),
+    ("text", "shown"),
     [
-        ("file:///archive/job_a/asset_b.mp4", "`file:///archive/job_a/asset_b.mp4`"),
-        ("/data/`rm -rf`/x", "``/data/`rm -rf`/x``"),
-        ("`](https://elsewhere.example)", "`` `](https://elsewhere.example) ``"),
-        ("/a\n\n# Heading", "`/a # Heading`"),
+        ("file:///archive/job_a/asset_b.mp4", r"file\:\/\/\/archive\/job\_a\/asset\_b\.mp4"),
+        ("/data/`rm -rf`/x", r"\/data\/\`rm \-rf\`\/x"),
+        ("`](https://elsewhere.example)", r"\`\]\(https\:\/\/elsewhere\.example\)"),
+        ("/a\n\n# Heading", r"\/a \# Heading"),
+        ("<img src=x onerror=alert(1)>", r"\<img src\=x onerror\=alert\(1\)\>"),
     ],
 )
-def test_a_location_in_the_reviewers_text_is_one_code_span(text: str, span: str) -> None:
-    """Locations come from DAG params: in the reviewer's markdown each stays one code span, on one line."""
-    from airflow_kling.operators.review import code_span
+def test_a_value_in_the_reviewers_text_is_plain_text(text: str, shown: str) -> None:
+    """Locations come from DAG params: in the reviewer's markdown each stays plain text, on one line."""
+    from airflow_kling.operators.review import markdown_text
 
-    assert code_span(text) == span
+    assert markdown_text(text) == shown
 
 
 @pytest.mark.parametrize(

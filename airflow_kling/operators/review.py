@@ -183,9 +183,10 @@ class KlingReviewOperator(HITLOperator):
                 check_writable(publish_to, "publish_to", self.storage_conn_id)
         files = self._archived_files(context)
         job_ids = reviewed_job_ids(files)
+        names = self._clip_names(files)
         if not self._subject_given:
-            self.subject = self._default_subject(files, job_ids)
-        self.body = self._body(context, files)
+            self.subject = self._default_subject(names, job_ids)
+        self.body = self._body(context, files, names)
         context["ti"].xcom_push(key=REVIEWING_XCOM_KEY, value=job_ids)  # for its own preview tab
         return super().execute(context)
 
@@ -280,21 +281,31 @@ class KlingReviewOperator(HITLOperator):
     def _timeout(self) -> timedelta:
         return self.response_timeout or DEFAULT_RESPONSE_TIMEOUT
 
-    def _default_subject(self, files: list[ArchivedFileRecord], job_ids: list[str]) -> str:
-        """What tells clips apart first: the source clip's name, then a short job id (Browse cuts the rest)."""
-        from airflow_kling.api.ids import short_id
+    def _clip_names(self, files: list[ArchivedFileRecord]) -> dict[str, str]:
+        """Job id -> the file its clip was uploaded from, as its manifest records it (when it does)."""
         from airflow_kling.files.publication import source_names
 
-        names: list[str] = []
-        for manifest in sorted({record["manifest_uri"] for record in files}):
-            found = source_names(manifest, self.storage_conn_id)
-            if found and found[0] not in names:
-                names.append(found[0])  # the first file input: the clip itself
-        shown = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
-        jobs = ", ".join(short_id(job_id) for job_id in job_ids[:3]) + (" ..." if len(job_ids) > 3 else "")
-        return f"{shown + ' · ' if shown else ''}{jobs}: review the lipsync clip"
+        names: dict[str, str] = {}
+        for record in files:
+            if record["job_id"] not in names:
+                found = source_names(record["manifest_uri"], self.storage_conn_id)
+                if found:
+                    names[record["job_id"]] = found[0]  # the first file input: the clip itself
+        return names
 
-    def _body(self, context: Context, files: list[ArchivedFileRecord]) -> str:
+    @staticmethod
+    def _default_subject(names: dict[str, str], job_ids: list[str]) -> str:
+        """What tells clips apart first: the source clip's name, then a short job id (Browse cuts the rest)."""
+        from airflow_kling.api.ids import short_id
+
+        shown = list(dict.fromkeys(names[job_id] for job_id in job_ids if job_id in names))
+        clips = ", ".join(shown[:3]) + (f" +{len(shown) - 3}" if len(shown) > 3 else "")
+        jobs = ", ".join(short_id(job_id) for job_id in job_ids[:3]) + (" ..." if len(job_ids) > 3 else "")
+        return f"{clips + ' · ' if clips else ''}{jobs}: review the lipsync clip"
+
+    def _body(self, context: Context, files: list[ArchivedFileRecord], names: dict[str, str]) -> str:
+        from airflow_kling.api.ids import short_id
+
         ti = context["ti"]
         map_index = ti.map_index if ti.map_index is not None else -1
         page = (
@@ -304,8 +315,9 @@ class KlingReviewOperator(HITLOperator):
             + f"/plugin/{PREVIEW_ROUTE}"
         )
         listed = "\n".join(  # each value checked (:func:`~airflow_kling.files.publication.checked_files`)
-            f"- {code_span(record['uri'])}: {readable_size(record['size'])}, SHA-256 "
-            f"`{record['sha256'][:16]}...`, job `{record['job_id']}`"
+            f"- **{markdown_text(names.get(record['job_id']) or record['uri'].rsplit('/', 1)[-1])}**: "
+            f"{readable_size(record['size'])}, SHA-256 {record['sha256'][:16]}..., "
+            f"job {markdown_text(short_id(record['job_id']))}"
             for record in files
         )
         timeout = self._timeout()
@@ -313,8 +325,8 @@ class KlingReviewOperator(HITLOperator):
             f"**[Watch the clip in its Lipsync preview]({page})**, then judge it: the lips follow the voice, "
             f"the face is not distorted, no glitch in picture or sound.\n\n{listed}\n\n"
             "- **Approve** publishes it"
-            + (f" to {code_span(str(self.publish_to))}" if self.publish_to else "")
-            + " and tells the DAGs scheduled on `kling_lipsync_published`.\n"
+            + (f" to {markdown_text(str(self.publish_to))}" if self.publish_to else "")
+            + " and tells the DAGs scheduled on kling\\_lipsync\\_published.\n"
             "- **Reject** publishes nothing; say why in *Comment*: it is kept in the clip's manifest.\n\n"
             f"Without an answer within {_spoken(timeout)}, the clip is rejected."
         )
@@ -328,15 +340,16 @@ def readable_size(size: int) -> str:
     return f"{size} B"
 
 
-def code_span(text: str) -> str:
-    """``text`` as one markdown code span that nothing in it can end or break out of.
+MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+"""ASCII punctuation: what markdown could read as markup, each escaped by :func:`markdown_text`."""
 
-    On one line, fenced by one backtick more than its longest run of them.
+
+def markdown_text(text: str) -> str:
+    """``text`` as plain markdown text that nothing in it can turn into markup, a link or a new block.
+
+    On one line, every ASCII punctuation character backslash-escaped (CommonMark shows it as it is).
     """
-    flat = " ".join(text.split())
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", flat)), default=0) + 1)
-    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
-    return f"{fence}{pad}{flat}{pad}{fence}"
+    return MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(text.split()))
 
 
 def _spoken(duration: timedelta) -> str:
