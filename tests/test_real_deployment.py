@@ -250,20 +250,26 @@ def review_each_clip(deployment: Deployment, run_id: str, clips: int) -> dict[st
         for index in range(clips)
     }
 
+    def job_of(path: str) -> str:
+        index = int(path.rsplit("/", 2)[-2])
+        entry = f"/dags/kling_lipsync_batch/dagRuns/{quote(run_id, safe='')}/taskInstances/clip.lipsync"
+        return str(deployment.get(f"{entry}/xcomEntries/scenario_job_id?map_index={index}")["value"])
+
     def about_its_clip(path: str, action: Any) -> None:
         index = int(path.rsplit("/", 2)[-2])
         page = (
             f"/runs/{quote(run_id, safe='')}/tasks/clip.archive/mapped/{index}/plugin/kling-lipsync-preview"
         )
         assert page in action["body"], action["body"]
-        assert f"job `{action['subject'].rsplit(' ', 1)[-1]}`" in action["body"]
+        job_id = job_of(
+            path
+        )  # the subject and the text name this clip's job, shortened as people compare them
+        assert f" · {job_id[:10]}...: review the lipsync clip" in action["subject"], action["subject"]
+        assert f", job {markdown_text(job_id[:10] + '...')}" in action["body"], action["body"]
 
     asked = answer_every_action(deployment, "kling_lipsync_batch", [run_id], answers, about_its_clip)
     assert len(asked) == clips
-    return {
-        action["subject"].rsplit(" ", 1)[-1]: "approved" if answers[path][0] == "Approve" else "rejected"
-        for path, action in asked.items()
-    }
+    return {job_of(path): "approved" if answers[path][0] == "Approve" else "rejected" for path in asked}
 
 
 def test_pipelines_with_jobs_of_one_to_four_seconds_end_on_first_tries(
@@ -492,7 +498,8 @@ def test_a_model_of_one_file_in_the_preview(
     deployment: Deployment, scenario_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     """The suite's second model (tests/upscaler_model.py, named in the deployment's environment) run, archived
-    and shown by the preview as its spec says: its title, its rows, its picture as a picture."""
+    and shown by the preview as its spec says: its rows (its input by the file it came from), its picture as a
+    picture."""
     from urllib.parse import quote
 
     source = write_png(tmp_path / "photo.png")
@@ -509,7 +516,8 @@ def test_a_model_of_one_file_in_the_preview(
         timeout=30,
     )
     assert page.status_code == 200
-    assert "<h2>Test upscaler " in page.text
+    assert "<h2>photo.png · " in page.text  # the card named after the file its input came from
+    assert f"<th>Image input</th><td>photo.png ({image})</td>" in page.text  # its input by its file
     assert "<th>Upscaled</th><td>x3</td>" in page.text
     assert "<video" not in page.text
     (src,) = re.findall(r'<img id="clip-0" class="output" [^>]*src="(/kling/preview/video/[^"]+)"', page.text)
