@@ -113,6 +113,23 @@ SOURCE_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,120}$")
 """A plain file name: 1-120 characters, no folder, no control character."""
 
 
+def recorded_sources(manifest: Any) -> list[tuple[str, str]]:
+    """``(asset id, file name)`` of each input a manifest's ``sources`` names with a plain file name.
+
+    The manifest is read back from storage, which others can write: at most :data:`SOURCE_INPUTS` entries,
+    each name checked again (:data:`SOURCE_NAME`); anything of another shape is left out.
+    """
+    sources = manifest.get("sources") if isinstance(manifest, dict) else None
+    found: list[tuple[str, str]] = []
+    for entry in sources[:SOURCE_INPUTS] if isinstance(sources, list) else []:
+        asset_id, name = (
+            (entry.get("asset_id"), entry.get("name")) if isinstance(entry, dict) else (None, None)
+        )
+        if isinstance(asset_id, str) and isinstance(name, str) and SOURCE_NAME.fullmatch(name):
+            found.append((asset_id, name))
+    return found
+
+
 def input_sources(hook: ArchiveClient, inputs: Any) -> list[dict[str, str]]:
     """The job's file inputs and the files they were uploaded from, in the job's order.
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_kling.api.ids import checked_id
 from airflow_kling.exceptions import ScenarioResponseError, ScenarioValidationError
-from airflow_kling.files.archive import MANIFEST_NAME, SOURCE_NAME, existing_checksum, manifest_uri
+from airflow_kling.files.archive import MANIFEST_NAME, existing_checksum, manifest_uri, recorded_sources
 from airflow_kling.files.locations import UntrustedValue, roots, under_roots
 from airflow_kling.files.storage import COPY_BLOCK, atomic_writer, io_path, plain_uri, storage_path
 from airflow_kling.media.formats import ARCHIVED_TYPES, extension_for
@@ -81,7 +81,7 @@ MANIFEST_READ_LIMIT = 1024 * 1024
 def source_names(manifest_uri: str, storage_conn_id: str | None = None) -> list[str]:
     """The file names a job's inputs were uploaded from, as its manifest records them (``sources``).
 
-    Each checked as a plain file name (:data:`~airflow_kling.files.archive.SOURCE_NAME`); an unreadable or
+    Each checked as a plain file name (:func:`~airflow_kling.files.archive.recorded_sources`); an unreadable or
     malformed manifest, or one over :data:`MANIFEST_READ_LIMIT` bytes, gives none.
     """
     try:
@@ -90,13 +90,7 @@ def source_names(manifest_uri: str, storage_conn_id: str | None = None) -> list[
         content = json.loads(raw) if len(raw) <= MANIFEST_READ_LIMIT else {}
     except (OSError, ValueError):
         return []
-    sources = content.get("sources") if isinstance(content, dict) else None
-    names = (
-        [entry.get("name") for entry in sources[:8] if isinstance(entry, dict)]
-        if isinstance(sources, list)
-        else []
-    )
-    return [name for name in names if isinstance(name, str) and SOURCE_NAME.fullmatch(name)]
+    return [name for _, name in recorded_sources(content)]
 
 
 def record_review(manifest_uri: str, review: dict[str, Any], storage_conn_id: str | None = None) -> None:

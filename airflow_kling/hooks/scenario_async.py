@@ -30,7 +30,6 @@ from airflow_kling.hooks.connection import (
     DEFAULT_CONNECT_TIMEOUT,
     ScenarioConnectionConfig,
     ScenarioHookIdentity,
-    environment_proxy,
 )
 from airflow_kling.jobs.status import checked_job
 
@@ -52,8 +51,9 @@ def shared_session() -> aiohttp.ClientSession:
     Every async hook (and so every trigger) in a loop shares it and its connection pool: a triggerer
     running thousands of jobs keeps a few keep-alive connections instead of a session per poll. It
     carries no credentials; each API call adds its own ``Authorization`` header. Each request names its proxy
-    (:func:`proxy_for`): aiohttp's ``trust_env`` would also look for a ``.netrc`` in a thread on every request,
-    which cost a triggerer more than the poll itself.
+    (:attr:`~airflow_kling.hooks.connection.ScenarioConnectionConfig.api_proxy`): aiohttp's ``trust_env``
+    would also look for a ``.netrc`` in a thread on every request, which cost a triggerer more than the poll
+    itself.
     """
     import aiohttp
 
@@ -66,19 +66,6 @@ def shared_session() -> aiohttp.ClientSession:
         )
         _sessions[loop] = session
     return session
-
-
-def proxy_for(config: ScenarioConnectionConfig, url: str) -> str | None:
-    """The proxy a request to ``url`` goes through.
-
-    The connection's (``proxies`` extra), else the one the standard proxy variables name for its scheme unless
-    ``NO_PROXY`` covers its host (``requests``' rules, as the sync hook follows them), else none. For the API's
-    own URLs, worked out once per connection read (:attr:`ScenarioConnectionConfig.api_proxy`).
-    """
-    if url.startswith(config.base_url):
-        return config.api_proxy
-    named = config.proxy_for(url)
-    return named if named is not None else environment_proxy(url)
 
 
 @asynccontextmanager
@@ -202,7 +189,7 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
                     data=call.data,
                     headers=call.headers,
                     timeout=timeout,
-                    proxy=proxy_for(cfg, call.url),
+                    proxy=cfg.api_proxy,  # every call of this hook goes to the API's own URL
                     ssl=cfg.ssl_context,
                 ) as response:
                     status = response.status

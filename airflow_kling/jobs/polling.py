@@ -146,9 +146,7 @@ class JobProgress:
                 or reached in (status, self.status)
             ):
                 continue
-            date = step.get("date")
-            at = HISTORY_TIME.match(date) if isinstance(date, str) else None
-            passed.append(f"{reached} at {at.group(1)}" if at else reached)
+            passed.append(_said_at(reached, step.get("date")))
         return passed
 
 
@@ -157,10 +155,14 @@ def _reached_at(job: dict[str, Any], status: str) -> str:
     history = job.get("statusHistory")
     for step in reversed(history[-HISTORY_LIMIT:] if isinstance(history, list) else []):
         if isinstance(step, dict) and step.get("status") == status:
-            date = step.get("date")
-            at = HISTORY_TIME.match(date) if isinstance(date, str) else None
-            return f"{status} at {at.group(1)}" if at else status
+            return _said_at(status, step.get("date"))
     return status
+
+
+def _said_at(status: str, date: Any) -> str:
+    """``status at HH:MM:SS`` when ``date`` is a history entry's date, else ``status``."""
+    at = HISTORY_TIME.match(date) if isinstance(date, str) else None
+    return f"{status} at {at.group(1)}" if at else status
 
 
 STRETCH = 3.0

@@ -13,7 +13,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from airflow_kling.api.ids import short_id
-from airflow_kling.files.archive import SOURCE_NAME
+from airflow_kling.files.archive import recorded_sources
 from airflow_kling.jobs.status import JobStatus, is_terminal, job_cost, job_error_text, parse_api_date
 
 if TYPE_CHECKING:
@@ -110,15 +110,7 @@ def _card(index: int, view: ClipView, numbered: bool) -> str:
 
 def _source_names(view: ClipView) -> dict[str, str]:
     """Asset id -> the file it was uploaded from, as the manifest records it (plain file names only)."""
-    sources = (view.manifest or {}).get("sources")
-    names: dict[str, str] = {}
-    for entry in sources[:8] if isinstance(sources, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        asset_id, name = entry.get("asset_id"), entry.get("name")
-        if isinstance(asset_id, str) and isinstance(name, str) and SOURCE_NAME.fullmatch(name):
-            names[asset_id] = name
-    return names
+    return dict(recorded_sources(view.manifest))
 
 
 REVIEW_COMMENT_LIMIT = 2000
