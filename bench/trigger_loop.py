@@ -110,15 +110,16 @@ CONTENDERS = {"ours": ours, "http": http_provider, "floor": floor}
 async def warm_up() -> None:
     """What a triggerer pays once per process, not per poll, kept off the clock like the imports.
 
-    The first connection lookup (Airflow's secrets backends load), the first trigger event (pydantic builds
-    its validator) and the first log line (structlog configures itself).
+    The first connection lookup (Airflow's secrets backends load) and its proxy (``requests`` reads the proxy
+    variables), the first trigger event (pydantic builds its validator) and the first log line (structlog
+    configures itself).
     """
     from airflow.triggers.base import TriggerEvent
 
     from airflow_kling.hooks.scenario_async import ScenarioAsyncHook
     from airflow_kling.triggers.job import ScenarioJobTrigger
 
-    await ScenarioAsyncHook().config()
+    (await ScenarioAsyncHook().config()).api_proxy  # noqa: B018  (the proxy variables read once a process)
     TriggerEvent({"status": "warm-up"})
     ScenarioJobTrigger("warm-up").log.info("Warming up")
 

@@ -10,7 +10,12 @@ from typing import Any, TypeVar
 import pytest
 
 from airflow_kling.emulator import EmulatorServer
-from airflow_kling.exceptions import ScenarioAPIError, ScenarioAuthError, ScenarioNotFoundError
+from airflow_kling.exceptions import (
+    ScenarioAPIError,
+    ScenarioAuthError,
+    ScenarioNotFoundError,
+    ScenarioTransportError,
+)
 from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
 from tests.media_samples import submit_text_job
 
@@ -45,6 +50,21 @@ def test_get_job_cancel_job_and_get_asset(scenario_emulator: EmulatorServer) -> 
     assert job["status"] in ("queued", "warming-up", "in-progress")
     assert canceled["status"] == "canceled"
     assert asset["kind"] == "video"
+
+
+def test_an_answer_later_than_the_connections_timeout_fails_the_call(
+    monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer
+) -> None:
+    job_id = submit_text_job(scenario_emulator)
+    conn = json.loads(scenario_emulator.connection_uri())
+    conn["extra"] = {"timeout": 0.5, "max_retries": 0}
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    scenario_emulator.add_fault("^/v1/jobs/job_", delay=3.0)  # then the job, whole and right
+    with pytest.raises(
+        ScenarioTransportError, match=r"GET /jobs/job_\S+ .*failed after 1 attempts: \w*Timeout"
+    ):
+        run(lambda: ScenarioAsyncHook().get_job(job_id))
+    assert job_id in run(lambda: ScenarioAsyncHook().get_job(job_id))["jobId"]  # the answer in time passes
 
 
 def test_retries_honour_retry_after(scenario_emulator: EmulatorServer) -> None:

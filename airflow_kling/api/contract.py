@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
 
 from airflow_kling.exceptions import (
@@ -222,17 +222,19 @@ class Endpoint(Protocol):
         """The absolute URL of an API ``path``."""
 
 
-@dataclass(frozen=True)
-class ApiCall:
+class ApiCall(NamedTuple):
     """One API call as both hooks send it: URL, query, headers (with credentials) and JSON body."""
 
     method: str
     path: str
     url: str
     params: dict[str, str]
-    headers: dict[str, str] = field(repr=False)
+    headers: dict[str, str]
     data: str | None
     submits_job: bool
+
+    def __repr__(self) -> str:  # the headers hold the credentials
+        return f"ApiCall({self.method} {self.path})"
 
 
 def api_call(
@@ -254,12 +256,5 @@ def api_call(
         headers["Content-Type"] = "application/json"
         data = json.dumps({} if body is None else body)
     wire_params = query_params({"project_id": config.project_id, **(params or {})})
-    return ApiCall(
-        method=method,
-        path=path,
-        url=config.url(path),
-        params=wire_params,
-        headers=headers,
-        data=data,
-        submits_job=is_job_submission(method, path, wire_params),
-    )
+    submits_job = is_job_submission(method, path, wire_params)
+    return ApiCall(method, path, config.url(path), wire_params, headers, data, submits_job)

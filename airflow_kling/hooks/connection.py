@@ -56,7 +56,8 @@ class ScenarioConnectionConfig:
     :param conn_id: the Airflow connection id it came from (named in auth errors).
     :param base_url: full base URL including ``/v1``, without a trailing slash.
     :param project_id: sent as ``projectId`` where the API takes it; ``None`` for the key's default.
-    :param timeout: seconds to wait for an answer; default 60.
+    :param timeout: seconds an answer may keep a hook waiting: between two reads of it (the sync hook), for
+        the whole request (the async hook); default 60.
     :param max_retries: retries after the first attempt for retryable failures; default 4.
     :param web_url: base of Scenario's web app, for links to jobs; default ``https://app.scenario.com``.
     :param proxies: proxy URL by scheme of the request (``http``, ``https``, ``all``), for every request of

@@ -119,10 +119,14 @@ async def _cached_config(
 
 
 @functools.cache
-def _client_timeout(read_seconds: float) -> aiohttp.ClientTimeout:
+def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """A bound on a whole request, ``seconds`` (the connect's :data:`DEFAULT_CONNECT_TIMEOUT` within it).
+
+    One timer a request, where a bound on each socket read moves its timer at every chunk received.
+    """
     import aiohttp
 
-    return aiohttp.ClientTimeout(total=None, connect=DEFAULT_CONNECT_TIMEOUT, sock_read=read_seconds)
+    return aiohttp.ClientTimeout(total=seconds, connect=min(seconds, DEFAULT_CONNECT_TIMEOUT))
 
 
 class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
