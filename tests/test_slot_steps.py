@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from airflow_kling.jobs.polling import predicted_end_delay
 from airflow_kling.triggers.slot import (
     HANDOFF_GRACE,
     HANDOFF_RECHECK,
+    HANDOFF_RESUME,
     LOOK_AFTER_END,
     LOOK_MAX,
     LOOK_MIN,
@@ -137,6 +139,79 @@ def test_a_look_wakes_as_many_waiters_as_the_team_has_slots_free(loop: asyncio.A
     assert board.next_look(TEAM) == pytest.approx(clock.now + max(LOOK_MIN, end_of_a + LOOK_AFTER_END))
 
 
+def test_a_slot_handed_over_a_resume_ago_lets_the_waiters_look_and_the_look_counts_its_job(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The job submitted into a slot handed over here is followed by another triggerer: this one neither stops
+    looking until the hand-off's grace is over nor counts that slot twice (once handed, once running)."""
+    clock = Clock()
+    board = SlotBoard(clock)
+    handed_at = clock.now
+    answers = [
+        [
+            job("job_a", 0.5, created=handed_at - 30),
+            job(
+                "job_c", 0.1, created=handed_at + 2.5
+            ),  # submitted into the slot job_b freed, followed elsewhere
+        ],
+        [job("job_a", 0.6, created=handed_at - 30)],  # job_c ended there
+    ]
+
+    async def list_jobs() -> list[dict[str, Any]]:
+        return answers.pop(0)
+
+    async def look() -> None:
+        board.look_if_due(TEAM, 2, list_jobs)
+        under_way = board.look_under_way(TEAM)
+        assert under_way is not None
+        await under_way
+
+    async def join() -> list[asyncio.Future[None]]:
+        return [board.join(TEAM, since=clock.now - n) for n in (2, 1)]
+
+    with board.following(TEAM, "job_a"), board.following(TEAM, "job_b") as job_b_ended:
+        first, second = loop.run_until_complete(join())
+        job_b_ended()
+        assert first.done()
+        assert not second.done()
+        assert not board.view(TEAM, 2).looking  # its task is resuming: the slot is taken, nothing to look for
+        clock.now += HANDOFF_RESUME + 0.1
+        assert board.followed(TEAM) == 2  # still within the hand-off's grace ...
+        assert board.view(TEAM, 2).looking  # ... but its job may be followed elsewhere: look
+        loop.run_until_complete(look())
+        assert board.followed(TEAM) == 1  # the look counts job_c among the running; the hand-off is done
+        assert not second.done()  # job_a and job_c run: the team is full
+        clock.now = board.next_look(TEAM)
+        loop.run_until_complete(look())
+        assert second.done()  # job_c's end, seen by the look, frees its slot here
+
+
+def test_a_job_whose_hand_off_a_look_settled_settles_no_other_once_followed_here(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    clock = Clock()
+    board = SlotBoard(clock)
+
+    async def list_jobs() -> list[dict[str, Any]]:
+        return [job("job_c", 0.1, created=clock.now)]
+
+    async def hand_two_slots_over_and_look() -> None:
+        board.join(TEAM, since=clock.now - 2)
+        board.join(TEAM, since=clock.now - 1)
+        assert board.freed(TEAM)
+        assert board.freed(TEAM)
+        clock.now += 1
+        board.look_if_due(TEAM, 4, list_jobs)
+        under_way = board.look_under_way(TEAM)
+        assert under_way is not None
+        await under_way
+
+    loop.run_until_complete(hand_two_slots_over_and_look())
+    assert board.followed(TEAM) == 1  # job_c, seen by the look, settled the first hand-off
+    with board.following(TEAM, "job_c"):  # its trigger comes here after all (a second after the look)
+        assert board.followed(TEAM) == 2  # job_c and the second hand-off, still on its way
+
+
 def test_a_failed_look_waits_the_longest_interval_before_the_next(loop: asyncio.AbstractEventLoop) -> None:
     clock = Clock()
     board = SlotBoard(clock)
@@ -155,5 +230,8 @@ def test_a_failed_look_waits_the_longest_interval_before_the_next(loop: asyncio.
     assert not board.team_full(TEAM, 2)  # a look that failed counts nothing
 
 
-def job(job_id: str, progress: float) -> dict[str, Any]:
-    return {"jobId": job_id, "jobType": "custom", "status": "in-progress", "progress": progress}
+def job(job_id: str, progress: float, created: float | None = None) -> dict[str, Any]:
+    answer = {"jobId": job_id, "jobType": "custom", "status": "in-progress", "progress": progress}
+    if created is not None:
+        answer["createdAt"] = datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
+    return answer

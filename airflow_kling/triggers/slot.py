@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -45,8 +46,15 @@ SLOT_WAIT_OVER = "slot_wait_over"
 HANDOFF_RECHECK = 5.0
 """Seconds between two looks at whether this triggerer still follows every running job of the team."""
 HANDOFF_GRACE = 15.0
-"""Seconds a slot handed to a waiter counts as taken, until the job submitted into it is followed here or seen
-by a look (a woken task resumes and submits in a few seconds; one slower to come is refused at worst)."""
+"""Seconds a slot handed to a waiter counts as taken at most, until the job submitted into it is followed here or
+a look accounts for it (a woken task resumes and submits in a few seconds; one slower to come is refused at
+worst)."""
+HANDOFF_CLOCK_SKEW = 2.0
+"""Seconds the API's clock may be behind this machine's when a job's creation is compared with a hand-off."""
+HANDOFF_RESUME = 6.0
+"""Seconds a woken task takes to resume and submit, as a rule. A slot handed over longer ago no longer keeps this
+process from looking at the team's jobs: its job may be followed by another triggerer, which only a look sees
+(:meth:`SlotBoard._settle_handoffs`)."""
 LOOK_MIN = 1.0
 """Seconds between two looks at the team's jobs, at least."""
 LOOK_MAX = 10.0
@@ -76,12 +84,14 @@ class TeamLook:
     :param running: the team's custom jobs that had not ended at the last look: job id -> (when seen,
         progress), the sample a prediction of its end is made from.
     :param in_flight: the look under way, if one is.
+    :param settled_by: running jobs, followed elsewhere, that settled a slot handed over here.
     """
 
     at: float = 0.0
     next_at: float = 0.0
     running: dict[str, tuple[float, float]] = field(default_factory=dict)
     in_flight: asyncio.Task[None] | None = None
+    settled_by: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -112,7 +122,7 @@ class SlotBoard:
         self.clock = clock
         self._waiters: dict[str, list[Waiter]] = {}
         self._followed: dict[str, list[str]] = {}  # job ids followed here
-        self._handed: dict[str, list[float]] = {}  # slots handed over, by when they stop counting
+        self._handed: dict[str, list[float]] = {}  # when slots were handed over, oldest first
         self._looks: dict[str, TeamLook] = {}
 
     @contextmanager
@@ -123,7 +133,9 @@ class SlotBoard:
         function the trigger calls when the job ends, before its event: the job stops counting and its slot
         goes to a waiter (:meth:`freed`); calling it again does nothing.
         """
-        self.handoff_settled(conn_id)
+        look = self._looks.get(conn_id)
+        if look is None or job_id not in look.settled_by:  # a look may have settled its hand-off already
+            self.handoff_settled(conn_id)
         self._followed.setdefault(conn_id, []).append(job_id)
         done = False
 
@@ -165,10 +177,23 @@ class SlotBoard:
             handed.pop(0)
 
     def _handed_now(self, conn_id: str) -> int:
-        now = self.clock()
-        handed = self._handed.get(conn_id, [])
-        handed[:] = [until for until in handed if until > now]
+        """Slots handed over here in the last :data:`HANDOFF_GRACE` seconds and not settled."""
+        handed = self._handed.get(conn_id)
+        if not handed:
+            return 0
+        since = self.clock() - HANDOFF_GRACE
+        handed[:] = [at for at in handed if at >= since]
         return len(handed)
+
+    def looking(self, conn_id: str, limit: int) -> bool:
+        """Whether some of the team's slots may be held by jobs followed elsewhere, which only a look sees end.
+
+        So it is while this process follows fewer than ``limit`` jobs of ``conn_id``, counting the slots it handed
+        over in the last :data:`HANDOFF_RESUME` seconds (their tasks are still resuming).
+        """
+        since = self.clock() - HANDOFF_RESUME
+        resuming = sum(1 for at in self._handed.get(conn_id, ()) if at >= since)
+        return len(self._followed.get(conn_id, ())) + resuming < limit
 
     def team_full(self, conn_id: str, limit: int) -> bool:
         """Whether a submission of ``conn_id``'s team would meet its ``limit`` now, as far as known here.
@@ -185,8 +210,7 @@ class SlotBoard:
 
     def view(self, conn_id: str, limit: int | None) -> TeamView:
         """What this process knows of ``conn_id``'s team now, for :func:`next_step`."""
-        followed = self.followed(conn_id)
-        looking = limit is not None and followed < limit
+        looking = limit is not None and self.looking(conn_id, limit)
         return TeamView(
             looking=looking,
             look_under_way=self.look_under_way(conn_id) is not None,
@@ -237,10 +261,7 @@ class SlotBoard:
             if job.get("jobType", "custom") == "custom"  # the ceiling counts custom jobs only
             and not is_terminal(str(job.get("status")))
         }
-        if look.at:  # a job new since the last look, followed by no trigger here, may be the one
-            # submitted into a slot handed over here whose job another triggerer follows: that hand-off is done
-            for _new in running.keys() - look.running.keys() - followed_here:
-                self.handoff_settled(conn_id)
+        self._settle_handoffs(conn_id, look, jobs, running.keys() - followed_here)
         ends = [
             delay + LOOK_AFTER_END
             for job_id, (_, progress) in running.items()
@@ -252,6 +273,30 @@ class SlotBoard:
         for _ in range(min(limit - len(running) - self._handed_now(conn_id), WAKES_PER_LOOK)):
             if not self.freed(conn_id):
                 break
+
+    def _settle_handoffs(
+        self, conn_id: str, look: TeamLook, jobs: list[dict[str, Any]], candidates: set[str]
+    ) -> None:
+        """Settle the slots handed over here whose jobs a look sees run, followed by no trigger here.
+
+        Such a job was submitted into one by a task woken here, its job followed by another triggerer. A job
+        created after a hand-off (less :data:`HANDOFF_CLOCK_SKEW`) settles the oldest such; one whose creation
+        is not known, only when it is new since the last look. Each job settles one hand-off at most.
+        """
+        handed = self._handed.get(conn_id)
+        created = {str(job.get("jobId")): _epoch(job.get("createdAt")) for job in jobs}
+        for job_id in sorted(candidates - look.settled_by, key=lambda job_id: created[job_id] or 0.0):
+            if not handed:
+                break
+            at = created[job_id]
+            if at is None:
+                match = 0 if look.at and job_id not in look.running else None
+            else:
+                match = next((i for i, made in enumerate(handed) if at >= made - HANDOFF_CLOCK_SKEW), None)
+            if match is not None:
+                handed.pop(match)
+                look.settled_by.add(job_id)
+        look.settled_by &= candidates
 
     def join(self, conn_id: str, since: float, ready_at: float = 0.0) -> asyncio.Future[None]:
         """Wait for a slot of ``conn_id``'s team.
@@ -285,7 +330,7 @@ class SlotBoard:
             ready, key=lambda waiter: waiter.ready_at
         )
         chosen.woken.set_result(None)
-        self._handed.setdefault(conn_id, []).append(now + HANDOFF_GRACE)
+        self._handed.setdefault(conn_id, []).append(now)
         return True
 
 
@@ -328,6 +373,17 @@ class Step:
     act: Act
     wake: float = 0.0
     until: float = 0.0
+
+
+def _epoch(value: Any) -> float | None:
+    """An API date (``2026-12-06T10:31:02.000Z``) as epoch seconds; ``None`` for anything else."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
 
 
 def next_step(now: float, until: float, deadline: float, team: TeamView) -> Step:
@@ -418,7 +474,7 @@ class ScenarioSlotTrigger(BaseTrigger):
         until = self.wake_at
         try:
             while not woken.done():
-                if limit is not None and board.followed(conn_id) < limit:
+                if limit is not None and board.looking(conn_id, limit):
                     board.look_if_due(conn_id, limit, self._recent_jobs)
                 now = board.clock()
                 step = next_step(now, until, self.deadline, board.view(conn_id, limit))
