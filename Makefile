@@ -47,8 +47,9 @@ lint: $(STAMP)
 # The suite runs in parallel (pytest-xdist): its time is mostly Airflow starting up and jobs running, so a
 # worker more than the cores keeps both busy. The UI's and the real deployment's standalones run one after
 # the other on one worker (xdist group `deployment`), the distributed cluster on another (group `cluster`).
+# Each run ends with its 20 slowest tests: where the suite's time goes.
 PYTEST_WORKERS ?= 3
-PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --durations=20
 
 # The whole suite on the newest Airflow; on the oldest what can differ by line (the tests marked
 # `every_line`: the version module's branches, hooks, the connection form, the reattach and cancel paths,
