@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +46,17 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     yield loop
     asyncio.set_event_loop(None)
     loop.close()
+
+
+async def look(
+    board: SlotBoard, limit: int, list_jobs: Callable[[], Awaitable[list[dict[str, Any]]]]
+) -> None:
+    """Start a look at the team's jobs (one must be due) and wait for its answer."""
+    board.look_if_due(TEAM, limit, list_jobs)
+    under_way = board.look_under_way(TEAM)
+    assert under_way is not None
+    assert board.view(TEAM, limit).look_under_way
+    await under_way
 
 
 def view(
@@ -115,24 +126,17 @@ def test_a_look_wakes_as_many_waiters_as_the_team_has_slots_free(loop: asyncio.A
     async def list_jobs() -> list[dict[str, Any]]:
         return answers.pop(0)
 
-    async def look() -> None:
-        board.look_if_due(TEAM, 3, list_jobs)
-        under_way = board.look_under_way(TEAM)
-        assert under_way is not None
-        assert board.view(TEAM, 3).look_under_way
-        await under_way
-
     async def join() -> list[asyncio.Future[None]]:
         return [board.join(TEAM, since=clock.now - n) for n in (3, 2, 1)]
 
     waiters = loop.run_until_complete(join())
-    loop.run_until_complete(look())  # 2 running of 3: one slot free, one waiter woken
+    loop.run_until_complete(look(board, 3, list_jobs))  # 2 running of 3: one slot free, one waiter woken
     assert [waiter.done() for waiter in waiters] == [True, False, False]
     assert board.team_full(TEAM, 3)  # 2 running + 1 handed over
     assert board.next_look(TEAM) == clock.now + LOOK_MAX  # one look says nothing of when a job ends
     first_look = clock.now
     clock.now += LOOK_MAX
-    loop.run_until_complete(look())  # job_b ended; job_a at 0.9 after 0.4 in LOOK_MAX s
+    loop.run_until_complete(look(board, 3, list_jobs))  # job_b ended; job_a at 0.9 after 0.4 in LOOK_MAX s
     assert [waiter.done() for waiter in waiters] == [True, True, False]
     end_of_a = predicted_end_delay((first_look, 0.5), clock.now, 0.9, LOOK_MAX)  # 2.5 s at its pace
     assert end_of_a < LOOK_MAX
@@ -160,12 +164,6 @@ def test_a_slot_handed_over_a_resume_ago_lets_the_waiters_look_and_the_look_coun
     async def list_jobs() -> list[dict[str, Any]]:
         return answers.pop(0)
 
-    async def look() -> None:
-        board.look_if_due(TEAM, 2, list_jobs)
-        under_way = board.look_under_way(TEAM)
-        assert under_way is not None
-        await under_way
-
     async def join() -> list[asyncio.Future[None]]:
         return [board.join(TEAM, since=clock.now - n) for n in (2, 1)]
 
@@ -178,11 +176,11 @@ def test_a_slot_handed_over_a_resume_ago_lets_the_waiters_look_and_the_look_coun
         clock.now += HANDOFF_RESUME + 0.1
         assert board.followed(TEAM) == 2  # still within the hand-off's grace ...
         assert board.view(TEAM, 2).looking  # ... but its job may be followed elsewhere: look
-        loop.run_until_complete(look())
+        loop.run_until_complete(look(board, 2, list_jobs))
         assert board.followed(TEAM) == 1  # the look counts job_c among the running; the hand-off is done
         assert not second.done()  # job_a and job_c run: the team is full
         clock.now = board.next_look(TEAM)
-        loop.run_until_complete(look())
+        loop.run_until_complete(look(board, 2, list_jobs))
         assert second.done()  # job_c's end, seen by the look, frees its slot here
 
 
@@ -201,10 +199,7 @@ def test_a_job_whose_hand_off_a_look_settled_settles_no_other_once_followed_here
         assert board.freed(TEAM)
         assert board.freed(TEAM)
         clock.now += 1
-        board.look_if_due(TEAM, 4, list_jobs)
-        under_way = board.look_under_way(TEAM)
-        assert under_way is not None
-        await under_way
+        await look(board, 4, list_jobs)
 
     loop.run_until_complete(hand_two_slots_over_and_look())
     assert board.followed(TEAM) == 1  # job_c, seen by the look, settled the first hand-off
@@ -219,13 +214,7 @@ def test_a_failed_look_waits_the_longest_interval_before_the_next(loop: asyncio.
     async def broken() -> list[dict[str, Any]]:
         raise OSError("no route")
 
-    async def look() -> None:
-        board.look_if_due(TEAM, 2, broken)
-        under_way = board.look_under_way(TEAM)
-        assert under_way is not None
-        await under_way
-
-    loop.run_until_complete(look())
+    loop.run_until_complete(look(board, 2, broken))
     assert board.next_look(TEAM) == clock.now + LOOK_MAX
     assert not board.team_full(TEAM, 2)  # a look that failed counts nothing
 
