@@ -24,7 +24,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -34,7 +33,7 @@ from typing_extensions import override
 from airflow_kling.api.contract import MAX_TEAM_LIMIT
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
 from airflow_kling.jobs.polling import predicted_end_delay
-from airflow_kling.jobs.status import is_terminal
+from airflow_kling.jobs.status import is_terminal, parse_api_date
 
 log = logging.getLogger(__name__)
 
@@ -176,14 +175,17 @@ class SlotBoard:
         if handed:
             handed.pop(0)
 
-    def _handed_now(self, conn_id: str) -> int:
-        """Slots handed over here in the last :data:`HANDOFF_GRACE` seconds and not settled."""
+    def _handed_now(self, conn_id: str, within: float = HANDOFF_GRACE) -> int:
+        """Slots handed over here in the last ``within`` seconds and not settled.
+
+        Those past :data:`HANDOFF_GRACE` are forgotten.
+        """
         handed = self._handed.get(conn_id)
         if not handed:
             return 0
-        since = self.clock() - HANDOFF_GRACE
-        handed[:] = [at for at in handed if at >= since]
-        return len(handed)
+        now = self.clock()
+        handed[:] = [at for at in handed if at >= now - HANDOFF_GRACE]
+        return sum(1 for at in handed if at >= now - within)
 
     def looking(self, conn_id: str, limit: int) -> bool:
         """Whether some of the team's slots may be held by jobs followed elsewhere, which only a look sees end.
@@ -191,9 +193,7 @@ class SlotBoard:
         So it is while this process follows fewer than ``limit`` jobs of ``conn_id``, counting the slots it handed
         over in the last :data:`HANDOFF_RESUME` seconds (their tasks are still resuming).
         """
-        since = self.clock() - HANDOFF_RESUME
-        resuming = sum(1 for at in self._handed.get(conn_id, ()) if at >= since)
-        return len(self._followed.get(conn_id, ())) + resuming < limit
+        return len(self._followed.get(conn_id, ())) + self._handed_now(conn_id, HANDOFF_RESUME) < limit
 
     def team_full(self, conn_id: str, limit: int) -> bool:
         """Whether a submission of ``conn_id``'s team would meet its ``limit`` now, as far as known here.
@@ -380,7 +380,7 @@ def _epoch(value: Any) -> float | None:
     if not isinstance(value, str) or len(value) > 40:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        moment = parse_api_date(value)
     except ValueError:
         return None
     return moment.timestamp() if moment.tzinfo is not None else None
