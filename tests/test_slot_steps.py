@@ -190,8 +190,10 @@ def test_a_job_whose_hand_off_a_look_settled_settles_no_other_once_followed_here
     clock = Clock()
     board = SlotBoard(clock)
 
+    created = clock.now + 1  # after both hand-offs
+
     async def list_jobs() -> list[dict[str, Any]]:
-        return [job("job_c", 0.1, created=clock.now)]
+        return [job("job_c", 0.1, created=created)]
 
     async def hand_two_slots_over_and_look() -> None:
         board.join(TEAM, since=clock.now - 2)
@@ -203,6 +205,9 @@ def test_a_job_whose_hand_off_a_look_settled_settles_no_other_once_followed_here
 
     loop.run_until_complete(hand_two_slots_over_and_look())
     assert board.followed(TEAM) == 1  # job_c, seen by the look, settled the first hand-off
+    clock.now = board.next_look(TEAM)  # within the second hand-off's grace
+    loop.run_until_complete(look(board, 4, list_jobs))
+    assert board.followed(TEAM) == 1  # job_c, seen again, settles no second hand-off
     with board.following(TEAM, "job_c"):  # its trigger comes here after all (a second after the look)
         assert board.followed(TEAM) == 2  # job_c and the second hand-off, still on its way
 
