@@ -91,6 +91,20 @@ def wait_for(check: Callable[[], T], what: str, limit: float = WAIT) -> T:
     pytest.fail(f"waited {limit:.0f} s for {what}" + (f" (last error: {last!r})" if last else ""))
 
 
+def replace_text(field: Any, text: str, what: str) -> None:
+    """Replace a form field's whole value with ``text`` as a person does (select all, type), and wait until the
+    field shows exactly ``text``; a React form that renders again while keys arrive gets them again."""
+    from selenium.webdriver.common.keys import Keys
+
+    def typed() -> bool:
+        if field.get_attribute("value") != text:
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys(text)
+        return bool(field.get_attribute("value") == text)
+
+    wait_for(typed, f"{what} to read {text!r}", limit=10)
+
+
 def screenshot(driver: Any, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

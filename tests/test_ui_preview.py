@@ -24,7 +24,7 @@ import requests
 
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.media import probe
-from tests.browser import buttons, chromium, log_in, screenshot, wait_for
+from tests.browser import buttons, chromium, log_in, replace_text, screenshot, wait_for
 from tests.deployments import REPO, RUN_LIMIT, Deployment, emulator, scenario_emulator, standalone
 from tests.s3 import environment, s3
 
@@ -247,7 +247,7 @@ def text_run(browser: Any, deployment: Deployment, emulator: EmulatorServer) -> 
     text = wait_for(lambda: browser.find_element(By.NAME, "element_text"), "the Text mode section")
     wait_for(text.is_displayed, "the Text field")
     text.send_keys("Hello from the Airflow form")
-    browser.find_element(By.NAME, "element_voice_speed").send_keys("\b1.2")
+    replace_text(browser.find_element(By.NAME, "element_voice_speed"), "1.2", "the voice speed")
     wait_for(trigger.is_enabled, "Trigger to be enabled")
     trigger.click()
     new = wait_for(
