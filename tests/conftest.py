@@ -99,3 +99,30 @@ def captured_logs(
 
         captured: list[str] = []
         yield text
+
+
+UNGROUPED = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail the tests marked ``xdist_group`` when ``--dist loadgroup`` did not group them.
+
+    The groups keep an Airflow deployment or a cluster to one worker; ungrouped, every worker starts its own
+    (pytest-xdist marks a group in the node id, which pytest 9.2 no longer reads: pytest-dev/pytest-xdist#1386).
+    """
+    if not getattr(config.option, "loadgroup", False):  # set on xdist's workers under --dist loadgroup
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid.rpartition("]")[2]:
+            item.stash[UNGROUPED] = (
+                "--dist loadgroup did not group the tests marked xdist_group: this pytest and pytest-xdist do "
+                "not work together (pytest-dev/pytest-xdist#1386); install the versions of constraints/"
+            )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture starts a deployment: an ungrouped test of a group fails, saying why."""
+    if UNGROUPED in item.stash:
+        pytest.fail(item.stash[UNGROUPED], pytrace=False)
