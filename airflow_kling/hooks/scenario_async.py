@@ -6,8 +6,7 @@ import asyncio
 import functools
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -68,20 +67,23 @@ def shared_session() -> aiohttp.ClientSession:
     return session
 
 
-@asynccontextmanager
-async def session_lease() -> AsyncIterator[aiohttp.ClientSession]:
-    """Use the loop's shared session for the duration of a block.
+class session_lease:  # named as the function it was: ``async with session_lease() as session``
+    """Use the loop's shared session for the duration of an ``async with`` block.
 
     The last lease to end closes it, so that a loop that ends (``airflow dags test``, a script) leaves no
     unclosed session behind.
     """
-    loop = asyncio.get_running_loop()
-    _leases[loop] = _leases.get(loop, 0) + 1
-    try:
-        yield shared_session()
-    finally:
-        _leases[loop] -= 1
-        if _leases[loop] == 0:
+
+    __slots__ = ("loop",)
+
+    async def __aenter__(self) -> aiohttp.ClientSession:
+        self.loop = loop = asyncio.get_running_loop()
+        _leases[loop] = _leases.get(loop, 0) + 1
+        return shared_session()
+
+    async def __aexit__(self, *exc: object) -> None:
+        _leases[self.loop] -= 1
+        if _leases[self.loop] == 0:
             await close_shared_session()
 
 
@@ -120,13 +122,15 @@ async def _cached_config(
 
 @functools.cache
 def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """A bound on a whole request, ``seconds`` (the connect's :data:`DEFAULT_CONNECT_TIMEOUT` within it).
+    """A bound on a whole request, ``seconds``; a new connection's connect within it, at most
+    :data:`DEFAULT_CONNECT_TIMEOUT`.
 
-    One timer a request, where a bound on each socket read moves its timer at every chunk received.
+    One timer a request: a bound on each socket read moves its timer at every chunk received, and a bound on
+    taking a connection from the pool (aiohttp's ``connect``) adds a timer to each request that waits for one.
     """
     import aiohttp
 
-    return aiohttp.ClientTimeout(total=seconds, connect=min(seconds, DEFAULT_CONNECT_TIMEOUT))
+    return aiohttp.ClientTimeout(total=seconds, sock_connect=min(seconds, DEFAULT_CONNECT_TIMEOUT))
 
 
 class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):

@@ -124,8 +124,8 @@ class ScenarioJobTrigger(BaseTrigger):
         try:
             with SLOTS.following(self.scenario_conn_id, self.job_id) as job_ended:
                 async with session_lease():
-                    async for event in self._poll(job_ended):
-                        yield event
+                    event = await self._follow(job_ended)
+            yield event
         except asyncio.CancelledError:
             # Airflow 3.3+ calls on_kill() when a user ends the task. Before, a cancelled trigger asks what
             # became of its task: a triggerer that stops or hands the trigger over leaves it deferred.
@@ -133,7 +133,8 @@ class ScenarioJobTrigger(BaseTrigger):
                 await self._end_with_its_task()
             raise
 
-    async def _poll(self, job_ended: Callable[[], None]) -> AsyncIterator[TriggerEvent]:
+    async def _follow(self, job_ended: Callable[[], None]) -> TriggerEvent:
+        """Poll the job until it ends or the deadline passes: the trigger's one event."""
         hook = self._hook()
         watch = JobWatch(self.job_id, self.poll_interval, self.max_poll_interval, self.log, in_triggerer=True)
         job: dict[str, Any] | None = None
@@ -147,8 +148,7 @@ class ScenarioJobTrigger(BaseTrigger):
         while True:
             left = self._seconds_left()
             if left is not None and left <= 0:
-                yield TriggerEvent(await self._timed_out(hook, job))
-                return
+                return TriggerEvent(await self._timed_out(hook, job))
             try:
                 job = await hook.get_job(self.job_id)
                 delay = watch.seen(job)
@@ -156,19 +156,17 @@ class ScenarioJobTrigger(BaseTrigger):
                 try:
                     delay = watch.failed(error)
                 except ScenarioError:
-                    yield TriggerEvent(
+                    return TriggerEvent(
                         job_event("error", self.job_id, job, f"Cannot follow job {self.job_id}: {error}")
                     )
-                    return
             if delay is None:
                 assert job is not None
                 if saw_running and job.get("jobType", "custom") == "custom":  # the ceiling counts custom jobs
                     job_ended()  # its slot goes to a submission waiting in this triggerer
                 message = ending_message(job)
-                yield TriggerEvent(
+                return TriggerEvent(
                     job_event(job["status"], self.job_id, job, message, statuses=watch.progress.unsaid())
                 )
-                return
             saw_running = saw_running or job is not None  # seen, and not ended (it would have returned)
             # Kept through the sleep as a timeout or error event would carry it: not the job's history and
             # inputs, which a triggerer of thousands of jobs would otherwise hold and sweep (full collections).

@@ -21,8 +21,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -107,6 +106,41 @@ class Waiter:
     woken: asyncio.Future[None]
 
 
+class Following:
+    """One job trigger's follow of a job on a :class:`SlotBoard`: see :meth:`SlotBoard.following`."""
+
+    __slots__ = ("board", "conn_id", "done", "job_id")
+
+    def __init__(self, board: SlotBoard, conn_id: str, job_id: str) -> None:
+        self.board, self.conn_id, self.job_id, self.done = board, conn_id, job_id, False
+
+    def __enter__(self) -> Callable[[], None]:
+        board, conn_id = self.board, self.conn_id
+        look = board._looks.get(conn_id)
+        if look is None or self.job_id not in look.settled_by:  # a look may have settled its hand-off already
+            board.handoff_settled(conn_id)
+        board._followed.setdefault(conn_id, {})[self] = self.job_id
+        return self.ended
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def ended(self) -> None:
+        """The job ended: it stops counting and its slot goes to a waiter (once)."""
+        if not self.done:
+            self.stop()
+            self.board.freed(self.conn_id)
+
+    def stop(self) -> None:
+        """The job stops counting as followed here (once)."""
+        if not self.done:
+            self.done = True
+            followed = self.board._followed[self.conn_id]
+            del followed[self]
+            if not followed:
+                del self.board._followed[self.conn_id]
+
+
 class SlotBoard:
     """The slot waiters of one process, by Scenario connection id, oldest first.
 
@@ -120,42 +154,18 @@ class SlotBoard:
     def __init__(self, clock: Clock = time.time) -> None:
         self.clock = clock
         self._waiters: dict[str, list[Waiter]] = {}
-        self._followed: dict[str, list[str]] = {}  # job ids followed here
+        self._followed: dict[str, dict[Following, str]] = {}  # job ids followed here, by their following
         self._handed: dict[str, list[float]] = {}  # when slots were handed over, oldest first
         self._looks: dict[str, TeamLook] = {}
 
-    @contextmanager
-    def following(self, conn_id: str, job_id: str = "") -> Iterator[Callable[[], None]]:
-        """While a job trigger of ``conn_id`` follows job ``job_id`` in this process.
+    def following(self, conn_id: str, job_id: str = "") -> Following:
+        """While a job trigger of ``conn_id`` follows job ``job_id`` in this process (a ``with`` block).
 
-        Most likely the job was submitted into a slot handed over here: that hand-off is done. Gives the
-        function the trigger calls when the job ends, before its event: the job stops counting and its slot
-        goes to a waiter (:meth:`freed`); calling it again does nothing.
+        Most likely the job was submitted into a slot handed over here: that hand-off is done. The block is
+        given the function the trigger calls when the job ends, before its event: the job stops counting and
+        its slot goes to a waiter (:meth:`freed`); calling it again does nothing.
         """
-        look = self._looks.get(conn_id)
-        if look is None or job_id not in look.settled_by:  # a look may have settled its hand-off already
-            self.handoff_settled(conn_id)
-        self._followed.setdefault(conn_id, []).append(job_id)
-        done = False
-
-        def stop() -> None:
-            nonlocal done
-            if not done:
-                done = True
-                followed = self._followed[conn_id]
-                followed.remove(job_id)
-                if not followed:
-                    del self._followed[conn_id]
-
-        def ended() -> None:
-            if not done:
-                stop()
-                self.freed(conn_id)
-
-        try:
-            yield ended
-        finally:
-            stop()
+        return Following(self, conn_id, job_id)
 
     def followed(self, conn_id: str) -> int:
         """How many jobs of ``conn_id`` this process follows now.
@@ -254,7 +264,7 @@ class SlotBoard:
             look.next_at = self.clock() + LOOK_MAX
             return
         now = self.clock()
-        followed_here = set(self._followed.get(conn_id, ()))
+        followed_here = set(self._followed.get(conn_id, {}).values())
         running = {
             str(job.get("jobId")): (now, float(job.get("progress") or 0.0))
             for job in jobs
