@@ -63,7 +63,7 @@ test: lint docs
 
 test-oldest-line:
 	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_OLDEST) \
-		TESTS="-n 3 --dist load --durations=20 -m every_line"
+		TESTS="-n $(PYTEST_WORKERS) --dist load --durations=20 -m every_line"
 
 test-middle-line-ui:
 	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_MIDDLE) \

@@ -101,7 +101,11 @@ def captured_logs(
         yield text
 
 
-UNGROUPED = pytest.StashKey[str]()
+UNGROUPED = pytest.StashKey[bool]()
+UNGROUPED_MESSAGE = (
+    "--dist loadgroup did not group the tests marked xdist_group: this pytest and pytest-xdist do not work "
+    "together (pytest-dev/pytest-xdist#1386); install the versions of constraints/"
+)
 
 
 @pytest.hookimpl(trylast=True)
@@ -115,14 +119,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid.rpartition("]")[2]:
-            item.stash[UNGROUPED] = (
-                "--dist loadgroup did not group the tests marked xdist_group: this pytest and pytest-xdist do "
-                "not work together (pytest-dev/pytest-xdist#1386); install the versions of constraints/"
-            )
+            item.stash[UNGROUPED] = True
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before any fixture starts a deployment: an ungrouped test of a group fails, saying why."""
     if UNGROUPED in item.stash:
-        pytest.fail(item.stash[UNGROUPED], pytrace=False)
+        pytest.fail(UNGROUPED_MESSAGE, pytrace=False)

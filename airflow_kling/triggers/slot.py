@@ -119,7 +119,7 @@ class Following:
         look = board._looks.get(conn_id)
         if look is None or self.job_id not in look.settled_by:  # a look may have settled its hand-off already
             board.handoff_settled(conn_id)
-        board._followed.setdefault(conn_id, {})[self] = self.job_id
+        board._followed.setdefault(conn_id, set()).add(self)
         return self.ended
 
     def __exit__(self, *exc: object) -> None:
@@ -136,7 +136,7 @@ class Following:
         if not self.done:
             self.done = True
             followed = self.board._followed[self.conn_id]
-            del followed[self]
+            followed.remove(self)
             if not followed:
                 del self.board._followed[self.conn_id]
 
@@ -154,7 +154,7 @@ class SlotBoard:
     def __init__(self, clock: Clock = time.time) -> None:
         self.clock = clock
         self._waiters: dict[str, list[Waiter]] = {}
-        self._followed: dict[str, dict[Following, str]] = {}  # job ids followed here, by their following
+        self._followed: dict[str, set[Following]] = {}  # the jobs followed here
         self._handed: dict[str, list[float]] = {}  # when slots were handed over, oldest first
         self._looks: dict[str, TeamLook] = {}
 
@@ -264,7 +264,7 @@ class SlotBoard:
             look.next_at = self.clock() + LOOK_MAX
             return
         now = self.clock()
-        followed_here = set(self._followed.get(conn_id, {}).values())
+        followed_here = {following.job_id for following in self._followed.get(conn_id, ())}
         running = {
             str(job.get("jobId")): (now, float(job.get("progress") or 0.0))
             for job in jobs
