@@ -172,6 +172,8 @@ def test_a_slot_handed_over_a_resume_ago_lets_the_waiters_look_and_the_look_coun
         job_b_ended()
         assert first.done()
         assert not second.done()
+        job_b_ended()  # a second call frees no second slot
+        assert not second.done()
         assert not board.view(TEAM, 2).looking  # its task is resuming: the slot is taken, nothing to look for
         clock.now += HANDOFF_RESUME + 0.1
         assert board.followed(TEAM) == 2  # still within the hand-off's grace ...
