@@ -167,12 +167,12 @@ def test_a_slot_handed_over_a_resume_ago_lets_the_waiters_look_and_the_look_coun
     async def join() -> list[asyncio.Future[None]]:
         return [board.join(TEAM, since=clock.now - n) for n in (2, 1)]
 
-    with board.following(TEAM, "job_a"), board.following(TEAM, "job_b") as job_b_ended:
+    with board.following(TEAM, "job_a"), board.following(TEAM, "job_b") as job_b:
         first, second = loop.run_until_complete(join())
-        job_b_ended()
+        job_b.ended()
         assert first.done()
         assert not second.done()
-        job_b_ended()  # a second call frees no second slot
+        job_b.ended()  # a second call frees no second slot
         assert not second.done()
         assert not board.view(TEAM, 2).looking  # its task is resuming: the slot is taken, nothing to look for
         clock.now += HANDOFF_RESUME + 0.1

@@ -40,6 +40,28 @@ def test_a_job_of_the_wrong_types_is_an_error_naming_the_field(
         ScenarioHook().get_job(JOB)
 
 
+@pytest.mark.parametrize("held", [None, "job_lying", ["job_lying"]])
+def test_an_answer_without_its_object_is_an_error_naming_the_key_from_both_hooks(
+    scenario_emulator: EmulatorServer, held: Any
+) -> None:
+    """``{"job": "job_lying"}`` was a ValueError (``dict("job_lying")``), a missing key a KeyError."""
+    from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
+
+    body = {} if held is None else {"job": held}
+    scenario_emulator.add_fault(f"^/v1/jobs/{JOB}$", status=200, body=body, times=2)
+    with pytest.raises(ScenarioResponseError, match=r"GET /jobs/\{id\} answered 'job' that is not an object"):
+        ScenarioHook().get_job(JOB)
+
+    async def get_job() -> dict[str, Any]:
+        try:
+            return await ScenarioAsyncHook().get_job(JOB)
+        finally:
+            await close_shared_session()
+
+    with pytest.raises(ScenarioResponseError, match=f"'job' that is not an object: {type(held).__name__}"):
+        asyncio.run(get_job())
+
+
 def test_the_job_trigger_ends_with_an_error_event_naming_the_field(
     scenario_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -103,8 +103,17 @@ class ObjectCall:
         return api_path(self.template, *ids)
 
     def answer(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """The object this call's answer holds under :attr:`key`."""
-        return dict(payload[self.key])
+        """The object this call's answer holds under :attr:`key` (not a copy).
+
+        :raises ScenarioResponseError: the answer holds no object there.
+        """
+        found = payload.get(self.key)
+        if not isinstance(found, dict):
+            raise ScenarioResponseError(
+                f"Scenario {self.method} {self.template.replace('{}', '{id}')} answered {self.key!r} that is not "
+                f"an object: {type(found).__name__}"
+            )
+        return found
 
 
 GET_JOB = ObjectCall("GET", "/jobs/{}", "job")

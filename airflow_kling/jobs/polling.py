@@ -78,7 +78,7 @@ class JobProgress:
         self.percent: int | None = None
         self.logged_at: float | None = clock() if batched else None
         self.history_read = 0
-        self._unsaid: list[str] = []
+        self._unsaid: tuple[str, ...] = ()  # a tuple of texts: the collector does not track it
 
     def update(self, job: dict[str, Any], *, with_end: bool = True) -> list[str]:
         """The lines to log for this poll of the job, oldest first (often none).
@@ -107,34 +107,34 @@ class JobProgress:
         """The statuses reached but not logged yet (``warming-up at 10:31:02``), oldest first; batched only."""
         return list(self._unsaid)
 
-    def _batch(self, job: dict[str, Any], status: str, percent: int, passed: list[str]) -> list[str]:
-        reached = [*passed]
+    def _batch(self, job: dict[str, Any], status: str, percent: int, passed: tuple[str, ...]) -> list[str]:
+        reached = passed
         ended = is_terminal(status)
         if status != self.status and not ended and STATUS_WORD.fullmatch(status):
-            reached.append(_reached_at(job, status))
-        if reached:  # a list kept across polls is made anew only when something happened
-            self._unsaid = [*self._unsaid, *reached][-HISTORY_LIMIT:]
+            reached = (*passed, _reached_at(job, status))
+        if reached:  # what is kept across polls is made anew only when something happened
+            self._unsaid = (*self._unsaid, *reached)[-HISTORY_LIMIT:]
         moved = status != self.status or percent != self.percent
         self.status, self.percent = status, percent
         now = self.clock()
         if ended or not moved or (self.logged_at is not None and now - self.logged_at < self.min_interval):
             return []
-        steps = self._unsaid
+        steps = list(self._unsaid)
         if steps and steps[-1].partition(" at ")[0] == status:  # the status now, said with its percent
-            steps = [*steps[:-1], f"{steps[-1]} ({percent}%)"]
+            steps[-1] = f"{steps[-1]} ({percent}%)"
         else:
-            steps = [*steps, f"{status} ({percent}%)"]
-        self._unsaid, self.logged_at = [], now
+            steps.append(f"{status} ({percent}%)")
+        self._unsaid, self.logged_at = (), now
         return [f"Scenario job {self.job_id}: {', '.join(steps)}"]
 
-    def _passed(self, job: dict[str, Any], status: str) -> list[str]:
+    def _passed(self, job: dict[str, Any], status: str) -> tuple[str, ...]:
         """The statuses the job reached since the last poll, each with its time.
 
         Neither ``status`` nor the one last said is among them; each reads as ``queued at 10:31:02``.
         """
         history = job.get("statusHistory")
         if not isinstance(history, list) or len(history) <= self.history_read:
-            return []
+            return ()  # most polls: nothing passed, and nothing made for it
         new = history[self.history_read : self.history_read + HISTORY_LIMIT]
         self.history_read = len(history)
         passed = []
@@ -147,7 +147,7 @@ class JobProgress:
             ):
                 continue
             passed.append(_said_at(reached, step.get("date")))
-        return passed
+        return tuple(passed)
 
 
 def _reached_at(job: dict[str, Any], status: str) -> str:

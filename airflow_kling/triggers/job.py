@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -15,7 +15,7 @@ from airflow_kling.hooks.connection import DEFAULT_CONN_ID
 from airflow_kling.jobs.events import event_job, job_event
 from airflow_kling.jobs.polling import STRETCH, JobWatch
 from airflow_kling.jobs.status import ending_message, is_terminal
-from airflow_kling.triggers.slot import SLOTS
+from airflow_kling.triggers.slot import SLOTS, Following
 from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
 
 CANCEL_TIMEOUT = 30.0
@@ -122,9 +122,9 @@ class ScenarioJobTrigger(BaseTrigger):
         from airflow_kling.hooks.scenario_async import session_lease
 
         try:
-            with SLOTS.following(self.scenario_conn_id, self.job_id) as job_ended:
+            with SLOTS.following(self.scenario_conn_id, self.job_id) as follow:
                 async with session_lease():
-                    event = await self._follow(job_ended)
+                    event = await self._follow(follow)
             yield event
         except asyncio.CancelledError:
             # Airflow 3.3+ calls on_kill() when a user ends the task. Before, a cancelled trigger asks what
@@ -133,7 +133,7 @@ class ScenarioJobTrigger(BaseTrigger):
                 await self._end_with_its_task()
             raise
 
-    async def _follow(self, job_ended: Callable[[], None]) -> TriggerEvent:
+    async def _follow(self, follow: Following) -> TriggerEvent:
         """Poll the job until it ends or the deadline passes: the trigger's one event."""
         hook = self._hook()
         watch = JobWatch(self.job_id, self.poll_interval, self.max_poll_interval, self.log, in_triggerer=True)
@@ -162,7 +162,7 @@ class ScenarioJobTrigger(BaseTrigger):
             if delay is None:
                 assert job is not None
                 if saw_running and job.get("jobType", "custom") == "custom":  # the ceiling counts custom jobs
-                    job_ended()  # its slot goes to a submission waiting in this triggerer
+                    follow.ended()  # its slot goes to a submission waiting in this triggerer
                 message = ending_message(job)
                 return TriggerEvent(
                     job_event(job["status"], self.job_id, job, message, statuses=watch.progress.unsaid())

@@ -114,13 +114,13 @@ class Following:
     def __init__(self, board: SlotBoard, conn_id: str, job_id: str) -> None:
         self.board, self.conn_id, self.job_id, self.done = board, conn_id, job_id, False
 
-    def __enter__(self) -> Callable[[], None]:
+    def __enter__(self) -> Following:
         board, conn_id = self.board, self.conn_id
         look = board._looks.get(conn_id)
         if look is None or self.job_id not in look.settled_by:  # a look may have settled its hand-off already
             board.handoff_settled(conn_id)
         board._followed.setdefault(conn_id, set()).add(self)
-        return self.ended
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -162,8 +162,8 @@ class SlotBoard:
         """While a job trigger of ``conn_id`` follows job ``job_id`` in this process (a ``with`` block).
 
         Most likely the job was submitted into a slot handed over here: that hand-off is done. The block is
-        given the function the trigger calls when the job ends, before its event: the job stops counting and
-        its slot goes to a waiter (:meth:`freed`); calling it again does nothing.
+        given the follow, whose :meth:`Following.ended` the trigger calls when the job ends, before its event:
+        the job stops counting and its slot goes to a waiter (:meth:`freed`); calling it again does nothing.
         """
         return Following(self, conn_id, job_id)
 
