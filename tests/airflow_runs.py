@@ -58,6 +58,8 @@ class DagRunOutcome:
     return_values: dict[str, Any]
     mapped_states: dict[str, list[str]]
     """Each mapped task's states in map-index order."""
+    forked: bool
+    """The run was forked from :mod:`tests.dag_runner` (else a new ``airflow`` process: an environment of its own)."""
 
     def xcom(self, task_id: str, key: str) -> Any:
         """The value a task pushed under ``key`` (JSON-decoded), or ``None``."""
@@ -82,8 +84,13 @@ RUN_LIMIT = 300.0
 """Seconds a DAG run may take."""
 
 
-def _without_connections(env: dict[str, str]) -> dict[str, str]:
-    return {key: value for key, value in env.items() if not key.startswith("AIRFLOW_CONN_")}
+PER_TEST = ("AIRFLOW_CONN_", "PYTEST_CURRENT_TEST")
+"""What differs from one test's environment to the next without changing what a forked run imports: the
+connections (each test's emulator) and the name of the running test, which pytest sets for each."""
+
+
+def _shared_environment(env: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in env.items() if not key.startswith(PER_TEST)}
 
 
 class _Forks:
@@ -91,11 +98,11 @@ class _Forks:
 
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
-        self.env = _without_connections(dict(os.environ))
+        self.env = _shared_environment(dict(os.environ))
         self.unread = b""
 
     def serves(self, env: dict[str, str]) -> bool:
-        return _without_connections(env) == self.env
+        return _shared_environment(env) == self.env
 
     def run(self, argv: list[str], env: dict[str, str]) -> tuple[int, str]:
         if self.process is None or self.process.poll() is not None:
@@ -158,7 +165,8 @@ def dags_test(dag_id: str, conf: dict[str, Any]) -> DagRunOutcome:
     """Run one DAG to its end with ``airflow dags test`` and read back each task's state and result."""
     argv = ["dags", "test", dag_id, "-c", json.dumps(conf)]
     env = dict(os.environ)
-    if _forks.serves(env):
+    forked = _forks.serves(env)
+    if forked:
         returncode, output = _forks.run(argv, env)
     else:
         result = subprocess.run(
@@ -184,6 +192,7 @@ def dags_test(dag_id: str, conf: dict[str, Any]) -> DagRunOutcome:
         returncode=returncode,
         output=output,
         run_id=run_id,
+        forked=forked,
         states={task: state for task, state, _, _ in rows},
         tries={task: tries for task, _, tries, _ in rows},
         mapped_states={

@@ -10,6 +10,7 @@ only the imports are shared. Run with ``python -m tests.dag_runner``: one JSON r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -23,11 +24,25 @@ def preload() -> None:
     from airflow.sdk.execution_time import supervisor, task_runner  # noqa: F401
 
     cli_parser.get_parser()
-    supervisor.in_process_api_server().app  # noqa: B018  (the execution API's FastAPI app, built once)
+    app = supervisor.in_process_api_server().app  # the execution API's FastAPI app, built once
+    asyncio.run(_first_request(app))
     import airflow_kling.operators.assets
     import airflow_kling.operators.generate
     import airflow_kling.sensors.job
     import airflow_kling.triggers.job  # noqa: F401
+
+
+async def _first_request(app: Any) -> None:
+    """Send the execution API its first request, in a loop that ends before any fork.
+
+    On its first request the app builds its versioned routes (cadwyn): about 4 s that every run's task would
+    otherwise wait before it starts. The loop and its client are gone afterwards; only the built app is shared.
+    """
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://in-process.invalid./") as client:
+        await client.get("/execution/health")
 
 
 def run_child(request: dict[str, Any]) -> None:
