@@ -109,3 +109,25 @@ def test_hooks_in_one_event_loop_share_one_session_and_its_connections(
     polls = scenario_emulator.store.requests("^/v1/jobs/job_")
     assert len(polls) == 10
     assert len({poll["client_port"] for poll in polls}) == 1  # one keep-alive TCP connection for both hooks
+
+
+def test_each_event_loop_gets_its_own_session_and_an_ended_loop_is_not_kept() -> None:
+    """The session of the loop last asked for is remembered (shared_session); closing it forgets the loop."""
+    import gc
+    import weakref
+
+    from airflow_kling.hooks.scenario_async import session_lease, shared_session
+
+    loops: list[weakref.ReferenceType[asyncio.AbstractEventLoop]] = []
+
+    async def lease() -> None:
+        async with session_lease() as session:
+            assert shared_session() is session  # every ask in the loop: the same session
+            assert not session.closed
+            loops.append(weakref.ref(asyncio.get_running_loop()))
+        assert session.closed  # the last lease closed it
+
+    asyncio.run(lease())
+    asyncio.run(lease())
+    gc.collect()
+    assert [loop() for loop in loops] == [None, None]  # neither loop is kept alive by its session
