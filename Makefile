@@ -57,7 +57,10 @@ PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --durations=20
 # deployment on the middle one. These two are short and wait on Airflow more than they compute: the oldest line
 # spreads its real deployment's tests over its workers (`--dist load`, a standalone each), the UI's tests run
 # in one process. `make test-matrix` runs everything on every line.
-test: lint docs
+# The other lines' virtualenvs are built while lint and the docs run, not after the suite.
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint docs \
+		$(call line_venv,$(AIRFLOW_OLDEST)) $(call line_venv,$(AIRFLOW_MIDDLE))
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PARALLEL)
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-oldest-line test-middle-line-ui
 
@@ -73,15 +76,17 @@ test-middle-line-ui:
 test-matrix: lint
 	for line in $(AIRFLOW_LINES); do $(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$$line TESTS="$(PARALLEL)" || exit 1; done
 
-# One Airflow line in its own virtualenv (.venv-airflow-<line>), built with uv from its constraints.
-test-airflow: $(STAMP)
+# One Airflow line in its own virtualenv (.venv-airflow-<line>), built with uv from its constraints (again when
+# they or pyproject.toml change).
+line_venv = .venv-airflow-$(1)/.stamp
+
+.venv-airflow-%/.stamp: constraints/airflow-%.txt pyproject.toml | $(STAMP)
+	$(BIN)/uv venv --quiet --clear --python $(PYTHON) $(@D)
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(@D)/bin/python -c $< -e . --group dev
+	touch $@
+
+test-airflow: $(call line_venv,$(AIRFLOW_LINE))
 	test -n "$(AIRFLOW_LINE)"
-	test -f .venv-airflow-$(AIRFLOW_LINE)/.stamp -a .venv-airflow-$(AIRFLOW_LINE)/.stamp -nt constraints/airflow-$(AIRFLOW_LINE).txt \
-		-a .venv-airflow-$(AIRFLOW_LINE)/.stamp -nt pyproject.toml || ( \
-		$(BIN)/uv venv --quiet --clear --python $(PYTHON) .venv-airflow-$(AIRFLOW_LINE) && \
-		$(BIN)/uv pip install --quiet --compile-bytecode --python .venv-airflow-$(AIRFLOW_LINE)/bin/python \
-			-c constraints/airflow-$(AIRFLOW_LINE).txt -e . --group dev && \
-		touch .venv-airflow-$(AIRFLOW_LINE)/.stamp )
 	@echo "== Airflow $$(.venv-airflow-$(AIRFLOW_LINE)/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')"
 	PATH="$(CURDIR)/.venv-airflow-$(AIRFLOW_LINE)/bin:$$PATH" .venv-airflow-$(AIRFLOW_LINE)/bin/pytest $(TESTS)
 
