@@ -76,8 +76,8 @@ test-middle-line-ui:
 test-matrix: lint
 	for line in $(AIRFLOW_LINES); do $(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$$line TESTS="$(PARALLEL)" || exit 1; done
 
-# One Airflow line in its own virtualenv (.venv-airflow-<line>), built with uv from its constraints (again when
-# they or pyproject.toml change).
+# One Airflow line (AIRFLOW_LINE, required) in its own virtualenv (.venv-airflow-<line>), built with uv from its
+# constraints (again when they or pyproject.toml change).
 line_venv = .venv-airflow-$(1)/.stamp
 
 .venv-airflow-%/.stamp: constraints/airflow-%.txt pyproject.toml | $(STAMP)
@@ -86,7 +86,6 @@ line_venv = .venv-airflow-$(1)/.stamp
 	touch $@
 
 test-airflow: $(call line_venv,$(AIRFLOW_LINE))
-	test -n "$(AIRFLOW_LINE)"
 	@echo "== Airflow $$(.venv-airflow-$(AIRFLOW_LINE)/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')"
 	PATH="$(CURDIR)/.venv-airflow-$(AIRFLOW_LINE)/bin:$$PATH" .venv-airflow-$(AIRFLOW_LINE)/bin/pytest $(TESTS)
 

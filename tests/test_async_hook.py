@@ -112,7 +112,7 @@ def test_hooks_in_one_event_loop_share_one_session_and_its_connections(
 
 
 def test_each_event_loop_gets_its_own_session_and_an_ended_loop_is_not_kept() -> None:
-    """The session of the loop last asked for is remembered (shared_session); closing it forgets the loop."""
+    """Each loop's hooks share one session (shared_session); the last lease closes it, and the loop is not kept."""
     import gc
     import weakref
 

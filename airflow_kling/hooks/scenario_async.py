@@ -42,9 +42,6 @@ _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSe
     weakref.WeakKeyDictionary()
 )
 _leases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
-_latest: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
-"""The loop last asked for and its session: most asks (every poll) need no lookup, which makes a weak
-reference each time."""
 
 
 def shared_session() -> aiohttp.ClientSession:
@@ -57,21 +54,16 @@ def shared_session() -> aiohttp.ClientSession:
     would also look for a ``.netrc`` in a thread on every request, which cost a triggerer more than the poll
     itself.
     """
-    global _latest
+    import aiohttp
+
     loop = asyncio.get_running_loop()
-    latest = _latest
-    if latest is not None and latest[0] is loop and not latest[1].closed:
-        return latest[1]
     session = _sessions.get(loop)
     if session is None or session.closed:
-        import aiohttp
-
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=CONNECTION_POOL_LIMIT),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         )
         _sessions[loop] = session
-    _latest = (loop, session)
     return session
 
 
@@ -97,11 +89,7 @@ class session_lease:  # named as the function it was: ``async with session_lease
 
 async def close_shared_session() -> None:
     """Close the running loop's shared session (for programs that own their event loop)."""
-    global _latest
-    loop = asyncio.get_running_loop()
-    session = _sessions.pop(loop, None)
-    if _latest is not None and _latest[0] is loop:
-        _latest = None  # nor is the loop kept alive through it
+    session = _sessions.pop(asyncio.get_running_loop(), None)
     if session is not None:
         await session.close()
 
@@ -194,19 +182,20 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
         """Send one API call; see :meth:`ScenarioHook.request` for the arguments and retry rules."""
         import aiohttp
 
-        cfg = self._config or await self.config()
-        method, _, url, wire_params, headers, data, submits_job = api_call(cfg, method, path, params, body)
+        cfg = await self.config()
+        call = api_call(cfg, method, path, params, body)
+        method = call.method
         timeout = _client_timeout(cfg.timeout)
         session = shared_session()
-        attempts: Attempts | None = None  # made at the first failure: most calls succeed at once
+        attempts = Attempts(method, path, call.submits_job, cfg.max_retries, where=cfg.where())
         while True:
             try:
                 async with session.request(
                     method,
-                    url,
-                    params=wire_params or None,
-                    data=data,
-                    headers=headers,
+                    call.url,
+                    params=call.params or None,
+                    data=call.data,
+                    headers=call.headers,
                     timeout=timeout,
                     proxy=cfg.api_proxy,  # every call of this hook goes to the API's own URL
                     ssl=cfg.ssl_context,
@@ -224,20 +213,13 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
             except (aiohttp.ClientError, TimeoutError) as exc:
                 sent = not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
                 refused = certificate_problem(exc) if isinstance(exc, aiohttp.ClientSSLError) else None
-                failure: tuple[str, bool, str | None] | None = (type(exc).__name__, sent, refused)
+                step = attempts.failed(type(exc).__name__, request_sent=sent, certificate=refused)
             else:
-                if 200 <= status < 300:
-                    return status, decode_json(content, method, path, status)
-                failure = None
-            if attempts is None:
-                attempts = Attempts(method, path, submits_job, cfg.max_retries, where=cfg.where())
-            if failure is None:
                 step = attempts.answered(status, response_headers)
                 if step.final:
+                    if 200 <= status < 300:
+                        return status, decode_json(content, method, path, status)
                     raise api_error(status, method, path, content, cfg.conn_id)
-            else:
-                name, sent, refused = failure
-                step = attempts.failed(name, request_sent=sent, certificate=refused)
             if step.error is not None:
                 raise step.error
             self.log.warning("%s in %.2f s", step.reason, step.delay)
@@ -250,9 +232,7 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
         """The job object of ``GET /jobs/{jobId}``, its types checked (:func:`~airflow_kling.jobs.status.checked_job`)."""
-        # What get_object does, without its coroutine: a triggerer holds one of these per poll in flight.
-        _, payload = await self.request(GET_JOB.method, GET_JOB.path(job_id))
-        return checked_job(GET_JOB.answer(payload))
+        return checked_job(await self.get_object(GET_JOB, job_id))
 
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
         """Ask the API to cancel a job; returns the job object. The API may refuse (an error is raised)."""
