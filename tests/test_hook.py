@@ -385,6 +385,15 @@ def test_ids_are_percent_encoded(hook: ScenarioHook, scenario_emulator: Emulator
         hook.get_job("")
 
 
+def test_an_id_in_a_path_is_percent_encoded_as_urllib_does_whatever_its_characters() -> None:
+    from urllib.parse import quote
+
+    from airflow_kling.api.contract import api_path
+
+    for job_id in ("job_AbC-1.2~x_y", "a/b c", "..", "job?x=1#f", "jöb", "%2F", "job_x\n", "-"):
+        assert api_path("/jobs/{}/action", job_id) == f"/jobs/{quote(job_id, safe='')}/action"
+
+
 def test_environment_credentials_without_a_connection(
     monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer
 ) -> None:

@@ -6,6 +6,7 @@ Paths, query strings, which calls submit a paid job, answers and errors.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -80,12 +81,18 @@ class AnswerBody:
         )
 
 
+UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
+"""Characters percent-encoding leaves as they are: an id of those alone is its own encoding."""
+
+
 def api_path(template: str, *ids: str) -> str:
     """Fill a path template such as ``/jobs/{}`` with percent-encoded ids; an empty id is refused."""
     for value in ids:
         if not isinstance(value, str) or not value.strip():
             raise ScenarioConfigError(f"Expected a non-empty id for {template!r}, got {value!r}")
-    return template.format(*(quote(value, safe="") for value in ids))
+    return template.format(
+        *(value if UNRESERVED.fullmatch(value) else quote(value, safe="") for value in ids)
+    )
 
 
 @dataclass(frozen=True)

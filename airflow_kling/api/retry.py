@@ -117,6 +117,10 @@ class Step:
     final: bool = False
 
 
+FINAL = Step(final=True)
+"""Hand the answer to the caller: the step of every final answer (a step is never changed)."""
+
+
 @dataclass
 class Attempts:
     """The retry state of one request.
@@ -145,22 +149,22 @@ class Attempts:
     def answered(self, status: int, headers: Mapping[str, str]) -> Step:
         """An HTTP answer came back. A final step means: hand this answer to the caller."""
         if 200 <= status < 300:
-            return Step(final=True)
+            return FINAL
         should_retry = headers.get("x-should-retry", "").strip().lower()
         if should_retry == "false":
-            return Step(final=True)
+            return FINAL
         if self.submits_job and status == 429 and server_delay(headers) is None:
             # The team's parallel-job ceiling (or a refusal that names no wait): an immediate retry only
             # repeats it. The caller waits for a slot (:class:`~airflow_kling.exceptions.ScenarioTeamLimitError`).
-            return Step(final=True)
+            return FINAL
         if should_retry != "true" and self.submits_job and status not in SAFE_SUBMIT_STATUSES:
             if status >= 500 or status == 408:
                 return Step(error=self._ambiguous(f"HTTP {status}"))
-            return Step(final=True)
+            return FINAL
         if should_retry != "true" and not is_retryable_status(status):
-            return Step(final=True)
+            return FINAL
         if self.retries >= self.max_retries:
-            return Step(final=True)
+            return FINAL
         return self._again(f"answered HTTP {status}", server_delay(headers))
 
     def failed(self, error_name: str, *, request_sent: bool, certificate: str | None = None) -> Step:
