@@ -1,7 +1,8 @@
 """One event loop that waits for many Scenario jobs, as a triggerer does.
 
 Run as a child process by ``bench.triggerer``, with this provider's trigger, polling built on the http
-provider, or the raw ``aiohttp`` floor.
+provider, or the raw ``aiohttp`` floor. Under callgrind (``bench.triggerer --instructions``), with
+``KLING_BENCH_INSTRUCTIONS=1``, it counts the instructions of the waits only, with the garbage collector off.
 
     python -m bench.trigger_loop ours|http|floor JOBS_FILE POLL_INTERVAL RESULT_FILE
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import resource
 import sys
 import time
@@ -110,7 +112,7 @@ CONTENDERS = {"ours": ours, "http": http_provider, "floor": floor}
 async def warm_up() -> None:
     """What a triggerer pays once per process, not per poll, kept off the clock like the imports.
 
-    The first connection lookup (Airflow's secrets backends load) and its proxy (``requests`` reads the proxy
+    Run before every contender, so that none pays it in its loop. The first connection lookup (Airflow's secrets backends load) and its proxy (``requests`` reads the proxy
     variables), the first trigger event (pydantic builds its validator) and the first log line (structlog
     configures itself).
     """
@@ -122,6 +124,13 @@ async def warm_up() -> None:
     (await ScenarioAsyncHook().config()).api_proxy  # noqa: B018  (the proxy variables read once a process)
     TriggerEvent({"status": "warm-up"})
     ScenarioJobTrigger("warm-up").log.info("Warming up")
+
+
+def callgrind(command: str) -> None:
+    """Send ``command`` to the callgrind this process runs under (``callgrind_control``)."""
+    import subprocess
+
+    subprocess.run(["callgrind_control", command, str(os.getpid())], check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> None:
@@ -138,14 +147,21 @@ def main() -> None:
     import airflow_kling.hooks.scenario_async
     import airflow_kling.triggers.job  # noqa: F401
 
-    if contender == "ours":
-        asyncio.run(warm_up())
+    asyncio.run(warm_up())
+    counting = os.environ.get("KLING_BENCH_INSTRUCTIONS") == "1"
+    if counting:  # instructions of the waits alone: none of start-up, none of the collector's (a lottery)
+        gc.collect()
+        gc.disable()
+        callgrind("--instr=on")
     collections = GarbageCollections()
     started_cpu = time.process_time()
     started = time.time()
     with collections:
         results = asyncio.run(CONTENDERS[contender](job_ids, poll_interval))
     cpu = time.process_time() - started_cpu
+    if counting:
+        callgrind("--instr=off")
+        gc.enable()
     delays = []
     for payload, received in results:
         success = payload["job"][
