@@ -112,9 +112,9 @@ CONTENDERS = {"ours": ours, "http": http_provider, "floor": floor}
 async def warm_up() -> None:
     """What a triggerer pays once per process, not per poll, kept off the clock like the imports.
 
-    Run before every contender, so that none pays it in its loop. The first connection lookup (Airflow's secrets backends load) and its proxy (``requests`` reads the proxy
-    variables), the first trigger event (pydantic builds its validator) and the first log line (structlog
-    configures itself).
+    Run before every contender, so that none pays it in its loop: the first connection lookup (Airflow's
+    secrets backends load) and its proxy (``requests`` reads the proxy variables), the first trigger event
+    (pydantic builds its validator) and the first log line (structlog configures itself).
     """
     from airflow.triggers.base import TriggerEvent
 
