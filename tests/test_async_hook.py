@@ -93,6 +93,40 @@ def test_errors_match_the_sync_hook(
         run(lambda: ScenarioAsyncHook("scenario_bad").get_job("job_x"))
 
 
+def test_a_call_built_once_is_sent_whole_each_time_and_its_repr_names_no_credential(
+    monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer
+) -> None:
+    conn = json.loads(scenario_emulator.connection_uri())
+    conn["extra"] = {"project_id": "proj_team_a"}
+    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    first, second = submit_text_job(scenario_emulator), submit_text_job(scenario_emulator)
+    scenario_emulator.store.reset()
+
+    async def body() -> tuple[str, list[str], list[int]]:
+        hook = ScenarioAsyncHook()
+        call = await hook.prepare("GET", f"/jobs/{first}")
+        sent = [(await hook.send(call))[1]["job"]["jobId"] for _ in range(3)]
+        # get_job builds its call once for the job last asked for, and anew for another job
+        sent += [(await hook.get_job(job_id))["jobId"] for job_id in (first, first, second, first)]
+        pages = [len(await hook.recent_jobs(page_size=1)) for _ in range(2)]
+        return repr(call) + str(call), sent, pages
+
+    shown, sent, pages = run(body)
+    assert sent == [first] * 5 + [second, first]
+    assert pages == [1, 1]
+    log = scenario_emulator.store.requests("^/v1/jobs")
+    assert [entry["path"] for entry in log] == [
+        *[f"/v1/jobs/{job_id}" for job_id in [first] * 5 + [second, first]],
+        "/v1/jobs",
+        "/v1/jobs",
+    ]
+    assert all(entry["query"].get("projectId") == "proj_team_a" for entry in log)
+    assert [entry["query"].get("pageSize") for entry in log[-2:]] == ["1", "1"]
+    assert shown == f"PreparedCall(GET /jobs/{first})" * 2
+    assert conn["password"] not in shown
+    assert "Basic" not in shown
+
+
 def test_hooks_in_one_event_loop_share_one_session_and_its_connections(
     scenario_emulator: EmulatorServer,
 ) -> None:

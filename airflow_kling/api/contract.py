@@ -45,7 +45,7 @@ class AnswerBody:
     def __init__(self, status: int, method: str, path: str, content_length: str | None) -> None:
         self.success = 200 <= status < 300
         self.limit = MAX_ANSWER_BYTES if self.success else ERROR_BODY_BYTES
-        self.what = f"Scenario {method} {path}"
+        self.method, self.path = method, path
         self.parts: list[bytes] = []
         self.size = 0
         declared = int(content_length) if content_length and content_length.strip().isdigit() else None
@@ -76,7 +76,7 @@ class AnswerBody:
 
     def _too_large(self, found: str) -> ScenarioResponseError:
         return ScenarioResponseError(
-            f"{self.what} answered with a body too large to read ({found}; an answer may hold "
+            f"Scenario {self.method} {self.path} answered with a body too large to read ({found}; an answer may hold "
             f"{self.limit // (1024 * 1024)} MiB): refused"
         )
 

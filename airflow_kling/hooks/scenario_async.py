@@ -7,7 +7,7 @@ import functools
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import BaseHook
 
@@ -33,7 +33,10 @@ from airflow_kling.hooks.connection import (
 from airflow_kling.jobs.status import checked_job
 
 if TYPE_CHECKING:
+    import ssl
+
     import aiohttp
+    import yarl
 
 CONNECTION_POOL_LIMIT = 100
 """Open connections at most per event loop, shared by every hook and trigger in it."""
@@ -133,6 +136,35 @@ def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=seconds, sock_connect=min(seconds, DEFAULT_CONNECT_TIMEOUT))
 
 
+class PreparedCall(NamedTuple):
+    """An API call built by :meth:`ScenarioAsyncHook.prepare`: what each of its sends repeats.
+
+    Its headers hold the connection's credentials: its ``repr`` names only the method and path.
+    """
+
+    method: str
+    path: str
+    """The API path, as errors and logs name the call (never the URL's query)."""
+    url: yarl.URL
+    data: str | None
+    headers: dict[str, str]
+    submits_job: bool
+    max_retries: int
+    where: str
+    """The host and connection, named when no answer came."""
+    timeout: aiohttp.ClientTimeout
+    proxy: str | None
+    ssl: ssl.SSLContext | bool
+    conn_id: str
+
+    def __repr__(self) -> str:
+        return f"PreparedCall({self.method} {self.path})"
+
+    def attempts(self) -> Attempts:
+        """A fresh retry state for one send of this call."""
+        return Attempts(self.method, self.path, self.submits_job, self.max_retries, where=self.where)
+
+
 class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
     """Async twin of :class:`~airflow_kling.hooks.scenario.ScenarioHook` for triggers.
 
@@ -151,6 +183,7 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
         self.scenario_conn_id = scenario_conn_id
         self.project_id = project_id
         self._config: ScenarioConnectionConfig | None = None
+        self._job_call: tuple[str, PreparedCall] | None = None
 
     async def config(self) -> ScenarioConnectionConfig:
         """The connection.
@@ -171,6 +204,38 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
             conn = None
         return self._config_of(conn)
 
+    async def prepare(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> PreparedCall:
+        """Build one API call, to be sent by :meth:`send` as often as wanted (a poll builds it once).
+
+        The arguments are :meth:`request`'s; the connection is the one this hook has read (:meth:`config`).
+        """
+        from yarl import URL
+
+        cfg = await self.config()
+        call = api_call(cfg, method, path, params, body)
+        url = URL(call.url)  # what aiohttp makes of a text URL on each request, made once
+        return PreparedCall(
+            call.method,
+            path,
+            url.extend_query(call.params) if call.params else url,
+            call.data,
+            call.headers,
+            call.submits_job,
+            cfg.max_retries,
+            cfg.where(),
+            _client_timeout(cfg.timeout),
+            cfg.api_proxy,  # every call of this hook goes to the API's own URL
+            cfg.ssl_context,
+            cfg.conn_id,
+        )
+
     async def request(
         self,
         method: str,
@@ -180,25 +245,28 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
         body: Any = None,
     ) -> tuple[int, dict[str, Any]]:
         """Send one API call; see :meth:`ScenarioHook.request` for the arguments and retry rules."""
+        return await self.send(await self.prepare(method, path, params=params, body=body))
+
+    async def send(self, call: PreparedCall) -> tuple[int, dict[str, Any]]:
+        """Send a call built by :meth:`prepare`, with :meth:`request`'s retry rules; its status and JSON object.
+
+        :raises ScenarioAPIError: an error answer, or a success that is not a JSON object.
+        """
         import aiohttp
 
-        cfg = await self.config()
-        call = api_call(cfg, method, path, params, body)
-        method = call.method
-        timeout = _client_timeout(cfg.timeout)
+        method, path = call.method, call.path
         session = shared_session()
-        attempts = Attempts(method, path, call.submits_job, cfg.max_retries, where=cfg.where())
+        attempts: Attempts | None = None  # a success, most answers, needs no retry state
         while True:
             try:
                 async with session.request(
                     method,
                     call.url,
-                    params=call.params or None,
                     data=call.data,
                     headers=call.headers,
-                    timeout=timeout,
-                    proxy=cfg.api_proxy,  # every call of this hook goes to the API's own URL
-                    ssl=cfg.ssl_context,
+                    timeout=call.timeout,
+                    proxy=call.proxy,
+                    ssl=call.ssl,
                 ) as response:
                     status = response.status
                     answer = AnswerBody(status, method, path, response.headers.get("Content-Length"))
@@ -211,15 +279,17 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
                     content = answer.content()
                     response_headers = response.headers
             except (aiohttp.ClientError, TimeoutError) as exc:
+                attempts = attempts or call.attempts()
                 sent = not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
                 refused = certificate_problem(exc) if isinstance(exc, aiohttp.ClientSSLError) else None
                 step = attempts.failed(type(exc).__name__, request_sent=sent, certificate=refused)
             else:
+                if 200 <= status < 300:
+                    return status, decode_json(content, method, path, status)
+                attempts = attempts or call.attempts()
                 step = attempts.answered(status, response_headers)
                 if step.final:
-                    if 200 <= status < 300:
-                        return status, decode_json(content, method, path, status)
-                    raise api_error(status, method, path, content, cfg.conn_id)
+                    raise api_error(status, method, path, content, call.conn_id)
             if step.error is not None:
                 raise step.error
             self.log.warning("%s in %.2f s", step.reason, step.delay)
@@ -231,8 +301,15 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
         return call.answer(payload)
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
-        """The job object of ``GET /jobs/{jobId}``, its types checked (:func:`~airflow_kling.jobs.status.checked_job`)."""
-        return checked_job(await self.get_object(GET_JOB, job_id))
+        """The job object of ``GET /jobs/{jobId}``, its types checked (:func:`~airflow_kling.jobs.status.checked_job`).
+
+        The request is built once for the job last asked for: a trigger polls one job with one hook.
+        """
+        last = self._job_call
+        if last is None or last[0] != job_id:
+            last = self._job_call = (job_id, await self.prepare(GET_JOB.method, GET_JOB.path(job_id)))
+        _, payload = await self.send(last[1])
+        return checked_job(GET_JOB.answer(payload))
 
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
         """Ask the API to cancel a job; returns the job object. The API may refuse (an error is raised)."""

@@ -42,6 +42,26 @@ async def outlast_cancellation(work: Coroutine[Any, Any, None], log: Any) -> Non
             return
 
 
+class LogOnFirstLine:
+    """A trigger's logger, made when a first line is written: most polls write none, and a logger costs more.
+
+    :param owner: what has the logger, as its ``log`` attribute (a trigger).
+    """
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        """``owner.log.info(...)``."""
+        self.owner.log.info(*args, **kwargs)
+
+    def warning(self, *args: Any, **kwargs: Any) -> None:
+        """``owner.log.warning(...)``."""
+        self.owner.log.warning(*args, **kwargs)
+
+
 class ScenarioJobTrigger(BaseTrigger):
     """Wait for a Scenario job to end, holding no worker slot.
 
@@ -136,7 +156,9 @@ class ScenarioJobTrigger(BaseTrigger):
     async def _follow(self, follow: Following) -> TriggerEvent:
         """Poll the job until it ends or the deadline passes: the trigger's one event."""
         hook = self._hook()
-        watch = JobWatch(self.job_id, self.poll_interval, self.max_poll_interval, self.log, in_triggerer=True)
+        watch = JobWatch(
+            self.job_id, self.poll_interval, self.max_poll_interval, LogOnFirstLine(self), in_triggerer=True
+        )
         job: dict[str, Any] | None = None
         # A payer's trigger knows its job ran (it was just submitted); a watcher hands a slot over only for a
         # job it saw running, so a sensor of a job that had already ended frees no slot it never held.
