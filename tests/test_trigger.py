@@ -299,3 +299,22 @@ def test_the_first_poll_waits_for_first_poll_at(scenario_emulator: EmulatorServe
         ScenarioJobTrigger(job_id, first_poll_at=first_poll_at).serialize()[1]["first_poll_at"]
         == first_poll_at
     )
+
+
+def test_a_triggers_watch_writes_its_lines_to_the_triggers_own_log(captured_logs: Callable[[], str]) -> None:
+    """The trigger's logger is made at its first line (LogOnFirstLine): the lines still reach its log."""
+    from airflow_kling.exceptions import ScenarioTransportError
+    from airflow_kling.jobs.polling import PROGRESS_LOG_SECONDS, JobWatch
+    from airflow_kling.triggers.job import LogOnFirstLine
+
+    trigger = ScenarioJobTrigger("job_lines")
+    now = [0.0]
+    watch = JobWatch("job_lines", 5.0, 15.0, LogOnFirstLine(trigger), in_triggerer=True, clock=lambda: now[0])
+    watch.seen({"status": "queued", "progress": 0.0})
+    assert "Scenario job job_lines: " not in captured_logs()  # one line at most every PROGRESS_LOG_SECONDS
+    now[0] = PROGRESS_LOG_SECONDS + 1
+    watch.seen({"status": "in-progress", "progress": 0.4})
+    watch.failed(ScenarioTransportError("GET /jobs/job_lines failed after 1 attempts: ClientOSError"))
+    logs = captured_logs()
+    assert "Scenario job job_lines: queued, in-progress (40%)" in logs
+    assert "Polling job job_lines failed (GET /jobs/job_lines failed after 1 attempts" in logs

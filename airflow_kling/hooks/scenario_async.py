@@ -251,6 +251,7 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
         """Send a call built by :meth:`prepare`, with :meth:`request`'s retry rules; its status and JSON object.
 
         :raises ScenarioAPIError: an error answer, or a success that is not a JSON object.
+        :raises ScenarioTransportError: no answer came, after the retries.
         """
         import aiohttp
 
@@ -279,14 +280,16 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
                     content = answer.content()
                     response_headers = response.headers
             except (aiohttp.ClientError, TimeoutError) as exc:
-                attempts = attempts or call.attempts()
+                if attempts is None:
+                    attempts = call.attempts()
                 sent = not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
                 refused = certificate_problem(exc) if isinstance(exc, aiohttp.ClientSSLError) else None
                 step = attempts.failed(type(exc).__name__, request_sent=sent, certificate=refused)
             else:
                 if 200 <= status < 300:
                     return status, decode_json(content, method, path, status)
-                attempts = attempts or call.attempts()
+                if attempts is None:
+                    attempts = call.attempts()
                 step = attempts.answered(status, response_headers)
                 if step.final:
                     raise api_error(status, method, path, content, call.conn_id)

@@ -45,6 +45,8 @@ async def outlast_cancellation(work: Coroutine[Any, Any, None], log: Any) -> Non
 class LogOnFirstLine:
     """A trigger's logger, made when a first line is written: most polls write none, and a logger costs more.
 
+    It writes the two levels :class:`~airflow_kling.jobs.polling.JobWatch` writes, ``info`` and ``warning``.
+
     :param owner: what has the logger, as its ``log`` attribute (a trigger).
     """
 
