@@ -46,9 +46,9 @@ def tinyproxy(work: Path) -> Iterator[str]:
 def stop(process: subprocess.Popen[bytes]) -> None:
     """Stop tinyproxy, leaving nothing running.
 
-    tinyproxy checks its quit flag between two waits for a connection, and that wait has no timeout: a SIGTERM
-    that lands between the check and the wait is seen only at the next signal or connection (seen once in CI,
-    a proxy left running after its test). So the stop repeats the signal each second, and kills after 10 s.
+    tinyproxy can miss a SIGTERM that lands just before it waits for a connection: it then waits on until the
+    next signal or connection (seen once in CI: a proxy still running 8 minutes after its test, which a second
+    SIGTERM ended at once). So the stop repeats the signal each second, and kills after 10 s.
     """
     for _ in range(10):
         process.terminate()
