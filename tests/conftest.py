@@ -6,10 +6,14 @@ The ``scenario_emulator`` fixture comes from the provider's own pytest plugin
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _home = tempfile.mkdtemp(prefix="airflow-kling-tests-")
+# Each test process's AIRFLOW_HOME (about 30 MB) goes with it: a run leaves no directory behind.
+atexit.register(shutil.rmtree, _home, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = _home
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
