@@ -28,6 +28,9 @@ def job_answer(**fields: Any) -> dict[str, Any]:
         ({"status": "success", "metadata": {"assetIds": "asset_abc"}}, "metadata.assetIds"),
         ({"metadata": []}, "metadata"),
         ({"progress": "50%"}, "progress"),
+        ({"progress": True}, "progress"),
+        ({"progress": float("nan")}, "progress"),  # Python's json reads NaN and Infinity
+        ({"progress": float("inf")}, "progress"),
         ({"metadata": {"assetIds": ["../../etc/passwd"]}}, "metadata.assetIds item"),
         ({"status": 3}, "status"),
     ],
@@ -38,6 +41,16 @@ def test_a_job_of_the_wrong_types_is_an_error_naming_the_field(
     scenario_emulator.add_fault(f"^/v1/jobs/{JOB}$", status=200, body=job_answer(**fields))
     with pytest.raises(ScenarioResponseError, match=field.replace(".", r"\.")):
         ScenarioHook().get_job(JOB)
+
+
+@pytest.mark.parametrize(("sent", "read"), [(1.7, 1.0), (-0.2, 0.0), (None, 0.0), (1, 1.0), (0.25, 0.25)])
+def test_a_jobs_progress_is_read_as_a_number_from_0_to_1(
+    scenario_emulator: EmulatorServer, sent: Any, read: float
+) -> None:
+    scenario_emulator.add_fault(f"^/v1/jobs/{JOB}$", status=200, body=job_answer(progress=sent))
+    progress = ScenarioHook().get_job(JOB)["progress"]
+    assert progress == read
+    assert type(progress) is float
 
 
 @pytest.mark.parametrize("held", [None, "job_lying", ["job_lying"]])

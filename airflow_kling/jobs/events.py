@@ -48,14 +48,18 @@ def event_job(job: dict[str, Any]) -> dict[str, Any]:
     Those are :data:`EVENT_JOB_FIELDS`, ``metadata``'s ``assetIds``, ``error`` and ``hint``, and ``billing``'s
     ``cuCost``.
     """
-    kept: dict[str, Any] = {key: job[key] for key in EVENT_JOB_FIELDS if key in job}
-    found = job.get("metadata")
-    metadata: dict[str, Any] = found if isinstance(found, dict) else {}
-    kept["metadata"] = {
-        key: metadata[key][:500] if isinstance(metadata[key], str) else metadata[key]
-        for key in ("assetIds", "error", "hint")
-        if key in metadata
-    }
+    # Loops, not comprehensions: a trigger runs this at every poll, and each comprehension is a call on 3.11.
+    kept: dict[str, Any] = {}
+    for key in EVENT_JOB_FIELDS:
+        if key in job:
+            kept[key] = job[key]
+    metadata = job.get("metadata")
+    kept["metadata"] = said = {}
+    if isinstance(metadata, dict):
+        for key in ("assetIds", "error", "hint"):
+            if key in metadata:
+                value = metadata[key]
+                said[key] = value[:500] if isinstance(value, str) else value
     billing = job.get("billing")
     if isinstance(billing, dict) and "cuCost" in billing:
         kept["billing"] = {"cuCost": billing["cuCost"]}

@@ -87,8 +87,16 @@ class JobProgress:
         """
         status = str(job.get("status"))
         percent = round(float(job.get("progress") or 0.0) * 100)
-        passed = self._passed(job, status)
+        history = job.get("statusHistory")
+        # most polls: nothing passed since the last one, and nothing is made for it
+        passed = (
+            self._passed(history, status)
+            if type(history) is list and len(history) > self.history_read
+            else ()
+        )
         if self.batched:
+            if not passed and status == self.status and percent == self.percent:
+                return []  # nothing moved: no line, nothing kept
             return self._batch(job, status, percent, passed)
         lines = [f"Scenario job {self.job_id}: {step}" for step in passed]
         if status == self.status and percent == self.percent:
@@ -127,14 +135,11 @@ class JobProgress:
         self._unsaid, self.logged_at = (), now
         return [f"Scenario job {self.job_id}: {', '.join(steps)}"]
 
-    def _passed(self, job: dict[str, Any], status: str) -> tuple[str, ...]:
-        """The statuses the job reached since the last poll, each with its time.
+    def _passed(self, history: list[Any], status: str) -> tuple[str, ...]:
+        """The statuses the job reached since the last poll, from its ``statusHistory``, each with its time.
 
         Neither ``status`` nor the one last said is among them; each reads as ``queued at 10:31:02``.
         """
-        history = job.get("statusHistory")
-        if not isinstance(history, list) or len(history) <= self.history_read:
-            return ()  # most polls: nothing passed, and nothing made for it
         new = history[self.history_read : self.history_read + HISTORY_LIMIT]
         self.history_read = len(history)
         passed = []
@@ -243,10 +248,9 @@ class JobWatch:
     def seen(self, job: dict[str, Any]) -> float | None:
         """Record a polled job: ``None`` when it has ended, else the seconds until the next poll."""
         self.failures = 0
-        ended = is_terminal(str(job.get("status")))
         for line in self.progress.update(job, with_end=not self.in_triggerer):
             self.log.info(line)
-        if ended:
+        if is_terminal(str(job.get("status"))):
             return None
         now, progress = self.clock(), float(job.get("progress") or 0)
         delay = next_poll_delay(self.poll_interval, self.max_poll_interval, now - self.started, progress)

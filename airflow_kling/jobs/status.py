@@ -70,9 +70,13 @@ def checked_job(value: Any) -> dict[str, Any]:
     progress = job.get("progress")
     if progress is None:
         progress = 0.0
-    if isinstance(progress, bool) or not isinstance(progress, int | float) or not math.isfinite(progress):
+    if type(progress) is not float and (isinstance(progress, bool) or not isinstance(progress, (int, float))):
         raise _wrong(job, "progress", "a number from 0 to 1")
-    job["progress"] = min(max(float(progress), 0.0), 1.0)
+    if not 0.0 <= progress <= 1.0:  # out of range, or not a number (NaN)
+        if not math.isfinite(progress):
+            raise _wrong(job, "progress", "a number from 0 to 1")
+        progress = 0.0 if progress < 0.0 else 1.0
+    job["progress"] = float(progress)
     metadata = job.get("metadata")
     if metadata is None:
         metadata = {}
