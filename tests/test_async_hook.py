@@ -17,6 +17,7 @@ from airflow_kling.exceptions import (
     ScenarioTransportError,
 )
 from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
+from tests.connections import use_connection
 from tests.media_samples import submit_text_job
 
 # On every line: the hook stands on the http provider, whose version follows the line.
@@ -56,9 +57,7 @@ def test_an_answer_later_than_the_connections_timeout_fails_the_call(
     monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer
 ) -> None:
     job_id = submit_text_job(scenario_emulator)
-    conn = json.loads(scenario_emulator.connection_uri())
-    conn["extra"] = {"timeout": 0.5, "max_retries": 0}
-    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    use_connection(monkeypatch, scenario_emulator, timeout=0.5, max_retries=0)
     scenario_emulator.add_fault("^/v1/jobs/job_", delay=3.0)  # then the job, whole and right
     with pytest.raises(
         ScenarioTransportError, match=r"GET /jobs/job_\S+ .*failed after 1 attempts: \w*Timeout"
@@ -96,9 +95,7 @@ def test_errors_match_the_sync_hook(
 def test_a_call_built_once_is_sent_whole_each_time_and_its_repr_names_no_credential(
     monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer
 ) -> None:
-    conn = json.loads(scenario_emulator.connection_uri())
-    conn["extra"] = {"project_id": "proj_team_a"}
-    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    use_connection(monkeypatch, scenario_emulator, project_id="proj_team_a")
     first, second = submit_text_job(scenario_emulator), submit_text_job(scenario_emulator)
     scenario_emulator.store.reset()
 
@@ -123,7 +120,7 @@ def test_a_call_built_once_is_sent_whole_each_time_and_its_repr_names_no_credent
     assert all(entry["query"].get("projectId") == "proj_team_a" for entry in log)
     assert [entry["query"].get("pageSize") for entry in log[-2:]] == ["1", "1"]
     assert shown == f"PreparedCall(GET /jobs/{first})" * 2
-    assert conn["password"] not in shown
+    assert scenario_emulator.config.api_secret not in shown
     assert "Basic" not in shown
 
 

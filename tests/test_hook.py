@@ -24,6 +24,7 @@ from airflow_kling.hooks.scenario import ScenarioHook
 
 if TYPE_CHECKING:
     from airflow_kling.emulator import EmulatorServer
+from tests.connections import use_connection
 from tests.media_samples import sample_audio, sample_video
 
 # On every line: the hook stands on the http provider's HttpHook, whose version follows the line.
@@ -120,9 +121,7 @@ def test_get_download_url_gives_a_working_signed_url(
 def test_project_id_from_the_connection_is_sent(
     monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer
 ) -> None:
-    conn = json.loads(scenario_emulator.connection_uri())
-    conn["extra"] = {"project_id": "proj_team_a"}
-    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    use_connection(monkeypatch, scenario_emulator, project_id="proj_team_a")
     hook = ScenarioHook()
     video = hook.upload_asset(sample_video())
     assert hook.get_asset(video)["ownerId"] == "proj_team_a"
@@ -256,9 +255,7 @@ def test_backoff_without_a_server_delay(
 def test_retries_give_up_with_the_last_error(
     monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer
 ) -> None:
-    conn = json.loads(scenario_emulator.connection_uri())
-    conn["extra"] = {"max_retries": 2}
-    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    use_connection(monkeypatch, scenario_emulator, max_retries=2)
     scenario_emulator.add_fault("^/v1/jobs/", status=503, headers={"retry-after-ms": "10"}, times=10)
     with pytest.raises(ScenarioAPIError) as raised:
         ScenarioHook().get_job("job_x")
@@ -324,9 +321,7 @@ def test_generate_500_is_not_retried(hook: ScenarioHook, scenario_emulator: Emul
 def test_generate_read_timeout_is_not_retried(
     monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer
 ) -> None:
-    conn = json.loads(scenario_emulator.connection_uri())
-    conn["extra"] = {"timeout": 0.3}
-    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    use_connection(monkeypatch, scenario_emulator, timeout=0.3)
     hook = ScenarioHook()
     video, audio = media_assets(hook)
     scenario_emulator.add_fault(GENERATE, delay=1.0)

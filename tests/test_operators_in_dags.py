@@ -3,7 +3,6 @@ against the emulator; what happened is read from the emulator's request log and 
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.airflow_runs import dags_test
+from tests.connections import use_connection
 from tests.media_samples import sample_audio, sample_video, submit_text_job
 from tests.statsd_listener import kling_metrics, received, statsd
 
@@ -169,9 +169,7 @@ LOST_ANSWERS = {
 
 @pytest.fixture
 def one_second_read_timeout(monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer) -> None:
-    conn = json.loads(scenario_emulator.connection_uri())
-    conn["extra"]["timeout"] = 1.0
-    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    use_connection(monkeypatch, scenario_emulator, timeout=1.0)
 
 
 @pytest.mark.parametrize("mode", MODES)

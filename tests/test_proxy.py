@@ -4,7 +4,6 @@ books by the proxy's ``Via`` header."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from tests.airflow_runs import dags_test
+from tests.connections import use_connection
 from tests.media_samples import poll_async
 from tests.proxy import VIA_NAME, tinyproxy
 
@@ -91,7 +91,5 @@ def test_a_deferrable_pipeline_goes_through_the_proxy_named_in_the_connection(
     for name in (*PROXY_VARIABLES, "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     with tinyproxy(tmp_path) as proxy:
-        connection = json.loads(scenario_emulator.connection_uri())
-        connection["extra"]["proxies"] = {"http": proxy}
-        monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(connection))
+        use_connection(monkeypatch, scenario_emulator, proxies={"http": proxy})
         run_pipeline_through(scenario_emulator, tmp_path / "archive")

@@ -15,6 +15,7 @@ from airflow_kling.emulator import EmulatorConfig, EmulatorServer
 from airflow_kling.exceptions import ScenarioError
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, close_shared_session
+from tests.connections import use_connection
 from tests.media_samples import output_assets, sample_video
 
 # On every line: the masker moved into airflow.sdk.
@@ -105,9 +106,7 @@ def test_no_signed_url_when_the_storage_host_cannot_be_reached(
     from airflow_kling.files.storage import storage_path
 
     with EmulatorServer(config=EmulatorConfig(job_seconds=0.2)) as emulator:
-        conn = json.loads(emulator.connection_uri())
-        conn["extra"]["max_retries"] = 1
-        monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+        use_connection(monkeypatch, emulator, max_retries=1)
         hook = ScenarioHook()
         video = hook.upload_asset(sample_video())
         job_id = hook.run_model("model_kling-lip-sync", {"videoUrl": video, "text": "hi"})["job"]["jobId"]

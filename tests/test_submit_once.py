@@ -3,7 +3,6 @@ against the emulator, each case counted on the emulator's books."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -12,6 +11,7 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioAmbiguousSubmitError
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.jobs.submission import MemoryRecordStore, SubmitRecord, holds_inputs, inputs_digest
+from tests.connections import use_connection
 
 # On every line: the reattach path: a record on 3.3, the inputs before.
 pytestmark = pytest.mark.every_line
@@ -47,9 +47,7 @@ def test_a_connection_dropped_after_creation_adopts_the_job(
 @pytest.fixture
 def impatient_hook(monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer) -> ScenarioHook:
     """A hook that stops waiting for an answer after half a second."""
-    conn = json.loads(scenario_emulator.connection_uri())
-    conn["extra"] = {"timeout": 0.5}
-    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    use_connection(monkeypatch, scenario_emulator, timeout=0.5)
     return ScenarioHook()
 
 

@@ -17,6 +17,7 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioConfigError, ScenarioTransportError
 from airflow_kling.hooks.scenario import ScenarioHook
 from tests.airflow_runs import dags_test
+from tests.connections import use_connection
 from tests.media_samples import poll_async, sample_video
 
 
@@ -41,12 +42,6 @@ def https_emulator(ca: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulato
     with tls_emulator(ca) as server:
         monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", server.connection_uri())
         yield server
-
-
-def use_connection(monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer, **extra: Any) -> None:
-    connection = json.loads(emulator.connection_uri())
-    connection["extra"].update(extra)
-    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(connection))
 
 
 def test_a_private_ca_fails_at_once_and_says_what_to_set(https_emulator: EmulatorServer) -> None:

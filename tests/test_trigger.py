@@ -16,6 +16,7 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.hooks.scenario_async import close_shared_session
 from airflow_kling.triggers.job import ScenarioJobTrigger
+from tests.connections import use_connection
 from tests.media_samples import submit_text_job
 
 # On every line: the trigger's on_kill reads its task's state differently on each line.
@@ -117,9 +118,7 @@ def test_a_refused_cancel_still_ends_with_timeout(scenario_emulator: EmulatorSer
 def test_error_bursts_mid_poll_do_not_end_the_trigger(
     monkeypatch: pytest.MonkeyPatch, scenario_emulator: EmulatorServer, captured_logs: Callable[[], str]
 ) -> None:
-    conn = json.loads(scenario_emulator.connection_uri())
-    conn["extra"]["max_retries"] = 1
-    monkeypatch.setenv("AIRFLOW_CONN_SCENARIO_DEFAULT", json.dumps(conn))
+    use_connection(monkeypatch, scenario_emulator, max_retries=1)
     job_id = submit_text_job(scenario_emulator, seconds=2.0)
     scenario_emulator.add_fault("^/v1/jobs/job_", status=503, headers={"retry-after-ms": "20"}, times=4)
     scenario_emulator.add_fault("^/v1/jobs/job_", status=429, headers={"retry-after-ms": "20"}, times=4)
