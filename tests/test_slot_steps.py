@@ -87,6 +87,52 @@ def test_a_passed_timer_does_not_end_the_wait_while_the_team_is_full() -> None:
     assert near_deadline.wake == 133.0
 
 
+def test_while_looks_answer_they_alone_wake_waiters_and_a_passed_timer_ends_no_wait(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """A timer that ended a wait the looks did not would send a submission into a team the looks counted:
+    refused, its task would defer anew and sit out its ``not_before`` while a slot might free."""
+    clock = Clock()
+    board = SlotBoard(clock)
+    answers: list[list[dict[str, Any]] | Exception] = [
+        [job("job_a", 0.5)],
+        [job("job_a", 0.5)],
+        OSError("no route"),
+    ]
+
+    async def list_jobs() -> list[dict[str, Any]]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def join(count: int) -> list[asyncio.Future[None]]:
+        return [board.join(TEAM, since=clock.now - n) for n in range(count, 0, -1)]
+
+    woken = loop.run_until_complete(join(2))
+    loop.run_until_complete(look(board, 4, list_jobs))  # 1 running of 4: both waiters woken
+    assert all(waiter.done() for waiter in woken)
+    (third,) = loop.run_until_complete(join(1))
+    until = clock.now - 1  # its timer has run out
+    team = board.view(TEAM, 4)
+    assert team.counted
+    assert not team.full  # 1 running + 2 handed over: one slot the next look hands over
+    step = next_step(clock.now, until, deadline=clock.now + 600, team=team)
+    assert (step.act, step.until) == (Act.SLEEP, clock.now + HANDOFF_RECHECK)  # to decide again
+    clock.now = board.next_look(TEAM)
+    loop.run_until_complete(look(board, 4, list_jobs))
+    assert third.done()  # woken by the look, not by its timer
+    (fourth,) = loop.run_until_complete(join(1))
+    clock.now += LOOK_MAX + LOOK_AFTER_END + 0.1
+    loop.run_until_complete(look(board, 4, list_jobs))  # the API cannot be reached: no count
+    team = board.view(TEAM, 4)
+    assert not team.counted
+    assert (
+        next_step(clock.now, until, deadline=clock.now + 600, team=team).act is Act.END
+    )  # the timer decides
+    assert not fourth.done()
+
+
 def test_a_passed_timer_awaits_the_look_under_way() -> None:
     step = next_step(131.0, until=130.0, deadline=500.0, team=view(looking=True, under_way=True))
     assert (step.act, step.wake) == (Act.AWAIT_LOOK, 500.0)

@@ -11,8 +11,10 @@ A slot held by a job followed elsewhere (another triggerer, another client of th
 the API: while fewer of the team's jobs than its limit are followed here, the waiters' process looks at the
 team's newest jobs (``GET /jobs``, one page, one look at a time for all its waiters), aimed a few seconds past
 the end that the jobs' progress predicts (time for the triggerer that follows the job to hand its slot over
-there), and wakes as many waiters as the team has slots free. The backoff timer remains for what no look
-shows (running jobs off the first page).
+there), and wakes as many waiters as the team has slots free. While looks answer, they alone decide how many
+waiters wake: a waiter's backoff timer that ran out then ends no wait, for each submission it woke beyond the
+looks' count would only be refused, and its task would wait out a new deferral while a slot might free. The
+timer ends a wait when no look has answered lately (the API unreachable) or no limit is known.
 """
 
 from __future__ import annotations
@@ -218,6 +220,14 @@ class SlotBoard:
             return False
         return len(look.running) + self._handed_now(conn_id) >= limit
 
+    def counted(self, conn_id: str) -> bool:
+        """Whether a look at ``conn_id``'s team answered within the longest time between two looks.
+
+        Such looks wake as many waiters as the team has room for (:meth:`look_if_due`).
+        """
+        look = self._looks.get(conn_id)
+        return look is not None and look.at > 0 and self.clock() - look.at <= LOOK_MAX + LOOK_AFTER_END
+
     def view(self, conn_id: str, limit: int | None) -> TeamView:
         """What this process knows of ``conn_id``'s team now, for :func:`next_step`."""
         looking = limit is not None and self.looking(conn_id, limit)
@@ -226,6 +236,7 @@ class SlotBoard:
             look_under_way=self.look_under_way(conn_id) is not None,
             full=limit is not None and self.team_full(conn_id, limit),
             next_look=self.next_look(conn_id) if looking else math.inf,
+            counted=looking and self.counted(conn_id),
         )
 
     def look_under_way(self, conn_id: str) -> asyncio.Task[None] | None:
@@ -357,12 +368,15 @@ class TeamView:
     :param look_under_way: a look has been sent and not answered yet.
     :param full: a submission would meet the team's limit now, as far as this process knows.
     :param next_look: when the next look is due (epoch seconds); ``inf`` when not looking.
+    :param counted: while looking, a look answered lately (:meth:`SlotBoard.counted`): the looks decide how
+        many waiters wake; default ``False``.
     """
 
     looking: bool
     look_under_way: bool
     full: bool
     next_look: float
+    counted: bool = False
 
 
 class Act(Enum):
@@ -399,16 +413,17 @@ def _epoch(value: Any) -> float | None:
 def next_step(now: float, until: float, deadline: float, team: TeamView) -> Step:
     """The next step of a waiter whose timer ends at ``until`` and whose wait ends by ``deadline``.
 
-    A passed timer ends the wait unless the team is known full (then it looks again in
-    :data:`HANDOFF_RECHECK` seconds) or a look under way is about to say so; until then the waiter sleeps
-    to its timer, the deadline or the next look, whichever comes first. A hand-off wakes it sooner.
+    A passed timer ends the wait unless the team is known full or lately counted by looks, which wake the
+    waiters it has room for (then it decides again in :data:`HANDOFF_RECHECK` seconds), or a look under way is
+    about to say so; until then the waiter sleeps to its timer, the deadline or the next look, whichever comes
+    first. A hand-off wakes it sooner.
     """
     if now >= deadline:
         return Step(Act.END)
     if now >= until:
         if team.looking and team.look_under_way:
             return Step(Act.AWAIT_LOOK, wake=deadline, until=until)
-        if not team.full:
+        if not team.full and not team.counted:
             return Step(Act.END)
         until = min(now + HANDOFF_RECHECK, deadline)
     return Step(Act.SLEEP, wake=min(until, deadline, team.next_look), until=until)
@@ -425,7 +440,8 @@ class ScenarioSlotTrigger(BaseTrigger):
     slot that frees is handed over here: the timer then does not end the wait (a submission it woke would
     only be refused again), up to ``deadline``. While it follows fewer, the triggerer looks at the team's
     newest jobs (``GET /jobs``, see the module's description): a slot free in the team wakes a waiter here
-    too, and while the last look counted the team full the timer does not end the wait either.
+    too, and while looks answer the timer does not end the wait either; it does when none has answered for
+    :data:`LOOK_MAX` + :data:`LOOK_AFTER_END` seconds.
 
     :param wake_at: wall-clock time (epoch seconds) at which the backoff timer ends the wait.
     :param scenario_conn_id: the connection whose team's slot is awaited; default ``scenario_default``.
