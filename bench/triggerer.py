@@ -8,10 +8,11 @@ Per contender and N: CPU seconds per 1 000 polls, peak RSS of the loop's process
 delay from a job's success to its event.
 
 With ``--instructions`` (valgrind installed), each loop runs under callgrind instead and the bench reports the
-instructions its waits execute per poll, with the garbage collector off: a count that repeats within 0.5 %,
-where CPU time on a shared host spreads by 10-20 % and one full collection more or less moves a ratio by 0.2.
-It counts neither the kernel's work nor memory stalls. Valgrind slows a loop many times over: give the jobs time
-to be polled (``--jobs 200 --job-seconds 30``).
+instructions its waits execute per poll, with the garbage collector off: a count that repeats within 0.5 % on an
+idle machine, where CPU time on a shared host spreads by 10-20 % and one full collection more or less moves a ratio
+by 0.2. It counts neither the kernel's work nor memory stalls. Valgrind slows a loop many times over: give the jobs
+time to be polled (``--jobs 200 --job-seconds 30``), and compare runs with the same polls per job (a loaded machine
+gives fewer, and each poll then carries more of the per-job work).
 """
 
 from __future__ import annotations
