@@ -43,7 +43,11 @@ def test_a_job_of_the_wrong_types_is_an_error_naming_the_field(
         ScenarioHook().get_job(JOB)
 
 
-@pytest.mark.parametrize(("sent", "read"), [(1.7, 1.0), (-0.2, 0.0), (None, 0.0), (1, 1.0), (0.25, 0.25)])
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [(1.7, 1.0), (-0.2, 0.0), (None, 0.0), (1, 1.0), (0.25, 0.25), (10**400, 1.0), (-(10**400), 0.0)],
+    ids=["above", "below", "absent", "int", "within", "huge int", "huge negative int"],  # not 400 digits
+)
 def test_a_jobs_progress_is_read_as_a_number_from_0_to_1(
     scenario_emulator: EmulatorServer, sent: Any, read: float
 ) -> None:

@@ -73,7 +73,7 @@ def checked_job(value: Any) -> dict[str, Any]:
     if type(progress) is not float and (isinstance(progress, bool) or not isinstance(progress, (int, float))):
         raise _wrong(job, "progress", "a number from 0 to 1")
     if not 0.0 <= progress <= 1.0:  # out of range, or not a number (NaN)
-        if not math.isfinite(progress):
+        if type(progress) is float and not math.isfinite(progress):  # an int of any size is finite
             raise _wrong(job, "progress", "a number from 0 to 1")
         progress = 0.0 if progress < 0.0 else 1.0
     job["progress"] = float(progress)
