@@ -90,6 +90,15 @@ def test_a_hostile_descriptor_is_read_as_far_as_it_is_well_formed() -> None:
     )
     assert len(hostile) == 66  # the first 200 entries only, and of those the ones with a name
     assert input_problems(hostile, {"scale": 9}) == []  # limits of the wrong type are not limits
+    huge = descriptor_inputs(
+        {"inputs": [{"name": "scale", "type": "number", "min": -(10**400), "max": 10**400}]}
+    )
+    assert (
+        input_problems(huge, {"scale": 9}) == []
+    )  # no float holds them: not limits (it raised OverflowError)
+    (problem,) = input_problems(DESCRIBED[2:3], {"scale": 10**400})
+    assert problem.startswith("scale must be a number, got 1000")  # a value no float holds
+    assert len(problem) < 200  # said shortened
 
 
 def test_the_error_says_where_the_limits_come_from() -> None:

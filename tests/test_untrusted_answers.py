@@ -57,6 +57,26 @@ def test_a_jobs_progress_is_read_as_a_number_from_0_to_1(
     assert type(progress) is float
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [10**400, "30", float("nan"), float("inf"), True],
+    ids=["huge int", "text", "NaN", "Infinity", "boolean"],
+)
+def test_a_cost_that_is_not_a_finite_number_is_no_figure(
+    scenario_emulator: EmulatorServer, sent: Any
+) -> None:
+    """The contract's costs are numbers: ``float(10**400)`` raised OverflowError, ``"30"`` was read as 30."""
+    from airflow_kling.jobs.status import job_cost
+
+    hook = ScenarioHook()
+    scenario_emulator.add_fault("^/v1/generate/", method="POST", status=200, body={"creativeUnitsCost": sent})
+    assert hook.estimate_cost("model_kling-lip-sync", {"videoUrl": "asset_abc", "text": "hi"}) is None
+    scenario_emulator.add_fault(f"^/v1/jobs/{JOB}$", status=200, body=job_answer(billing={"cuCost": sent}))
+    assert job_cost(hook.get_job(JOB)) is None
+    scenario_emulator.add_fault(f"^/v1/jobs/{JOB}$", status=200, body=job_answer(billing={"cuCost": 30}))
+    assert job_cost(hook.get_job(JOB)) == 30.0
+
+
 @pytest.mark.parametrize("held", [None, "job_lying", ["job_lying"]])
 def test_an_answer_without_its_object_is_an_error_naming_the_key_from_both_hooks(
     scenario_emulator: EmulatorServer, held: Any

@@ -24,6 +24,7 @@ from airflow_kling.api.contract import (
     api_error,
     api_path,
     decode_json,
+    wire_number,
 )
 from airflow_kling.api.origins import allowed_hosts_setting, checked_storage_url
 from airflow_kling.api.redaction import redact_http_library_logs
@@ -270,10 +271,9 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
     def estimate_cost(self, model_id: str, inputs: Mapping[str, Any]) -> float | None:
         """The creative units a generation would cost (a ``dryRun`` estimate: no job, nothing paid).
 
-        ``None`` when the API gives no figure.
+        ``None`` when the API gives no figure, or something that is not a finite number.
         """
-        cost = self.run_model(model_id, inputs, dry_run=True).get("creativeUnitsCost")
-        return None if cost is None else float(cost)
+        return wire_number(self.run_model(model_id, inputs, dry_run=True).get("creativeUnitsCost"))
 
     def submit_once(
         self,

@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_kling.api.contract import wire_number
 from airflow_kling.api.retry import REFUSED_SUBMIT_STATUSES
 from airflow_kling.exceptions import (
     ScenarioAmbiguousSubmitError,
@@ -101,13 +102,11 @@ class SubmitRecord:
         """A record read back, or ``None`` for anything that is not one (an older format, a foreign key)."""
         if not isinstance(value, Mapping) or not isinstance(value.get("inputs_digest"), str):
             return None
-        intent_at = value.get("intent_at")
-        cost = value.get("cost")
         return cls(
             inputs_digest=value["inputs_digest"],
-            intent_at=float(intent_at) if isinstance(intent_at, int | float) else 0.0,
+            intent_at=wire_number(value.get("intent_at")) or 0.0,
             job_id=str(value["job_id"]) if value.get("job_id") else None,
-            cost=float(cost) if isinstance(cost, int | float) else None,
+            cost=wire_number(value.get("cost")),
             claimed=tuple(str(job) for job in value.get("claimed") or ()),
             refused=value.get("refused") is True,
         )
@@ -337,8 +336,7 @@ class SubmitOnce:
                 self.log.warning("No job was created by the lost submission: submitting again")
                 continue
             job = checked_job(response.get("job"))
-            raw_cost = response.get("creativeUnitsCost")
-            cost = float(raw_cost) if isinstance(raw_cost, int | float) else None
+            cost = wire_number(response.get("creativeUnitsCost"))
             submission = Submission(job, cost, intent.intent_at)
             self.store.save(SubmitRecord(digest, intent.intent_at, submission.job_id, cost, claimed))
             return submission

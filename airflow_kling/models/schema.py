@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -122,9 +123,14 @@ def _required_problems(name: str, entry: Mapping[str, Any], given: set[str]) -> 
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+    """A descriptor's number as a finite float; ``None`` for anything else.
+
+    As :func:`airflow_kling.api.contract.wire_number` reads an answer's numbers; the model specs sit below the
+    wire contract in the layers, so this one is their own.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > sys.float_info.max:
+        return None  # a larger integer has no float (math.isfinite raises on it)
+    return float(value) if math.isfinite(value) else None
 
 
 def _value_problems(name: str, entry: Mapping[str, Any], value: Any, assets: AssetLookup | None) -> list[str]:
@@ -170,7 +176,11 @@ def _scalar_problems(
 
 
 def _range_problems(name: str, entry: Mapping[str, Any], number: float) -> list[str]:
-    low, high, step = _number(entry.get("min")), _number(entry.get("max")), _number(entry.get("step"))
+    low, high, step = (
+        _number(entry.get("min")),
+        _number(entry.get("max")),
+        _number(entry.get("step")),
+    )
     if low is not None and number < low:
         return [f"{name} must be at least {low:g}, got {number:g}"]
     if high is not None and number > high:
