@@ -176,11 +176,7 @@ def _scalar_problems(
 
 
 def _range_problems(name: str, entry: Mapping[str, Any], number: float) -> list[str]:
-    low, high, step = (
-        _number(entry.get("min")),
-        _number(entry.get("max")),
-        _number(entry.get("step")),
-    )
+    low, high, step = _number(entry.get("min")), _number(entry.get("max")), _number(entry.get("step"))
     if low is not None and number < low:
         return [f"{name} must be at least {low:g}, got {number:g}"]
     if high is not None and number > high:
