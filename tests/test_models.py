@@ -93,9 +93,8 @@ def test_a_hostile_descriptor_is_read_as_far_as_it_is_well_formed() -> None:
     huge = descriptor_inputs(
         {"inputs": [{"name": "scale", "type": "number", "min": -(10**400), "max": 10**400}]}
     )
-    assert (
-        input_problems(huge, {"scale": 9}) == []
-    )  # no float holds them: not limits (it raised OverflowError)
+    # No float holds them: they are not limits (reading them raised OverflowError).
+    assert input_problems(huge, {"scale": 9}) == []
     (problem,) = input_problems(DESCRIBED[2:3], {"scale": 10**400})
     assert problem.startswith("scale must be a number, got 1000")  # a value no float holds
     assert len(problem) < 200  # said shortened
