@@ -263,7 +263,7 @@ def test_the_live_schema_refuses_before_anything_is_paid(
 
 
 def test_a_missing_input_required_only_without_another(
-    scenario_emulator: EmulatorServer, tmp_path: Path
+    scenario_emulator: EmulatorServer, airflow_home: Path, tmp_path: Path
 ) -> None:
     image = ScenarioHook().upload_asset(write_png(tmp_path / "in.png"), kind="image")
     scenario_emulator.describe_model(UPSCALER.model_id, style={"required": {"ifNotDefined": {"scale": "x"}}})
