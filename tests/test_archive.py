@@ -163,6 +163,31 @@ def test_faults_end_in_a_complete_verified_file(
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("answer", "statuses"),
+    [
+        # the resume's answer is the whole file: read from zero
+        ("ignore-range", [200, 200]),
+        # a part from byte 0 for a resume from the middle: the file asked again, whole
+        ("wrong-range", [200, 206, 200]),
+    ],
+)
+def test_a_resume_answered_with_other_bytes_starts_the_file_again(
+    scenario_emulator: EmulatorServer, tmp_path: Path, answer: str, statuses: list[int]
+) -> None:
+    job_id, asset_id = finished_job(scenario_emulator)
+    scenario_emulator.add_fault("^/_files/", action="truncate")  # half the file, then the connection drops
+    scenario_emulator.add_fault("^/_files/", action=answer)  # the resume (Range: bytes=half-) meets this
+    (archived,) = archive_assets(ScenarioHook(), [asset_id], storage_path(tmp_path))
+    content = emulator_file(scenario_emulator, asset_id)
+    assert (tmp_path / job_id / f"{asset_id}.mp4").read_bytes() == content
+    assert archived.record["size"] == len(content)
+    assert archived.record["sha256"] == hashlib.sha256(content).hexdigest()
+    requests = scenario_emulator.store.requests("^/_files/")
+    assert [r["status"] for r in requests] == statuses
+    assert leftovers(tmp_path) == []
+
+
 def test_an_expired_url_is_renewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_kling.emulator import run_emulator
 

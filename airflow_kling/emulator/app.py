@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from airflow_kling.models.spec import ModelSpec
 
 STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
-TRUNCATE_KEY: web.RequestKey[bool] = web.RequestKey("truncate", bool)
+FILE_FAULT_KEY: web.RequestKey[str] = web.RequestKey("file_fault", str)
+FILE_FAULTS = ("truncate", "ignore-range", "wrong-range")
+"""Faults a file download meets in its body (:class:`~airflow_kling.emulator.store.Fault`'s ``action``)."""
 LOG_ENTRY_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("log_entry", dict)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DRY_RUN_STATUS = 269
@@ -142,8 +144,8 @@ async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamRe
         if request.transport is not None:
             request.transport.abort()
         raise asyncio.CancelledError
-    if fault.action == "truncate":
-        request[TRUNCATE_KEY] = True
+    if fault.action in FILE_FAULTS:
+        request[FILE_FAULT_KEY] = fault.action
         return await handler(request)
     if fault.action in ("flood", "flood-unsized"):
         return await _flood(request, fault.size, declared=fault.action == "flood")
@@ -585,16 +587,25 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         f"{asset_id}/{file_name}", request.query.get("expires", ""), request.query.get("signature", "")
     )
     asset = store.asset(asset_id)
-    if not request.get(TRUNCATE_KEY):
+    fault = request.get(FILE_FAULT_KEY)
+    if fault is None:
         return web.FileResponse(asset.path, headers={"Content-Type": asset.mime_type})
     size = asset.path.stat().st_size
     response = web.StreamResponse(headers={"Content-Type": asset.mime_type})
     response.content_length = size
+    if fault == "wrong-range":  # the whole file as a part, whatever range was asked: a stale cache's answer
+        response.set_status(206)
+        response.headers["Content-Range"] = f"bytes 0-{size - 1}/{size}"
     await response.prepare(request)
     with asset.path.open("rb") as source:
-        await response.write(source.read(size // 2))
-    if request.transport is not None:
-        request.transport.close()  # sends what was written, then hangs up short of Content-Length
+        if fault == "truncate":
+            await response.write(source.read(size // 2))
+            if request.transport is not None:
+                request.transport.close()  # sends what was written, then hangs up short of Content-Length
+            return response
+        while chunk := source.read(1024 * 1024):  # "ignore-range": the whole file, as a host without ranges
+            await response.write(chunk)
+    await response.write_eof()
     return response
 
 

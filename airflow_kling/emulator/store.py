@@ -145,7 +145,9 @@ class Fault:
     :param body: JSON body of that answer.
     :param delay: seconds to wait before answering.
     :param action: ``respond`` (default), ``drop`` (close the connection with no answer),
-        ``truncate`` (file downloads: send half the body, then close) or ``hold`` (a gateway's queue: the
+        ``truncate`` (file downloads: send half the body, then close), ``ignore-range`` (file downloads: the
+        whole file with 200, whatever ``Range`` asked), ``wrong-range`` (file downloads: the whole file as a 206
+        from byte 0, whatever ``Range`` asked), ``hold`` (a gateway's queue: the
         request reaches the API ``delay`` seconds late, and never if the client gave up meanwhile; with
         ``respond``, a delayed request is the API's, and takes effect late whatever the client does),
         ``flood`` (a 200 whose JSON body is ``size`` bytes long, declared in ``Content-Length``) or

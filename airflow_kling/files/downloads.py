@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,8 @@ MAX_FILE_BYTES = 2 * 1024**3
 """Bytes a file whose asset declares no size may hold (2 GiB); a declared size is a bound of its own."""
 EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
 """What a file host answers for a signed URL that expired or was revoked: ask the API for a new one."""
+CONTENT_RANGE = re.compile(r"bytes (\d{1,19})-\d{1,19}/(?:\d{1,19}|\*)")
+"""A ``206`` answer's ``Content-Range`` header (``bytes 500-999/1000``): its first number is where the body starts."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,8 @@ def download_asset(
 ) -> tuple[Downloaded, IO[bytes]]:
     """Write an asset's bytes into a sink from ``open_sink``.
 
-    A fresh sink is opened when a download must restart from zero (the host ignored a ``Range`` request), the
-    current one is appended to when it resumes.
+    A fresh sink is opened when a download must restart from zero (the host ignored a ``Range`` request, or
+    answered with bytes from elsewhere in the file), the current one is appended to when it resumes.
 
     :param asset: the asset object of ``GET /assets/{id}`` (its ``url`` and ``properties.size`` are used).
     :return: the verified size and SHA-256, and the sink still open: the caller commits it (``close``) or
@@ -76,6 +79,15 @@ def download_asset(
                     continue
                 if status not in (200, 206):
                     raise ScenarioDownloadError(f"Asset {asset_id}: the file host answered HTTP {status}")
+                if status == 206 and _range_start(response) != received:
+                    # Bytes from elsewhere in the file (a cache's stale part, a host's own choice), or from an
+                    # unknown place: they cannot be placed, so the file starts again from zero, asked whole.
+                    writer.stop()
+                    abandon(writer.sink)
+                    writer = _HashingWriter(open_sink())
+                    shown = str(response.headers.get("Content-Range"))[:40]
+                    _pause(hook, asset_id, attempt, f"asked for bytes from {received}, sent {shown!r}")
+                    continue
                 if received and status == 200:  # the host ignored Range: start again from zero
                     writer.stop()
                     abandon(writer.sink)
@@ -121,6 +133,13 @@ def _declared_size(asset_id: str, asset: dict[str, Any]) -> int | None:
             f"got {str(size)[:40]!r}"
         )
     return size
+
+
+def _range_start(response: requests.Response) -> int | None:
+    """Where a ``206`` answer's body starts in the file (its ``Content-Range``); ``None`` when it does not say."""
+    header = response.headers.get("Content-Range")
+    found = CONTENT_RANGE.fullmatch(header.strip()) if header else None
+    return int(found.group(1)) if found else None
 
 
 def open_asset_file(
