@@ -420,3 +420,78 @@ def test_a_storage_error_keeps_only_its_code_and_status(
         ScenarioHook().upload_asset(sample_video())
     assert str(refused.value) == "Storage refused upload part 1 with HTTP 403 (SignatureDoesNotMatch)"
     assert planted not in captured_logs()
+
+
+SIGNED = "https://storage.example/part?X-Amz-Signature=planted-signature"
+
+
+@pytest.mark.parametrize(
+    ("parts", "named"),
+    [
+        (None, "upload.parts with NoneType for the 1 part"),
+        ([], "upload.parts with 0 item"),
+        ([{"number": 1, "url": SIGNED}, {"number": 2, "url": SIGNED}], "upload.parts with 2 item"),
+        ([{"number": 2, "url": SIGNED}], r"numbered 1 to 1, each once, with a url \(number 2\)"),
+        ([{"number": "1", "url": SIGNED}], r"numbered 1 to 1, each once, with a url \(number '1'\)"),
+        ([{"number": 1}], r"numbered 1 to 1, each once, with a url \(number 1\)"),
+        (["not a part"], r"numbered 1 to 1, each once, with a url \(number None\)"),
+    ],
+    ids=[
+        "none",
+        "empty",
+        "more than announced",
+        "beyond those announced",
+        "number as text",
+        "no url",
+        "text",
+    ],
+)
+def test_an_upload_whose_parts_are_not_those_announced_sends_nothing(
+    scenario_emulator: EmulatorServer, parts: Any, named: str
+) -> None:
+    from tests.media_samples import sample_video
+
+    answer = {"upload": {"id": "upload_lying", "status": "pending", "parts": parts}}
+    scenario_emulator.add_fault("^/v1/uploads$", method="POST", status=200, body=answer)
+    with pytest.raises(ScenarioResponseError, match=named) as refused:
+        ScenarioHook().upload_asset(sample_video())
+    assert "planted-signature" not in str(refused.value)
+    assert scenario_emulator.store.requests("^/_uploads/") == []  # no part sent
+    assert scenario_emulator.store.requests("^/v1/uploads/") == []  # nothing completed
+
+
+def test_a_part_listed_twice_is_refused() -> None:
+    from airflow_kling.files.uploads import part_urls
+
+    assert part_urls([{"number": 2, "url": "b"}, {"number": 1, "url": "a"}], 2) == [(1, "a"), (2, "b")]
+    with pytest.raises(ScenarioResponseError, match=r"numbered 1 to 2, each once, with a url \(number 1\)"):
+        part_urls([{"number": 1, "url": SIGNED}, {"number": 1, "url": SIGNED}], 2)
+
+
+@pytest.mark.parametrize(
+    ("upload", "error"),
+    [
+        ({"id": "upload_lying", "status": "validated", "entityId": "../../etc"}, r"upload\.entityId"),
+        ({"id": "upload_lying", "status": "validated", "entityId": ["asset_a"]}, r"upload\.entityId"),
+        ({"id": "upload_lying", "status": "failed", "errorMessage": "Not a video. " * 10_000}, "Not a video"),
+        ({"id": "upload_lying", "status": {"deep": "x" * 10_000}}, "still"),
+    ],
+    ids=["path", "list", "long reason", "status of another type"],
+)
+def test_an_uploads_outcome_is_read_within_bounds(
+    scenario_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, upload: dict[str, Any], error: str
+) -> None:
+    """The asset id an upload names is an id before anything uses it; the reasons and statuses it gives are
+    cut to a few hundred characters in the error."""
+    from airflow_kling.files import uploads
+    from tests.media_samples import sample_video
+
+    monkeypatch.setattr(uploads, "UPLOAD_WAIT_SECONDS", 0.0)  # a status that never ends the wait: once
+    scenario_emulator.add_fault(
+        r"^/v1/uploads/[^/]+$", method="GET", status=200, body={"upload": upload}, times=100
+    )
+    with pytest.raises(ScenarioError, match=error) as refused:
+        ScenarioHook().upload_asset(sample_video())
+    assert len(str(refused.value)) < 700
+    # the part was sent, then the answer read
+    assert len(scenario_emulator.store.requests("^/_uploads/")) == 1

@@ -143,6 +143,9 @@ GET_JOB = ObjectCall("GET", "/jobs/{}", "job")
 CANCEL_JOB = ObjectCall("POST", "/jobs/{}/action", "job", {"action": "cancel"})
 GET_ASSET = ObjectCall("GET", "/assets/{}", "asset")
 GET_MODEL = ObjectCall("GET", "/models/{}", "model")
+CREATE_UPLOAD = ObjectCall("POST", "/uploads", "upload")
+GET_UPLOAD = ObjectCall("GET", "/uploads/{}", "upload")
+COMPLETE_UPLOAD = ObjectCall("POST", "/uploads/{}/action", "upload", {"action": "complete"})
 
 
 def is_job_submission(method: str, path: str, params: Mapping[str, Any] | None = None) -> bool:

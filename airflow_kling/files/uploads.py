@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from airflow_kling.api.contract import api_path
-from airflow_kling.exceptions import ScenarioAPIError, ScenarioUploadError
+from airflow_kling.api.contract import COMPLETE_UPLOAD, CREATE_UPLOAD, GET_UPLOAD, MESSAGE_LIMIT
+from airflow_kling.api.ids import checked_id
+from airflow_kling.exceptions import ScenarioAPIError, ScenarioResponseError, ScenarioUploadError
 from airflow_kling.media.formats import content_type_for, kind_for
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ READ_BLOCK = 1024 * 1024
 UPLOAD_READY = frozenset({"validated", "imported", "complete"})
 UPLOAD_WAIT_SECONDS = 600.0
 """How long to wait for the API to validate a completed upload."""
+MAX_UPLOAD_ID = 200
+"""Characters an upload's id may have (the contract gives it no shape; it is percent-encoded in paths)."""
 
 
 @runtime_checkable
@@ -117,8 +120,8 @@ def upload_asset(
             raise ScenarioUploadError(f"Upload source {file_name!r} is empty (0 bytes)")
         parts = max(1, math.ceil(size / PART_SIZE))
         _, created = hook.request(
-            "POST",
-            "/uploads",
+            CREATE_UPLOAD.method,
+            CREATE_UPLOAD.path(),
             body={
                 "kind": kind,
                 "fileName": file_name,
@@ -127,16 +130,45 @@ def upload_asset(
                 "parts": parts,
             },
         )
-        upload = created["upload"]
-        upload_id = str(upload["id"])
+        upload = CREATE_UPLOAD.answer(created)
+        upload_id = upload.get("id")
+        if not isinstance(upload_id, str) or not 0 < len(upload_id) <= MAX_UPLOAD_ID:  # put in paths, encoded
+            raise ScenarioResponseError(
+                f"Scenario POST /uploads answered an upload.id that is not a text of 1 to {MAX_UPLOAD_ID} characters"
+            )
         part_length = math.ceil(size / parts)
-        for part in sorted(upload.get("parts") or [], key=lambda p: int(p["number"])):
-            number = int(part["number"])
+        for number, url in part_urls(upload.get("parts"), parts):
             offset = (number - 1) * part_length
-            _put_part(hook, str(part["url"]), stream, number, offset, min(part_length, size - offset))
+            _put_part(hook, url, stream, number, offset, min(part_length, size - offset))
         hook.log.info("Uploaded %s (%d bytes, %d part(s)) as upload %s", file_name, size, parts, upload_id)
         _complete(hook, upload_id)
         return _wait_for_asset(hook, upload_id, file_name)
+
+
+def part_urls(listed: Any, parts: int) -> list[tuple[int, str]]:
+    """The presigned URL of each part an upload announced, by number: ``upload.parts`` of ``POST /uploads``.
+
+    :param parts: the parts announced; the answer must list each of 1 to ``parts`` once, with its URL.
+    :raises ScenarioResponseError: naming ``upload.parts`` and what is wrong in it (never a URL: they are
+        signed), before any part is sent.
+    """
+    if not isinstance(listed, list) or len(listed) != parts:
+        found = f"{len(listed)} item(s)" if isinstance(listed, list) else type(listed).__name__
+        raise ScenarioResponseError(
+            f"Scenario POST /uploads answered upload.parts with {found} for the {parts} part(s) announced: "
+            "nothing was sent"
+        )
+    urls: dict[int, str] = {}
+    for part in listed:
+        number = part.get("number") if isinstance(part, dict) else None
+        url = part.get("url") if isinstance(part, dict) else None
+        if type(number) is not int or not 1 <= number <= parts or number in urls or not isinstance(url, str):
+            raise ScenarioResponseError(
+                f"Scenario POST /uploads answered an upload.parts item that is not a part numbered 1 to {parts}, "
+                f"each once, with a url (number {repr(number)[:20]}): nothing was sent"
+            )
+        urls[number] = url
+    return sorted(urls.items())
 
 
 def _complete(hook: TransferClient, upload_id: str) -> None:
@@ -146,12 +178,12 @@ def _complete(hook: TransferClient, upload_id: str) -> None:
     "already" done: the upload's own state says so.
     """
     try:
-        hook.request("POST", api_path("/uploads/{}/action", upload_id), body={"action": "complete"})
+        hook.request(COMPLETE_UPLOAD.method, COMPLETE_UPLOAD.path(upload_id), body=COMPLETE_UPLOAD.body)
     except ScenarioAPIError as error:
         if error.status != 400:
             raise
-        _, payload = hook.request("GET", api_path("/uploads/{}", upload_id))
-        if payload["upload"].get("status") in (None, "pending"):
+        _, payload = hook.request(GET_UPLOAD.method, GET_UPLOAD.path(upload_id))
+        if GET_UPLOAD.answer(payload).get("status") in (None, "pending"):
             raise
         hook.log.info("Upload %s was completed by an earlier attempt whose answer was lost", upload_id)
 
@@ -189,18 +221,20 @@ def _wait_for_asset(hook: TransferClient, upload_id: str, file_name: str) -> str
     deadline = time.monotonic() + UPLOAD_WAIT_SECONDS
     delay = 0.2
     while True:
-        _, payload = hook.request("GET", api_path("/uploads/{}", upload_id))
-        upload = payload["upload"]
+        _, payload = hook.request(GET_UPLOAD.method, GET_UPLOAD.path(upload_id))
+        upload = GET_UPLOAD.answer(payload)
         status = upload.get("status")
-        if status in UPLOAD_READY and upload.get("entityId"):
-            return str(upload["entityId"])
+        if isinstance(status, str) and status in UPLOAD_READY and upload.get("entityId"):
+            return checked_id(upload["entityId"], "upload.entityId")
         if status == "failed":
+            reason = upload.get("errorMessage")
             raise ScenarioUploadError(
-                f"Scenario refused the upload of {file_name!r}: {upload.get('errorMessage') or 'no reason given'}"
+                f"Scenario refused the upload of {file_name!r}: "
+                f"{reason[:MESSAGE_LIMIT] if isinstance(reason, str) and reason else 'no reason given'}"
             )
         if time.monotonic() > deadline:
             raise ScenarioUploadError(
-                f"Upload {upload_id} of {file_name!r} still {status!r} after {UPLOAD_WAIT_SECONDS:.0f} s"
+                f"Upload {upload_id} of {file_name!r} still {str(status)[:40]!r} after {UPLOAD_WAIT_SECONDS:.0f} s"
             )
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
