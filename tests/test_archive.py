@@ -384,6 +384,88 @@ def test_asset_ids_from_an_xcom_are_checked_before_any_request(
     assert everything_under(tmp_path) == []
 
 
+@pytest.mark.parametrize("metadata", [["asset_a"], "text"])
+def test_an_asset_whose_metadata_is_not_an_object_is_refused(
+    scenario_emulator: EmulatorServer, tmp_path: Path, metadata: object
+) -> None:
+    from airflow_kling.exceptions import ScenarioResponseError
+
+    _, asset_id = finished_job(scenario_emulator)
+    lying = {**ScenarioHook().get_asset(asset_id), "metadata": metadata}
+    scenario_emulator.add_fault(f"^/v1/assets/{asset_id}$", method="GET", status=200, body={"asset": lying})
+    with pytest.raises(ScenarioResponseError, match=f"Asset {asset_id}: metadata must be an object"):
+        archive_assets(ScenarioHook(), [asset_id], storage_path(tmp_path))
+    assert scenario_emulator.store.requests("^/_files/") == []
+    assert everything_under(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["[1, 2]", '{"files": {"asset_a": 1}}', '{"files": [1, "x"]}', '{"files": []}' + " " * (5 * 1024 * 1024)],
+    ids=["a list", "files an object", "entries not objects", "over 4 MiB"],
+)
+def test_a_manifest_someone_else_wrote_says_nothing_and_the_file_is_compared(
+    scenario_emulator: EmulatorServer, tmp_path: Path, stored: str
+) -> None:
+    job_id, asset_id = finished_job(scenario_emulator)
+    hook = ScenarioHook()
+    archive_assets(hook, [asset_id], storage_path(tmp_path))
+    manifest = tmp_path / job_id / "manifest.json"
+    manifest.write_text(stored)
+    downloads = len(scenario_emulator.store.requests("^/_files/"))
+    lying = {**hook.get_asset(asset_id), "properties": ["not", "an", "object"]}  # no size to compare either
+    scenario_emulator.add_fault(f"^/v1/assets/{asset_id}$", method="GET", status=200, body={"asset": lying})
+    (again,) = archive_assets(hook, [asset_id], storage_path(tmp_path))
+    assert again.skipped  # downloaded and compared: the same bytes
+    assert len(scenario_emulator.store.requests("^/_files/")) == downloads + 1
+    assert (tmp_path / job_id / f"{asset_id}.mp4").read_bytes() == emulator_file(scenario_emulator, asset_id)
+    assert [entry["asset_id"] for entry in json.loads(manifest.read_text())["files"]] == [asset_id]
+
+
+BAD_TEMPLATES = [
+    ("../{asset_id}.{ext}", "not a relative path"),
+    ("/abs/{asset_id}.{ext}", "not a relative path"),
+    ("{job_id}//{asset_id}.{ext}", "not a relative path"),
+    ("{job}/{asset_id}.{ext}", r"takes only .*got \{job\}"),
+    ("{asset_id.__class__}.{ext}", r"got \{asset_id.__class__\}"),  # no attribute of a value
+    ("{asset_id[0]}.{ext}", r"got \{asset_id\[0\]\}"),
+    ("{asset_id!r}.{ext}", r"got \{asset_id!r\}"),
+    ("{asset_id:>40}.{ext}", r"got \{asset_id:>40\}"),
+    ("{}.{ext}", r"got \{\}"),
+    ("{asset_id.{ext}", "not a format string"),
+]
+
+
+@pytest.mark.parametrize(("template", "error"), BAD_TEMPLATES)
+def test_a_literal_file_name_template_is_checked_at_dag_parse(template: str, error: str) -> None:
+    from airflow_kling.exceptions import ScenarioValidationError
+
+    with pytest.raises(ScenarioValidationError, match=f"file_name_template .*{error}"):
+        ScenarioArchiveAssetsOperator(
+            task_id="archive", asset_ids=["asset_x"], destination="/tmp/archive", file_name_template=template
+        )
+
+
+def test_a_templated_file_name_template_is_checked_when_rendered(
+    scenario_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    from airflow_kling.version_compat import AirflowFailException
+
+    operator = ScenarioArchiveAssetsOperator(
+        task_id="archive",
+        asset_ids=["asset_x"],
+        destination=str(tmp_path),
+        file_name_template="{{ params.folder }}/{asset_id}.{ext}",
+    )  # a run decides it: not checked at parse
+    _, asset_id = finished_job(scenario_emulator)
+    operator.asset_ids = [asset_id]
+    operator.file_name_template = "{asset_id.__class__}/{asset_id}.{ext}"  # as a run might render it
+    with pytest.raises(AirflowFailException, match=r"file_name_template .*got \{asset_id.__class__\}"):
+        operator.execute({"outlet_events": OutletEventAccessors(), "ti": RecordingTaskInstance()})  # type: ignore[typeddict-item]
+    assert scenario_emulator.store.requests("^/_files/") == []  # refused before any download
+    assert everything_under(tmp_path) == []
+
+
 def test_a_file_name_template_that_leaves_the_destination_is_refused(
     scenario_emulator: EmulatorServer, tmp_path: Path
 ) -> None:

@@ -14,9 +14,9 @@ from airflow_kling.exceptions import (
     ScenarioDownloadError,
     ScenarioError,
     ScenarioResponseError,
-    ScenarioValidationError,
 )
 from airflow_kling.files.downloads import download_asset
+from airflow_kling.files.locations import template_parts
 from airflow_kling.files.storage import (
     abandon,
     atomic_writer,
@@ -86,11 +86,18 @@ def archive_assets(
         if checked_id(asset.get("id"), "asset id") != asset_id:
             raise ScenarioResponseError(f"Asked for asset {asset_id}, the API answered another asset")
         metadata = asset.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise ScenarioResponseError(
+                f"Asset {asset_id}: metadata must be an object, got {type(metadata).__name__}; nothing was written"
+            )
         parent = metadata.get("parentJobId")
         job_id = checked_id(parent, "metadata.parentJobId") if parent else NO_JOB
         if job_id not in jobs:
             jobs[job_id] = hook.get_job(job_id) if job_id != NO_JOB else {}
-            model_ids[job_id] = metadata.get("modelId") or jobs[job_id].get("modelId")
+            model_id = metadata.get("modelId") or jobs[job_id].get("modelId")
+            model_ids[job_id] = (
+                model_id if isinstance(model_id, str) and ID_PATTERN.fullmatch(model_id) else None
+            )
         planned.append((asset, job_id, _target(destination, file_name_template, asset, job_id)))
     folders: dict[str, list[ObjectStoragePath]] = {}
     archived: list[ArchivedFile] = []
@@ -181,19 +188,7 @@ def _target(
         raise ScenarioResponseError(
             f"Asset {asset['id']} has media type {mime[:80]!r}, none of those archived ({', '.join(ARCHIVED_TYPES)})"
         )
-    try:
-        relative = template.format(job_id=job_id, asset_id=asset["id"], ext=ext)
-    except (KeyError, IndexError) as error:
-        raise ScenarioValidationError(
-            f"file_name_template {template!r} takes only {{job_id}}, {{asset_id}} and {{ext}}: {error}"
-        ) from None
-    parts = relative.replace("\\", "/").split("/")
-    if relative.startswith("/") or any(part in ("", ".", "..") for part in parts):
-        raise ScenarioValidationError(
-            f"file_name_template {template!r} gives {relative!r}, not a relative path of named parts "
-            "under destination (no empty, '.' or '..' part, no leading '/')"
-        )
-    return destination.joinpath(*parts)
+    return destination.joinpath(*template_parts(template, job_id, str(asset["id"]), ext))
 
 
 def _archive_one(
@@ -208,7 +203,8 @@ def _archive_one(
     existing = existing_checksum(io_target)
     if (
         existing is not None
-        and existing[0] == (asset.get("properties") or {}).get("size")
+        and isinstance(properties := asset.get("properties"), dict)
+        and existing[0] == properties.get("size")
         and _manifest_says(io_target, asset_id, existing[1])
     ):
         hook.log.info("Asset %s already archived at %s (same size and SHA-256): skipped", asset_id, target)
@@ -277,15 +273,29 @@ def existing_checksum(target: ObjectStoragePath | Path) -> tuple[int, str] | Non
     return size, digest.hexdigest()
 
 
+MANIFEST_READ_LIMIT = 4 * 1024 * 1024
+"""Bytes of a stored manifest read back at most (one of thousands of files is well under 1 MiB)."""
+
+
 def _manifest_says(target: ObjectStoragePath | Path, asset_id: str, sha256: str) -> bool:
+    """Whether the manifest beside ``target`` records this asset with this SHA-256.
+
+    The manifest is read back from storage, which others can write: one larger than
+    :data:`MANIFEST_READ_LIMIT` or of another shape says nothing (the file is then downloaded and compared).
+    """
     manifest = target.parent / MANIFEST_NAME
     if not manifest.exists():
         return False
+    with manifest.open("rb") as stored:
+        text = stored.read(MANIFEST_READ_LIMIT + 1)
     try:
-        files = json.loads(manifest.read_text()).get("files", [])
-    except ValueError:
+        files = json.loads(text).get("files") if len(text) <= MANIFEST_READ_LIMIT else None
+    except (ValueError, AttributeError):
         return False
-    return any(entry.get("asset_id") == asset_id and entry.get("sha256") == sha256 for entry in files)
+    return isinstance(files, list) and any(
+        isinstance(entry, dict) and entry.get("asset_id") == asset_id and entry.get("sha256") == sha256
+        for entry in files
+    )
 
 
 INPUT_TEXT_LIMIT = 2000

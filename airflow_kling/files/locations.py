@@ -5,13 +5,15 @@ the roots that an administrator allowed.
 
 A local path is compared absolute and resolved (symbolic links followed: a link out of a root is out of
 it), an object-store URI by its bucket and key with ``.`` and ``..`` refused; ``http(s)`` and other
-non-storage schemes are never under a root.
+non-storage schemes are never under a root. And where an archive's file name template puts a file under its
+destination (:func:`template_parts`).
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import string
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -124,3 +126,43 @@ def check_input_location(location: str, argument: str) -> str:
             f"{argument}={location!r} is refused: {error} ([{INPUTS_SECTION}] {INPUT_ROOTS_OPTION})"
         ) from None
     return location
+
+
+TEMPLATE_FIELDS = frozenset({"job_id", "asset_id", "ext"})
+"""The fields an archive's ``file_name_template`` may name."""
+
+
+def template_parts(template: str, job_id: str, asset_id: str, ext: str) -> list[str]:
+    """The folders and file name ``template`` gives for these (checked) ids and extension.
+
+    :raises ScenarioValidationError: naming ``file_name_template`` when it has a field other than plain
+        ``{job_id}``, ``{asset_id}`` and ``{ext}`` (no attribute, index, conversion or format), unmatched
+        braces, or gives no relative path of named parts (an empty, ``.`` or ``..`` part, a leading ``/``).
+    """
+    try:
+        fields = [
+            (name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+        ]
+    except ValueError as error:
+        raise ScenarioValidationError(
+            f"file_name_template {template!r} is not a format string: {error}"
+        ) from None
+    for name, spec, conversion in fields:
+        if name is not None and (name not in TEMPLATE_FIELDS or spec or conversion):
+            raise ScenarioValidationError(
+                f"file_name_template {template!r} takes only {{job_id}}, {{asset_id}} and {{ext}}, as they are: "
+                f"got {{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+            )
+    relative = template.format(job_id=job_id, asset_id=asset_id, ext=ext)
+    parts = relative.replace("\\", "/").split("/")
+    if relative.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ScenarioValidationError(
+            f"file_name_template {template!r} gives {relative!r}, not a relative path of named parts "
+            "under destination (no empty, '.' or '..' part, no leading '/')"
+        )
+    return parts
+
+
+def check_file_name_template(template: str) -> None:
+    """Refuse a template :func:`template_parts` would refuse, for any ids (at DAG parse, for a literal)."""
+    template_parts(template, "job_example", "asset_example", "mp4")

@@ -14,7 +14,7 @@ from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.jobs.xcoms import ARCHIVE_XCOM_KEY, ArchiveRecord
 from airflow_kling.models.kling_lipsync import KLING_LIPSYNC
 from airflow_kling.observability import metrics
-from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin
+from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin, is_literal
 from airflow_kling.operators.failures import invalid_input_fails_task
 
 if TYPE_CHECKING:
@@ -178,6 +178,10 @@ class ScenarioArchiveAssetsOperator(ScenarioHookMixin, BaseOperator):
         super().__init__(**kwargs)
         if (asset_ids is None) == (job_id is None):
             raise ScenarioValidationError("Give exactly one of asset_ids and job_id")
+        if file_name_template is not None and is_literal(file_name_template):
+            from airflow_kling.files.locations import check_file_name_template
+
+            check_file_name_template(file_name_template)  # at DAG parse: a run would only fail on it
         self.destination = destination
         self.asset_ids = asset_ids
         self.job_id = job_id
