@@ -117,6 +117,29 @@ def test_a_record_without_a_job_id_finds_the_job_of_a_dead_try(
     assert len(scenario_emulator.store.jobs) == 1
 
 
+def test_a_record_read_back_keeps_only_ids_and_its_job_is_then_looked_for(
+    hook: ScenarioHook, inputs: dict[str, object], scenario_emulator: EmulatorServer
+) -> None:
+    """The task state store is written by others too: a job id of another shape is no job id (the intent
+    stands, and the job of that intent is found), claimed entries are ids, the newest 100."""
+    intent_at = time.time()
+    first = hook.run_model(MODEL, inputs)["job"]["jobId"]
+    stored = {
+        "inputs_digest": inputs_digest(MODEL, inputs),
+        "intent_at": intent_at,
+        "job_id": "../../jobs/job_other",
+        "claimed": [7, "job_a/b", *(f"job_old{number}" for number in range(150))],
+    }
+    record = SubmitRecord.from_json(stored)
+    assert record is not None
+    assert (record.job_id, record.intent_at) == (None, intent_at)
+    assert record.claimed == tuple(f"job_old{number}" for number in range(50, 150))
+    submission = hook.submit_once(MODEL, inputs, store=MemoryRecordStore(record), settle_seconds=0)
+    assert (submission.job_id, submission.how) == (first, "adopted")
+    assert len(scenario_emulator.store.jobs) == 1
+    assert not any("job_other" in entry["path"] for entry in scenario_emulator.store.requests())
+
+
 def test_a_job_claimed_by_an_earlier_try_is_not_adopted(
     hook: ScenarioHook, inputs: dict[str, object], scenario_emulator: EmulatorServer
 ) -> None:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_kling.api.contract import wire_number
+from airflow_kling.api.ids import ID_PATTERN
 from airflow_kling.api.retry import REFUSED_SUBMIT_STATUSES
 from airflow_kling.exceptions import (
     ScenarioAmbiguousSubmitError,
@@ -45,6 +46,8 @@ CLOCK_SKEW = 5.0
 """Seconds the lookup reaches back before the intent's time, for a server clock behind this machine's."""
 MAX_SUBMISSIONS = 3
 """Ambiguous submissions one call makes at most before it gives up (the task's retry looks again)."""
+MAX_CLAIMED = 100
+"""Jobs of earlier tries a record read back keeps at most (the newest): a task has far fewer tries."""
 
 
 class JobClient(Protocol):
@@ -99,15 +102,24 @@ class SubmitRecord:
 
     @classmethod
     def from_json(cls, value: Any) -> SubmitRecord | None:
-        """A record read back, or ``None`` for anything that is not one (an older format, a foreign key)."""
+        """A record read back, or ``None`` for anything that is not one (an older format, a foreign key).
+
+        What is not of its shape is left out: a ``job_id`` that is not a Scenario id (the intent stands, so the
+        job is looked for), ``claimed`` entries beyond :data:`MAX_CLAIMED` or not ids.
+        """
         if not isinstance(value, Mapping) or not isinstance(value.get("inputs_digest"), str):
             return None
+        job_id, claimed = value.get("job_id"), value.get("claimed")
         return cls(
             inputs_digest=value["inputs_digest"],
             intent_at=wire_number(value.get("intent_at")) or 0.0,
-            job_id=str(value["job_id"]) if value.get("job_id") else None,
+            job_id=job_id if isinstance(job_id, str) and ID_PATTERN.fullmatch(job_id) else None,
             cost=wire_number(value.get("cost")),
-            claimed=tuple(str(job) for job in value.get("claimed") or ()),
+            claimed=tuple(
+                job
+                for job in (claimed[-MAX_CLAIMED:] if isinstance(claimed, list) else ())
+                if isinstance(job, str) and ID_PATTERN.fullmatch(job)
+            ),
             refused=value.get("refused") is True,
         )
 
