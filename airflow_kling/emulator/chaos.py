@@ -37,10 +37,13 @@ KINDS: dict[str, Fault] = {
     "lost-502": Fault("", status=502, after=True),
     "lost-drop": Fault("", action="drop", after=True),
     "truncate": Fault("", action="truncate"),
+    "ignore-range": Fault("", action="ignore-range"),
+    "wrong-range": Fault("", action="wrong-range"),
     "expired": Fault("", status=403, body=EXPIRED),
 }
 """Every kind of fault chaos injects: an answer other than the real one, a dropped connection, a lost answer
-*after* the request took effect (``lost-``), half a file, a signed URL that has expired."""
+*after* the request took effect (``lost-``), half a file, a file host that ignores or misplaces ranges, a
+signed URL that has expired."""
 
 READS = ["429-retry-after", "500", "502", "503", "504", "drop"]
 ROUTES: list[tuple[str, str, str, list[str]]] = [
@@ -57,7 +60,7 @@ ROUTES: list[tuple[str, str, str, list[str]]] = [
     ("part", "PUT", r"^/_uploads/", ["500", "503", "drop"]),
     ("asset", "GET", r"^/v1/assets/", READS),
     ("download-url", "POST", r"^/v1/assets/[^/]+/download$", ["500", "503", "drop"]),
-    ("file", "GET", r"^/_files/", ["truncate", "expired", "500", "drop"]),
+    ("file", "GET", r"^/_files/", ["truncate", "expired", "500", "drop", "ignore-range", "wrong-range"]),
 ]
 """Route name, method, path pattern and the kinds of fault that route meets. Cancelling a job is left alone:
 a refused cancel only leaves a job running, which the tests count by other means."""

@@ -289,9 +289,10 @@ def _manifest_says(target: ObjectStoragePath | Path, asset_id: str, sha256: str)
     with manifest.open("rb") as stored:
         text = stored.read(MANIFEST_READ_LIMIT + 1)
     try:
-        files = json.loads(text).get("files") if len(text) <= MANIFEST_READ_LIMIT else None
-    except (ValueError, AttributeError):
+        decoded = json.loads(text) if len(text) <= MANIFEST_READ_LIMIT else None
+    except ValueError:
         return False
+    files = decoded.get("files") if isinstance(decoded, dict) else None
     return isinstance(files, list) and any(
         isinstance(entry, dict) and entry.get("asset_id") == asset_id and entry.get("sha256") == sha256
         for entry in files
