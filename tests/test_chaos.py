@@ -62,6 +62,16 @@ def test_only_the_routes_asked_for_are_troubled_and_unknown_ones_are_refused() -
     assert {name for name, *_ in ROUTES} >= {"generate", "upload-create", "upload-action", "part", "file"}
 
 
+def test_file_downloads_meet_every_fault_of_their_route() -> None:
+    """Truncated and expired files, errors, drops, and hosts that ignore or misplace ranges (docs/emulator.md)."""
+    chaos = Chaos(seed=11, rate=1.0, max_in_a_row=1000, routes=frozenset({"file"}))
+    for _ in range(300):
+        chaos.draw("GET", "/_files/asset_a/clip.mp4")
+    assert {kind for _, kind in chaos.injected} == {
+        "truncate", "expired", "500", "drop", "ignore-range", "wrong-range"
+    }  # fmt: skip
+
+
 def test_the_admin_api_turns_chaos_on_reports_it_and_refuses_bad_settings(
     scenario_emulator: EmulatorServer,
 ) -> None:
