@@ -200,6 +200,11 @@ def test_a_rerun_triggers_one_run_for_a_rejection_and_nothing_for_anything_else(
         ),
         ({"review": {"decision": "rejected", "job_ids": ["../../etc/passwd"]}}, "failed", "rejected job id"),
         ({"review": {"decision": "rejected", "job_ids": "job_rerun3"}}, "failed", "rejected job id"),
+        (
+            {"review": {"decision": "rejected", "job_ids": [f"job_many{n}" for n in range(101)]}},
+            "failed",
+            "name 101 jobs, more than the 100 one re-run takes",
+        ),
         ({"review": "rejected"}, "skipped", "not rejected by a reviewer"),
         ({"review": other, "kling_rerun": {"count": "many"}}, "skipped", "without a count of re-runs"),
         ({"review": other, "kling_rerun": {"count": 1}}, "skipped", "(max_reruns=1): not again"),

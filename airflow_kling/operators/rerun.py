@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 RERUN_CONF_KEY = "kling_rerun"
 """Where a re-run's conf says what it re-runs: ``of`` (job ids), ``comment``, ``count``."""
+MAX_REJECTED_JOBS = 100
+"""Job ids a review's XCom may name for one re-run, at most (a review asks about one clip's jobs)."""
 
 
 class KlingRerunRejectedOperator(BaseOperator):
@@ -102,6 +104,11 @@ class KlingRerunRejectedOperator(BaseOperator):
             if not isinstance(listed, list):
                 raise ScenarioValidationError(
                     f"The review's job_ids must be a list of rejected job ids, got {str(listed)[:80]!r}"
+                )
+            if len(listed) > MAX_REJECTED_JOBS:
+                raise ScenarioValidationError(
+                    f"The review's job_ids name {len(listed)} jobs, more than the {MAX_REJECTED_JOBS} one re-run "
+                    "takes"
                 )
             job_ids = [checked_id(job_id, "rejected job id") for job_id in listed]
         if not job_ids:
