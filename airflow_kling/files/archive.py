@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_kling.api.ids import ID_PATTERN, checked_id
+from airflow_kling.api.ids import checked_id, is_id
 from airflow_kling.exceptions import (
     ScenarioDownloadError,
     ScenarioError,
@@ -95,9 +95,7 @@ def archive_assets(
         if job_id not in jobs:
             jobs[job_id] = hook.get_job(job_id) if job_id != NO_JOB else {}
             model_id = metadata.get("modelId") or jobs[job_id].get("modelId")
-            model_ids[job_id] = (
-                model_id if isinstance(model_id, str) and ID_PATTERN.fullmatch(model_id) else None
-            )
+            model_ids[job_id] = model_id if is_id(model_id) else None
         planned.append((asset, job_id, _target(destination, file_name_template, asset, job_id)))
     folders: dict[str, list[ObjectStoragePath]] = {}
     archived: list[ArchivedFile] = []
@@ -151,7 +149,7 @@ def input_sources(hook: ArchiveClient, inputs: Any) -> list[dict[str, str]]:
             break
         if not (isinstance(name, str) and INPUT_NAME.fullmatch(name)):
             continue
-        if not (isinstance(value, str) and value.startswith("asset_") and ID_PATTERN.fullmatch(value)):
+        if not (is_id(value) and value.startswith("asset_")):
             continue
         try:
             asset = hook.get_asset(value)

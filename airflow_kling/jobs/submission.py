@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_kling.api.contract import wire_number
-from airflow_kling.api.ids import ID_PATTERN
+from airflow_kling.api.ids import is_id
 from airflow_kling.api.retry import REFUSED_SUBMIT_STATUSES
 from airflow_kling.exceptions import (
     ScenarioAmbiguousSubmitError,
@@ -113,12 +113,10 @@ class SubmitRecord:
         return cls(
             inputs_digest=value["inputs_digest"],
             intent_at=wire_number(value.get("intent_at")) or 0.0,
-            job_id=job_id if isinstance(job_id, str) and ID_PATTERN.fullmatch(job_id) else None,
+            job_id=job_id if is_id(job_id) else None,
             cost=wire_number(value.get("cost")),
             claimed=tuple(
-                job
-                for job in (claimed[-MAX_CLAIMED:] if isinstance(claimed, list) else ())
-                if isinstance(job, str) and ID_PATTERN.fullmatch(job)
+                job for job in (claimed[-MAX_CLAIMED:] if isinstance(claimed, list) else ()) if is_id(job)
             ),
             refused=value.get("refused") is True,
         )
