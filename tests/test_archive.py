@@ -402,7 +402,7 @@ def test_an_asset_whose_metadata_is_not_an_object_is_refused(
 @pytest.mark.parametrize(
     "stored",
     ["[1, 2]", '{"files": {"asset_a": 1}}', '{"files": [1, "x"]}', '{"files": []}' + " " * (5 * 1024 * 1024)],
-    ids=["a list", "files an object", "entries not objects", "over 4 MiB"],
+    ids=["a list", "files an object", "entries not objects", "over 1 MiB"],
 )
 def test_a_manifest_someone_else_wrote_says_nothing_and_the_file_is_compared(
     scenario_emulator: EmulatorServer, tmp_path: Path, stored: str

@@ -271,26 +271,37 @@ def existing_checksum(target: ObjectStoragePath | Path) -> tuple[int, str] | Non
     return size, digest.hexdigest()
 
 
-MANIFEST_READ_LIMIT = 4 * 1024 * 1024
-"""Bytes of a stored manifest read back at most (one of thousands of files is well under 1 MiB)."""
+MANIFEST_READ_LIMIT = 1024 * 1024
+"""Bytes of a stored manifest read back at most (one is a few kB)."""
+
+
+def read_manifest(path: ObjectStoragePath | Path) -> dict[str, Any] | None:
+    """A stored ``manifest.json`` as a JSON object.
+
+    Storage others can write: ``None`` for one over :data:`MANIFEST_READ_LIMIT` bytes, not JSON, or not an
+    object.
+
+    :raises OSError: it cannot be read.
+    """
+    with path.open("rb") as stored:
+        raw = stored.read(MANIFEST_READ_LIMIT + 1)
+    try:
+        decoded = json.loads(raw) if len(raw) <= MANIFEST_READ_LIMIT else None
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, dict) else None
 
 
 def _manifest_says(target: ObjectStoragePath | Path, asset_id: str, sha256: str) -> bool:
     """Whether the manifest beside ``target`` records this asset with this SHA-256.
 
-    The manifest is read back from storage, which others can write: one larger than
-    :data:`MANIFEST_READ_LIMIT` or of another shape says nothing (the file is then downloaded and compared).
+    One that :func:`read_manifest` does not read says nothing (the file is then downloaded and compared).
     """
     manifest = target.parent / MANIFEST_NAME
     if not manifest.exists():
         return False
-    with manifest.open("rb") as stored:
-        text = stored.read(MANIFEST_READ_LIMIT + 1)
-    try:
-        decoded = json.loads(text) if len(text) <= MANIFEST_READ_LIMIT else None
-    except ValueError:
-        return False
-    files = decoded.get("files") if isinstance(decoded, dict) else None
+    decoded = read_manifest(manifest)
+    files = decoded.get("files") if decoded is not None else None
     return isinstance(files, list) and any(
         isinstance(entry, dict) and entry.get("asset_id") == asset_id and entry.get("sha256") == sha256
         for entry in files

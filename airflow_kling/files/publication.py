@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_kling.api.ids import checked_id
 from airflow_kling.exceptions import ScenarioResponseError, ScenarioValidationError
-from airflow_kling.files.archive import MANIFEST_NAME, existing_checksum, manifest_uri, recorded_sources
+from airflow_kling.files.archive import (
+    MANIFEST_NAME,
+    existing_checksum,
+    manifest_uri,
+    read_manifest,
+    recorded_sources,
+)
 from airflow_kling.files.locations import UntrustedValue, roots, under_roots
 from airflow_kling.files.storage import COPY_BLOCK, atomic_writer, io_path, plain_uri, storage_path
 from airflow_kling.media.formats import ARCHIVED_TYPES, extension_for
@@ -74,21 +80,15 @@ def checked_files(
     return files
 
 
-MANIFEST_READ_LIMIT = 1024 * 1024
-"""Bytes of a manifest read at most to learn its clip's source names (one is a few kB)."""
-
-
 def source_names(manifest_uri: str, storage_conn_id: str | None = None) -> list[str]:
     """The file names a job's inputs were uploaded from, as its manifest records them (``sources``).
 
     Each checked as a plain file name (:func:`~airflow_kling.files.archive.recorded_sources`); an unreadable or
-    malformed manifest, or one over :data:`MANIFEST_READ_LIMIT` bytes, gives none.
+    malformed manifest, or one over :data:`~airflow_kling.files.archive.MANIFEST_READ_LIMIT` bytes, gives none.
     """
     try:
-        with storage_path(manifest_uri, storage_conn_id).open("rb") as stream:
-            raw = stream.read(MANIFEST_READ_LIMIT + 1)
-        content = json.loads(raw) if len(raw) <= MANIFEST_READ_LIMIT else {}
-    except (OSError, ValueError):
+        content = read_manifest(storage_path(manifest_uri, storage_conn_id))
+    except OSError:
         return []
     return [name for _, name in recorded_sources(content)]
 
