@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import requests
 
+    from airflow_kling.api.contract import ObjectCall
+
 
 class TransferClient(Protocol):
     """The narrow part of the sync hook that transfers use."""
@@ -36,6 +38,9 @@ class TransferClient(Protocol):
         stream: bool = ...,
     ) -> requests.Response:
         """Send a request to an absolute ``url`` (retried); ``make_kwargs`` gives each try's arguments."""
+
+    def get_object(self, call: ObjectCall, *ids: str) -> dict[str, Any]:
+        """Send ``call`` for ``ids``; its answer's object."""
 
     def get_download_url(self, asset_id: str) -> str:
         """A signed URL to an asset's file."""

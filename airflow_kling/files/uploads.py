@@ -182,8 +182,7 @@ def _complete(hook: TransferClient, upload_id: str) -> None:
     except ScenarioAPIError as error:
         if error.status != 400:
             raise
-        _, payload = hook.request(GET_UPLOAD.method, GET_UPLOAD.path(upload_id))
-        if GET_UPLOAD.answer(payload).get("status") in (None, "pending"):
+        if hook.get_object(GET_UPLOAD, upload_id).get("status") in (None, "pending"):
             raise
         hook.log.info("Upload %s was completed by an earlier attempt whose answer was lost", upload_id)
 
@@ -221,8 +220,7 @@ def _wait_for_asset(hook: TransferClient, upload_id: str, file_name: str) -> str
     deadline = time.monotonic() + UPLOAD_WAIT_SECONDS
     delay = 0.2
     while True:
-        _, payload = hook.request(GET_UPLOAD.method, GET_UPLOAD.path(upload_id))
-        upload = GET_UPLOAD.answer(payload)
+        upload = hook.get_object(GET_UPLOAD, upload_id)
         status = upload.get("status")
         if isinstance(status, str) and status in UPLOAD_READY and upload.get("entityId"):
             return checked_id(upload["entityId"], "upload.entityId")
