@@ -79,19 +79,17 @@ def download_asset(
                     continue
                 if status not in (200, 206):
                     raise ScenarioDownloadError(f"Asset {asset_id}: the file host answered HTTP {status}")
-                if status == 206 and _range_start(response) != received:
-                    # Bytes from elsewhere in the file (a cache's stale part, a host's own choice), or from an
-                    # unknown place: they cannot be placed, so the file starts again from zero, asked whole.
+                # A part from elsewhere in the file (a cache's stale part, a host's own choice) or from an unknown
+                # place cannot be placed; a 200 to a resume is the whole file. Either way: start again from zero.
+                misplaced = status == 206 and _range_start(response) != received
+                if misplaced or (received and status == 200):
                     writer.stop()
                     abandon(writer.sink)
                     writer = _HashingWriter(open_sink())
+                if misplaced:  # its body is of no use: the file is asked for again, whole
                     shown = str(response.headers.get("Content-Range"))[:40]
                     _pause(hook, asset_id, attempt, f"asked for bytes from {received}, sent {shown!r}")
                     continue
-                if received and status == 200:  # the host ignored Range: start again from zero
-                    writer.stop()
-                    abandon(writer.sink)
-                    writer = _HashingWriter(open_sink())
                 lost: str | None = None
                 try:
                     for chunk in response.iter_content(CHUNK):
