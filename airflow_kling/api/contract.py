@@ -6,7 +6,6 @@ Paths, query strings, which calls submit a paid job, answers and errors.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,21 +79,6 @@ class AnswerBody:
             f"Scenario {self.method} {self.path} answered with a body too large to read ({found}; an answer may hold "
             f"{self.limit // (1024 * 1024)} MiB): refused"
         )
-
-
-def wire_number(value: Any) -> float | None:
-    """A number an answer holds, as a finite float; ``None`` for anything else.
-
-    Text, a boolean, ``NaN``, an infinity (Python's ``json`` reads both) and an integer too large for a float are
-    not numbers here.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")

@@ -24,7 +24,6 @@ from airflow_kling.api.contract import (
     api_error,
     api_path,
     decode_json,
-    wire_number,
 )
 from airflow_kling.api.origins import allowed_hosts_setting, checked_storage_url
 from airflow_kling.api.redaction import redact_http_library_logs
@@ -38,6 +37,7 @@ from airflow_kling.hooks.connection import (
 )
 from airflow_kling.jobs.status import checked_job
 from airflow_kling.jobs.submission import DEFAULT_SETTLE_SECONDS
+from airflow_kling.models.schema import finite_number
 from airflow_kling.version_compat import AIRFLOW_V_3_2_PLUS
 
 MAX_PAGES = 200
@@ -273,7 +273,7 @@ class ScenarioHook(ScenarioHookIdentity, HttpHook):
 
         ``None`` when the API gives no figure, or something that is not a finite number.
         """
-        return wire_number(self.run_model(model_id, inputs, dry_run=True).get("creativeUnitsCost"))
+        return finite_number(self.run_model(model_id, inputs, dry_run=True).get("creativeUnitsCost"))
 
     def submit_once(
         self,

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from airflow_kling.api.contract import wire_number
 from airflow_kling.api.ids import checked_id
 from airflow_kling.exceptions import ScenarioResponseError
+from airflow_kling.models.schema import finite_number
 
 
 class JobStatus(StrEnum):
@@ -137,7 +137,7 @@ def is_permanent_failure(job: dict[str, Any], patterns: Iterable[str]) -> bool:
 def job_cost(job: dict[str, Any]) -> float | None:
     """Creative units billed for a job (``billing.cuCost``), or ``None`` when the API did not say."""
     billing = job.get("billing")
-    return wire_number(billing.get("cuCost")) if isinstance(billing, dict) else None
+    return finite_number(billing.get("cuCost")) if isinstance(billing, dict) else None
 
 
 def ending_message(job: dict[str, Any]) -> str:

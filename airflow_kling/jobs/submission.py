@@ -22,7 +22,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_kling.api.contract import wire_number
 from airflow_kling.api.ids import is_id
 from airflow_kling.api.retry import REFUSED_SUBMIT_STATUSES
 from airflow_kling.exceptions import (
@@ -32,6 +31,7 @@ from airflow_kling.exceptions import (
     ScenarioTeamLimitError,
 )
 from airflow_kling.jobs.status import JobStatus, api_date, checked_job, is_permanent_failure, job_cost
+from airflow_kling.models.schema import finite_number
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -112,9 +112,9 @@ class SubmitRecord:
         job_id, claimed = value.get("job_id"), value.get("claimed")
         return cls(
             inputs_digest=value["inputs_digest"],
-            intent_at=wire_number(value.get("intent_at")) or 0.0,
+            intent_at=finite_number(value.get("intent_at")) or 0.0,
             job_id=job_id if is_id(job_id) else None,
-            cost=wire_number(value.get("cost")),
+            cost=finite_number(value.get("cost")),
             claimed=tuple(
                 job for job in (claimed[-MAX_CLAIMED:] if isinstance(claimed, list) else ()) if is_id(job)
             ),
@@ -346,7 +346,7 @@ class SubmitOnce:
                 self.log.warning("No job was created by the lost submission: submitting again")
                 continue
             job = checked_job(response.get("job"))
-            cost = wire_number(response.get("creativeUnitsCost"))
+            cost = finite_number(response.get("creativeUnitsCost"))
             submission = Submission(job, cost, intent.intent_at)
             self.store.save(SubmitRecord(digest, intent.intent_at, submission.job_id, cost, claimed))
             return submission

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -122,15 +121,19 @@ def _required_problems(name: str, entry: Mapping[str, Any], given: set[str]) -> 
     return problems
 
 
-def _number(value: Any) -> float | None:
-    """A descriptor's number as a finite float; ``None`` for anything else.
+def finite_number(value: Any) -> float | None:
+    """A number a descriptor or an API answer holds, as a finite float; ``None`` for anything else.
 
-    As :func:`airflow_kling.api.contract.wire_number` reads an answer's numbers; the model specs sit below the
-    wire contract in the layers, so this one is their own.
+    Text, a boolean, ``NaN``, an infinity (Python's ``json`` reads both) and an integer too large for a float are
+    not numbers here.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > sys.float_info.max:
-        return None  # a larger integer has no float (math.isfinite raises on it)
-    return float(value) if math.isfinite(value) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _value_problems(name: str, entry: Mapping[str, Any], value: Any, assets: AssetLookup | None) -> list[str]:
@@ -159,7 +162,7 @@ def _scalar_problems(
         shown = ", ".join(repr(item) for item in allowed[:20]) + (", ..." if len(allowed) > 20 else "")
         return [f"{name} must be one of {shown}, got {_shown(value)}"]
     if kind == "number":
-        number = _number(value)
+        number = finite_number(value)
         if number is None:
             return [f"{name} must be a number, got {_shown(value)}"]
         problems.extend(_range_problems(name, entry, number))
@@ -176,7 +179,11 @@ def _scalar_problems(
 
 
 def _range_problems(name: str, entry: Mapping[str, Any], number: float) -> list[str]:
-    low, high, step = _number(entry.get("min")), _number(entry.get("max")), _number(entry.get("step"))
+    low, high, step = (
+        finite_number(entry.get("min")),
+        finite_number(entry.get("max")),
+        finite_number(entry.get("step")),
+    )
     if low is not None and number < low:
         return [f"{name} must be at least {low:g}, got {number:g}"]
     if high is not None and number > high:
@@ -189,7 +196,7 @@ def _range_problems(name: str, entry: Mapping[str, Any], number: float) -> list[
 
 
 def _length_problems(name: str, entry: Mapping[str, Any], length: int, unit: str) -> list[str]:
-    low, high = _number(entry.get("minLength")), _number(entry.get("maxLength"))
+    low, high = finite_number(entry.get("minLength")), finite_number(entry.get("maxLength"))
     if low is not None and length < low:
         return [f"{name} must have at least {low:g} {unit}, got {length}"]
     if high is not None and length > high:
@@ -218,11 +225,11 @@ def _file_problems(name: str, entry: Mapping[str, Any], value: Any, assets: Asse
         )
     properties = asset.get("properties")
     properties = properties if isinstance(properties, Mapping) else {}
-    size, max_size = _number(properties.get("size")), _number(entry.get("maxSize"))
+    size, max_size = finite_number(properties.get("size")), finite_number(entry.get("maxSize"))
     if size is not None and max_size is not None and size > max_size:
         problems.append(f"{name} must be at most {max_size:g} bytes, {value} is {size:g} bytes")
-    duration = _number(properties.get("duration"))
-    low, high = _number(entry.get("minDuration")), _number(entry.get("maxDuration"))
+    duration = finite_number(properties.get("duration"))
+    low, high = finite_number(entry.get("minDuration")), finite_number(entry.get("maxDuration"))
     if duration is not None and low is not None and duration < low:
         problems.append(f"{name} must last at least {low:g} s, {value} lasts {duration:.2f} s")
     if duration is not None and high is not None and duration > high:
