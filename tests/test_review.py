@@ -100,6 +100,22 @@ def test_an_approved_clip_is_published_verified_with_its_manifest(tmp_path: Path
     assert publish_copies(files, str(tmp_path / "published")) == [uri]  # again: the same, left as it is
 
 
+@pytest.mark.parametrize(
+    "stored", [b"[]", b"{not json", json.dumps({"job_id": JOB, "padding": "x" * (1 << 20)}).encode()]
+)
+def test_a_review_is_not_recorded_in_a_manifest_that_is_no_small_object(
+    tmp_path: Path, stored: bytes
+) -> None:
+    record = archived(tmp_path)
+    manifest = Path(record["manifest_uri"].removeprefix("file://"))
+    manifest.write_bytes(stored)
+    with pytest.raises(ScenarioValidationError, match="not a JSON object of at most 1 MiB"):
+        record_review(
+            record["manifest_uri"], {"decision": "approved", "by": "ana", "at": "now", "comment": None}
+        )
+    assert manifest.read_bytes() == stored  # left as it was
+
+
 def test_a_file_changed_since_it_was_archived_is_not_published(tmp_path: Path) -> None:
     record = archived(tmp_path)
     Path(record["uri"].removeprefix("file://")).write_bytes(b"something else")
@@ -176,13 +192,16 @@ def test_a_rerun_triggers_one_run_for_a_rejection_and_nothing_for_anything_else(
 
     prepare_airflow_home()
     dag_id = "kling_rerun_verdict"
-    rejected = {"decision": "rejected", "by": "ana", "comment": "lips drift", "job_ids": ["job_rerun1"]}
+    comment = (
+        "lips drift" + "!" * 5000
+    )  # an XCom is anyone's to write: the comment is cut at the form's limit
+    rejected = {"decision": "rejected", "by": "ana", "comment": comment, "job_ids": ["job_rerun1"]}
     run = dags_test(dag_id, {"review": rejected})
     assert run.states["rerun"] == "success", run.output
     (rerun,) = _reruns_of(dag_id)
     assert rerun == (
         "kling_rerun__job_rerun1",
-        {"text": "again", "kling_rerun": {"of": ["job_rerun1"], "comment": "lips drift", "count": 1}},
+        {"text": "again", "kling_rerun": {"of": ["job_rerun1"], "comment": comment[:2000], "count": 1}},
     )
     link = run.xcom("rerun", "_link_KlingRerunLink")  # what the task's "Re-run" button opens
     assert link.endswith(f"/dags/{dag_id}/runs/kling_rerun__job_rerun1"), link

@@ -702,6 +702,7 @@ def test_a_label_of_another_type_is_never_served_as_such(
     deployment: Deployment, emulator: EmulatorServer, credentials_run: str, unarchived_run: tuple[str, str]
 ) -> None:
     page = deployment.home / "kling-archive" / "stored-script.mp4"
+    page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("<html><script>fetch('/api/v2/connections')</script></html>")
     task = ("log_credentials", credentials_run, "log_credentials")
     put_xcom(deployment, *task, "scenario_conn_id", "scenario_default")
@@ -735,6 +736,29 @@ def test_a_label_of_another_type_is_never_served_as_such(
     assert answer.status_code == 200
     assert answer.headers["Content-Type"] == "application/octet-stream"
     assert answer.headers["Content-Security-Policy"] == "sandbox"
+
+
+def test_a_manifest_over_the_read_limit_is_not_shown(deployment: Deployment, credentials_run: str) -> None:
+    from airflow_kling.files.archive import MANIFEST_READ_LIMIT
+
+    folder = deployment.home / "kling-archive" / "job_bigmanifest"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    manifest = folder / "manifest.json"
+    task = ("log_credentials", credentials_run, "log_credentials")
+    where = f"{PREVIEW}/ti/{run_path('log_credentials', credentials_run)}/log_credentials/-1"
+    put_xcom(
+        deployment,
+        *task,
+        "scenario_archive",
+        hostile_archive(f"file://{folder / 'clip.mp4'}", f"file://{manifest}"),
+    )
+    for padding, shown in ((0, True), (MANIFEST_READ_LIMIT, False)):
+        manifest.write_text(json.dumps({"files": [], "note": "written-by-someone", "padding": "x" * padding}))
+        page = deployment.session.get(f"{deployment.api}{where}", timeout=30)
+        assert page.status_code == 200, padding
+        assert ("written-by-someone" in page.text) is shown, padding
+        assert len(page.text) < MANIFEST_READ_LIMIT  # not the manifest, whole, in the page
 
 
 def test_a_range_of_thousands_of_digits_is_no_server_error(deployment: Deployment, text_run: str) -> None:

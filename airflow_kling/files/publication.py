@@ -15,6 +15,7 @@ from airflow_kling.api.ids import checked_id
 from airflow_kling.exceptions import ScenarioResponseError, ScenarioValidationError
 from airflow_kling.files.archive import (
     MANIFEST_NAME,
+    MANIFEST_READ_LIMIT,
     existing_checksum,
     manifest_uri,
     read_manifest,
@@ -94,9 +95,18 @@ def source_names(manifest_uri: str, storage_conn_id: str | None = None) -> list[
 
 
 def record_review(manifest_uri: str, review: dict[str, Any], storage_conn_id: str | None = None) -> None:
-    """Add ``review`` (decision, who, when, comment) to a manifest, written whole or not at all."""
+    """Add ``review`` (decision, who, when, comment) to a manifest, written whole or not at all.
+
+    :raises ScenarioValidationError: the stored manifest is not a JSON object of at most
+        :data:`~airflow_kling.files.archive.MANIFEST_READ_LIMIT` bytes (it is left as it is).
+    """
     manifest = storage_path(manifest_uri, storage_conn_id)
-    content = json.loads(manifest.read_text())
+    content = read_manifest(manifest)
+    if content is None:
+        raise ScenarioValidationError(
+            f"The manifest {MANIFEST_NAME} of this clip is not a JSON object of at most "
+            f"{MANIFEST_READ_LIMIT / 2**20:g} MiB: the review is not recorded in it"
+        )
     content["review"] = review
     with atomic_writer(io_path(manifest)) as out:
         out.write(json.dumps(content, indent=2, sort_keys=True).encode())

@@ -25,6 +25,7 @@ from airflow_kling.observability import metrics
 from airflow_kling.operators.failures import invalid_input_fails_task
 from airflow_kling.operators.links import KlingRerunLink
 from airflow_kling.operators.review import (
+    REVIEW_COMMENT_LIMIT,
     REVIEW_XCOM_KEY,
     pull_from_sibling,
     renders_false,
@@ -132,7 +133,7 @@ class KlingRerunRejectedOperator(BaseOperator):
             **base,
             RERUN_CONF_KEY: {
                 "of": job_ids,
-                "comment": comment if isinstance(comment, str) else None,
+                "comment": comment[:REVIEW_COMMENT_LIMIT] if isinstance(comment, str) else None,
                 "count": done + 1,
             },
         }

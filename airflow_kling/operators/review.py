@@ -47,6 +47,8 @@ LIPSYNC_PUBLISHED = Asset(name="kling_lipsync_published", group="kling")
 APPROVE = "Approve"
 REJECT = "Reject"
 COMMENT = "comment"
+REVIEW_COMMENT_LIMIT = 2000
+"""Characters of a reviewer's comment kept at most: the form's ``maxLength``, the manifest's, a re-run's conf."""
 """The name of the reviewer's comment, a field of the required action (a param)."""
 DEFAULT_RESPONSE_TIMEOUT = timedelta(days=3)
 MIN_RESPONSE_TIMEOUT = timedelta(seconds=15)
@@ -145,7 +147,7 @@ class KlingReviewOperator(HITLOperator):
                 COMMENT: Param(
                     "",  # not None: Airflow 3.1's form shows a null default as "[object Object]"
                     type=["null", "string"],
-                    maxLength=2000,
+                    maxLength=REVIEW_COMMENT_LIMIT,
                     format="multiline",
                     title="Comment",
                     description="Why you approve or reject the clip, kept in its manifest: what is wrong with "
@@ -219,7 +221,7 @@ class KlingReviewOperator(HITLOperator):
             decision="approved" if approved else "timed_out" if timed_out or not who else "rejected",
             by=str(who.get("name") or who.get("id")) if who else None,
             at=at.isoformat() if hasattr(at, "isoformat") else str(at) if at else None,
-            comment=(answer.get("params_input") or {}).get(COMMENT) or None,
+            comment=_comment((answer.get("params_input") or {}).get(COMMENT)),
         )
         self._record(files, review)
         job_ids = reviewed_job_ids(files)
@@ -383,3 +385,8 @@ def renders_false(value: object) -> bool:
 def reviewed_job_ids(files: list[ArchivedFileRecord]) -> list[str]:
     """The jobs whose archived files a review shows, sorted."""
     return sorted({record["job_id"] for record in files})
+
+
+def _comment(value: Any) -> str | None:
+    """A reviewer's comment as it is kept: a text cut at :data:`REVIEW_COMMENT_LIMIT` characters, else ``None``."""
+    return value[:REVIEW_COMMENT_LIMIT] if isinstance(value, str) and value else None

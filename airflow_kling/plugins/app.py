@@ -215,20 +215,19 @@ def _read_job(clip: Clip) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def _read_manifest(clip: Clip) -> dict[str, Any] | None:
-    import json
+    from airflow_kling.files.archive import read_manifest
 
     if not clip.files:
         return None
     try:
         path = preview_trust().archived_path(clip.files[0]["manifest_uri"], clip.storage_conn_id)
-        manifest = json.loads(path.read_text())
+        return read_manifest(path)
     except UntrustedValue as error:
         log.warning("The manifest of job %s is not read: %s", clip.job_id, error)
         return None
-    except (OSError, ValueError) as error:
+    except OSError as error:
         log.info("No manifest for job %s: %s", clip.job_id, type(error).__name__)
         return None
-    return manifest if isinstance(manifest, dict) else None
 
 
 def _find_asset(

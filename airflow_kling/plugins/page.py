@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_kling.api.ids import short_id
 from airflow_kling.files.archive import recorded_sources
 from airflow_kling.jobs.status import JobStatus, is_terminal, job_cost, job_error_text, parse_api_date
+from airflow_kling.operators.review import REVIEW_COMMENT_LIMIT
 
 if TYPE_CHECKING:
     from airflow_kling.models.spec import ModelSpec
@@ -111,10 +112,6 @@ def _card(index: int, view: ClipView, numbered: bool) -> str:
 def _source_names(view: ClipView) -> dict[str, str]:
     """Asset id -> the file it was uploaded from, as the manifest records it (plain file names only)."""
     return dict(recorded_sources(view.manifest))
-
-
-REVIEW_COMMENT_LIMIT = 2000
-"""Characters of a reviewer's comment the page shows at most."""
 
 
 def _review(view: ClipView) -> list[tuple[str, str]]:
