@@ -40,6 +40,8 @@ from airflow_kling.operators.review import KlingReviewOperator
 
 POOL = "kling_lipsync"
 SAMPLE_CLIPS = 3
+MAX_SOURCE_ENTRIES = 10_000
+"""Entries of the source folder (or prefix) listed at most; a larger one fails the batch, naming this."""
 
 
 def _home_location(folder: str) -> str:
@@ -146,7 +148,20 @@ with DAG(
                         )
                         publish(Path(local), target)
             source = plain_uri(samples)
-        files = {path.name: path for path in storage_path(source).iterdir()}
+        from itertools import islice
+
+        from airflow.configuration import conf as airflow_conf
+
+        from airflow_kling.exceptions import ScenarioValidationError
+
+        listed = list(islice(storage_path(source).iterdir(), MAX_SOURCE_ENTRIES + 1))
+        with invalid_input_fails_task():
+            if len(listed) > MAX_SOURCE_ENTRIES:
+                raise ScenarioValidationError(
+                    f"source {source} holds more than {MAX_SOURCE_ENTRIES} entries: give the batch a folder of "
+                    "fewer files"
+                )
+        files = {path.name: path for path in listed}
         clips = []
         for name, path in sorted(files.items()):
             stem, suffix = os.path.splitext(name)
@@ -158,6 +173,13 @@ with DAG(
             )
         if not clips:
             raise ValueError(f"No {' or '.join(sorted(VIDEO_LIMITS.extensions))} clip in {source}")
+        mappable = airflow_conf.getint("core", "max_map_length")
+        with invalid_input_fails_task():
+            if len(clips) > mappable:
+                raise ScenarioValidationError(
+                    f"source {source} holds {len(clips)} clips, more than the {mappable} one batch maps "
+                    "([core] max_map_length): split them into folders, one batch each"
+                )
         ti.xcom_push(key="destination", value=plain_uri(destination))
         ti.xcom_push(key="review", value=bool(params["review"]))  # the review task cannot read params
         return clips

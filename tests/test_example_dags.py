@@ -146,6 +146,28 @@ def test_a_bad_clip_fails_alone_and_the_report_names_it(
     assert "a-good" not in failure
 
 
+def test_a_batch_of_more_clips_than_airflow_maps_or_files_than_it_lists_fails_before_any_clip_is_prepared(
+    scenario_emulator: EmulatorServer, example_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "clips"
+    source.mkdir()
+    for name in ("a", "b", "c"):
+        (source / f"{name}.mp4").write_bytes(b"not prepared: the batch stops before")
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "2")
+    run = dags_test("kling_lipsync_batch", {"source": str(source), "destination": str(tmp_path / "archive")})
+    assert run.states["list_clips"] == "failed", run.output[-4000:]
+    assert "holds 3 clips, more than the 2 one batch maps ([core] max_map_length)" in run.output
+    assert scenario_emulator.store.requests() == []  # nothing uploaded, estimated or paid
+
+    monkeypatch.delenv("AIRFLOW__CORE__MAX_MAP_LENGTH")
+    for number in range(10_000 - 2):  # with the three clips, one entry more than a source is listed for
+        (source / f"note-{number}.txt").touch()
+    run = dags_test("kling_lipsync_batch", {"source": str(source), "destination": str(tmp_path / "archive")})
+    assert run.states["list_clips"] == "failed", run.output[-4000:]
+    assert "holds more than 10000 entries" in run.output
+    assert scenario_emulator.store.requests() == []
+
+
 def test_the_batch_is_refused_whole_above_its_budget_before_any_paid_job(
     scenario_emulator: EmulatorServer, example_home: Path, tmp_path: Path
 ) -> None:
