@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -26,7 +26,10 @@ class Measure:
 
 
 def run_measured(
-    command: Sequence[str], env: dict[str, str] | None = None, cpus: set[int] | None = None
+    command: Sequence[str],
+    env: dict[str, str] | None = None,
+    cpus: set[int] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> Measure:
     """Run a command to its end and measure it alone, on the CPUs in ``cpus`` if given.
 
@@ -36,11 +39,20 @@ def run_measured(
     Peak RSS is the child's own ``VmHWM``, read from ``/proc`` while it runs: the ``ru_maxrss`` that
     ``wait4`` reports starts from the parent's RSS at fork, which would credit the child with the parent's
     memory.
+
+    :param started: called once the command runs (its wall time counted), e.g. to feed it work when it is ready.
     """
-    started = time.perf_counter()
+    began = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if cpus:
         os.sched_setaffinity(process.pid, cpus)
+    if started is not None:
+        try:
+            started()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
     peak_kib = 0
     while True:
         peak_kib = max(peak_kib, _high_water_kib(process.pid))
@@ -48,7 +60,7 @@ def run_measured(
         if pid:
             break
         time.sleep(0.005)
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - began
     if os.waitstatus_to_exitcode(status) != 0:
         stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
         raise RuntimeError(f"{command[0]} failed: {stderr[-2000:]}")

@@ -4,12 +4,15 @@ Run as a child process by ``bench.triggerer``, with this provider's trigger, pol
 provider, or the raw ``aiohttp`` floor. Under callgrind (``bench.triggerer --instructions``), with
 ``KLING_BENCH_INSTRUCTIONS=1``, it counts the instructions of the waits only, with the garbage collector off.
 
-    python -m bench.trigger_loop ours|http|floor JOBS_FILE POLL_INTERVAL RESULT_FILE
+    python -m bench.trigger_loop ours|http|floor|LAYER JOBS_FILE POLL_INTERVAL RESULT_FILE
+
+(``LAYER``: one of :data:`LAYERS`, the provider's poll built up to it.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import os
@@ -80,6 +83,71 @@ async def floor(job_ids: list[str], poll_interval: float) -> list[tuple[dict[str
         return await asyncio.gather(*(wait(job_id) for job_id in job_ids))
 
 
+LAYERS = ("request", "send", "get_job", "watch", "kept")
+"""The provider's poll built up one layer at a time, each contender adding one to the one before it (the whole
+trigger, ``ours``, adds the last): our request sent by raw aiohttp (the hook's prepared call: its URL parsed
+once, our headers, timeout, proxy and TLS arguments; the answer read and parsed as the floor does), then sent by
+``ScenarioAsyncHook.send`` (the bounded read, the status handled, the JSON object checked), then asked by
+``get_job`` (the answer's job and its types checked), then seen by a ``JobWatch`` (lines, the next poll aimed at
+the job's predicted end), then what an event would carry kept through the sleep (``event_job``). ``ours`` adds
+the trigger: its slot following, session lease, deadline and event."""
+
+
+async def layered(job_ids: list[str], poll_interval: float, layer: str) -> list[tuple[dict[str, Any], float]]:
+    """The poll of :data:`LAYERS` up to ``layer``, one shared session, the trigger's intervals."""
+    from airflow_kling.api.contract import GET_JOB
+    from airflow_kling.hooks.scenario_async import ScenarioAsyncHook, session_lease
+    from airflow_kling.jobs.events import event_job
+    from airflow_kling.jobs.polling import STRETCH, JobWatch
+    from airflow_kling.triggers.job import LogOnFirstLine, ScenarioJobTrigger
+
+    depth = LAYERS.index(layer)
+
+    class Owner:  # where the watch's lines go (one a job at most, at 30 s jobs): a trigger's logger
+        log = ScenarioJobTrigger("layers").log
+
+    async def wait(job_id: str) -> tuple[dict[str, Any], float]:
+        hook = ScenarioAsyncHook()
+        # Each layer pays only for what it uses: get_job builds its own call, once a job, as the trigger does.
+        call = await hook.prepare(GET_JOB.method, GET_JOB.path(job_id)) if depth < 2 else None
+        watch = (
+            JobWatch(
+                job_id, poll_interval, poll_interval * STRETCH, LogOnFirstLine(Owner()), in_triggerer=True
+            )
+            if depth >= 3
+            else None
+        )
+        while True:
+            if call is not None and depth == 0:
+                async with session.request(
+                    call.method,
+                    call.url,
+                    data=call.data,
+                    headers=call.headers,
+                    timeout=call.timeout,
+                    proxy=call.proxy,
+                    ssl=call.ssl,
+                ) as response:
+                    job = json.loads(await response.read())["job"]
+            elif call is not None:
+                job = (await hook.send(call))[1]["job"]
+            else:
+                job = await hook.get_job(job_id)
+            delay: float | None = poll_interval
+            if watch is not None:
+                delay = watch.seen(job)
+            elif job["status"] in TERMINAL_STATUSES:
+                delay = None
+            if delay is None:
+                return {"status": job["status"], "job_id": job_id, "job": job}, time.time()
+            if depth >= 4:
+                job = event_job(job)
+            await asyncio.sleep(delay)
+
+    async with session_lease() as session:
+        return await asyncio.gather(*(wait(job_id) for job_id in job_ids))
+
+
 class GarbageCollections:
     """CPU seconds the garbage collector takes while the block runs, and its collections per generation.
 
@@ -106,7 +174,9 @@ class GarbageCollections:
         gc.callbacks.remove(self._track)
 
 
-CONTENDERS = {"ours": ours, "http": http_provider, "floor": floor}
+CONTENDERS: dict[str, Any] = {"ours": ours, "http": http_provider, "floor": floor}
+for _layer in LAYERS:
+    CONTENDERS[_layer] = functools.partial(layered, layer=_layer)
 
 
 async def warm_up() -> None:
@@ -133,6 +203,26 @@ def callgrind(command: str) -> None:
     subprocess.run(["callgrind_control", command, str(os.getpid())], check=True, stdout=subprocess.DEVNULL)
 
 
+READY_SUFFIX = ".ready"
+"""Beside the jobs file, written by the loop once it has started: the jobs are submitted after it, so that every
+contender meets jobs of the same age, whatever its start-up took (under valgrind, tens of seconds that vary)."""
+JOBS_WAIT_SECONDS = 600.0
+
+
+def jobs_when_ready(jobs_file: str) -> list[str]:
+    """Say the loop is ready (:data:`READY_SUFFIX`), then the job ids once the bench has written them."""
+    with open(jobs_file + READY_SUFFIX, "w") as ready:
+        ready.write(str(os.getpid()))
+    deadline = time.monotonic() + JOBS_WAIT_SECONDS
+    while not os.path.exists(jobs_file):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no jobs in {jobs_file} after {JOBS_WAIT_SECONDS:g} s")
+        time.sleep(0.05)
+    with open(jobs_file) as jobs:
+        job_ids: list[str] = json.load(jobs)
+    return job_ids
+
+
 def main() -> None:
     contender, jobs_file, poll_interval, result_file = (
         sys.argv[1],
@@ -140,14 +230,13 @@ def main() -> None:
         float(sys.argv[3]),
         sys.argv[4],
     )
-    with open(jobs_file) as jobs:
-        job_ids = json.load(jobs)
     import aiohttp  # noqa: F401  (imports are start-up, not polling: keep them off the clock)
 
     import airflow_kling.hooks.scenario_async
     import airflow_kling.triggers.job  # noqa: F401
 
     asyncio.run(warm_up())
+    job_ids = jobs_when_ready(jobs_file)
     counting = os.environ.get("KLING_BENCH_INSTRUCTIONS") == "1"
     if counting:  # instructions of the waits alone: none of start-up, none of the collector's (a lottery)
         gc.collect()
