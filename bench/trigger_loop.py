@@ -119,15 +119,7 @@ async def layered(job_ids: list[str], poll_interval: float, layer: str) -> list[
         )
         while True:
             if call is not None and depth == 0:
-                async with session.request(
-                    call.method,
-                    call.url,
-                    data=call.data,
-                    headers=call.headers,
-                    timeout=call.timeout,
-                    proxy=call.proxy,
-                    ssl=call.ssl,
-                ) as response:
+                async with call.open(session) as response:
                     job = json.loads(await response.read())["job"]
             elif call is not None:
                 job = (await hook.send(call))[1]["job"]

@@ -160,6 +160,18 @@ class PreparedCall(NamedTuple):
     def __repr__(self) -> str:
         return f"PreparedCall({self.method} {self.path})"
 
+    def open(self, session: aiohttp.ClientSession) -> aiohttp.client._RequestContextManager:
+        """One request of this call through ``session``, to be entered with ``async with`` (no retry, no check)."""
+        return session.request(
+            self.method,
+            self.url,
+            data=self.data,
+            headers=self.headers,
+            timeout=self.timeout,
+            proxy=self.proxy,
+            ssl=self.ssl,
+        )
+
     def attempts(self) -> Attempts:
         """A fresh retry state for one send of this call."""
         return Attempts(self.method, self.path, self.submits_job, self.max_retries, where=self.where)
@@ -260,15 +272,7 @@ class ScenarioAsyncHook(ScenarioHookIdentity, BaseHook):
         attempts: Attempts | None = None  # a success, most answers, needs no retry state
         while True:
             try:
-                async with session.request(
-                    method,
-                    call.url,
-                    data=call.data,
-                    headers=call.headers,
-                    timeout=call.timeout,
-                    proxy=call.proxy,
-                    ssl=call.ssl,
-                ) as response:
+                async with call.open(session) as response:
                     status = response.status
                     answer = AnswerBody(status, method, path, response.headers.get("Content-Length"))
                     if answer.fits:
