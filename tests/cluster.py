@@ -77,6 +77,10 @@ class Cluster:
 
     def env(self, name: str) -> dict[str, str]:
         home = self.home_of(name)
+        # Temporary files under the cluster's root, removed with it: a Celery worker's pool leaves its
+        # multiprocessing directory (/tmp/pymp-*) behind when it is stopped or killed.
+        scratch = self.root / "tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
         database = f"postgresql+psycopg2://airflow@127.0.0.1:{self.pg_port}/airflow"
         bin_dir = str(Path(sys.executable).parent)
         return {
@@ -85,6 +89,7 @@ class Cluster:
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONPATH": os.pathsep.join([str(REPO), str(self.control_home / "config")]),
             HOSTNAME_VARIABLE: name,
+            "TMPDIR": str(scratch),
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.cluster.process_hostname",
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
