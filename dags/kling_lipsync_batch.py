@@ -118,8 +118,12 @@ with DAG(
         as ``destination``.
         """
         import tempfile
+        from itertools import islice
         from pathlib import Path
 
+        from airflow.configuration import conf as airflow_conf
+
+        from airflow_kling.exceptions import ScenarioValidationError
         from airflow_kling.files.locations import check_input_location
         from airflow_kling.files.storage import check_writable, plain_uri, publish, storage_path
         from airflow_kling.media.samples import make_video
@@ -148,12 +152,6 @@ with DAG(
                         )
                         publish(Path(local), target)
             source = plain_uri(samples)
-        from itertools import islice
-
-        from airflow.configuration import conf as airflow_conf
-
-        from airflow_kling.exceptions import ScenarioValidationError
-
         listed = list(islice(storage_path(source).iterdir(), MAX_SOURCE_ENTRIES + 1))
         with invalid_input_fails_task():
             if len(listed) > MAX_SOURCE_ENTRIES:

@@ -47,9 +47,9 @@ LIPSYNC_PUBLISHED = Asset(name="kling_lipsync_published", group="kling")
 APPROVE = "Approve"
 REJECT = "Reject"
 COMMENT = "comment"
+"""The name of the reviewer's comment, a field of the required action (a param)."""
 REVIEW_COMMENT_LIMIT = 2000
 """Characters of a reviewer's comment kept at most: the form's ``maxLength``, the manifest's, a re-run's conf."""
-"""The name of the reviewer's comment, a field of the required action (a param)."""
 DEFAULT_RESPONSE_TIMEOUT = timedelta(days=3)
 MIN_RESPONSE_TIMEOUT = timedelta(seconds=15)
 """A person watches the clip first; and a timeout within seconds of the task's pause can meet Airflow's
