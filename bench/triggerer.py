@@ -35,7 +35,7 @@ from typing import Any
 import requests
 
 from bench.common import describe_machine, median_spread, print_table, run_measured, split_cpus
-from bench.trigger_loop import JOBS_WAIT_SECONDS, READY_SUFFIX
+from bench.trigger_loop import JOBS_WAIT_SECONDS, LAYERS, READY_SUFFIX
 
 KEY, SECRET = "bench-key", "bench-secret"
 CONTENDER_NAMES = {
@@ -126,11 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         help=f"comma-separated, of {','.join(CONTENDER_NAMES)}; 'layers' for the floor, each layer and ours",
     )
     args = parser.parse_args(argv)
-    wanted = (
-        ["floor", "request", "send", "get_job", "watch", "kept", "ours"]
-        if args.contenders == "layers"
-        else args.contenders.split(",")
-    )
+    wanted = ["floor", *LAYERS, "ours"] if args.contenders == "layers" else args.contenders.split(",")
     unknown = sorted(set(wanted) - set(CONTENDER_NAMES))
     if unknown:
         parser.error(f"unknown contenders {unknown}: choose among {', '.join(CONTENDER_NAMES)}")

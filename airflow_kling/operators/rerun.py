@@ -25,8 +25,8 @@ from airflow_kling.observability import metrics
 from airflow_kling.operators.failures import invalid_input_fails_task
 from airflow_kling.operators.links import KlingRerunLink
 from airflow_kling.operators.review import (
-    REVIEW_COMMENT_LIMIT,
     REVIEW_XCOM_KEY,
+    cut_comment,
     pull_from_sibling,
     renders_false,
     sibling_task_id,
@@ -128,12 +128,11 @@ class KlingRerunRejectedOperator(BaseOperator):
         base = self.conf if self.conf is not None else run_conf
         with invalid_input_fails_task():
             base = _conf_mapping(base)
-        comment = review.get("comment")
         conf = {
             **base,
             RERUN_CONF_KEY: {
                 "of": job_ids,
-                "comment": comment[:REVIEW_COMMENT_LIMIT] if isinstance(comment, str) else None,
+                "comment": cut_comment(review.get("comment")),
                 "count": done + 1,
             },
         }

@@ -221,7 +221,7 @@ class KlingReviewOperator(HITLOperator):
             decision="approved" if approved else "timed_out" if timed_out or not who else "rejected",
             by=str(who.get("name") or who.get("id")) if who else None,
             at=at.isoformat() if hasattr(at, "isoformat") else str(at) if at else None,
-            comment=_comment((answer.get("params_input") or {}).get(COMMENT)),
+            comment=cut_comment((answer.get("params_input") or {}).get(COMMENT)) or None,
         )
         self._record(files, review)
         job_ids = reviewed_job_ids(files)
@@ -387,6 +387,6 @@ def reviewed_job_ids(files: list[ArchivedFileRecord]) -> list[str]:
     return sorted({record["job_id"] for record in files})
 
 
-def _comment(value: Any) -> str | None:
+def cut_comment(value: Any) -> str | None:
     """A reviewer's comment as it is kept: a text cut at :data:`REVIEW_COMMENT_LIMIT` characters, else ``None``."""
-    return value[:REVIEW_COMMENT_LIMIT] if isinstance(value, str) and value else None
+    return value[:REVIEW_COMMENT_LIMIT] if isinstance(value, str) else None
