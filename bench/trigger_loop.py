@@ -230,8 +230,10 @@ def main() -> None:
     asyncio.run(warm_up())
     job_ids = jobs_when_ready(jobs_file)
     counting = os.environ.get("KLING_BENCH_INSTRUCTIONS") == "1"
-    if counting:  # instructions of the waits alone: none of start-up, none of the collector's (a lottery)
-        gc.collect()
+    # Every contender starts from a full collection: none inherits start-up's young collections, whose count
+    # decided whether a run of 1 000 jobs had one full collection or two (a lottery, not the contender's cost).
+    gc.collect()
+    if counting:  # instructions of the waits alone: none of start-up, none of the collector's
         gc.disable()
         callgrind("--instr=on")
     collections = GarbageCollections()
