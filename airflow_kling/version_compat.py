@@ -8,8 +8,9 @@ elsewhere.
   in ``airflow.configuration``, ``airflow.exceptions`` and ``airflow.stats``).
 - ``AIRFLOW_V_3_3_PLUS``: the task's ``task_state_store`` (a submission's record outlives a try) and a
   trigger's ``async on_kill()`` (called when a user ends a deferred task). Before 3.3 the operators find
-  an earlier try's job by its inputs, and the trigger asks for the task instance's state when it is
-  cancelled (see :mod:`airflow_kling.triggers.job`).
+  an earlier try's job by its inputs (and an earlier run's of the same try: :func:`xcoms_cleared_at_start`),
+  and the trigger asks for the task instance's state when it is cancelled (see
+  :mod:`airflow_kling.triggers.job`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ else:
         AirflowSkipException,
     )
     from airflow.stats import Stats
+
+
+def xcoms_cleared_at_start(ti: Any) -> frozenset[str]:
+    """The keys of the XComs an earlier run of this task instance left, which Airflow cleared as this run started.
+
+    A try's first run finds none. Before 3.3 they are the one trace a run leaves for the next run of the same
+    try: 3.1's scheduler, reading a deferral's late executor event, puts the task back to ``up_for_retry``
+    without a new try (apache/airflow #72716 and its kin), and ``execute`` runs again with the same try number.
+    Read from what the API server sent the run (``xcom_keys_to_clear``, every line since 3.0); empty when it
+    sent none.
+    """
+    keys = getattr(getattr(ti, "_ti_context_from_server", None), "xcom_keys_to_clear", None)
+    return frozenset(key for key in keys if isinstance(key, str)) if isinstance(keys, list) else frozenset()
+
 
 HITL_REQUIREMENT = "Airflow 3.1+ with apache-airflow-providers-standard (its operators.hitl module)"
 """What the review step (:mod:`airflow_kling.operators.review`) needs: the human-in-the-loop operators."""
@@ -71,4 +86,5 @@ __all__ = [
     "Stats",
     "conf",
     "require_hitl",
+    "xcoms_cleared_at_start",
 ]

@@ -57,10 +57,11 @@ def scenario_emulator(emulator: EmulatorServer) -> EmulatorServer:
 
 class Deployment:
     """A running Airflow seen through its REST API, as user ``admin``; ``home`` and ``log`` are where its
-    files and its components' output are, for failure messages."""
+    files and its components' output are, for failure messages; ``database`` its metadata database (a
+    ``psycopg2`` connection string), for a test that writes what one of Airflow's own components would."""
 
-    def __init__(self, api: str, home: Path, log: Path) -> None:
-        self.api, self.home, self.log = api, home, log
+    def __init__(self, api: str, home: Path, log: Path, database: str = "") -> None:
+        self.api, self.home, self.log, self.database = api, home, log, database
         self.session = requests.Session()
 
     def login(self) -> None:
@@ -235,7 +236,12 @@ def standalone(
                     )
                 )
         try:
-            deployment = Deployment(f"http://127.0.0.1:{port}", home, log)
+            deployment = Deployment(
+                f"http://127.0.0.1:{port}",
+                home,
+                log,
+                database=f"host=127.0.0.1 port={database_port} user=airflow dbname=airflow",
+            )
             deployment.login()
             yield deployment
         finally:

@@ -104,6 +104,50 @@ def test_a_worker_killed_right_after_the_post_pays_once(
     assert f"Adopting job {job_id}" in logs
 
 
+def test_a_deferred_task_run_again_in_the_same_try_pays_once(
+    deployment: Deployment, scenario_emulator: EmulatorServer
+) -> None:
+    """Airflow 3.1's scheduler, reading a deferral's late executor event ("finished with state success") once
+    the trigger has fired and the task is queued to resume, clears its next method (``handle_failure`` on a
+    task that is not running: apache/airflow #72716 and its kin); the try's queued run then starts over, and
+    ``execute`` runs again with the same try number (seen in CI: a second job paid). Made here in the database
+    as that scheduler leaves it, while the default pool holds the resuming task: the run follows the job it
+    paid for, and pays for no other."""
+    import psycopg2
+
+    dag_id, pool = "kling_deferrable", f"{deployment.api}/api/v2/pools/default_pool"
+    scenario_emulator.plan_jobs("success", seconds=12)  # time to close the pool while it runs
+    video = ScenarioHook().upload_asset(sample_video())
+    run_id = deployment.trigger(dag_id, {"video": video, "text": "hello there"})
+    deployment.wait_for_task(dag_id, run_id, "lipsync", {"deferred"})
+    (job_id,) = scenario_emulator.store.jobs
+    slots = deployment.session.get(pool, timeout=10).json()["slots"]
+    mask = {"update_mask": "slots"}
+    closed = deployment.session.patch(
+        pool, params=mask, json={"slots": 0}, timeout=10
+    )  # no slot to resume in
+    assert closed.status_code == 200, closed.text
+    try:
+        assert ScenarioHook().get_job(job_id)["status"] != "success", "the job ended before the pool closed"
+        deployment.wait_for_task(dag_id, run_id, "lipsync", {"scheduled"})  # the trigger fired: job ended
+        with psycopg2.connect(deployment.database) as db, db.cursor() as cursor:
+            cursor.execute(
+                "UPDATE task_instance SET next_method = NULL, next_kwargs = NULL "
+                "WHERE dag_id = %s AND run_id = %s AND task_id = 'lipsync' AND state = 'scheduled'",
+                (dag_id, run_id),
+            )
+            assert cursor.rowcount == 1
+    finally:
+        opened = deployment.session.patch(pool, params=mask, json={"slots": slots}, timeout=10)
+        assert opened.status_code == 200, opened.text
+    state, _ = deployment.wait_for_run(dag_id, run_id, "lipsync")
+    logs = deployment.logs_of(dag_id, limit=100_000)
+    assert state == "success", logs
+    assert list(scenario_emulator.store.jobs) == [job_id], logs  # one paid job
+    assert deployment.task(dag_id, run_id, "lipsync")["try_number"] == 1, logs  # the same try, run again
+    assert (f"Reattaching to job {job_id}" if AIRFLOW_V_3_3_PLUS else f"Adopting job {job_id}") in logs
+
+
 @pytest.mark.parametrize(("dag_id", "cancelled"), [("kling_deferrable", True), ("sense_given_job", False)])
 def test_marking_a_deferred_task_failed_cancels_only_the_payers_job(
     dag_id: str, cancelled: bool, deployment: Deployment, scenario_emulator: EmulatorServer

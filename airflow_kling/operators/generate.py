@@ -36,7 +36,7 @@ from airflow_kling.observability import metrics
 from airflow_kling.operators.base import DEFAULT_CONN_ID, ScenarioHookMixin, non_negative_number
 from airflow_kling.operators.failures import invalid_input_fails_task
 from airflow_kling.operators.links import ScenarioJobLink
-from airflow_kling.version_compat import AirflowFailException, conf
+from airflow_kling.version_compat import AirflowFailException, conf, xcoms_cleared_at_start
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -435,8 +435,10 @@ class ScenarioGenerateOperator(ScenarioHookMixin, BaseOperator):
     def _submit(self, context: Context, inputs: dict[str, Any]) -> Submission:
         task_state = context.get("task_state_store")
         adopt_since = None
-        if task_state is None and context["ti"].try_number > 1:
-            # Without a store that outlives a try, what an earlier try sent is found by its inputs alone.
+        ti = context["ti"]
+        if task_state is None and (ti.try_number > 1 or JOB_ID_XCOM_KEY in xcoms_cleared_at_start(ti)):
+            # Without a store that outlives a try, what an earlier try, or an earlier run of this try that
+            # published its job, sent is found by its inputs alone.
             adopt_since = _run_start(context)
         try:
             submission = self.hook.submit_once(
