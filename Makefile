@@ -55,8 +55,9 @@ PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --durations=20
 # marked `every_line`: the version module's branches, hooks, the connection form, the reattach and cancel paths,
 # the trigger, storage, the operators' deferral in DAG runs, a real deployment) and the UI in a browser on a real
 # deployment on the middle one. These two are short and wait on Airflow more than they compute: the oldest line
-# spreads its real deployment's tests over its workers (`--dist load`, a standalone each), the UI's tests run
-# in one process. `make test-matrix` runs everything on every line.
+# spreads its real deployment's tests over its workers (`--dist load`, a standalone each; one test at a time,
+# `--maxschedchunk 1`: sent in chunks, one worker was left with seven of them and ran 3 minutes after the others),
+# the UI's tests run in one process. `make test-matrix` runs everything on every line.
 # The other lines' virtualenvs are built while lint and the docs run, not after the suite.
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j3 --output-sync=target lint docs \
@@ -66,7 +67,7 @@ test: $(STAMP)
 
 test-oldest-line:
 	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_OLDEST) \
-		TESTS="-n $(PYTEST_WORKERS) --dist load --durations=20 -m every_line"
+		TESTS="-n $(PYTEST_WORKERS) --dist load --maxschedchunk 1 --durations=20 -m every_line"
 
 test-middle-line-ui:
 	$(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$(AIRFLOW_MIDDLE) \
