@@ -46,8 +46,9 @@ def xcoms_cleared_at_start(ti: Any) -> frozenset[str]:
     """The keys of the XComs an earlier run of this task instance left, which Airflow cleared as this run started.
 
     A try's first run finds none. Before 3.3 they are the one trace a run leaves for the next run of the same
-    try: 3.1's scheduler, reading a deferral's late executor event, puts the task back to ``up_for_retry``
-    without a new try (apache/airflow #72716 and its kin), and ``execute`` runs again with the same try number.
+    try: 3.1's scheduler, reading a deferral's late executor event once the task is queued to resume, fails it
+    without a new try and clears its next method (apache/airflow #72716 and its kin); the queued run then starts
+    over, and ``execute`` runs again with the same try number.
     Read from what the API server sent the run (``xcom_keys_to_clear``, every line since 3.0); empty when it
     sent none.
     """
