@@ -121,14 +121,13 @@ with DAG(
         from itertools import islice
         from pathlib import Path
 
-        from airflow.configuration import conf as airflow_conf
-
         from airflow_kling.exceptions import ScenarioValidationError
         from airflow_kling.files.locations import check_input_location
         from airflow_kling.files.storage import check_writable, plain_uri, publish, storage_path
         from airflow_kling.media.samples import make_video
         from airflow_kling.models.kling_lipsync import check_arguments
         from airflow_kling.operators.failures import invalid_input_fails_task
+        from airflow_kling.version_compat import conf
 
         assert params is not None
         with invalid_input_fails_task():  # the whole conf, before any clip is prepared or anything paid
@@ -171,7 +170,7 @@ with DAG(
             )
         if not clips:
             raise ValueError(f"No {' or '.join(sorted(VIDEO_LIMITS.extensions))} clip in {source}")
-        mappable = airflow_conf.getint("core", "max_map_length")
+        mappable = conf.getint("core", "max_map_length")
         with invalid_input_fails_task():
             if len(clips) > mappable:
                 raise ScenarioValidationError(

@@ -289,7 +289,12 @@ class Cluster:
 
 class ClusterDeployment(Deployment):
     def __init__(self, cluster: Cluster) -> None:
-        super().__init__(f"http://127.0.0.1:{cluster.api_port}", cluster.control_home, cluster.root / "logs")
+        super().__init__(
+            f"http://127.0.0.1:{cluster.api_port}",
+            cluster.control_home,
+            cluster.root / "logs",
+            database=f"host=127.0.0.1 port={cluster.pg_port} user=airflow dbname=airflow",
+        )
         self.cluster = cluster
 
     def tail(self) -> str:

@@ -60,7 +60,7 @@ class Deployment:
     files and its components' output are, for failure messages; ``database`` its metadata database (a
     ``psycopg2`` connection string), for a test that writes what one of Airflow's own components would."""
 
-    def __init__(self, api: str, home: Path, log: Path, database: str = "") -> None:
+    def __init__(self, api: str, home: Path, log: Path, database: str) -> None:
         self.api, self.home, self.log, self.database = api, home, log, database
         self.session = requests.Session()
 

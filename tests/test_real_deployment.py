@@ -123,9 +123,8 @@ def test_a_deferred_task_run_again_in_the_same_try_pays_once(
     (job_id,) = scenario_emulator.store.jobs
     slots = deployment.session.get(pool, timeout=10).json()["slots"]
     mask = {"update_mask": "slots"}
-    closed = deployment.session.patch(
-        pool, params=mask, json={"slots": 0}, timeout=10
-    )  # no slot to resume in
+    # No slot to resume in: once its trigger fires, the task stays scheduled.
+    closed = deployment.session.patch(pool, params=mask, json={"slots": 0}, timeout=10)
     assert closed.status_code == 200, closed.text
     try:
         assert ScenarioHook().get_job(job_id)["status"] != "success", "the job ended before the pool closed"
