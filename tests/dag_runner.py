@@ -81,8 +81,10 @@ def run_child(request: dict[str, Any]) -> None:
 
 
 def serve() -> None:
-    preload()
+    # The answers keep the pipe; anything else written to stdout (an import's warning) goes to stderr.
     answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    preload()
     for line in sys.stdin:
         request = json.loads(line)
         sys.stdout.flush()
