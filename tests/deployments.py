@@ -144,10 +144,11 @@ class Deployment:
             time.sleep(1)
         return state, seen
 
-    def logs_of(self, dag_id: str, limit: int = 4000) -> str:
-        """Every log file Airflow wrote for a DAG (task tries and their triggers), each cut to its last
-        ``limit`` characters, and the triggerer's last lines: for failure messages."""
-        files = sorted((self.home / "logs").glob(f"dag_id={dag_id}/**/*.log*"))  # every run and try
+    def logs_of(self, dag_id: str, limit: int = 4000, task_id: str = "*") -> str:
+        """Every log file Airflow wrote for a DAG's tasks (``task_id``, a glob; default all), each try's and
+        its triggers', each cut to its last ``limit`` characters, and the triggerer's last lines: for failure
+        messages."""
+        files = sorted((self.home / "logs").glob(f"dag_id={dag_id}/*/task_id={task_id}/**/*.log*"))
         lines = self.log.read_text(errors="replace").splitlines()
         triggerer = [line for line in lines if "triggerer" in line]
         mentions = [line for line in lines if dag_id in line and "dag-processor" not in line]

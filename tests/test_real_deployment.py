@@ -17,7 +17,7 @@ import pytest
 from airflow_kling.emulator import EmulatorServer
 from airflow_kling.hooks.scenario import ScenarioHook
 from airflow_kling.operators.review import markdown_text
-from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
+from airflow_kling.version_compat import AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
 from tests.deployments import RUN_LIMIT, Deployment, emulator, scenario_emulator, standalone
 from tests.media_samples import sample_video, submit_text_job, write_png
 
@@ -195,6 +195,30 @@ def most_running_at_once(emulator: EmulatorServer) -> int:
     return most
 
 
+def assert_tries_failed_only_by_the_scheduler_race(
+    deployment: Deployment, dag_id: str, run_id: str, instances: list[dict[str, Any]]
+) -> None:
+    """Every try of ``instances`` (one task's, as the REST API lists them) before its last was failed by
+    Airflow 3.1's scheduler for a deferral's late executor event, as its audit log says ("state mismatch",
+    docs/install.md); from 3.2 on, none was failed at all."""
+    from urllib.parse import urlencode
+
+    (task_id,) = {ti["task_id"] for ti in instances}
+    failed = {(ti["map_index"], earlier) for ti in instances for earlier in range(1, ti["try_number"])}
+    query = urlencode({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "event": "state mismatch"})
+    mismatches = deployment.get(f"/eventLogs?{query}&limit=100")["event_logs"]
+    by_the_race = {(entry["map_index"], entry["try_number"]) for entry in mismatches}
+    explained = set() if AIRFLOW_V_3_2_PLUS else by_the_race
+    if failed <= explained:
+        return
+    first = min(failed - explained)[0]  # its tries' logs only: CI shows a failure's first lines
+    where = task_id if first < 0 else f"{task_id}/map_index={first}"
+    pytest.fail(
+        f"tries failed: {sorted(failed)}, by the scheduler's race: {sorted(by_the_race)}\n"
+        + deployment.logs_of(dag_id, 6000, task_id=where)
+    )
+
+
 def finished(deployment: Deployment, dag_id: str, run_id: str, limit: float) -> str:
     deadline = time.monotonic() + limit
     state = "queued"
@@ -241,8 +265,9 @@ def test_a_batch_above_the_teams_limit_waits_for_slots_on_first_tries(
     instances = deployment.get(f"/dags/kling_lipsync_batch/dagRuns/{run_id}/taskInstances?limit=100")
     lipsyncs = [ti for ti in instances["task_instances"] if ti["task_id"] == "clip.lipsync"]
     assert len(lipsyncs) == 8
-    assert {ti["try_number"] for ti in lipsyncs} == {1}, logs  # waiting for a slot is no failure
-    assert len(scenario_emulator.store.jobs) == 8  # one paid job a clip
+    assert len(scenario_emulator.store.jobs) == 8, logs  # one paid job a clip
+    # Waiting for a slot is no failure: a try is only ever failed by Airflow 3.1's scheduler race.
+    assert_tries_failed_only_by_the_scheduler_race(deployment, "kling_lipsync_batch", run_id, lipsyncs)
     assert scenario_emulator.store.refused_submissions > 0  # the ceiling was really met
     assert most_running_at_once(scenario_emulator) == 2
     archived = sorted(path.name for path in archive.rglob("*.mp4"))
