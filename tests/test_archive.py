@@ -57,6 +57,31 @@ def leftovers(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*partial*"))
 
 
+MODEL_IDS = [
+    ("flux.1-dev", "flux.1-dev"),  # the contract gives model ids no shape: not only ``model_...``
+    ("model_kling-lip-sync", "model_kling-lip-sync"),
+    ("model_x\n", None),
+    ("../../etc/passwd", None),
+    ("a b", None),
+    ("m" * 129, None),
+    (7, None),
+]
+"""A model id as an answer or an XCom may give it, and what is kept of it (:func:`is_model_id`)."""
+
+
+@pytest.mark.parametrize(("answered", "kept"), MODEL_IDS)
+def test_the_manifest_names_the_model_only_by_an_id_of_a_model_ids_shape(
+    scenario_emulator: EmulatorServer, tmp_path: Path, answered: object, kept: str | None
+) -> None:
+    job_id, asset_id = finished_job(scenario_emulator)
+    hook = ScenarioHook()
+    asset = hook.get_asset(asset_id)
+    answer = {"asset": {**asset, "metadata": {**asset["metadata"], "modelId": answered}}}
+    scenario_emulator.add_fault(f"^/v1/assets/{asset_id}$", method="GET", status=200, body=answer)
+    archive_assets(hook, [asset_id], storage_path(tmp_path))
+    assert json.loads((tmp_path / job_id / "manifest.json").read_text())["model_id"] == kept
+
+
 def test_archive_to_local_disk_with_a_manifest(scenario_emulator: EmulatorServer, tmp_path: Path) -> None:
     job_id, asset_id = finished_job(scenario_emulator)
     events, ti = OutletEventAccessors(), RecordingTaskInstance()

@@ -12,6 +12,7 @@ from airflow_kling.emulator import EmulatorServer
 from airflow_kling.plugins.clips import clips_from_xcoms
 from airflow_kling.plugins.ranges import ByteRange, UnsatisfiableRange, parse_range, read_range
 from tests.media_samples import output_assets, submit_text_job
+from tests.test_archive import MODEL_IDS
 
 
 @pytest.mark.parametrize(
@@ -133,6 +134,15 @@ def test_xcoms_of_another_shape_are_ignored() -> None:
         ("archive", -1, "scenario_archive", {"files": [{"uri": "file:///etc/passwd"}]}),  # fields missing
     ]
     assert clips_from_xcoms(rows) == []
+
+
+@pytest.mark.parametrize(("pushed", "kept"), MODEL_IDS)
+def test_a_model_id_pushed_of_another_shape_is_ignored_as_the_archive_ignores_it(
+    pushed: object, kept: str | None
+) -> None:
+    rows = [("lipsync", -1, "scenario_job_id", "job_a"), ("lipsync", -1, "scenario_model_id", pushed)]
+    (clip,) = clips_from_xcoms(rows)
+    assert clip.model_id == kept
 
 
 def test_the_page_of_a_running_job_reloads_itself_and_has_no_player() -> None:

@@ -1,4 +1,4 @@
-"""The shape of Scenario's ids (``job_...``, ``asset_...``).
+"""The shape of Scenario's ids (``job_...``, ``asset_...``) and of model ids.
 
 What an id from an API answer must look like before the provider puts it in a path, a URL or a file name.
 """
@@ -17,6 +17,16 @@ ID_PATTERN = re.compile(r"^[a-z]+_[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 def is_id(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a text of the shape of a Scenario id (:data:`ID_PATTERN`)."""
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+
+
+MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+"""A model id: the contract gives it no shape (Scenario's own are ``model_...``), so at most 128 letters, digits,
+``_``, ``.``, ``:`` and ``-``, the first a letter or a digit: no slash, no space, no line break."""
+
+
+def is_model_id(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a text of the shape of a model id (:data:`MODEL_ID_PATTERN`)."""
+    return isinstance(value, str) and MODEL_ID_PATTERN.fullmatch(value) is not None
 
 
 def checked_id(value: object, what: str) -> str:

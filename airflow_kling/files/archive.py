@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_kling.api.ids import checked_id, is_id
+from airflow_kling.api.ids import checked_id, is_id, is_model_id
 from airflow_kling.exceptions import (
     ScenarioDownloadError,
     ScenarioError,
@@ -95,7 +95,7 @@ def archive_assets(
         if job_id not in jobs:
             jobs[job_id] = hook.get_job(job_id) if job_id != NO_JOB else {}
             model_id = metadata.get("modelId") or jobs[job_id].get("modelId")
-            model_ids[job_id] = model_id if is_id(model_id) else None
+            model_ids[job_id] = model_id if is_model_id(model_id) else None
         planned.append((asset, job_id, _target(destination, file_name_template, asset, job_id)))
     folders: dict[str, list[ObjectStoragePath]] = {}
     archived: list[ArchivedFile] = []

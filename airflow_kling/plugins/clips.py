@@ -9,11 +9,11 @@ is matched to its lipsync by the job id in what it archived.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from airflow_kling.api.ids import is_model_id
 from airflow_kling.hooks.connection import DEFAULT_CONN_ID
 from airflow_kling.jobs.xcoms import (
     ARCHIVE_XCOM_KEY,
@@ -27,8 +27,6 @@ from airflow_kling.jobs.xcoms import (
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-"""What a model id pushed to XCom must look like before the preview looks its spec up."""
 XCOM_KEYS = (JOB_ID_XCOM_KEY, CONN_ID_XCOM_KEY, MODEL_ID_XCOM_KEY, ARCHIVE_XCOM_KEY, REVIEWING_XCOM_KEY)
 
 
@@ -84,7 +82,7 @@ def clips_from_xcoms(rows: Iterable[tuple[str, int, str, Any]]) -> list[Clip]:
             jobs[(task_id, map_index)] = value
         elif key == CONN_ID_XCOM_KEY and isinstance(value, str) and value:
             conns[(task_id, map_index)] = value
-        elif key == MODEL_ID_XCOM_KEY and isinstance(value, str) and MODEL_ID.match(value):
+        elif key == MODEL_ID_XCOM_KEY and is_model_id(value):
             models[(task_id, map_index)] = value
         elif key == ARCHIVE_XCOM_KEY and isinstance(value, dict):
             archives.append((task_id, map_index, value))
