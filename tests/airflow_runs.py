@@ -32,6 +32,9 @@ else:  # Airflow 3.1 keeps it with the models
 __all__ = ["DagBag", "DagRunOutcome", "airflow_bin", "dags_test", "prepare_airflow_home"]
 
 
+REPOSITORY = Path(__file__).parent.parent
+
+
 def airflow_bin() -> str:
     return str(Path(sys.executable).with_name("airflow"))
 
@@ -110,8 +113,8 @@ class _Forks:
                 [sys.executable, "-m", "tests.dag_runner"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                cwd=Path(__file__).parent.parent,
-                env={**self.env, "PYTHONPATH": str(Path(__file__).parent.parent)},
+                cwd=REPOSITORY,
+                env={**self.env, "PYTHONPATH": str(REPOSITORY)},
             )
             atexit.register(self.stop)
             self.unread = b""
@@ -169,8 +172,16 @@ def dags_test(dag_id: str, conf: dict[str, Any]) -> DagRunOutcome:
     if forked:
         returncode, output = _forks.run(argv, env)
     else:
-        result = subprocess.run(
-            [airflow_bin(), *argv], capture_output=True, text=True, timeout=RUN_LIMIT, env=env
+        result = subprocess.run(  # `airflow dags test` as tests.dag_runner runs it, in a process of its own
+            [sys.executable, "-m", "tests.dag_runner", "--once", *argv],
+            capture_output=True,
+            text=True,
+            timeout=RUN_LIMIT,
+            env={
+                **env,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), env.get("PYTHONPATH")])),
+            },
+            cwd=REPOSITORY,
         )
         returncode, output = result.returncode, result.stdout + result.stderr
     with _db() as db:

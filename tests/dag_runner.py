@@ -5,7 +5,8 @@ each run: the child is ``airflow dags test`` as the command line runs it (same a
 the test that asked, its own output file), so a run is still a fresh process as far as the test can tell;
 only the imports are shared. Run with ``python -m tests.dag_runner``: one JSON request per line on stdin
 (``argv``, ``env``, ``output``), one JSON answer per line on stdout (the child's ``pid``, then its
-``returncode``); it exits when stdin closes.
+``returncode``); it exits when stdin closes. ``python -m tests.dag_runner --once <argv>`` is one run, with no
+fork and no preload.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def preload() -> None:
     cli_parser.get_parser()
     app = supervisor.in_process_api_server().app  # the execution API's FastAPI app, built once
     asyncio.run(_first_request(app))
+    _keep_each_in_process_api()
     import airflow_kling.operators.assets
     import airflow_kling.operators.generate
     import airflow_kling.sensors.job
@@ -43,6 +45,39 @@ async def _first_request(app: Any) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://in-process.invalid./") as client:
         await client.get("/execution/health")
+
+
+def _keep_each_in_process_api() -> None:
+    """Before Airflow 3.3, start each in-process execution API a task's supervisor makes, and keep it to the end.
+
+    There (3.1.8, 3.2.2) ``InProcessExecutionAPI.transport`` starts the app's lifespan on another thread without
+    waiting for it, and the lifespan is held by the ``InProcessExecutionAPI`` object, which the supervisor drops
+    once it has the transport. A request sent before the lifespan has run, or after the collector has freed that
+    object (which ends the lifespan), fails ("'State' object has no attribute 'svcs_registry'", the task's
+    ``ServerResponseError``). 3.3 waits for the start and ties the lifespan to the transport, as this does.
+    """
+    import time
+
+    from airflow.sdk.execution_time import supervisor
+
+    from airflow_kling.version_compat import AIRFLOW_V_3_3_PLUS
+
+    if AIRFLOW_V_3_3_PLUS:
+        return
+    build, kept = supervisor.in_process_api_server, []
+
+    def in_process_api_server() -> Any:
+        api = build()
+        kept.append(api)
+        api.transport  # noqa: B018  (starts the lifespan)
+        deadline = time.monotonic() + 60
+        while getattr(api.app.state, "svcs_registry", None) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the in-process execution API did not start within 60 s")
+            time.sleep(0.005)
+        return api
+
+    supervisor.in_process_api_server = in_process_api_server
 
 
 def run_child(request: dict[str, Any]) -> None:
@@ -97,5 +132,18 @@ def serve() -> None:
         answers.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
 
 
+def run_once(argv: list[str]) -> None:
+    """``airflow <argv>`` in this process, with no preload: for a run whose environment differs from the
+    server's (what it imports reads it); Airflow's in-process API kept alive as in a forked run."""
+    _keep_each_in_process_api()
+    sys.argv = ["airflow", *argv]
+    from airflow.__main__ import main
+
+    main()
+
+
 if __name__ == "__main__":
-    serve()
+    if sys.argv[1:2] == ["--once"]:
+        run_once(sys.argv[2:])
+    else:
+        serve()

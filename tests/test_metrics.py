@@ -53,20 +53,12 @@ def test_a_refused_job_is_counted_and_costs_nothing(
     assert "kling.creative_units" not in metrics  # a failed job is refunded
 
 
-def test_a_reviews_verdict_is_counted_by_name(statsd: socket.socket) -> None:
-    """What KlingReviewOperator reports when a review ends, through Airflow's own Stats in a fresh process
-    (a human-in-the-loop answer cannot be given to ``airflow dags test``; the real runs are in
+def test_a_reviews_verdict_is_counted_by_name(statsd: socket.socket, airflow_home: Path) -> None:
+    """What KlingReviewOperator and the re-run report, through Airflow's own Stats in a task (a
+    human-in-the-loop answer cannot be given to ``airflow dags test``; the real runs are in
     tests/test_real_deployment.py)."""
-    import subprocess
-    import sys
-
-    code = (
-        "from airflow_kling.observability import metrics\n"
-        "for decision in ('approved', 'rejected', 'rejected', 'timed_out'):\n"
-        "    metrics.reviewed(decision)\n"
-        "metrics.rerun()\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    run = dags_test("review_metrics", {})
+    assert run.states == {"report_verdicts": "success"}, run.output[-3000:]
     metrics = kling_metrics(received(statsd))
     assert metrics["kling.reviews.approved"] == ["1|c"]
     assert metrics["kling.reviews.rejected"] == ["1|c", "1|c"]

@@ -223,3 +223,18 @@ with DAG(
     OverwritingGenerate(
         task_id="generate", model_id="model_kling-lip-sync", inputs="{{ params.inputs }}", **FAST
     )
+
+
+with DAG("review_metrics", schedule=None):
+
+    @task
+    def report_verdicts() -> None:
+        """Report what reviews and a re-run report, from a task as KlingReviewOperator and
+        KlingRerunRejectedOperator do (a human-in-the-loop answer cannot be given to ``airflow dags test``)."""
+        from airflow_kling.observability import metrics
+
+        for decision in ("approved", "rejected", "rejected", "timed_out"):
+            metrics.reviewed(decision)
+        metrics.rerun()
+
+    report_verdicts()
