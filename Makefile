@@ -78,17 +78,18 @@ test-matrix: lint
 	for line in $(AIRFLOW_LINES); do $(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$$line TESTS="$(PARALLEL)" || exit 1; done
 
 # One Airflow line (AIRFLOW_LINE, required) in its own virtualenv (.venv-airflow-<line>), built with uv from its
-# constraints (again when they or pyproject.toml change).
+# constraints with the dev and docs groups (again when they or pyproject.toml change); the package tests find uv
+# in the main virtualenv, last on PATH.
 line_venv = .venv-airflow-$(1)/.stamp
 
 .venv-airflow-%/.stamp: constraints/airflow-%.txt pyproject.toml | $(STAMP)
 	$(BIN)/uv venv --quiet --clear --python $(PYTHON) $(@D)
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(@D)/bin/python -c $< -e . --group dev
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(@D)/bin/python -c $< -e . --group dev --group docs
 	touch $@
 
 test-airflow: $(call line_venv,$(AIRFLOW_LINE))
 	@echo "== Airflow $$(.venv-airflow-$(AIRFLOW_LINE)/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')"
-	PATH="$(CURDIR)/.venv-airflow-$(AIRFLOW_LINE)/bin:$$PATH" .venv-airflow-$(AIRFLOW_LINE)/bin/pytest $(TESTS)
+	PATH="$(CURDIR)/.venv-airflow-$(AIRFLOW_LINE)/bin:$$PATH:$(CURDIR)/$(BIN)" .venv-airflow-$(AIRFLOW_LINE)/bin/pytest $(TESTS)
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e . --group dev --group bench
