@@ -345,7 +345,7 @@ def test_pipelines_with_jobs_of_one_to_four_seconds_end_on_first_tries(
 ) -> None:
     """The pipeline as shipped, with jobs that end within seconds of the deferral: the trigger's first poll
     waits out the scheduler's race window, so no lipsync try is failed by it (and waits out
-    ``retry_delay``)."""
+    ``retry_delay``); on Airflow 3.1, whose busy scheduler can still meet it, only a try its audit log names."""
     for seconds in (1.0, 2.5, 4.0):  # the next three jobs, whichever run submits first
         scenario_emulator.plan_jobs(seconds=seconds)
     runs = [
@@ -353,9 +353,9 @@ def test_pipelines_with_jobs_of_one_to_four_seconds_end_on_first_tries(
         for number in range(3)
     ]
     for run_id in runs:
-        state = finished(deployment, DAG_ID, run_id, RUN_LIMIT)
+        assert finished(deployment, DAG_ID, run_id, RUN_LIMIT) == "success", deployment.logs_of(DAG_ID)
         lipsync = deployment.task(DAG_ID, run_id, "lipsync")
-        assert (state, lipsync["try_number"]) == ("success", 1), deployment.logs_of(DAG_ID)
+        assert_tries_failed_only_by_the_scheduler_race(deployment, DAG_ID, run_id, [lipsync])
     assert sorted(job.seconds for job in scenario_emulator.store.jobs.values()) == [1.0, 2.5, 4.0]
 
 
