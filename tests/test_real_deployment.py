@@ -285,11 +285,12 @@ def answer_every_action(
     runs: list[str],
     answers: dict[str, tuple[str, str | None]],
     first_asked: Callable[[str, Any], None] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, list[Any]]:
     """As a QA tool answers over REST: each open, unanswered required action of ``runs`` at once (``answers``:
     hitlDetails path to option and comment; an action asked again is answered again), until every run has
-    finished. ``first_asked`` sees each action before its first answer. Returns each path's action as asked."""
-    asked: dict[str, Any] = {}
+    finished. ``first_asked`` sees each action before its first answer. Returns each path's action each time
+    it was asked (and answered)."""
+    asked: dict[str, list[Any]] = {}
     deadline = time.monotonic() + RUN_LIMIT * 2
     while not all(
         deployment.get(f"/dags/{dag_id}/dagRuns/{run}")["state"] in ("success", "failed") for run in runs
@@ -301,7 +302,7 @@ def answer_every_action(
                 continue
             if first_asked is not None and path not in asked:
                 first_asked(path, found.json())
-            asked[path] = found.json()
+            asked.setdefault(path, []).append(found.json())
             answer_action(deployment, path, found.json(), option, comment, after=AT_ONCE)
         time.sleep(1)
     return asked
@@ -540,7 +541,7 @@ def test_answers_given_at_once_are_applied_and_a_failed_review_fails_its_run(
             jobs = {job.inputs["text"]: job.id for job in scenario_emulator.store.jobs.values()}
             (archive / jobs["Manifest removed"] / "manifest.json").unlink()
 
-    answer_every_action(
+    asked = answer_every_action(
         deployment,
         dag_id,
         list(options),
@@ -559,6 +560,12 @@ def test_answers_given_at_once_are_applied_and_a_failed_review_fails_its_run(
         assert (tmp_path / "published" / jobs[f"Clip {number}"]).exists() is approved
     assert finished(deployment, dag_id, broken, RUN_LIMIT) == "failed"
     assert deployment.task(dag_id, broken, "review")["state"] == "failed"
+    # asked once: the verdict it could not keep fails the try, and no retry asks again
+    assert len(asked[paths[broken]]) == 1, deployment.logs_of(dag_id, task_id="review")
+    said = (
+        f"The manifest manifest.json of job {jobs['Manifest removed']}'s clip is missing: no verdict can be"
+    )
+    assert said in deployment.logs_of(dag_id, task_id="review")
     assert deployment.task(dag_id, broken, "rerun")["state"] == "upstream_failed"
 
 

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from airflow_kling.exceptions import ScenarioValidationError
-from airflow_kling.files.publication import checked_files, publish_copies, record_review
+from airflow_kling.files.publication import (
+    checked_files,
+    publish_copies,
+    record_review,
+    reviewable_manifests,
+    source_names,
+)
 
 JOB = "job_abc123"
 
@@ -89,7 +95,9 @@ def test_a_link_out_of_the_archive_is_out_of_it(tmp_path: Path) -> None:
 def test_an_approved_clip_is_published_verified_with_its_manifest(tmp_path: Path) -> None:
     record = archived(tmp_path)
     files = checked_files([record], str(tmp_path / "archive"), "destination")
-    record_review(record["manifest_uri"], {"decision": "approved", "by": "ana", "at": "now", "comment": None})
+    record_review(
+        record["manifest_uri"], JOB, {"decision": "approved", "by": "ana", "at": "now", "comment": None}
+    )
     (uri,) = publish_copies(files, str(tmp_path / "published"))
     copy = tmp_path / "published" / JOB / "asset_out1.mp4"
     assert uri == f"file://{copy}"
@@ -101,19 +109,53 @@ def test_an_approved_clip_is_published_verified_with_its_manifest(tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    "stored", [b"[]", b"{not json", json.dumps({"job_id": JOB, "padding": "x" * (1 << 20)}).encode()]
+    ("stored", "why"),
+    [
+        (b"[]", "is not a JSON object of at most 1 MiB"),
+        (b"{not json", "is not a JSON object of at most 1 MiB"),
+        (
+            json.dumps({"job_id": JOB, "padding": "x" * (1 << 20)}).encode(),
+            "is not a JSON object of at most 1 MiB",
+        ),
+        (None, "is missing"),
+    ],
 )
-def test_a_review_is_not_recorded_in_a_manifest_that_is_no_small_object(
-    tmp_path: Path, stored: bytes
+def test_a_review_is_neither_asked_nor_recorded_for_a_manifest_that_is_no_small_object(
+    tmp_path: Path, stored: bytes | None, why: str
 ) -> None:
     record = archived(tmp_path)
     manifest = Path(record["manifest_uri"].removeprefix("file://"))
-    manifest.write_bytes(stored)
-    with pytest.raises(ScenarioValidationError, match="not a JSON object of at most 1 MiB"):
+    if stored is None:
+        manifest.unlink()
+    else:
+        manifest.write_bytes(stored)
+    said = f"The manifest manifest.json of job {JOB}'s clip {why}: no verdict can be recorded in it"
+    with pytest.raises(ScenarioValidationError) as before_asking:
+        reviewable_manifests([record])
+    assert str(before_asking.value) == said
+    with pytest.raises(ScenarioValidationError) as recording:
         record_review(
-            record["manifest_uri"], {"decision": "approved", "by": "ana", "at": "now", "comment": None}
+            record["manifest_uri"], JOB, {"decision": "approved", "by": "ana", "at": "now", "comment": None}
         )
-    assert manifest.read_bytes() == stored  # left as it was
+    assert str(recording.value) == said
+    assert (manifest.read_bytes() if stored is not None else None) == stored  # left as it was
+    assert sorted(path.name for path in manifest.parent.iterdir()) == (
+        ["asset_out1.mp4", "manifest.json"] if stored is not None else ["asset_out1.mp4"]
+    )
+
+
+def test_the_manifests_a_review_reads_come_once_each_with_their_sources(tmp_path: Path) -> None:
+    record = archived(tmp_path)
+    manifest = Path(record["manifest_uri"].removeprefix("file://"))
+    content = json.loads(manifest.read_text())
+    content["sources"] = [
+        {"input": "videoUrl", "asset_id": "asset_face", "name": "face.mp4"},
+        {"input": "audioUrl", "asset_id": "asset_voice", "name": "../voice.wav"},
+    ]
+    manifest.write_text(json.dumps(content))
+    manifests = reviewable_manifests([record, {**record, "uri": record["uri"]}])
+    assert list(manifests) == [record["manifest_uri"]]
+    assert source_names(manifests[record["manifest_uri"]]) == ["face.mp4"]  # a path is no file name
 
 
 def test_a_file_changed_since_it_was_archived_is_not_published(tmp_path: Path) -> None:

@@ -81,35 +81,65 @@ def checked_files(
     return files
 
 
-def source_names(manifest_uri: str, storage_conn_id: str | None = None) -> list[str]:
+def reviewable_manifests(
+    files: list[ArchivedFileRecord], storage_conn_id: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """The manifest of each archived file, by its URI, read once before a reviewer is asked.
+
+    A verdict goes into each of them (:func:`record_review`): a manifest that could not take it is refused here,
+    before anyone watches the clip.
+
+    :raises ScenarioValidationError: a manifest that is missing, or is not a JSON object of at most
+        :data:`~airflow_kling.files.archive.MANIFEST_READ_LIMIT` bytes, naming its job.
+    :raises OSError: the storage failed to read one (a later try may read it).
+    """
+    manifests: dict[str, dict[str, Any]] = {}
+    for record in files:
+        uri = record["manifest_uri"]
+        if uri not in manifests:
+            manifests[uri] = _manifest_taking_a_verdict(uri, record["job_id"], storage_conn_id)[1]
+    return manifests
+
+
+def source_names(manifest: dict[str, Any]) -> list[str]:
     """The file names a job's inputs were uploaded from, as its manifest records them (``sources``).
 
-    Each checked as a plain file name (:func:`~airflow_kling.files.archive.recorded_sources`); an unreadable or
-    malformed manifest, or one over :data:`~airflow_kling.files.archive.MANIFEST_READ_LIMIT` bytes, gives none.
+    Each checked as a plain file name (:func:`~airflow_kling.files.archive.recorded_sources`).
     """
-    try:
-        content = read_manifest(storage_path(manifest_uri, storage_conn_id))
-    except OSError:
-        return []
-    return [name for _, name in recorded_sources(content)]
+    return [name for _, name in recorded_sources(manifest)]
 
 
-def record_review(manifest_uri: str, review: dict[str, Any], storage_conn_id: str | None = None) -> None:
-    """Add ``review`` (decision, who, when, comment) to a manifest, written whole or not at all.
+def record_review(
+    manifest_uri: str, job_id: str, review: dict[str, Any], storage_conn_id: str | None = None
+) -> None:
+    """Add ``review`` (decision, who, when, comment) to the manifest of job ``job_id``, written whole or not at all.
 
-    :raises ScenarioValidationError: the stored manifest is not a JSON object of at most
+    :raises ScenarioValidationError: the manifest is missing, or is not a JSON object of at most
         :data:`~airflow_kling.files.archive.MANIFEST_READ_LIMIT` bytes (it is left as it is).
+    :raises OSError: the storage failed to read or write it.
     """
-    manifest = storage_path(manifest_uri, storage_conn_id)
-    content = read_manifest(manifest)
-    if content is None:
-        raise ScenarioValidationError(
-            f"The manifest {MANIFEST_NAME} of this clip is not a JSON object of at most "
-            f"{MANIFEST_READ_LIMIT / 2**20:g} MiB: the review is not recorded in it"
-        )
+    manifest, content = _manifest_taking_a_verdict(manifest_uri, job_id, storage_conn_id)
     content["review"] = review
     with atomic_writer(io_path(manifest)) as out:
         out.write(json.dumps(content, indent=2, sort_keys=True).encode())
+
+
+def _manifest_taking_a_verdict(
+    manifest_uri: str, job_id: str, storage_conn_id: str | None
+) -> tuple[ObjectStoragePath, dict[str, Any]]:
+    """The manifest's location and content, or :class:`ScenarioValidationError` naming why no verdict fits it."""
+    manifest = storage_path(manifest_uri, storage_conn_id)
+    try:
+        content = read_manifest(manifest)
+    except FileNotFoundError:
+        content, why = None, "is missing"
+    else:
+        why = f"is not a JSON object of at most {MANIFEST_READ_LIMIT / 2**20:g} MiB"
+    if content is None:
+        raise ScenarioValidationError(
+            f"The manifest {MANIFEST_NAME} of job {job_id}'s clip {why}: no verdict can be recorded in it"
+        )
+    return manifest, content
 
 
 def publish_copies(

@@ -85,7 +85,9 @@ class KlingReviewOperator(HITLOperator):
     """Ask a person to watch an archived lipsync clip and approve or reject it before it is published.
 
     Returns (XCom) ``{"decision": "approved", "by", "at", "comment", "uris"}`` for an approved clip; a
-    rejected one skips this task and its downstream tasks.
+    rejected one skips this task and its downstream tasks. A clip whose manifest could not take the verdict
+    (missing, or no JSON object of at most 1 MiB) fails the task before anyone is asked, and after the answer
+    when it changed meanwhile: on that try, so that no retry asks again (the verdict is in the task's log).
 
     :param destination: the archive location the clip was written to (the archive task's ``destination``):
         the files the archive task's XCom names must lie under it. Templated.
@@ -185,7 +187,7 @@ class KlingReviewOperator(HITLOperator):
                 check_writable(publish_to, "publish_to", self.storage_conn_id)
         files = self._archived_files(context)
         job_ids = reviewed_job_ids(files)
-        names = self._clip_names(files)
+        names = self._clip_names(files)  # each manifest read first: no clip is asked about in vain
         if not self._subject_given:
             self.subject = self._default_subject(names, job_ids)
         self.body = self._body(context, files, names)
@@ -223,8 +225,16 @@ class KlingReviewOperator(HITLOperator):
             at=at.isoformat() if hasattr(at, "isoformat") else str(at) if at else None,
             comment=cut_comment((answer.get("params_input") or {}).get(COMMENT)) or None,
         )
-        self._record(files, review)
         job_ids = reviewed_job_ids(files)
+        self.log.info(
+            "Review of job(s) %s: %s by %s%s",
+            ", ".join(job_ids),
+            review["decision"],
+            review["by"] or "nobody",
+            f": {review['comment']}" if review["comment"] else "",
+        )
+        with invalid_input_fails_task():  # a manifest changed under the review: no retry asks again
+            self._record(files, review)
         context["ti"].xcom_push(key=REVIEW_XCOM_KEY, value={**review, "job_ids": job_ids})
         metrics.reviewed(review["decision"])
         if not approved:
@@ -277,20 +287,26 @@ class KlingReviewOperator(HITLOperator):
     def _record(self, files: list[ArchivedFileRecord], review: Review) -> None:
         from airflow_kling.files.publication import record_review
 
-        for manifest in sorted({record["manifest_uri"] for record in files}):
-            record_review(manifest, dict(review), self.storage_conn_id)
+        for manifest, job_id in sorted({(record["manifest_uri"], record["job_id"]) for record in files}):
+            record_review(manifest, job_id, dict(review), self.storage_conn_id)
 
     def _timeout(self) -> timedelta:
         return self.response_timeout or DEFAULT_RESPONSE_TIMEOUT
 
     def _clip_names(self, files: list[ArchivedFileRecord]) -> dict[str, str]:
-        """Job id -> the file its clip was uploaded from, as its manifest records it (when it does)."""
-        from airflow_kling.files.publication import source_names
+        """Job id -> the file its clip was uploaded from, as its manifest records it (when it does).
 
+        Each manifest is read first: one that could not take the verdict fails the task before anyone is asked
+        (:func:`~airflow_kling.files.publication.reviewable_manifests`), on this try.
+        """
+        from airflow_kling.files.publication import reviewable_manifests, source_names
+
+        with invalid_input_fails_task():
+            manifests = reviewable_manifests(files, self.storage_conn_id)
         names: dict[str, str] = {}
         for record in files:
             if record["job_id"] not in names:
-                found = source_names(record["manifest_uri"], self.storage_conn_id)
+                found = source_names(manifests[record["manifest_uri"]])
                 if found:
                     names[record["job_id"]] = found[0]  # the first file input: the clip itself
         return names
