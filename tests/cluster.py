@@ -279,10 +279,11 @@ class Cluster:
             time.sleep(0.5)
         pytest.fail(f"{what} did not happen within {limit:.0f} s\n{self.logs()}")
 
-    def logs(self, limit: int = 2500) -> str:
-        """The end of every component's output and of every task log, for failure messages."""
+    def logs(self, limit: int = 2500, dag_id: str = "*", task_id: str = "*") -> str:
+        """The end of every component's output and of the task logs (of ``dag_id``'s ``task_id``, globs; default
+        all), for failure messages."""
         parts = [f"== {name}\n{component.tail(limit)}" for name, component in self.components.items()]
-        for path in sorted(self.root.glob("*/logs/dag_id=*/**/*.log")):
+        for path in sorted(self.root.glob(f"*/logs/dag_id={dag_id}/*/task_id={task_id}/**/*.log")):
             parts.append(f"== {path.relative_to(self.root)}\n{path.read_text(errors='replace')[-limit:]}")
         return "\n".join(parts)
 
@@ -300,8 +301,8 @@ class ClusterDeployment(Deployment):
     def tail(self) -> str:
         return self.cluster.logs()
 
-    def logs_of(self, dag_id: str, limit: int = 4000) -> str:
-        return self.cluster.logs(limit)
+    def logs_of(self, dag_id: str, limit: int = 4000, task_id: str = "*") -> str:
+        return self.cluster.logs(limit, dag_id, task_id)
 
 
 @contextlib.contextmanager
