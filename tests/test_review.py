@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from airflow_kling.emulator import EmulatorServer
 from airflow_kling.exceptions import ScenarioValidationError
 from airflow_kling.files.publication import (
     checked_files,
@@ -156,6 +157,40 @@ def test_the_manifests_a_review_reads_come_once_each_with_their_sources(tmp_path
     manifests = reviewable_manifests([record, {**record, "uri": record["uri"]}])
     assert list(manifests) == [record["manifest_uri"]]
     assert source_names(manifests[record["manifest_uri"]]) == ["face.mp4"]  # a path is no file name
+
+
+def test_a_review_whose_manifest_was_rewritten_fails_before_anyone_is_asked(
+    scenario_emulator: EmulatorServer, airflow_home: Path, tmp_path: Path
+) -> None:
+    """In a real run: the clip's manifest rewritten between the archive and the review (someone else's write)
+    fails the review on its first try, naming the job, and no required action is made: no one is asked."""
+    import sqlite3
+
+    from tests.airflow_runs import dags_test
+    from tests.media_samples import submit_text_job
+
+    job_id = submit_text_job(scenario_emulator, seconds=1)
+    run = dags_test(
+        "kling_review_of_a_rewritten_manifest", {"job_id": job_id, "destination": str(tmp_path / "archive")}
+    )
+    assert run.states == {
+        "where": "success",
+        "archive": "success",
+        "rewrite_manifest": "success",
+        "review": "failed",
+    }, run.output[-4000:]
+    assert run.tries["review"] == 1  # on that try: no retry asks
+    assert (
+        f"The manifest manifest.json of job {job_id}'s clip is not a JSON object of at most 1 MiB: no verdict "
+        "can be recorded in it" in run.output
+    )
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        (asked,) = db.execute(
+            "SELECT count(*) FROM hitl_detail JOIN task_instance ON hitl_detail.ti_id = task_instance.id "
+            "WHERE task_instance.dag_id = ? AND task_instance.run_id = ?",
+            ("kling_review_of_a_rewritten_manifest", run.run_id),
+        ).fetchone()
+    assert asked == 0
 
 
 def test_a_file_changed_since_it_was_archived_is_not_published(tmp_path: Path) -> None:

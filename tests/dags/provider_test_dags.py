@@ -6,6 +6,7 @@ Every DAG comes in a synchronous and a deferrable variant; the tests pass asset 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, task
@@ -141,13 +142,15 @@ with DAG("chaos_batch", schedule=None, params={"videos": [], "destination": ""})
     ).expand(job_id=lipsyncs.output.map(lambda result: result["job_id"]))
 
 
+@task
+def where(params: dict[str, Any] | None = None) -> str:
+    """The run's ``destination``, as an XCom: a review's templates do not render DAG params."""
+    assert params is not None
+    return str(params["destination"])
+
+
 with DAG("kling_review_timeout", schedule=None, params={"job_id": "", "destination": ""}):
     # A review nobody answers: after its response_timeout the clip is rejected ("timed_out"), never approved.
-
-    @task
-    def where(params: dict[str, Any] | None = None) -> str:
-        assert params is not None
-        return str(params["destination"])
 
     destination = where()
     archived = ScenarioArchiveAssetsOperator(
@@ -160,6 +163,33 @@ with DAG("kling_review_timeout", schedule=None, params={"job_id": "", "destinati
             task_id="review",
             destination="{{ ti.xcom_pull(task_ids='where') }}",
             publish_to="{{ ti.xcom_pull(task_ids='where') }}/published",
+            response_timeout=MIN_RESPONSE_TIMEOUT,
+        )
+    )
+
+
+with DAG("kling_review_of_a_rewritten_manifest", schedule=None, params={"job_id": "", "destination": ""}):
+    # The clip's manifest.json rewritten between the archive and the review, as anyone with write access to
+    # the archive can: the review must fail before anyone is asked.
+
+    @task
+    def rewrite_manifest(params: dict[str, Any] | None = None) -> None:
+        assert params is not None
+        for manifest in Path(params["destination"]).rglob("manifest.json"):
+            manifest.write_text("[]")
+
+    destination = where()
+    (
+        destination
+        >> ScenarioArchiveAssetsOperator(
+            task_id="archive",
+            job_id="{{ params.job_id }}",
+            destination="{{ ti.xcom_pull(task_ids='where') }}",
+        )
+        >> rewrite_manifest()
+        >> KlingReviewOperator(
+            task_id="review",
+            destination="{{ ti.xcom_pull(task_ids='where') }}",
             response_timeout=MIN_RESPONSE_TIMEOUT,
         )
     )
