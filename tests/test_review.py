@@ -154,7 +154,7 @@ def test_the_manifests_a_review_reads_come_once_each_with_their_sources(tmp_path
         {"input": "audioUrl", "asset_id": "asset_voice", "name": "../voice.wav"},
     ]
     manifest.write_text(json.dumps(content))
-    manifests = reviewable_manifests([record, {**record, "uri": record["uri"]}])
+    manifests = reviewable_manifests([record, dict(record)])  # two files of one job
     assert list(manifests) == [record["manifest_uri"]]
     assert source_names(manifests[record["manifest_uri"]]) == ["face.mp4"]  # a path is no file name
 

@@ -176,6 +176,7 @@ class KlingReviewOperator(HITLOperator):
 
     @override
     def execute(self, context: Context) -> Any:
+        from airflow_kling.files.publication import reviewable_manifests
         from airflow_kling.files.storage import check_writable
 
         if renders_false(self.ask):
@@ -187,7 +188,10 @@ class KlingReviewOperator(HITLOperator):
                 check_writable(publish_to, "publish_to", self.storage_conn_id)
         files = self._archived_files(context)
         job_ids = reviewed_job_ids(files)
-        names = self._clip_names(files)  # each manifest read first: no clip is asked about in vain
+        # On this try: no one is asked about a clip whose verdict could not be kept.
+        with invalid_input_fails_task():
+            manifests = reviewable_manifests(files, self.storage_conn_id)
+        names = self._clip_names(files, manifests)
         if not self._subject_given:
             self.subject = self._default_subject(names, job_ids)
         self.body = self._body(context, files, names)
@@ -293,16 +297,11 @@ class KlingReviewOperator(HITLOperator):
     def _timeout(self) -> timedelta:
         return self.response_timeout or DEFAULT_RESPONSE_TIMEOUT
 
-    def _clip_names(self, files: list[ArchivedFileRecord]) -> dict[str, str]:
-        """Job id -> the file its clip was uploaded from, as its manifest records it (when it does).
+    @staticmethod
+    def _clip_names(files: list[ArchivedFileRecord], manifests: dict[str, dict[str, Any]]) -> dict[str, str]:
+        """Job id -> the file its clip was uploaded from, as its manifest (by URI, in ``manifests``) records it."""
+        from airflow_kling.files.publication import source_names
 
-        Each manifest is read first: one that could not take the verdict fails the task before anyone is asked
-        (:func:`~airflow_kling.files.publication.reviewable_manifests`), on this try.
-        """
-        from airflow_kling.files.publication import reviewable_manifests, source_names
-
-        with invalid_input_fails_task():
-            manifests = reviewable_manifests(files, self.storage_conn_id)
         names: dict[str, str] = {}
         for record in files:
             if record["job_id"] not in names:
