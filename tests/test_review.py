@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +147,70 @@ def test_a_review_is_neither_asked_nor_recorded_for_a_manifest_that_is_no_small_
     assert sorted(path.name for path in manifest.parent.iterdir()) == (
         ["asset_out1.mp4", "manifest.json"] if stored is not None else ["asset_out1.mp4"]
     )
+
+
+VERDICT = {"decision": "rejected", "by": "ana", "at": "2026-12-08T10:00:00+00:00", "comment": "lips lag"}
+
+
+class LinesLogged(logging.Handler):
+    """The messages a logger wrote, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextmanager
+def unchangeable(path: Path) -> Iterator[None]:
+    """``path`` refuses every change, root's too (the kernel's immutable flag), until the block ends."""
+    subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_verdict_is_recorded_once_the_storage_writes_again(tmp_path: Path) -> None:
+    record = archived(tmp_path)
+    manifest = Path(record["manifest_uri"].removeprefix("file://"))
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:  # the storage comes back during the second wait
+            subprocess.run(["chattr", "-i", str(manifest)], check=True)
+
+    log = logging.getLogger("tests.review.record")  # as the review passes its task's logger
+    log.propagate, said = False, LinesLogged()
+    log.addHandler(said)
+    with unchangeable(manifest):
+        record_review(record["manifest_uri"], JOB, dict(VERDICT), log=log, sleep=sleep)
+    log.removeHandler(said)
+    assert waits == [2.0, 4.0]
+    content = json.loads(manifest.read_text())
+    assert content["review"] == VERDICT
+    assert content["job_id"] == JOB  # the manifest, whole, with its verdict
+    assert said.lines == [
+        f"Recording the verdict on job {JOB} failed (PermissionError: Operation not permitted); "
+        f"trying again in {delay:g} s"
+        for delay in (2, 4)
+    ]
+    assert sorted(path.name for path in manifest.parent.iterdir()) == ["asset_out1.mp4", "manifest.json"]
+
+
+def test_a_storage_that_keeps_failing_fails_the_verdict_after_its_attempts(tmp_path: Path) -> None:
+    record = archived(tmp_path)
+    manifest = Path(record["manifest_uri"].removeprefix("file://"))
+    before = manifest.read_bytes()
+    waits: list[float] = []
+    with unchangeable(manifest), pytest.raises(PermissionError):
+        record_review(record["manifest_uri"], JOB, dict(VERDICT), sleep=waits.append)
+    assert waits == [2.0, 4.0, 8.0]
+    assert manifest.read_bytes() == before  # left as it was, no partial file beside it
+    assert sorted(path.name for path in manifest.parent.iterdir()) == ["asset_out1.mp4", "manifest.json"]
 
 
 def test_the_manifests_a_review_reads_come_once_each_with_their_sources(tmp_path: Path) -> None:

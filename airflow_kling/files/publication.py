@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_kling.api.ids import checked_id
@@ -109,19 +112,48 @@ def source_names(manifest: dict[str, Any]) -> list[str]:
     return [name for _, name in recorded_sources(manifest)]
 
 
+RECORD_RETRY_DELAYS = (2.0, 4.0, 8.0)
+"""Seconds before each new attempt at recording a verdict after the storage failed to read or write the manifest."""
+
+
 def record_review(
-    manifest_uri: str, job_id: str, review: dict[str, Any], storage_conn_id: str | None = None
+    manifest_uri: str,
+    job_id: str,
+    review: dict[str, Any],
+    storage_conn_id: str | None = None,
+    *,
+    log: logging.Logger | Any = None,
+    retry_delays: Sequence[float] = RECORD_RETRY_DELAYS,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> None:
     """Add ``review`` (decision, who, when, comment) to the manifest of job ``job_id``, written whole or not at all.
 
+    A storage error reading or writing the manifest is tried again after each of ``retry_delays`` seconds
+    (default :data:`RECORD_RETRY_DELAYS`: 2, 4 and 8), each failure logged to ``log`` (default this
+    module's logger) by its kind, never its location.
+
+    :param sleep: waits the seconds it is given; tests inject one.
     :raises ScenarioValidationError: the manifest is missing, or is not a JSON object of at most
-        :data:`~airflow_kling.files.archive.MANIFEST_READ_LIMIT` bytes (it is left as it is).
-    :raises OSError: the storage failed to read or write it.
+        :data:`~airflow_kling.files.archive.MANIFEST_READ_LIMIT` bytes (it is left as it is; not tried again).
+    :raises OSError: the storage failed to read or write it at every attempt.
     """
-    manifest, content = _manifest_taking_a_verdict(manifest_uri, job_id, storage_conn_id)
-    content["review"] = review
-    with atomic_writer(io_path(manifest)) as out:
-        out.write(json.dumps(content, indent=2, sort_keys=True).encode())
+    for delay in (*retry_delays, None):
+        try:
+            manifest, content = _manifest_taking_a_verdict(manifest_uri, job_id, storage_conn_id)
+            content["review"] = review
+            with atomic_writer(io_path(manifest)) as out:
+                out.write(json.dumps(content, indent=2, sort_keys=True).encode())
+            return
+        except OSError as error:
+            if delay is None:
+                raise
+            (log or logging.getLogger(__name__)).warning(
+                "Recording the verdict on job %s failed (%s); trying again in %g s",
+                job_id,
+                f"{type(error).__name__}: {error.strerror}" if error.strerror else type(error).__name__,
+                delay,
+            )
+        sleep(delay)
 
 
 def _manifest_taking_a_verdict(

@@ -87,7 +87,9 @@ class KlingReviewOperator(HITLOperator):
     Returns (XCom) ``{"decision": "approved", "by", "at", "comment", "uris"}`` for an approved clip; a
     rejected one skips this task and its downstream tasks. A clip whose manifest could not take the verdict
     (missing, or no JSON object of at most 1 MiB) fails the task before anyone is asked, and after the answer
-    when it changed meanwhile: on that try, so that no retry asks again (the verdict is in the task's log).
+    when it changed meanwhile: on that try, so that no retry asks again (the verdict is in the task's log). A
+    storage error writing the verdict is tried again on that try, 2, 4 and 8 s later
+    (:func:`~airflow_kling.files.publication.record_review`).
 
     :param destination: the archive location the clip was written to (the archive task's ``destination``):
         the files the archive task's XCom names must lie under it. Templated.
@@ -292,7 +294,7 @@ class KlingReviewOperator(HITLOperator):
         from airflow_kling.files.publication import record_review
 
         for manifest, job_id in sorted({(record["manifest_uri"], record["job_id"]) for record in files}):
-            record_review(manifest, job_id, dict(review), self.storage_conn_id)
+            record_review(manifest, job_id, dict(review), self.storage_conn_id, log=self.log)
 
     def _timeout(self) -> timedelta:
         return self.response_timeout or DEFAULT_RESPONSE_TIMEOUT
