@@ -122,15 +122,15 @@ def record_review(
     review: dict[str, Any],
     storage_conn_id: str | None = None,
     *,
-    log: logging.Logger | Any = None,
+    log: Any = None,
     retry_delays: Sequence[float] = RECORD_RETRY_DELAYS,
     sleep: Callable[[float], object] = time.sleep,
 ) -> None:
     """Add ``review`` (decision, who, when, comment) to the manifest of job ``job_id``, written whole or not at all.
 
     A storage error reading or writing the manifest is tried again after each of ``retry_delays`` seconds
-    (default :data:`RECORD_RETRY_DELAYS`: 2, 4 and 8), each failure logged to ``log`` (default this
-    module's logger) by its kind, never its location.
+    (default :data:`RECORD_RETRY_DELAYS`: 2, 4 and 8), each failure logged to ``log`` (the task's logger; by
+    default this module's) by its kind, never its location.
 
     :param sleep: waits the seconds it is given; tests inject one.
     :raises ScenarioValidationError: the manifest is missing, or is not a JSON object of at most
