@@ -23,8 +23,10 @@ CREDENTIALS = {
 @contextlib.contextmanager
 def moto_s3(bucket: str) -> Iterator[Any]:
     """A moto S3 server with ``bucket`` in it; yields a boto3 client whose ``endpoint`` attribute is the
-    server's URL. ``environment(client)`` is what a process needs to reach it through boto's credential chain
-    (as a worker with an instance role does: no Airflow connection)."""
+    server's URL and whose ``server`` attribute is the server (a test may stop it and start another on the same
+    port: moto keeps the objects in the process, and the one running at the end is stopped).
+    ``environment(client)`` is what a process needs to reach it through boto's credential chain (as a worker
+    with an instance role does: no Airflow connection)."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -40,11 +42,11 @@ def moto_s3(bucket: str) -> Iterator[Any]:
         aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
     client.create_bucket(Bucket=bucket)
-    client.endpoint = endpoint
+    client.endpoint, client.server = endpoint, server
     try:
         yield client
     finally:
-        server.stop()
+        client.server.stop()
 
 
 def environment(client: Any) -> dict[str, str]:

@@ -138,11 +138,16 @@ def test_a_review_is_neither_asked_nor_recorded_for_a_manifest_that_is_no_small_
     with pytest.raises(ScenarioValidationError) as before_asking:
         reviewable_manifests([record])
     assert str(before_asking.value) == said
+    waits: list[float] = []
     with pytest.raises(ScenarioValidationError) as recording:
         record_review(
-            record["manifest_uri"], JOB, {"decision": "approved", "by": "ana", "at": "now", "comment": None}
+            record["manifest_uri"],
+            JOB,
+            {"decision": "approved", "by": "ana", "at": "now", "comment": None},
+            sleep=waits.append,
         )
     assert str(recording.value) == said
+    assert waits == []  # refused at once: waiting changes nothing
     assert (manifest.read_bytes() if stored is not None else None) == stored  # left as it was
     assert sorted(path.name for path in manifest.parent.iterdir()) == (
         ["asset_out1.mp4", "manifest.json"] if stored is not None else ["asset_out1.mp4"]
@@ -199,6 +204,48 @@ def test_a_verdict_is_recorded_once_the_storage_writes_again(tmp_path: Path) -> 
         for delay in (2, 4)
     ]
     assert sorted(path.name for path in manifest.parent.iterdir()) == ["asset_out1.mp4", "manifest.json"]
+
+
+def test_a_verdict_is_recorded_once_s3_answers_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 out of reach (its server stopped): s3fs raises botocore's error, not an ``OSError``; tried again too."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.s3 import CREDENTIALS, keys, moto_s3
+
+    with moto_s3("reviews") as client:
+        for name, value in CREDENTIALS.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_S3_REVIEW",
+            json.dumps(
+                {"conn_type": "aws", "extra": {"endpoint_url": client.endpoint, "region_name": "us-east-1"}}
+            ),
+        )
+        key = f"archive/{JOB}/manifest.json"
+        client.put_object(Bucket="reviews", Key=key, Body=json.dumps({"job_id": JOB, "files": []}).encode())
+        client.server.stop()
+        waits: list[float] = []
+
+        def sleep(seconds: float) -> None:  # S3 comes back during the first wait, on its address
+            waits.append(seconds)
+            host, port = client.endpoint.removeprefix("http://").split(":")
+            client.server = ThreadedMotoServer(ip_address=host, port=int(port), verbose=False)
+            client.server.start()
+
+        log = logging.getLogger("tests.review.record_s3")
+        log.propagate, said = False, LinesLogged()
+        log.addHandler(said)
+        try:
+            record_review(f"s3://reviews/{key}", JOB, dict(VERDICT), "s3_review", log=log, sleep=sleep)
+        finally:
+            log.removeHandler(said)
+        assert waits == [2.0]
+        assert said.lines == [  # its kind, not its message (botocore's names the object's URL)
+            f"Recording the verdict on job {JOB} failed (EndpointConnectionError); trying again in 2 s"
+        ]
+        content = json.loads(client.get_object(Bucket="reviews", Key=key)["Body"].read())
+        assert content == {"job_id": JOB, "files": [], "review": VERDICT}
+        assert keys(client, "reviews", "") == [key]  # nothing half-written beside it
 
 
 def test_a_storage_that_keeps_failing_fails_the_verdict_after_its_attempts(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_kling.api.ids import checked_id
-from airflow_kling.exceptions import ScenarioResponseError, ScenarioValidationError
+from airflow_kling.exceptions import ScenarioError, ScenarioResponseError, ScenarioValidationError
 from airflow_kling.files.archive import (
     MANIFEST_NAME,
     MANIFEST_READ_LIMIT,
@@ -128,14 +128,15 @@ def record_review(
 ) -> None:
     """Add ``review`` (decision, who, when, comment) to the manifest of job ``job_id``, written whole or not at all.
 
-    A storage error reading or writing the manifest is tried again after each of ``retry_delays`` seconds
-    (default :data:`RECORD_RETRY_DELAYS`: 2, 4 and 8), each failure logged to ``log`` (the task's logger; by
-    default this module's) by its kind, never its location.
+    A storage error reading or writing the manifest (an ``OSError``, or the storage library's own, such as
+    botocore's ``EndpointConnectionError``) is tried again after each of ``retry_delays`` seconds (default
+    :data:`RECORD_RETRY_DELAYS`: 2, 4 and 8), each failure logged to ``log`` (the task's logger; by default this
+    module's) by its kind, never its location.
 
     :param sleep: waits the seconds it is given; tests inject one.
     :raises ScenarioValidationError: the manifest is missing, or is not a JSON object of at most
         :data:`~airflow_kling.files.archive.MANIFEST_READ_LIMIT` bytes (it is left as it is; not tried again).
-    :raises OSError: the storage failed to read or write it at every attempt.
+    :raises Exception: the storage's error at the last attempt, when every attempt failed.
     """
     for delay in (*retry_delays, None):
         try:
@@ -144,16 +145,28 @@ def record_review(
             with atomic_writer(io_path(manifest)) as out:
                 out.write(json.dumps(content, indent=2, sort_keys=True).encode())
             return
-        except OSError as error:
+        except ScenarioError:
+            raise  # this package's own refusal: the manifest cannot take a verdict, and will not by waiting
+        except Exception as error:  # every other one comes from the storage, whose libraries raise their own
             if delay is None:
                 raise
             (log or logging.getLogger(__name__)).warning(
                 "Recording the verdict on job %s failed (%s); trying again in %g s",
                 job_id,
-                f"{type(error).__name__}: {error.strerror}" if error.strerror else type(error).__name__,
+                _storage_error_kind(error),
                 delay,
             )
         sleep(delay)
+
+
+def _storage_error_kind(error: Exception) -> str:
+    """An error's class, and an ``OSError``'s ``strerror`` (``PermissionError: Operation not permitted``).
+
+    Never its message, which may name the object's location (botocore's names the URL).
+    """
+    kind = type(error).__name__
+    strerror = error.strerror if isinstance(error, OSError) else None
+    return f"{kind}: {strerror}" if isinstance(strerror, str) and strerror else kind
 
 
 def _manifest_taking_a_verdict(
