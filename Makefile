@@ -1,4 +1,5 @@
-# The two set-up commands of the README: `make demo` and `make test`. Each creates its own virtualenv.
+# The two set-up commands of the README: `make demo` and `make test`. Each creates its own virtualenv, made again
+# when pyproject.toml, its constraints or this Makefile (its recipe) change.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,13 +19,13 @@ AIRFLOW_NEWEST := 3.3
 DEMO_VENV ?= .venv-demo
 DEMO_STAMP := $(DEMO_VENV)/.installed-stamp
 
-$(STAMP): pyproject.toml constraints/airflow-$(AIRFLOW_NEWEST).txt
+$(STAMP): pyproject.toml constraints/airflow-$(AIRFLOW_NEWEST).txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints/airflow-$(AIRFLOW_NEWEST).txt -e . --group dev --group docs
 	touch $(STAMP)
 
-$(DEMO_STAMP): pyproject.toml constraints/airflow-$(AIRFLOW_NEWEST).txt
+$(DEMO_STAMP): pyproject.toml constraints/airflow-$(AIRFLOW_NEWEST).txt Makefile
 	$(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
 	$(DEMO_VENV)/bin/uv pip install --quiet --compile-bytecode --python $(DEMO_VENV)/bin/python -c constraints/airflow-$(AIRFLOW_NEWEST).txt -e .
@@ -78,11 +79,11 @@ test-matrix: lint
 	for line in $(AIRFLOW_LINES); do $(MAKE) --no-print-directory test-airflow AIRFLOW_LINE=$$line TESTS="$(PARALLEL)" || exit 1; done
 
 # One Airflow line (AIRFLOW_LINE, required) in its own virtualenv (.venv-airflow-<line>), built with uv from its
-# constraints with the dev and docs groups (again when they or pyproject.toml change); the package tests find uv
-# in the main virtualenv, last on PATH.
+# constraints with the dev and docs groups (again when they, pyproject.toml or this Makefile change); the package
+# tests find uv in the main virtualenv, last on PATH.
 line_venv = .venv-airflow-$(1)/.stamp
 
-.venv-airflow-%/.stamp: constraints/airflow-%.txt pyproject.toml | $(STAMP)
+.venv-airflow-%/.stamp: constraints/airflow-%.txt pyproject.toml Makefile | $(STAMP)
 	$(BIN)/uv venv --quiet --clear --python $(PYTHON) $(@D)
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(@D)/bin/python -c $< -e . --group dev --group docs
 	touch $@
