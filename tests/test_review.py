@@ -169,6 +169,18 @@ class LinesLogged(logging.Handler):
 
 
 @contextmanager
+def task_log(name: str) -> Iterator[tuple[logging.Logger, list[str]]]:
+    """A logger as the review passes its task's, and the lines (warning and up) it writes while the block runs."""
+    log, said = logging.getLogger(name), LinesLogged()
+    log.propagate = False
+    log.addHandler(said)
+    try:
+        yield log, said.lines
+    finally:
+        log.removeHandler(said)
+
+
+@contextmanager
 def unchangeable(path: Path) -> Iterator[None]:
     """``path`` refuses every change, root's too (the kernel's immutable flag), until the block ends."""
     subprocess.run(["chattr", "+i", str(path)], check=True)
@@ -188,17 +200,13 @@ def test_a_verdict_is_recorded_once_the_storage_writes_again(tmp_path: Path) -> 
         if len(waits) == 2:  # the storage comes back during the second wait
             subprocess.run(["chattr", "-i", str(manifest)], check=True)
 
-    log = logging.getLogger("tests.review.record")  # as the review passes its task's logger
-    log.propagate, said = False, LinesLogged()
-    log.addHandler(said)
-    with unchangeable(manifest):
+    with task_log("tests.review.record") as (log, said), unchangeable(manifest):
         record_review(record["manifest_uri"], JOB, dict(VERDICT), log=log, sleep=sleep)
-    log.removeHandler(said)
     assert waits == [2.0, 4.0]
     content = json.loads(manifest.read_text())
     assert content["review"] == VERDICT
     assert content["job_id"] == JOB  # the manifest, whole, with its verdict
-    assert said.lines == [
+    assert said == [
         f"Recording the verdict on job {JOB} failed (PermissionError: Operation not permitted); "
         f"trying again in {delay:g} s"
         for delay in (2, 4)
@@ -232,15 +240,10 @@ def test_a_verdict_is_recorded_once_s3_answers_again(monkeypatch: pytest.MonkeyP
             client.server = ThreadedMotoServer(ip_address=host, port=int(port), verbose=False)
             client.server.start()
 
-        log = logging.getLogger("tests.review.record_s3")
-        log.propagate, said = False, LinesLogged()
-        log.addHandler(said)
-        try:
+        with task_log("tests.review.record_s3") as (log, said):
             record_review(f"s3://reviews/{key}", JOB, dict(VERDICT), "s3_review", log=log, sleep=sleep)
-        finally:
-            log.removeHandler(said)
         assert waits == [2.0]
-        assert said.lines == [  # its kind, not its message (botocore's names the object's URL)
+        assert said == [  # its kind, not its message (botocore's names the object's URL)
             f"Recording the verdict on job {JOB} failed (EndpointConnectionError); trying again in 2 s"
         ]
         content = json.loads(client.get_object(Bucket="reviews", Key=key)["Body"].read())
